@@ -1,0 +1,1 @@
+"""chartmogul-sync: a custom ChartMogul integration on the Import API."""

@@ -1,0 +1,1 @@
+"""Local development: emulators, scenario generator and a template-driven runtime."""
