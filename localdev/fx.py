@@ -14,14 +14,13 @@ DEFAULT_RATES: dict[str, float] = {
     "GBP": 1.25,
     "CAD": 0.73,
     "AUD": 0.66,
-    "JPY": 0.0067,
 }
 
 
 def to_account_currency(amount_in_cents: float, currency: str, rates: dict[str, float] | None = None) -> float:
     """Convert minor units of `currency` to minor units of the account currency.
 
-    JPY has no minor unit in Stripe or ChartMogul; the rate table already accounts for that.
+    Every currency in the table has two decimals, so minor units convert at the same rate as major ones.
     """
     table = DEFAULT_RATES if rates is None else rates
     try:
