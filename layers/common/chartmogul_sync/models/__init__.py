@@ -1,0 +1,55 @@
+"""Pydantic models at every boundary: queue envelopes, Stripe snapshots, ChartMogul import objects, bundles."""
+
+from .bundle import CustomerBundle, SkippedRecord
+from .chartmogul import (
+    Cancellation,
+    CustomAttribute,
+    CustomAttributeType,
+    Customer,
+    CustomerAttributes,
+    DataSource,
+    IntervalUnit,
+    Invoice,
+    LineItem,
+    OneTimeLineItem,
+    Plan,
+    SubscriptionEvent,
+    SubscriptionEventType,
+    SubscriptionLineItem,
+    Transaction,
+    TransactionResult,
+    TransactionType,
+    TrialLineItem,
+)
+from .envelope import SCHEMA_VERSION, ClaimCheck, MessageKind, RawMessage, UploadMessage
+from .snapshot import CustomerSnapshot, StripeJson
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Cancellation",
+    "ClaimCheck",
+    "CustomAttribute",
+    "CustomAttributeType",
+    "Customer",
+    "CustomerAttributes",
+    "CustomerBundle",
+    "CustomerSnapshot",
+    "DataSource",
+    "IntervalUnit",
+    "Invoice",
+    "LineItem",
+    "MessageKind",
+    "OneTimeLineItem",
+    "Plan",
+    "RawMessage",
+    "SkippedRecord",
+    "StripeJson",
+    "SubscriptionEvent",
+    "SubscriptionEventType",
+    "SubscriptionLineItem",
+    "Transaction",
+    "TransactionResult",
+    "TransactionType",
+    "TrialLineItem",
+    "UploadMessage",
+]

@@ -1,0 +1,55 @@
+"""One settings object for every function and command, read from the environment (template.yaml sets it).
+
+Secrets are not settings: only the *names* of the Secrets Manager secrets are, and the keys are fetched at run
+time through Powertools Parameters (cached), never logged.
+"""
+
+from enum import StrEnum
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# stripe==16.1.0 pins this API version (reference stripe-export-and-mapping.md §0.4); we pin it again explicitly
+# so that a client upgrade never silently changes the shapes the transform reads.
+STRIPE_API_VERSION = "2026-10-28.endive"
+
+CHARTMOGUL_API_URL = "https://api.chartmogul.com/v1"
+
+
+class UploadMode(StrEnum):
+    API = "api"  # Import API calls per object (incremental syncs)
+    BULK = "bulk"  # json_imports, up to 5 MB per request (backfills)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    state_table: str = Field(default="chartmogul-sync-state", description="DynamoDB table for all state")
+    staging_bucket: str = Field(default="chartmogul-sync-staging", description="S3: staged pages, claim checks")
+    raw_queue_url: str = ""
+    upload_queue_url: str = ""
+    bad_records_queue_url: str = ""
+
+    stripe_secret_name: str = "chartmogul-sync/stripe-api-key"
+    chartmogul_secret_name: str = "chartmogul-sync/chartmogul-api-key"
+    # Where the clients point. Production leaves both unset; the local runtime points them at the emulators.
+    stripe_api_base: str | None = None
+    chartmogul_api_url: str = CHARTMOGUL_API_URL
+
+    chartmogul_data_source_name: str = "Stripe (chartmogul-sync)"
+    upload_mode: UploadMode = UploadMode.API
+    # Path of the mapping config YAML (see chartmogul_sync.transform.config); unset = the documented defaults.
+    mapping_config_path: str | None = None
+
+    # Upload limits, shared by every concurrent upload (DESIGN.md: 40 requests/s and 20 connections per account).
+    chartmogul_requests_per_second: float = Field(default=40.0, gt=0)
+    # Timeouts for outside calls: (connect, read) seconds. Neither client has a sane default (reference §10.1).
+    http_connect_timeout_s: float = Field(default=3.05, gt=0)
+    http_read_timeout_s: float = Field(default=30.0, gt=0)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once (environment variables are fixed for a Lambda's life)."""
+    return Settings()

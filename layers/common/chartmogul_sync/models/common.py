@@ -1,0 +1,68 @@
+"""Field types and base classes shared by every model.
+
+Two kinds of model live here: those that parse what outside systems send (Stripe JSON, ChartMogul answers,
+queue messages from another version of ourselves) ignore fields they do not know, so an API that grows a field
+never breaks parsing; those we build and send (ChartMogul import objects) forbid unknown fields, so a typo in our
+own code fails loudly instead of being dropped.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Strict, StringConstraints
+
+# ISO 4217 active codes. ChartMogul accepts "a 3-letter ISO 4217 code from its supported list"
+# (reference chartmogul-import-api.md §1, Money); its exact list is not published in what we could read, so we
+# accept every active ISO code and let the API refuse the rare one it does not support.
+ISO_4217_CODES = frozenset(
+    """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF
+    CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD
+    HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD
+    MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN
+    PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY
+    TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
+    """.split()
+)
+
+
+def _known_currency(code: str) -> str:
+    if code not in ISO_4217_CODES:
+        raise ValueError(f"{code!r} is not an ISO 4217 currency code (upper-case, e.g. 'USD')")
+    return code
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+CurrencyCode = Annotated[str, StringConstraints(min_length=3, max_length=3), AfterValidator(_known_currency)]
+"""Upper-case ISO 4217 code. Lower-case input (Stripe's 'usd') is refused: the transform upper-cases it."""
+
+Cents = Annotated[int, Strict()]
+"""Money in integer minor units; a float or a string is a bug upstream, never silently rounded."""
+
+NonNegativeCents = Annotated[int, Strict(), AfterValidator(lambda v: _non_negative(v))]
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
+"""A timezone-aware moment, normalised to UTC; a naive datetime is refused (its zone would be a guess)."""
+
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+
+
+def _non_negative(value: int) -> int:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+class InboundModel(BaseModel):
+    """Parses data from outside: unknown fields are ignored, never an error."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class OutboundModel(BaseModel):
+    """Built by us and sent on: unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)

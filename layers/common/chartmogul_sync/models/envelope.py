@@ -1,0 +1,66 @@
+"""Queue messages: an envelope around a snapshot (raw queue) or a bundle (upload queue).
+
+A payload too large for SQS travels in S3 and the envelope carries a claim check instead (DESIGN.md contract 1).
+"""
+
+from enum import StrEnum
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from .bundle import CustomerBundle
+from .common import InboundModel, NonEmptyStr, UtcDatetime
+from .snapshot import CustomerSnapshot
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+class MessageKind(StrEnum):
+    CUSTOMER_SNAPSHOT = "customer_snapshot"
+    CUSTOMER_BUNDLE = "customer_bundle"
+
+
+class ClaimCheck(InboundModel):
+    bucket: NonEmptyStr
+    key: NonEmptyStr
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=0)
+
+
+class _Envelope(InboundModel):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    source: NonEmptyStr = "stripe"
+    customer_external_id: NonEmptyStr
+    # The version of the customer's state: newer wins; an older one arriving late is dropped, not applied.
+    snapshot_time: UtcDatetime
+    correlation_id: NonEmptyStr
+    claim_check: ClaimCheck | None = None
+
+    def idempotency_key(self) -> str:
+        """Stable across re-export, redelivery and DLQ replay (unlike the SQS message id)."""
+        return f"{self.source}:{self.customer_external_id}:{self.snapshot_time.isoformat()}"
+
+
+class RawMessage(_Envelope):
+    kind: Literal[MessageKind.CUSTOMER_SNAPSHOT] = MessageKind.CUSTOMER_SNAPSHOT
+    payload: CustomerSnapshot | None = None
+
+    @model_validator(mode="after")
+    def _payload_or_claim_check(self) -> Self:
+        _exactly_one_of(self.payload, self.claim_check)
+        return self
+
+
+class UploadMessage(_Envelope):
+    kind: Literal[MessageKind.CUSTOMER_BUNDLE] = MessageKind.CUSTOMER_BUNDLE
+    payload: CustomerBundle | None = None
+
+    @model_validator(mode="after")
+    def _payload_or_claim_check(self) -> Self:
+        _exactly_one_of(self.payload, self.claim_check)
+        return self
+
+
+def _exactly_one_of(payload: object, claim_check: ClaimCheck | None) -> None:
+    if (payload is None) == (claim_check is None):
+        raise ValueError("a message carries either its payload or a claim_check to it in S3, exactly one")

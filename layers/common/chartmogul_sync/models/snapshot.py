@@ -1,0 +1,45 @@
+"""The raw message payload: everything needed to build one Stripe customer's ChartMogul state (contract 1).
+
+Objects are kept as the Stripe API JSON of the pinned API version, untouched, so a snapshot can be replayed
+through any later mapping version. The transform parses them into typed views (`chartmogul_sync.models.stripe`).
+"""
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+
+from .common import InboundModel, NonEmptyStr
+
+StripeJson = dict[str, Any]
+
+
+def _has_id(obj: StripeJson) -> StripeJson:
+    if not isinstance(obj.get("id"), str) or not obj["id"]:
+        raise ValueError(f"a Stripe object without an 'id' (object type {obj.get('object', '?')!r})")
+    return obj
+
+
+StripeObject = Annotated[StripeJson, AfterValidator(_has_id)]
+
+
+class CustomerSnapshot(InboundModel):
+    api_version: NonEmptyStr  # the Stripe-Version the objects are rendered in
+    customer: StripeObject
+    # A customer deleted in Stripe: `customer` is then Stripe's `{"id":…, "deleted": true}` stub, enriched with
+    # what the exporter still knew (its last `customer.deleted` event payload) where it had it.
+    deleted: bool = False
+    subscriptions: list[StripeObject] = Field(default_factory=list)
+    # Finalized invoices (never drafts is the exporter's promise; the transform still checks), each with every
+    # line in `lines.data` (`lines.has_more` false: lines past the first page are fetched).
+    invoices: list[StripeObject] = Field(default_factory=list)
+    invoice_items: list[StripeObject] = Field(default_factory=list)
+    invoice_payments: list[StripeObject] = Field(default_factory=list)
+    charges: list[StripeObject] = Field(default_factory=list)
+    refunds: list[StripeObject] = Field(default_factory=list)
+    credit_notes: list[StripeObject] = Field(default_factory=list)
+    prices: list[StripeObject] = Field(default_factory=list)
+    products: list[StripeObject] = Field(default_factory=list)
+
+    @property
+    def customer_id(self) -> str:
+        return str(self.customer["id"])

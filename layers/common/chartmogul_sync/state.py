@@ -1,0 +1,79 @@
+"""DynamoDB state adapter: one table, items keyed by (pk, sk).
+
+Key layout (one place, so two features never collide):
+  pk="cursor#<source>"            sk="incremental"        the incremental export's event cursor
+  pk="backfill#<run_id>"          sk="checkpoint"|"page#…" backfill progress
+  pk="idmap#<data_source>"        sk="<kind>#<external_id>" ChartMogul uuid of an object we created
+  pk="applied#<data_source>"      sk="<customer_external_id>" snapshot time of the last bundle applied
+Callers build keys with `key()` and never spell the separators themselves.
+"""
+
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+
+def key(*parts: str) -> str:
+    return "#".join(parts)
+
+
+class StateTable:
+    def __init__(self, dynamodb_resource: Any, table_name: str) -> None:
+        self._table = dynamodb_resource.Table(table_name)
+
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self._table.get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=True).get("Item")
+        return _plain(item) if item is not None else None
+
+    def put(self, pk: str, sk: str, attributes: Mapping[str, Any]) -> None:
+        self._table.put_item(Item={**_dynamo(attributes), "pk": pk, "sk": sk})
+
+    def put_if_newer(self, pk: str, sk: str, version_field: str, version: str, attributes: Mapping[str, Any]) -> bool:
+        """Write only if no item exists or its `version_field` is older (ISO timestamps compare as strings).
+
+        Returns False when a newer or equal version is already stored: the caller's data is stale.
+        """
+        try:
+            self._table.put_item(
+                Item={**_dynamo(attributes), "pk": pk, "sk": sk, version_field: version},
+                ConditionExpression="attribute_not_exists(pk) OR #v < :v",
+                ExpressionAttributeNames={"#v": version_field},
+                ExpressionAttributeValues={":v": version},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def query(self, pk: str, sk_prefix: str = "") -> Iterator[dict[str, Any]]:
+        from boto3.dynamodb.conditions import Key
+
+        condition = Key("pk").eq(pk)
+        if sk_prefix:
+            condition = condition & Key("sk").begins_with(sk_prefix)
+        kwargs: dict[str, Any] = {"KeyConditionExpression": condition, "ConsistentRead": True}
+        while True:
+            page = self._table.query(**kwargs)
+            for item in page.get("Items", []):
+                yield _plain(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def delete(self, pk: str, sk: str) -> None:
+        self._table.delete_item(Key={"pk": pk, "sk": sk})
+
+
+def _dynamo(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    # The resource API refuses floats; numbers we store are counts and epoch seconds.
+    return {k: Decimal(str(v)) if isinstance(v, float) else v for k, v in attributes.items()}
+
+
+def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: (int(v) if v == v.to_integral_value() else float(v)) if isinstance(v, Decimal) else v
+        for k, v in item.items()
+    }
