@@ -44,6 +44,10 @@ class Settings(BaseSettings):
 
     # Upload limits, shared by every concurrent upload (DESIGN.md: 40 requests/s and 20 connections per account).
     chartmogul_requests_per_second: float = Field(default=40.0, gt=0)
+    chartmogul_max_connections: int = Field(default=20, gt=0)
+    # The upload function's ScalingConfig.MaximumConcurrency (template parameter UploadMaximumConcurrency): each
+    # concurrent instance takes an equal share of the two limits above (sinks/chartmogul/limiter.py).
+    upload_max_concurrency: int = Field(default=5, ge=1)
     # Timeouts for outside calls: (connect, read) seconds. Neither client has a sane default (reference §10.1).
     http_connect_timeout_s: float = Field(default=3.05, gt=0)
     http_read_timeout_s: float = Field(default=30.0, gt=0)

@@ -35,6 +35,9 @@ class _Envelope(InboundModel):
     snapshot_time: UtcDatetime
     correlation_id: NonEmptyStr
     claim_check: ClaimCheck | None = None
+    # How the upload imports this customer: "bulk" (json_imports) for a backfill request, "api" per object; None =
+    # the upload function's configured UPLOAD_MODE. Export sets it, transform copies it, upload reads it.
+    upload_mode: Literal["api", "bulk"] | None = None
 
     def idempotency_key(self) -> str:
         """Stable across re-export, redelivery and DLQ replay (unlike the SQS message id)."""

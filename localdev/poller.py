@@ -1,0 +1,166 @@
+"""An SQS event source mapping with Lambda's semantics, polling moto and calling the handler in-process.
+
+moto's own event source mapping cannot run our code without Docker and ignores partial batch responses
+(reference/serverless-architecture.md §3.5), so this does what Lambda's poller does (§1.1, §4.3):
+
+- gather up to BatchSize messages; once a batch has started, wait up to MaximumBatchingWindowInSeconds to
+  fill it;
+- call the handler with the Lambda SQS event; a raised exception or a timeout fails the whole batch;
+- with ReportBatchItemFailures, delete all but the reported records; an invalid report fails the whole batch
+  (Lambda developer guide, "Handling errors for an SQS event source": "Lambda treats a batch as a complete
+  failure if ... itemIdentifier is null, empty or names a message that is not in the batch");
+- leave failed messages alone: they reappear after the queue's visibility timeout, and SQS itself (moto, which
+  honours RedrivePolicy, §3.1) moves a message to the DLQ on the receive after maxReceiveCount.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from localdev.functions import Invocation, LocalFunction
+from localdev.lambda_model import sqs_event_record
+from localdev.template import SqsEventSource
+
+SQS_MAX_MESSAGES_PER_RECEIVE = 10
+_BATCH_FILL_PAUSE_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class PollerOptions:
+    wait_for_batching_window: bool = True
+    """Lambda waits up to MaximumBatchingWindowInSeconds to fill a batch. Off, a batch is whatever the queue
+    holds now (up to BatchSize): tests and the demo turn it off to run fast."""
+
+    failed_record_visibility_timeout: int | None = None
+    """None: a failed record reappears after the queue's visibility timeout, as in Lambda. A number (0 in
+    tests) sets the failed records' visibility to that many seconds with ChangeMessageVisibility: a speed-up,
+    not Lambda's behaviour. Receive counts, and so redrive to the DLQ, are unaffected."""
+
+
+@dataclass
+class BatchOutcome:
+    """One invocation of a function with one batch, and what the poller did with each message."""
+
+    function: str
+    queue: str
+    message_ids: list[str]
+    bodies: dict[str, str]
+    receive_counts: dict[str, int]
+    failed_ids: list[str]
+    deleted_ids: list[str]
+    error: str | None = None
+    response: Any = field(default=None, repr=False)
+
+
+class SqsEventSourcePoller:
+    def __init__(
+        self,
+        *,
+        sqs: Any,
+        function: LocalFunction,
+        source: SqsEventSource,
+        queue_url: str,
+        queue_arn: str,
+        region: str,
+        options: PollerOptions,
+    ) -> None:
+        self.sqs = sqs
+        self.function = function
+        self.source = source
+        self.queue_url = queue_url
+        self.queue_arn = queue_arn
+        self.region = region
+        self.options = options
+
+    def poll_once(self) -> BatchOutcome | None:
+        """Receive one batch and invoke the function with it; None when the queue gave nothing."""
+        messages = self._receive_batch()
+        if not messages:
+            return None
+        event = {"Records": [sqs_event_record(m, self.queue_arn, self.region) for m in messages]}
+        invocation = self.function.invoke(event)
+        batch_ids = [m["MessageId"] for m in messages]
+        failed, error = self._failed_ids(invocation, batch_ids)
+        succeeded = [m for m in messages if m["MessageId"] not in failed]
+        self._delete(succeeded)
+        if self.options.failed_record_visibility_timeout is not None:
+            self._set_visibility(
+                [m for m in messages if m["MessageId"] in failed], self.options.failed_record_visibility_timeout
+            )
+        return BatchOutcome(
+            function=self.function.spec.logical_id,
+            queue=self.source.queue,
+            message_ids=batch_ids,
+            bodies={m["MessageId"]: m["Body"] for m in messages},
+            receive_counts={m["MessageId"]: int(m["Attributes"]["ApproximateReceiveCount"]) for m in messages},
+            failed_ids=[i for i in batch_ids if i in failed],
+            deleted_ids=[m["MessageId"] for m in succeeded],
+            error=error,
+            response=invocation.response,
+        )
+
+    # ------------------------------------------------------------------ internals
+    def _receive_batch(self) -> list[dict[str, Any]]:
+        window = self.source.batching_window_seconds if self.options.wait_for_batching_window else 0
+        deadline = time.monotonic() + window
+        batch: list[dict[str, Any]] = []
+        # Bounded: every pass either fills the batch further or sleeps towards the deadline.
+        while len(batch) < self.source.batch_size:
+            received = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(SQS_MAX_MESSAGES_PER_RECEIVE, self.source.batch_size - len(batch)),
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                WaitTimeSeconds=0,
+            ).get("Messages", [])
+            batch.extend(received)
+            if not received:
+                remaining = deadline - time.monotonic()
+                # An empty queue gives no batch at once; the window only holds a started batch open.
+                if not batch or remaining <= 0:
+                    break
+                time.sleep(min(_BATCH_FILL_PAUSE_SECONDS, remaining))
+        return batch
+
+    def _failed_ids(self, invocation: Invocation, batch_ids: list[str]) -> tuple[set[str], str | None]:
+        if invocation.timed_out:
+            return set(batch_ids), f"Task timed out after {self.function.spec.timeout} seconds"
+        if invocation.error is not None:
+            return set(batch_ids), f"{type(invocation.error).__name__}: {invocation.error}"
+        if not self.source.reports_batch_item_failures:
+            return set(), None  # without ReportBatchItemFailures Lambda ignores the response
+        return _reported_failures(invocation.response, batch_ids)
+
+    def _delete(self, messages: list[dict[str, Any]]) -> None:
+        for start in range(0, len(messages), SQS_MAX_MESSAGES_PER_RECEIVE):
+            chunk = messages[start : start + SQS_MAX_MESSAGES_PER_RECEIVE]
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+            result = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            if result.get("Failed"):
+                raise RuntimeError(f"delete_message_batch failed on {self.source.queue}: {result['Failed']}")
+
+    def _set_visibility(self, messages: list[dict[str, Any]], seconds: int) -> None:
+        for message in messages:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=seconds
+            )
+
+
+def _reported_failures(response: Any, batch_ids: list[str]) -> tuple[set[str], str | None]:
+    """Read a partial batch response the way Lambda does."""
+    if response is None:
+        return set(), None
+    if not isinstance(response, dict):
+        return set(batch_ids), f"invalid batch response {response!r}"
+    items = response.get("batchItemFailures")
+    if not items:
+        return set(), None  # empty or null list, or an empty response: complete success
+    failed: set[str] = set()
+    for item in items:
+        identifier = item.get("itemIdentifier") if isinstance(item, dict) else None
+        if not identifier or identifier not in batch_ids:
+            return set(batch_ids), f"invalid batchItemFailures entry {item!r}: whole batch failed"
+        failed.add(identifier)
+    return failed, None

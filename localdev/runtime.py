@@ -1,0 +1,429 @@
+"""The local runtime: the stack `template.yaml` declares, in moto, with its functions run in-process.
+
+    with local_stack(backend="in-process", options=PollerOptions(wait_for_batching_window=False)) as stack:
+        stack.put_secret_value("StripeApiKeySecret", "sk_test_...")
+        stack.invoke("ExportFunction", load_event("backfill.json"))   # a direct invocation
+        report = stack.drain()                                          # run the SQS triggers until idle
+        stack.receive_all("BadRecordsQueue")
+
+Two moto backends (reference/serverless-architecture.md §3.6): "in-process" (`mock_aws`) and "server" (a
+`ThreadedMotoServer` on 127.0.0.1 at a free port, reached through AWS_ENDPOINT_URL, which every boto3 client a
+handler creates picks up). Lambda itself is not emulated by moto (§3.5): the functions are the real handler
+modules from each CodeUri, called with Lambda's event and context shapes (§4.3).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import boto3
+
+from localdev.functions import LocalFunction
+from localdev.intrinsics import StackValues
+from localdev.lambda_model import Handler, patched_environ
+from localdev.poller import BatchOutcome, PollerOptions, SqsEventSourcePoller
+from localdev.resources import (
+    ACCOUNT_ID,
+    AwsClients,
+    create_stack_resources,
+    parameter_values,
+    physical_name,
+)
+from localdev.template import DEFAULT_TEMPLATE, LAYER_TYPE, REPO_ROOT, Template
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["in-process", "server"]
+EVENTS_DIR = REPO_ROOT / "events"
+DEFAULT_STACK_NAME = "chartmogul-sync-local"
+DEFAULT_REGION = "us-east-1"
+# Lambda's default for asynchronous invocations without an EventInvokeConfig.
+DEFAULT_ASYNC_RETRY_ATTEMPTS = 2
+_IDLE_PAUSE_SECONDS = 0.05
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A sample event from events/."""
+    event: dict[str, Any] = json.loads((EVENTS_DIR / name).read_text())
+    return event
+
+
+class DrainIncompleteError(RuntimeError):
+    def __init__(self, message: str, report: DrainReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class AsyncOutcome:
+    function: str
+    event: dict[str, Any]
+    attempts: int
+    error: str | None  # None when an attempt succeeded
+
+
+@dataclass
+class DrainReport:
+    batches: list[BatchOutcome] = field(default_factory=list)
+    async_invocations: list[AsyncOutcome] = field(default_factory=list)
+    rounds: int = 0
+
+    def batches_of(self, function: str) -> list[BatchOutcome]:
+        return [b for b in self.batches if b.function == function]
+
+
+@dataclass
+class _PendingAsync:
+    function: LocalFunction
+    event: dict[str, Any]
+    attempts: int = 0
+
+
+class LocalStack:
+    """A created stack: resource names, the functions, one poller per SQS event source."""
+
+    def __init__(
+        self,
+        template: Template,
+        clients: AwsClients,
+        values: StackValues,
+        *,
+        stack_name: str,
+        region: str,
+        endpoint_url: str | None,
+        options: PollerOptions,
+        extra_environment: Mapping[str, str] | None = None,
+    ) -> None:
+        self.template = template
+        self.clients = clients
+        self.values = values
+        self.stack_name = stack_name
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.options = options
+        self._add_layers_to_path()
+        self.functions = {lid: self._local_function(lid) for lid in template.functions}
+        self.add_environment(extra_environment or {})
+        self.pollers = [
+            SqsEventSourcePoller(
+                sqs=clients.sqs,
+                function=function,
+                source=source,
+                queue_url=self.queue_url(source.queue),
+                queue_arn=self.queue_arn(source.queue),
+                region=region,
+                options=options,
+            )
+            for function in self.functions.values()
+            for source in function.spec.sqs_events
+        ]
+        self._pending_async: list[_PendingAsync] = []
+
+    # ------------------------------------------------------------------ names of what was created
+    def queue_url(self, logical_id: str) -> str:
+        return self.values.attributes[(logical_id, "QueueUrl")]
+
+    def queue_arn(self, logical_id: str) -> str:
+        return self.values.attributes[(logical_id, "Arn")]
+
+    def resource_name(self, logical_id: str) -> str:
+        """What `!Ref` returns: a table or bucket name, a queue URL, a secret ARN."""
+        return self.values.refs[logical_id]
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The environment shared by all functions (the template's Globals), e.g. for a command line."""
+        shared: dict[str, str] | None = None
+        for function in self.functions.values():
+            env = function.environment
+            shared = dict(env) if shared is None else {k: v for k, v in shared.items() if env.get(k) == v}
+        return shared or {}
+
+    def function(self, name: str) -> LocalFunction:
+        """A function by logical id (ExportFunction), name (chartmogul-sync-local-export) or ARN, qualified or
+        not (what a handler finds in context.invoked_function_arn)."""
+        for logical_id, function in self.functions.items():
+            if name in (logical_id, function.name, function.arn) or name.startswith(f"{function.arn}:"):
+                return function
+        raise KeyError(f"no function {name!r}; have {sorted(self.functions)}")
+
+    # ------------------------------------------------------------------ driving the stack
+    def add_environment(self, variables: Mapping[str, str]) -> None:
+        """Add variables to every function's environment, e.g. STRIPE_API_BASE / CHARTMOGUL_API_URL pointing
+        at the emulators; takes effect like a redeploy (cached settings are dropped)."""
+        for function in self.functions.values():
+            function.environment.update(variables)
+        forget_cached_settings()
+
+    def use_handler(self, function: str, handler: Handler) -> None:
+        """Run `handler` instead of the function's CodeUri handler (tests)."""
+        self.function(function).replace_handler(handler)
+
+    def put_secret_value(self, secret: str, value: str) -> None:
+        """Give a template secret (logical id or name) its value, as an operator does after deploying."""
+        secret_id = self.values.refs.get(secret, secret)
+        self.clients.secretsmanager.put_secret_value(SecretId=secret_id, SecretString=value)
+
+    def invoke(self, function: str, event: dict[str, Any]) -> Any:
+        """A synchronous (RequestResponse) invocation; the handler's exception propagates."""
+        invocation = self.function(function).invoke(event)
+        if invocation.error is not None:
+            raise invocation.error
+        if invocation.timed_out:
+            raise TimeoutError(f"{function} ran past its {self.function(function).spec.timeout} s Timeout")
+        return invocation.response
+
+    def invoke_async(self, function: str, event: dict[str, Any]) -> None:
+        """An asynchronous (Event) invocation, run by `drain` with Lambda's retries and on-failure destination."""
+        self._pending_async.append(_PendingAsync(self.function(function), event))
+
+    def send(self, queue: str, body: str, **kwargs: Any) -> str:
+        """Send one message to a template queue (logical id); returns its MessageId."""
+        result = self.clients.sqs.send_message(QueueUrl=self.queue_url(queue), MessageBody=body, **kwargs)
+        return str(result["MessageId"])
+
+    def receive_all(self, queue: str, max_messages: int = 1000) -> list[dict[str, Any]]:
+        """Every visible message of a queue (up to max_messages); they stay in flight for its visibility timeout."""
+        messages: list[dict[str, Any]] = []
+        while len(messages) < max_messages:
+            batch = self.clients.sqs.receive_message(
+                QueueUrl=self.queue_url(queue),
+                MaxNumberOfMessages=min(10, max_messages - len(messages)),
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not batch:
+                break
+            messages.extend(batch)
+        return messages
+
+    def queue_depth(self, queue: str) -> int:
+        """Messages in a queue: visible, in flight and delayed."""
+        attributes = self.clients.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url(queue),
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        return sum(int(v) for v in attributes.values())
+
+    def drain(self, *, max_batches: int = 1000, timeout_seconds: float = 60.0) -> DrainReport:
+        """Run pending async invocations and every SQS trigger until all consumed queues are empty.
+
+        Bounded by `max_batches` invocations and `timeout_seconds`; raises DrainIncompleteError at a bound, so
+        a stuck pipeline fails loudly. With `failed_record_visibility_timeout=None` a failed record stays in
+        flight for the queue's visibility timeout, and draining waits for it (up to the bounds).
+        """
+        report = DrainReport()
+        deadline = time.monotonic() + timeout_seconds
+        consumed_queues = sorted({p.source.queue for p in self.pollers})
+        while self._pending_async or any(self.queue_depth(q) for q in consumed_queues):
+            invocations = len(report.batches) + len(report.async_invocations)
+            if invocations >= max_batches or time.monotonic() > deadline:
+                depths = {q: self.queue_depth(q) for q in consumed_queues}
+                raise DrainIncompleteError(
+                    f"drain stopped after {invocations} invocations; queue depths {depths}, "
+                    f"{len(self._pending_async)} async invocations pending",
+                    report,
+                )
+            report.rounds += 1
+            progressed = self._run_pending_async(report)
+            for poller in self.pollers:
+                outcome = poller.poll_once()
+                if outcome is not None:
+                    report.batches.append(outcome)
+                    progressed = True
+            if not progressed:  # only in-flight messages left: wait for their visibility timeout
+                time.sleep(_IDLE_PAUSE_SECONDS)
+        return report
+
+    # ------------------------------------------------------------------ internals
+    def _run_pending_async(self, report: DrainReport) -> bool:
+        pending, self._pending_async = self._pending_async, []
+        for item in pending:
+            item.attempts += 1
+            invocation = item.function.invoke(item.event)
+            if not invocation.failed:
+                report.async_invocations.append(
+                    AsyncOutcome(item.function.spec.logical_id, item.event, item.attempts, None)
+                )
+                continue
+            error = "Task timed out" if invocation.timed_out else repr(invocation.error)
+            config = item.function.spec.properties.get("EventInvokeConfig", {})
+            retries = int(config.get("MaximumRetryAttempts", DEFAULT_ASYNC_RETRY_ATTEMPTS))
+            # Lambda retries a failed async invocation after 1 and 2 minutes; locally the retry is immediate.
+            if item.attempts <= retries:
+                self._pending_async.append(item)
+                continue
+            report.async_invocations.append(
+                AsyncOutcome(item.function.spec.logical_id, item.event, item.attempts, error)
+            )
+            self._send_to_on_failure_destination(item, invocation.error, config)
+        return bool(pending)
+
+    def _send_to_on_failure_destination(
+        self, item: _PendingAsync, error: Exception | None, config: Mapping[str, Any]
+    ) -> None:
+        destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        if destination is None:
+            logger.error("async invocation of %s failed and has no on-failure destination", item.function.name)
+            return
+        destination_arn = self.values.resolve(destination)
+        queue = next(q for q in self.template.queues if self.queue_arn(q) == destination_arn)
+        # Lambda's invocation record (Lambda developer guide, "Capturing records of asynchronous invocations").
+        record = {
+            "version": "1.0",
+            "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"{item.function.arn}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": item.attempts,
+            },
+            "requestPayload": item.event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {
+                "errorMessage": str(error) if error else "Task timed out",
+                "errorType": type(error).__name__ if error else "TimeoutError",
+            },
+        }
+        self.send(queue, json.dumps(record))
+
+    def _local_function(self, logical_id: str) -> LocalFunction:
+        spec = self.template.functions[logical_id]
+        name = self.values.resolve(spec.properties.get("FunctionName")) or physical_name(
+            self.stack_name, logical_id, 64
+        )
+        arn = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
+        self.values.refs[logical_id] = name
+        self.values.attributes[(logical_id, "Arn")] = arn
+        environment = {key: str(value) for key, value in self.values.resolve(spec.environment).items()}
+        # Variables Lambda sets itself, plus Tracer off: there is no X-Ray daemon locally.
+        environment.update(
+            {
+                "AWS_REGION": self.region,
+                "AWS_DEFAULT_REGION": self.region,
+                "AWS_LAMBDA_FUNCTION_NAME": name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            }
+        )
+        return LocalFunction(spec, name, arn, environment)
+
+    def _add_layers_to_path(self) -> None:
+        # In Lambda the layer's content is on sys.path (/opt/python); here its ContentUri is.
+        for layer in self.template.other_resources(LAYER_TYPE).values():
+            content = str((self.template.base_dir / str(layer.properties["ContentUri"])).resolve())
+            if content not in sys.path:
+                sys.path.append(content)
+
+
+# ---------------------------------------------------------------------------------------------- backends
+_AWS_TEST_ENVIRONMENT = {
+    # Fake credentials: nothing this process sends can reach a real account.
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_PROFILE": None,
+}
+
+
+@contextmanager
+def moto_backend(backend: Backend, region: str) -> Iterator[str | None]:
+    """Start moto; yields the endpoint URL (None in-process). Stops it, and restores the environment, on exit."""
+    environment: dict[str, str | None] = {**_AWS_TEST_ENVIRONMENT, "AWS_DEFAULT_REGION": region, "AWS_REGION": region}
+    if backend == "in-process":
+        from moto import mock_aws
+
+        with patched_environ({**environment, "AWS_ENDPOINT_URL": None}), mock_aws():
+            yield None
+        return
+    if backend != "server":
+        raise ValueError(f"backend must be 'in-process' or 'server', not {backend!r}")
+    from moto.server import ThreadedMotoServer
+
+    # The server's werkzeug logs one INFO line per request; keep the demo's and tests' logs readable.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint_url = f"http://{host}:{port}"
+        # The server shares moto's in-process state: start from a clean account (moto docs, server_mode.rst).
+        _reset_moto_server(endpoint_url)
+        with patched_environ({**environment, "AWS_ENDPOINT_URL": endpoint_url}):
+            yield endpoint_url
+        _reset_moto_server(endpoint_url)
+    finally:
+        server.stop()
+
+
+def _reset_moto_server(endpoint_url: str) -> None:
+    request = urllib.request.Request(f"{endpoint_url}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
+@contextmanager
+def local_stack(
+    template: Template | Path = DEFAULT_TEMPLATE,
+    *,
+    backend: Backend = "in-process",
+    stack_name: str = DEFAULT_STACK_NAME,
+    region: str = DEFAULT_REGION,
+    parameters: Mapping[str, str] | None = None,
+    options: PollerOptions | None = None,
+    handlers: Mapping[str, Handler] | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> Iterator[LocalStack]:
+    """Create the template's stack in moto and yield it; everything is torn down on exit.
+
+    `parameters` override template parameter defaults; `handlers` replace CodeUri handlers by function logical
+    id; `environment` is added to every function's environment (e.g. the emulators' URLs).
+    """
+    parsed = template if isinstance(template, Template) else Template.load(template)
+    with ExitStack() as cleanup:
+        endpoint_url = cleanup.enter_context(moto_backend(backend, region))
+        clients = AwsClients(boto3.session.Session(), endpoint_url, region)
+        values = create_stack_resources(parsed, clients, stack_name, region, parameter_values(parsed, parameters or {}))
+        stack = LocalStack(
+            parsed,
+            clients,
+            values,
+            stack_name=stack_name,
+            region=region,
+            endpoint_url=endpoint_url,
+            options=options or PollerOptions(),
+            extra_environment=environment,
+        )
+        cleanup.callback(forget_cached_settings)
+        for function, handler in (handlers or {}).items():
+            stack.use_handler(function, handler)
+        yield stack
+
+
+def forget_cached_settings() -> None:
+    """Drop `chartmogul_sync.config.get_settings`' cache, if it has been imported.
+
+    It reads the environment once per process, as once per Lambda execution environment. In-process a new
+    local stack (new queue URLs, another moto endpoint) is a new deployment, so the cache must not outlive it.
+    """
+    config = sys.modules.get("chartmogul_sync.config")
+    cache_clear = getattr(getattr(config, "get_settings", None), "cache_clear", None)
+    if callable(cache_clear):
+        cache_clear()

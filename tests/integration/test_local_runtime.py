@@ -1,0 +1,324 @@
+"""The local runtime against moto, in-process and through moto's server on loopback.
+
+The must-show scenario: a handler fails one record of a batch; that record alone is retried, it lands in the
+DLQ after maxReceiveCount receives, the other records are deleted once and nothing else is lost.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.parser.models import SqsModel
+
+from localdev.lambda_model import Handler, sqs_event_record
+from localdev.poller import PollerOptions
+from localdev.runtime import Backend, DrainIncompleteError, LocalStack, load_event, local_stack
+from localdev.template import DEFAULT_TEMPLATE, Template
+from tests.integration.local_handlers import (
+    AlwaysRaise,
+    ExportSnapshots,
+    FailOneRecord,
+    ForwardToUploadQueue,
+    RaiseOnEveryBatch,
+    Recorder,
+    ReportUnknownRecord,
+)
+
+# Failed records become visible again at once instead of after the queue's 360 s visibility timeout, and a
+# batch does not wait for its batching window: the speed-ups the runtime documents for tests.
+FAST = PollerOptions(wait_for_batching_window=False, failed_record_visibility_timeout=0)
+TERMINAL_QUEUES = (
+    "RawDeadLetterQueue",
+    "UploadDeadLetterQueue",
+    "BadRecordsQueue",
+    "ScheduleDeadLetterQueue",
+    "ExportFailedQueue",
+)
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    return Template.load(DEFAULT_TEMPLATE)
+
+
+@pytest.fixture
+def fast_stack(template: Template) -> Iterator[LocalStack]:
+    with local_stack(template, options=FAST) as stack:
+        yield stack
+
+
+def bodies(messages: list[dict[str, Any]]) -> list[str]:
+    return sorted(m["Body"] for m in messages)
+
+
+# ------------------------------------------------------------------------------------ the must-show scenario
+@pytest.mark.parametrize("backend", ["in-process", "server"])
+def test_failing_record_alone_is_retried_then_dead_lettered(backend: Backend, template: Template) -> None:
+    good = ["snapshot-1", "snapshot-2", "snapshot-3", "snapshot-4"]
+    handler = FailOneRecord(failing_body="poison")
+    max_receive_count = template.queues["RawQueue"].redrive.max_receive_count  # type: ignore[union-attr]
+
+    with local_stack(template, backend=backend, options=FAST, handlers={"TransformFunction": handler}) as stack:
+        sent = {stack.send("RawQueue", body): body for body in [*good, "poison"]}
+        report = stack.drain()
+
+        # The first batch held all five; every later batch held the failing record alone.
+        batches = report.batches_of("TransformFunction")
+        assert handler.batches[0] == [*good, "poison"]
+        assert handler.batches[1:] == [["poison"]] * (max_receive_count - 1)
+        poison_id = next(message_id for message_id, body in sent.items() if body == "poison")
+        assert [b.receive_counts for b in batches[1:]] == [{poison_id: n} for n in range(2, max_receive_count + 1)]
+        # Each good record was processed once and deleted once; the failing one was never deleted.
+        assert handler.deliveries == Counter({**dict.fromkeys(good, 1), "poison": max_receive_count})
+        deleted = Counter(sent[i] for b in batches for i in b.deleted_ids)
+        assert deleted == Counter(good)
+        # After maxReceiveCount receives SQS moved it to the DLQ; nothing else is anywhere.
+        dead = stack.receive_all("RawDeadLetterQueue")
+        assert bodies(dead) == ["poison"]
+        assert stack.queue_depth("RawQueue") == 0
+        assert sorted([*deleted.elements(), *bodies(dead)]) == sorted(sent.values())
+        assert all(stack.queue_depth(q) == 0 for q in ("UploadQueue", *TERMINAL_QUEUES) if q != "RawDeadLetterQueue")
+
+
+@pytest.mark.parametrize("handler_type", [RaiseOnEveryBatch, ReportUnknownRecord])
+def test_exception_or_invalid_report_fails_the_whole_batch(
+    handler_type: type[RaiseOnEveryBatch | ReportUnknownRecord], template: Template
+) -> None:
+    handler = handler_type()
+    with local_stack(template, options=FAST, handlers={"TransformFunction": handler}) as stack:
+        for body in ("a", "b", "c"):
+            stack.send("RawQueue", body)
+        report = stack.drain()
+
+        assert handler.deliveries == Counter({"a": 5, "b": 5, "c": 5})
+        assert all(b.error and not b.deleted_ids for b in report.batches)
+        assert bodies(stack.receive_all("RawDeadLetterQueue")) == ["a", "b", "c"]
+
+
+def test_without_the_speed_up_a_failed_record_waits_for_the_visibility_timeout(template: Template) -> None:
+    handler = FailOneRecord(failing_body="poison")
+    options = PollerOptions(wait_for_batching_window=False)  # faithful: failed records stay in flight 360 s
+    with local_stack(template, options=options, handlers={"TransformFunction": handler}) as stack:
+        stack.send("RawQueue", "poison")
+        with pytest.raises(DrainIncompleteError) as stopped:
+            stack.drain(timeout_seconds=0.3)
+
+        assert len(stopped.value.report.batches) == 1
+        assert handler.deliveries == Counter({"poison": 1})
+        assert stack.queue_depth("RawQueue") == 1  # in flight, not lost
+
+
+def test_drain_stops_at_its_batch_bound(template: Template) -> None:
+    with local_stack(template, options=FAST, handlers={"TransformFunction": RaiseOnEveryBatch()}) as stack:
+        stack.send("RawQueue", "a")
+        with pytest.raises(DrainIncompleteError):
+            stack.drain(max_batches=2)
+
+
+def test_batches_hold_up_to_batch_size(template: Template) -> None:
+    recorder = Recorder()
+    batch_size = template.functions["UploadFunction"].sqs_events[0].batch_size  # 20: two receives of 10
+    with local_stack(template, options=FAST, handlers={"UploadFunction": recorder}) as stack:
+        for n in range(batch_size + 5):
+            stack.send("UploadQueue", f"bundle-{n}")
+        stack.drain()
+
+    assert [len(event["Records"]) for event, _, _ in recorder.calls] == [batch_size, 5]
+
+
+def test_a_batch_waits_out_its_batching_window_when_the_queue_has_less(template: Template) -> None:
+    raw = copy.deepcopy(template.raw)
+    raw["Resources"]["TransformFunction"]["Properties"]["Events"]["RawSnapshots"]["Properties"].update(
+        MaximumBatchingWindowInSeconds=1
+    )
+    recorder = Recorder()
+    options = PollerOptions(wait_for_batching_window=True, failed_record_visibility_timeout=0)
+    with local_stack(
+        Template(raw, template.base_dir), options=options, handlers={"TransformFunction": recorder}
+    ) as stack:
+        for body in ("a", "b", "c"):
+            stack.send("RawQueue", body)
+        stack.drain()
+
+    # Three messages, batch size 10: one invocation after the window, not three.
+    assert [sorted(r["body"] for r in event["Records"]) for event, _, _ in recorder.calls] == [["a", "b", "c"]]
+
+
+# ------------------------------------------------------------------------------------ wiring and invocation
+@pytest.mark.parametrize("backend", ["in-process", "server"])
+def test_export_to_upload_through_the_template_queues(backend: Backend, template: Template) -> None:
+    upload = FailOneRecord(failing_body="never")
+    handlers: dict[str, Handler] = {
+        "ExportFunction": ExportSnapshots(["cus_1", "cus_2", "cus_3"]),
+        "TransformFunction": ForwardToUploadQueue(),
+        "UploadFunction": upload,
+    }
+    with local_stack(template, backend=backend, options=FAST, handlers=handlers) as stack:
+        assert stack.invoke("ExportFunction", load_event("backfill.json")) == {"exported": 3}
+        stack.drain()
+
+        assert upload.deliveries == Counter(
+            {"bundle:backfill:cus_1": 1, "bundle:backfill:cus_2": 1, "bundle:backfill:cus_3": 1}
+        )
+        assert all(stack.queue_depth(q) == 0 for q in template.queues)
+
+
+@pytest.mark.parametrize("event_file", ["schedule.json", "backfill.json", "customer.json"])
+def test_direct_invocation_with_an_event_file(event_file: str, fast_stack: LocalStack) -> None:
+    recorder = Recorder(response={"ok": True})
+    fast_stack.use_handler("ExportFunction", recorder)
+
+    assert fast_stack.invoke("chartmogul-sync-local-export", load_event(event_file)) == {"ok": True}
+
+    ((event, context, environment),) = recorder.calls
+    assert event == json.loads((DEFAULT_TEMPLATE.parent / "events" / event_file).read_text())
+    assert context.function_name == "chartmogul-sync-local-export"
+    assert 0 < context.get_remaining_time_in_millis() <= 900_000  # ExportFunction's Timeout
+    assert environment["POWERTOOLS_SERVICE_NAME"] == "export"
+    assert environment["RAW_QUEUE_URL"] == fast_stack.queue_url("RawQueue")
+    assert environment["STATE_TABLE"] == fast_stack.resource_name("StateTable")
+    assert environment["UPLOAD_MODE"] == "api"
+
+
+@pytest.mark.parametrize(
+    ("event_file", "function", "queue"),
+    [
+        ("sqs-transform-batch.json", "TransformFunction", "RawQueue"),
+        ("sqs-upload-batch.json", "UploadFunction", "UploadQueue"),
+    ],
+)
+def test_sqs_event_files_have_the_shape_the_poller_builds(
+    event_file: str, function: str, queue: str, fast_stack: LocalStack
+) -> None:
+    event = load_event(event_file)
+    SqsModel.model_validate(event)  # Powertools' model of Lambda's SQS event
+    fast_stack.send(queue, "probe", MessageAttributes={})
+    (probe,) = fast_stack.receive_all(queue)
+    built = sqs_event_record(probe, fast_stack.queue_arn(queue), fast_stack.region)
+    for record in event["Records"]:
+        assert set(record) == set(built)
+        assert set(record["attributes"]) <= set(built["attributes"])
+        assert record["eventSourceARN"] == fast_stack.queue_arn(queue)  # the queue the template binds
+
+    handler = FailOneRecord(failing_body="none of them")
+    fast_stack.use_handler(function, handler)
+    assert fast_stack.invoke(function, event) == {"batchItemFailures": []}
+    assert sum(handler.deliveries.values()) == len(event["Records"])
+
+
+def test_async_invocation_retries_then_goes_to_the_on_failure_destination(fast_stack: LocalStack) -> None:
+    export = AlwaysRaise()
+    fast_stack.use_handler("ExportFunction", export)
+    event = load_event("backfill.json")
+
+    fast_stack.invoke_async("arn:aws:lambda:us-east-1:123456789012:function:chartmogul-sync-local-export", event)
+    report = fast_stack.drain()
+
+    retries = fast_stack.template.functions["ExportFunction"].properties["EventInvokeConfig"]["MaximumRetryAttempts"]
+    assert export.calls == 1 + retries
+    assert [(o.attempts, o.error is not None) for o in report.async_invocations] == [(1 + retries, True)]
+    (failure,) = fast_stack.receive_all("ExportFailedQueue")
+    record = json.loads(failure["Body"])
+    assert record["requestPayload"] == event
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["responsePayload"]["errorType"] == "RuntimeError"
+
+
+def test_handler_is_imported_from_code_uri(template: Template) -> None:
+    raw = copy.deepcopy(template.raw)
+    echo_dir = Path(__file__).parent / "local_functions" / "echo"
+    raw["Resources"]["ExportFunction"]["Properties"]["CodeUri"] = str(echo_dir)
+    with local_stack(Template(raw, template.base_dir), options=FAST) as stack:
+        result = stack.invoke("ExportFunction", load_event("customer.json"))
+
+        assert result == {
+            "event": load_event("customer.json"),
+            "function_name": "chartmogul-sync-local-export",
+            "service": "export",
+            "raw_queue_url": stack.queue_url("RawQueue"),
+        }
+
+
+# ------------------------------------------------------------------------------------ what gets created
+def test_resources_are_created_as_declared(template: Template) -> None:
+    raw = copy.deepcopy(template.raw)
+    raw["Resources"]["OrderedQueue"] = {
+        "Type": "AWS::SQS::Queue",
+        "Properties": {"FifoQueue": True, "ContentBasedDeduplication": True, "VisibilityTimeout": 90},
+    }
+    with local_stack(Template(raw, template.base_dir), options=FAST) as stack:
+        sqs = stack.clients.sqs
+        for queue in template.queues.values():
+            attributes = sqs.get_queue_attributes(QueueUrl=stack.queue_url(queue.logical_id), AttributeNames=["All"])
+            a = attributes["Attributes"]
+            assert int(a["VisibilityTimeout"]) == queue.visibility_timeout
+            assert int(a["MessageRetentionPeriod"]) == queue.retention_seconds
+            assert a["SqsManagedSseEnabled"] == "true"
+            if queue.redrive is None:
+                assert "RedrivePolicy" not in a
+            else:
+                assert json.loads(a["RedrivePolicy"]) == {
+                    "deadLetterTargetArn": stack.queue_arn(queue.redrive.dead_letter_queue),
+                    "maxReceiveCount": queue.redrive.max_receive_count,
+                }
+        fifo = sqs.get_queue_attributes(QueueUrl=stack.queue_url("OrderedQueue"), AttributeNames=["All"])
+        assert stack.queue_url("OrderedQueue").endswith("chartmogul-sync-local-OrderedQueue.fifo")
+        assert fifo["Attributes"]["FifoQueue"] == "true"
+        assert fifo["Attributes"]["ContentBasedDeduplication"] == "true"
+
+        table = stack.resource_name("StateTable")
+        description = stack.clients.dynamodb.describe_table(TableName=table)["Table"]
+        assert [(k["AttributeName"], k["KeyType"]) for k in description["KeySchema"]] == [
+            ("pk", "HASH"),
+            ("sk", "RANGE"),
+        ]
+        assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+        assert description["SSEDescription"]["Status"] == "ENABLED"
+        ttl = stack.clients.dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+        assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+        backups = stack.clients.dynamodb.describe_continuous_backups(TableName=table)["ContinuousBackupsDescription"]
+        assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+
+        bucket = stack.resource_name("StagingBucket")
+        s3 = stack.clients.s3
+        encryption = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+        assert encryption[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+        (rule,) = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+        assert (rule["ID"], rule["Status"], rule["Expiration"]["Days"]) == ("ExpireStagedObjects", "Enabled", 14)
+
+        stack.put_secret_value("ChartMogulApiKeySecret", "cm-test-key")
+        secret = stack.clients.secretsmanager.get_secret_value(SecretId="chartmogul-sync/chartmogul-api-key")
+        assert secret["SecretString"] == "cm-test-key"
+        assert stack.clients.secretsmanager.describe_secret(SecretId="chartmogul-sync/stripe-api-key")["Name"]
+
+
+def test_settings_follow_each_new_stack(template: Template) -> None:
+    """The functions' settings object reads the environment this runtime exports, fresh for every stack."""
+    from chartmogul_sync.config import get_settings
+
+    def read_settings(event: dict[str, Any], context: Any) -> tuple[str, str, int, str | None]:
+        settings = get_settings()
+        return settings.raw_queue_url, settings.state_table, settings.upload_max_concurrency, settings.stripe_api_base
+
+    cases: list[tuple[Backend, str]] = [("in-process", "http://127.0.0.1:1"), ("server", "http://127.0.0.1:2")]
+    for backend, emulator in cases:
+        with local_stack(
+            template,
+            backend=backend,
+            parameters={"UploadMaximumConcurrency": "7"},
+            environment={"STRIPE_API_BASE": emulator},
+            handlers={"ExportFunction": read_settings},
+        ) as stack:
+            assert stack.invoke("ExportFunction", {}) == (
+                stack.queue_url("RawQueue"),
+                stack.resource_name("StateTable"),
+                7,
+                emulator,
+            )

@@ -1,0 +1,470 @@
+"""Invariants of template.yaml that cfn-lint does not check, each proven able to fail on a mutated copy.
+
+Sources: reference/serverless-architecture.md §1.1 (SQS → Lambda), §1.2 (Scheduler), §2 (pitfalls), §5.1 item 9.
+
+How queues are classified: a queue some function polls (an SQS event) is a *work* queue and needs a DLQ through
+its RedrivePolicy. A queue nothing polls is *terminal* (dead-letter class): the raw and upload DLQs, the
+bad-records queue, the Scheduler DLQ and the export on-failure destination. Nothing reads a terminal queue
+automatically, so instead of a DLQ it needs an alarm on its depth and the longest retention (14 days).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import lint
+
+from localdev.template import DEFAULT_TEMPLATE, SECRET_TYPE, TABLE_TYPE, Template
+
+MIN_MAX_RECEIVE_COUNT = 5  # AWS: "at least 5" (§1.1)
+VISIBILITY_TO_TIMEOUT_RATIO = 6  # AWS: visibility timeout >= 6x the function timeout (§1.1)
+CHARTMOGUL_MAX_CONNECTIONS = 20  # DESIGN.md "Upload modes"
+SQS_MAX_RETENTION_SECONDS = 1_209_600
+UPLOAD_FUNCTION = "UploadFunction"
+# IAM access level "Read"/"List" verbs; any other verb (or a wildcard) may write.
+READ_ONLY_VERB_PREFIXES = ("Get", "List", "Describe", "BatchGet", "Query", "Scan", "Head")
+# SAM policy templates this template may use, and the parameter that scopes each to one resource.
+SCOPED_POLICY_TEMPLATES = {
+    "SQSSendMessagePolicy": "QueueName",
+    "SQSPollerPolicy": "QueueName",
+    "DynamoDBCrudPolicy": "TableName",
+    "DynamoDBReadPolicy": "TableName",
+    "S3ReadPolicy": "BucketName",
+    "S3WritePolicy": "BucketName",
+    "S3CrudPolicy": "BucketName",
+    "AWSSecretsManagerGetSecretValuePolicy": "SecretArn",
+    "LambdaInvokePolicy": "FunctionName",
+}
+
+Rule = Callable[[Template], list[str]]
+
+
+# ------------------------------------------------------------------------------------------------ rules
+def partial_batch_response(t: Template) -> list[str]:
+    """Every SQS trigger reports batch item failures, so one bad record does not retry its whole batch."""
+    return [
+        f"{f.logical_id}.{e.name}: FunctionResponseTypes lacks ReportBatchItemFailures"
+        for f in t.functions.values()
+        for e in f.sqs_events
+        if not e.reports_batch_item_failures
+    ]
+
+
+def work_queues_have_dlq(t: Template) -> list[str]:
+    """A polled queue sends a message that keeps failing to a DLQ, after at least 5 receives."""
+    problems = []
+    for queue in t.queues.values():
+        if not t.consumers_of(queue.logical_id):
+            continue
+        redrive = queue.redrive
+        if redrive is None:
+            problems.append(f"{queue.logical_id}: polled by a function but has no RedrivePolicy")
+        elif redrive.dead_letter_queue not in t.queues:
+            problems.append(f"{queue.logical_id}: RedrivePolicy target {redrive.dead_letter_queue} is not a queue")
+        elif redrive.max_receive_count < MIN_MAX_RECEIVE_COUNT:
+            problems.append(f"{queue.logical_id}: maxReceiveCount {redrive.max_receive_count} < 5")
+    return problems
+
+
+def visibility_covers_consumer_timeout(t: Template) -> list[str]:
+    """cfn-lint does not catch this; Lambda rejects the event source mapping at deploy (§1.1, §2.2)."""
+    return [
+        f"{queue.logical_id}: VisibilityTimeout {queue.visibility_timeout} < "
+        f"{VISIBILITY_TO_TIMEOUT_RATIO} x {function.logical_id}.Timeout {function.timeout}"
+        for queue in t.queues.values()
+        for function, _ in t.consumers_of(queue.logical_id)
+        if queue.visibility_timeout < VISIBILITY_TO_TIMEOUT_RATIO * function.timeout
+    ]
+
+
+def upload_concurrency_within_chartmogul_limit(t: Template) -> list[str]:
+    """Upload's MaximumConcurrency is set and can never exceed ChartMogul's 20 parallel connections."""
+    upload = t.functions.get(UPLOAD_FUNCTION)
+    if upload is None or not upload.sqs_events:
+        return [f"{UPLOAD_FUNCTION}: no SQS trigger"]
+    problems = []
+    for event in upload.sqs_events:
+        where = f"{UPLOAD_FUNCTION}.{event.name}"
+        value = event.maximum_concurrency
+        if value is None:
+            problems.append(f"{where}: ScalingConfig.MaximumConcurrency is not set")
+        elif isinstance(value, dict) and "Ref" in value:
+            parameter = t.parameters.get(value["Ref"])
+            bounds = {} if parameter is None else parameter.properties
+            highest = max(int(bounds.get("MaxValue", 10**9)), int(bounds.get("Default", 0)))
+            if highest > CHARTMOGUL_MAX_CONNECTIONS:
+                problems.append(f"{where}: parameter {value['Ref']} allows {highest} > 20")
+        elif int(value) > CHARTMOGUL_MAX_CONNECTIONS:
+            problems.append(f"{where}: MaximumConcurrency {value} > 20")
+    return problems
+
+
+def no_write_action_on_any_resource(t: Template) -> list[str]:
+    """No Allow statement anywhere grants a write (or wildcard) action on Resource "*"; functions attach no
+    managed policies (their statements are not in the template to check) and scope SAM policy templates."""
+    problems = [
+        f"{where}: Allow {sorted(writes)} on '*'"
+        for where, statement in _statements(t.resources, "Resources")
+        if statement.get("Effect") == "Allow" and "*" in _as_list(statement.get("Resource"))
+        for writes in [_write_actions(statement)]
+        if writes
+    ]
+    for function in t.functions.values():
+        for policy in function.policies:
+            if isinstance(policy, str):
+                problems.append(f"{function.logical_id}: managed policy {policy} cannot be checked")
+            elif isinstance(policy, dict):
+                for name, arguments in policy.items():
+                    if name in SCOPED_POLICY_TEMPLATES:
+                        scope = (arguments or {}).get(SCOPED_POLICY_TEMPLATES[name])
+                        if not isinstance(scope, dict):  # a literal name or "*", not a template resource
+                            problems.append(f"{function.logical_id}: {name} scoped to {scope!r}")
+                    elif name != "Statement":
+                        problems.append(f"{function.logical_id}: unreviewed policy template {name}")
+    return problems
+
+
+def storage_encrypted(t: Template) -> list[str]:
+    problems = [f"{q.logical_id}: queue not encrypted" for q in t.queues.values() if not q.encrypted]
+    for table in t.other_resources(TABLE_TYPE).values():
+        if not table.properties.get("SSESpecification", {}).get("SSEEnabled"):
+            problems.append(f"{table.logical_id}: table without SSESpecification.SSEEnabled")
+    for bucket in t.buckets.values():
+        rules = bucket.properties.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
+        if not any(r.get("ServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules):
+            problems.append(f"{bucket.logical_id}: bucket without BucketEncryption")
+    return problems
+
+
+def terminal_queues_alarmed(t: Template) -> list[str]:
+    """Every dead-letter-class queue has an alarm that fires on its first visible message."""
+    alarmed = set()
+    for alarm in t.alarms.values():
+        p = alarm.properties
+        if (p.get("Namespace"), p.get("MetricName")) != ("AWS/SQS", "ApproximateNumberOfMessagesVisible"):
+            continue
+        if p.get("ComparisonOperator") != "GreaterThanThreshold" or float(p.get("Threshold", -1)) != 0:
+            continue
+        for dimension in p.get("Dimensions", []):
+            value = dimension.get("Value")
+            if dimension.get("Name") == "QueueName" and isinstance(value, dict) and "Fn::GetAtt" in value:
+                alarmed.add(value["Fn::GetAtt"][0])
+    return [f"{q}: dead-letter-class queue without a depth alarm" for q in _terminal_queues(t) if q not in alarmed]
+
+
+def terminal_queues_keep_14_days(t: Template) -> list[str]:
+    """A dead letter must outlive the time it takes someone to notice the alarm and replay it."""
+    return [
+        f"{q}: MessageRetentionPeriod {t.queues[q].retention_seconds} < 14 days"
+        for q in _terminal_queues(t)
+        if t.queues[q].retention_seconds < SQS_MAX_RETENTION_SECONDS
+    ]
+
+
+def async_triggers_have_dead_letters(t: Template) -> list[str]:
+    """Scheduler-invoked (asynchronous) export: a DLQ for failing to invoke, a destination for failing runs;
+    SQS consumers carry no function-level DLQ, which never applies to polled invocations (§1.2, §2.1)."""
+    problems = []
+    for function in t.functions.values():
+        for event in function.schedule_events:
+            raw = function.properties["Events"][event.name]["Properties"]
+            for key in ("DeadLetterConfig", "RetryPolicy"):
+                if key not in raw:
+                    problems.append(f"{function.logical_id}.{event.name}: no {key}")
+        if function.schedule_events:
+            on_failure = function.properties.get("EventInvokeConfig", {}).get("DestinationConfig", {})
+            if "OnFailure" not in on_failure and "DeadLetterQueue" not in function.properties:
+                problems.append(f"{function.logical_id}: asynchronous but no on-failure destination")
+        if function.sqs_events and "DeadLetterQueue" in function.properties:
+            problems.append(f"{function.logical_id}: function DeadLetterQueue is ignored for SQS triggers")
+    return problems
+
+
+def no_secret_values(t: Template) -> list[str]:
+    return [
+        f"{s.logical_id}: SecretString in the template"
+        for s in t.other_resources(SECRET_TYPE).values()
+        if "SecretString" in s.properties
+    ]
+
+
+RULES: list[Rule] = [
+    partial_batch_response,
+    work_queues_have_dlq,
+    visibility_covers_consumer_timeout,
+    upload_concurrency_within_chartmogul_limit,
+    no_write_action_on_any_resource,
+    storage_encrypted,
+    terminal_queues_alarmed,
+    terminal_queues_keep_14_days,
+    async_triggers_have_dead_letters,
+    no_secret_values,
+]
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _terminal_queues(t: Template) -> list[str]:
+    return [q for q in t.queues if not t.consumers_of(q)]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every IAM statement anywhere under `node` (function policies, roles, bucket and queue policies)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Statement":
+                for statement in _as_list(value):
+                    if isinstance(statement, dict):
+                        yield where, statement
+            else:
+                yield from _statements(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _statements(item, f"{where}[{index}]")
+
+
+def _write_actions(statement: dict[str, Any]) -> set[str]:
+    if "NotAction" in statement:
+        return {"NotAction: " + ",".join(map(str, _as_list(statement["NotAction"])))}
+    writes = set()
+    for action in map(str, _as_list(statement.get("Action"))):
+        verb = action.split(":", 1)[-1]
+        if action == "*" or not verb.startswith(READ_ONLY_VERB_PREFIXES):
+            writes.add(action)
+    return writes
+
+
+# ------------------------------------------------------------------------------------------------ tests
+@pytest.fixture(scope="module")
+def template() -> Template:
+    return Template.load(DEFAULT_TEMPLATE)
+
+
+def mutated(template: Template, mutate: Callable[[dict[str, Any]], None]) -> Template:
+    raw = copy.deepcopy(template.raw)
+    mutate(raw)
+    return Template(raw, template.base_dir)
+
+
+def test_cfn_lint_finds_nothing() -> None:
+    assert lint(DEFAULT_TEMPLATE.read_text()) == []
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.__name__)
+def test_template_satisfies(rule: Rule, template: Template) -> None:
+    assert rule(template) == []
+
+
+def test_every_queue_is_either_polled_with_a_dlq_or_terminal_with_an_alarm(template: Template) -> None:
+    polled = {q for q in template.queues if template.consumers_of(q)}
+    assert polled == {"RawQueue", "UploadQueue"}
+    assert set(_terminal_queues(template)) == {
+        "RawDeadLetterQueue",
+        "UploadDeadLetterQueue",
+        "BadRecordsQueue",
+        "ScheduleDeadLetterQueue",
+        "ExportFailedQueue",
+    }
+
+
+def _r(raw: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    properties: dict[str, Any] = raw["Resources"][logical_id]["Properties"]
+    return properties
+
+
+def _event(raw: dict[str, Any], function: str, event: str) -> dict[str, Any]:
+    properties: dict[str, Any] = _r(raw, function)["Events"][event]["Properties"]
+    return properties
+
+
+def _add_statement(function: str, statement: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    return lambda raw: _r(raw, function)["Policies"].append({"Statement": [statement]})
+
+
+# (rule, what the mutation breaks, the mutation, a word the violation must name)
+MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
+    (
+        partial_batch_response,
+        "transform trigger without ReportBatchItemFailures",
+        lambda raw: _event(raw, "TransformFunction", "RawSnapshots").pop("FunctionResponseTypes"),
+        "TransformFunction.RawSnapshots",
+    ),
+    (
+        work_queues_have_dlq,
+        "raw queue without RedrivePolicy",
+        lambda raw: _r(raw, "RawQueue").pop("RedrivePolicy"),
+        "RawQueue",
+    ),
+    (
+        work_queues_have_dlq,
+        "upload queue with maxReceiveCount 4",
+        lambda raw: _r(raw, "UploadQueue")["RedrivePolicy"].update(maxReceiveCount=4),
+        "UploadQueue",
+    ),
+    (
+        visibility_covers_consumer_timeout,
+        "raw queue visibility one second short of 6x",
+        lambda raw: _r(raw, "RawQueue").update(VisibilityTimeout=6 * 60 - 1),
+        "RawQueue",
+    ),
+    (
+        visibility_covers_consumer_timeout,
+        "upload timeout raised past visibility / 6",
+        lambda raw: _r(raw, "UploadFunction").update(Timeout=301),
+        "UploadQueue",
+    ),
+    (
+        upload_concurrency_within_chartmogul_limit,
+        "concurrency parameter allowing 21",
+        lambda raw: raw["Parameters"]["UploadMaximumConcurrency"].update(MaxValue=21),
+        "UploadMaximumConcurrency",
+    ),
+    (
+        upload_concurrency_within_chartmogul_limit,
+        "literal concurrency 25",
+        lambda raw: _event(raw, "UploadFunction", "CustomerBundles")["ScalingConfig"].update(MaximumConcurrency=25),
+        "25",
+    ),
+    (
+        upload_concurrency_within_chartmogul_limit,
+        "no ScalingConfig on upload",
+        lambda raw: _event(raw, "UploadFunction", "CustomerBundles").pop("ScalingConfig"),
+        "not set",
+    ),
+    (
+        no_write_action_on_any_resource,
+        "sqs:SendMessage on *",
+        _add_statement("TransformFunction", {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}),
+        "TransformFunction",
+    ),
+    (
+        no_write_action_on_any_resource,
+        "wildcard action on * in a bucket policy",
+        lambda raw: _r(raw, "StagingBucketPolicy")["PolicyDocument"]["Statement"].append(
+            {"Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": ["*"]}
+        ),
+        "StagingBucketPolicy",
+    ),
+    (
+        no_write_action_on_any_resource,
+        "a managed policy",
+        lambda raw: _r(raw, "UploadFunction")["Policies"].append("AmazonSQSFullAccess"),
+        "AmazonSQSFullAccess",
+    ),
+    (
+        no_write_action_on_any_resource,
+        "a policy template scoped to every queue",
+        lambda raw: _r(raw, "ExportFunction")["Policies"].append({"SQSSendMessagePolicy": {"QueueName": "*"}}),
+        "SQSSendMessagePolicy",
+    ),
+    (
+        storage_encrypted,
+        "bad-records queue without SSE",
+        lambda raw: _r(raw, "BadRecordsQueue").pop("SqsManagedSseEnabled"),
+        "BadRecordsQueue",
+    ),
+    (
+        storage_encrypted,
+        "table with SSE off",
+        lambda raw: _r(raw, "StateTable")["SSESpecification"].update(SSEEnabled=False),
+        "StateTable",
+    ),
+    (
+        storage_encrypted,
+        "bucket without encryption",
+        lambda raw: _r(raw, "StagingBucket").pop("BucketEncryption"),
+        "StagingBucket",
+    ),
+    (
+        terminal_queues_alarmed,
+        "bad-records alarm removed",
+        lambda raw: raw["Resources"].pop("BadRecordsQueueAlarm"),
+        "BadRecordsQueue",
+    ),
+    (
+        terminal_queues_alarmed,
+        "raw DLQ alarm pointed at the upload DLQ",
+        lambda raw: _r(raw, "RawDeadLetterQueueAlarm")["Dimensions"][0].update(
+            Value={"Fn::GetAtt": ["UploadDeadLetterQueue", "QueueName"]}
+        ),
+        "RawDeadLetterQueue",
+    ),
+    (
+        terminal_queues_alarmed,
+        "a new queue nothing polls and nothing watches",
+        lambda raw: raw["Resources"].update(
+            OrphanQueue={"Type": "AWS::SQS::Queue", "Properties": {"SqsManagedSseEnabled": True}}
+        ),
+        "OrphanQueue",
+    ),
+    (
+        terminal_queues_keep_14_days,
+        "scheduler DLQ keeping 4 days",
+        lambda raw: _r(raw, "ScheduleDeadLetterQueue").update(MessageRetentionPeriod=345600),
+        "ScheduleDeadLetterQueue",
+    ),
+    (
+        async_triggers_have_dead_letters,
+        "schedule without DeadLetterConfig",
+        lambda raw: _event(raw, "ExportFunction", "IncrementalSchedule").pop("DeadLetterConfig"),
+        "DeadLetterConfig",
+    ),
+    (
+        async_triggers_have_dead_letters,
+        "export without on-failure destination",
+        lambda raw: _r(raw, "ExportFunction").pop("EventInvokeConfig"),
+        "on-failure",
+    ),
+    (
+        async_triggers_have_dead_letters,
+        "function DLQ on an SQS consumer",
+        lambda raw: _r(raw, "TransformFunction").update(
+            DeadLetterQueue={"Type": "SQS", "TargetArn": {"Fn::GetAtt": ["RawDeadLetterQueue", "Arn"]}}
+        ),
+        "TransformFunction",
+    ),
+    (
+        no_secret_values,
+        "a secret value in the template",
+        lambda raw: _r(raw, "StripeApiKeySecret").update(SecretString="sk_live_123"),
+        "StripeApiKeySecret",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "broken", "mutate", "named"), MUTATIONS, ids=[m[1] for m in MUTATIONS])
+def test_rule_fails_on_broken_copy(
+    rule: Rule, broken: str, mutate: Callable[[dict[str, Any]], None], named: str, template: Template
+) -> None:
+    violations = rule(mutated(template, mutate))
+    assert violations, f"{rule.__name__} did not notice: {broken}"
+    assert any(named in v for v in violations), violations
+
+
+def test_every_rule_is_proven_able_to_fail() -> None:
+    assert {m[0] for m in MUTATIONS} == set(RULES)
+
+
+def test_read_only_action_on_any_resource_is_allowed(template: Template) -> None:
+    # The IAM rule is about writes: a read-only action on "*" (which some APIs require) passes.
+    read_only = {"Effect": "Allow", "Action": ["sqs:ListQueues", "s3:Get*"], "Resource": "*"}
+    assert no_write_action_on_any_resource(mutated(template, _add_statement("UploadFunction", read_only))) == []
+
+
+def test_cfn_lint_misses_the_visibility_timeout_mistake_the_rule_catches(tmp_path: Path) -> None:
+    """Why the visibility rule exists: cfn-lint passes a template Lambda would reject (§2.2)."""
+    text = DEFAULT_TEMPLATE.read_text().replace("VisibilityTimeout: 360", "VisibilityTimeout: 30")
+    assert "VisibilityTimeout: 30 " in text
+    broken = tmp_path / "template.yaml"
+    broken.write_text(text)
+    assert lint(text) == []
+    assert visibility_covers_consumer_timeout(Template.load(broken)) == [
+        "RawQueue: VisibilityTimeout 30 < 6 x TransformFunction.Timeout 60"
+    ]
