@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None
     chartmogul_api_url: str = CHARTMOGUL_API_URL
 
-    chartmogul_data_source_name: str = "Stripe (chartmogul-sync)"
+    chartmogul_data_source_name: str = "chartmogul-sync (Stripe)"
     upload_mode: UploadMode = UploadMode.API
     # Path of the mapping config YAML (see chartmogul_sync.transform.config); unset = the documented defaults.
     mapping_config_path: str | None = None
