@@ -52,6 +52,8 @@ class BatchOutcome:
     deleted_ids: list[str]
     error: str | None = None
     response: Any = field(default=None, repr=False)
+    # Wall-clock seconds the handler ran for this batch (the demo's time per stage adds these up).
+    duration_s: float = 0.0
 
 
 class SqsEventSourcePoller:
@@ -80,7 +82,9 @@ class SqsEventSourcePoller:
         if not messages:
             return None
         event = {"Records": [sqs_event_record(m, self.queue_arn, self.region) for m in messages]}
+        started = time.monotonic()
         invocation = self.function.invoke(event)
+        duration_s = time.monotonic() - started
         batch_ids = [m["MessageId"] for m in messages]
         failed, error = self._failed_ids(invocation, batch_ids)
         succeeded = [m for m in messages if m["MessageId"] not in failed]
@@ -99,6 +103,7 @@ class SqsEventSourcePoller:
             deleted_ids=[m["MessageId"] for m in succeeded],
             error=error,
             response=invocation.response,
+            duration_s=duration_s,
         )
 
     # ------------------------------------------------------------------ internals

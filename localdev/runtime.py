@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,12 +220,19 @@ class LocalStack:
         )["Attributes"]
         return sum(int(v) for v in attributes.values())
 
-    def drain(self, *, max_batches: int = 1000, timeout_seconds: float = 60.0) -> DrainReport:
+    def drain(
+        self,
+        *,
+        max_batches: int = 1000,
+        timeout_seconds: float = 60.0,
+        on_batch: Callable[[BatchOutcome], None] | None = None,
+    ) -> DrainReport:
         """Run pending async invocations and every SQS trigger until all consumed queues are empty.
 
         Bounded by `max_batches` invocations and `timeout_seconds`; raises DrainIncompleteError at a bound, so
         a stuck pipeline fails loudly. With `failed_record_visibility_timeout=None` a failed record stays in
-        flight for the queue's visibility timeout, and draining waits for it (up to the bounds).
+        flight for the queue's visibility timeout, and draining waits for it (up to the bounds). `on_batch` is
+        called after every batch (the demo's progress bar).
         """
         report = DrainReport()
         deadline = time.monotonic() + timeout_seconds
@@ -246,6 +253,8 @@ class LocalStack:
                 if outcome is not None:
                     report.batches.append(outcome)
                     progressed = True
+                    if on_batch is not None:
+                        on_batch(outcome)
             if not progressed:  # only in-flight messages left: wait for their visibility timeout
                 time.sleep(_IDLE_PAUSE_SECONDS)
         return report
