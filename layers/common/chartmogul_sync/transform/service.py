@@ -1,0 +1,142 @@
+"""The transform stage's work on one raw-queue message: snapshot in, bundle out, bad input set aside.
+
+Three outcomes, and which failures are whose (DESIGN.md "Failures and bad records"):
+- a bundle is sent to the upload queue;
+- a message that can never be mapped (malformed envelope, MappingError, a tampered claim check) goes to the
+  bad-records queue with the object id, the field and the reason, and counts as handled: retrying cannot help;
+- a transient failure (S3 or SQS unavailable) is raised, so SQS redelivers the message and, after
+  `maxReceiveCount`, moves it to the raw DLQ.
+"""
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import ValidationError
+
+from ..models.bundle import SkippedRecord
+from ..models.envelope import RawMessage, UploadMessage
+from ..queues import BadRecord, ClaimCheckError, MessageSender, Stage, load_message
+from .config import MappingConfig, describe_validation_error
+from .errors import CustomerExcluded, MappingError
+from .mapping import map_snapshot
+
+logger = Logger(child=True)
+
+
+class Outcome(StrEnum):
+    BUNDLED = "bundled"
+    BAD_RECORD = "bad_record"
+    EXCLUDED = "excluded"
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    outcome: Outcome
+    customer_external_id: str | None = None
+    invoices: int = 0
+    skipped: list[SkippedRecord] = field(default_factory=list)
+
+
+@dataclass
+class SnapshotTransformer:
+    s3: Any
+    sender: MessageSender
+    upload_queue_url: str
+    bad_records_queue_url: str
+    config: MappingConfig
+
+    def handle(self, body: str) -> TransformResult:
+        # Keys of the previous record of the batch must not label this one's logs.
+        logger.remove_keys(["correlation_id", "customer_external_id"])
+        try:
+            message = load_message(self.s3, body, RawMessage)
+        except ValidationError as error:
+            problems = describe_validation_error(error)
+            field_name, _, reason = problems[0].partition(": ")
+            return self._bad(body, reason or problems[0], field=field_name, customer_id=_customer_hint(body))
+        except ClaimCheckError as error:
+            if error.__cause__ is not None:
+                raise  # S3 could not be read: transient, SQS retries (queues.resolve_payload_json keeps the cause)
+            return self._bad(body, str(error), field="claim_check", customer_id=_customer_hint(body))
+
+        assert message.payload is not None  # load_message resolved the claim check
+        customer_id = message.customer_external_id
+        logger.append_keys(correlation_id=message.correlation_id, customer_external_id=customer_id)
+        try:
+            bundle = map_snapshot(message.payload, self.config, snapshot_time=message.snapshot_time)
+        except CustomerExcluded as excluded:
+            logger.info("customer skipped", extra={"reason": excluded.reason})
+            return TransformResult(Outcome.EXCLUDED, customer_id)
+        except MappingError as error:
+            return self._bad(
+                body,
+                error.reason,
+                object_id=error.object_id,
+                field=error.field,
+                customer_id=customer_id,
+                correlation_id=message.correlation_id,
+            )
+        except Exception as error:  # the mapping is pure: whatever it raised, a retry would raise again
+            logger.exception("mapping failed unexpectedly")
+            return self._bad(
+                body,
+                f"unexpected mapping failure ({type(error).__name__}: {error}); please report it with this record",
+                object_id=customer_id,
+                customer_id=customer_id,
+                correlation_id=message.correlation_id,
+            )
+
+        for record in bundle.skipped:
+            # Nothing is dropped silently: every skipped Stripe object is logged with its reason.
+            logger.info("stripe object skipped", extra={"object_id": record.source_object_id, "reason": record.reason})
+        upload = UploadMessage(
+            source=message.source,
+            customer_external_id=customer_id,
+            snapshot_time=message.snapshot_time,
+            correlation_id=message.correlation_id,
+            payload=bundle,
+        )
+        self.sender.send(self.upload_queue_url, [upload])
+        logger.info(
+            "bundle sent",
+            extra={"invoices": len(bundle.invoices), "plans": len(bundle.plans), "skipped": len(bundle.skipped)},
+        )
+        return TransformResult(Outcome.BUNDLED, customer_id, len(bundle.invoices), list(bundle.skipped))
+
+    def _bad(
+        self,
+        body: str,
+        reason: str,
+        *,
+        object_id: str | None = None,
+        field: str | None = None,
+        customer_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> TransformResult:
+        record = BadRecord(
+            stage=Stage.TRANSFORM,
+            reason=reason,
+            object_id=object_id,
+            field=field,
+            customer_external_id=customer_id,
+            correlation_id=correlation_id,
+            original_body=body,
+        )
+        self.sender.send_bad_record(self.bad_records_queue_url, record)
+        logger.warning(
+            "snapshot sent to the bad-records queue",
+            extra={"object_id": object_id, "field": field, "reason": reason, "customer_external_id": customer_id},
+        )
+        return TransformResult(Outcome.BAD_RECORD, customer_id)
+
+
+def _customer_hint(body: str) -> str | None:
+    """The customer id of a message that failed validation, if its JSON still says it."""
+    try:
+        value = json.loads(body).get("customer_external_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,311 @@
+"""The whole pipeline on one machine: a generated Stripe account, both emulators and the template's stack in moto.
+
+    with LocalPipeline(generate_account(customers=200)) as pipeline:
+        backfill = pipeline.backfill()                 # export (backfill) → transform → upload, drained
+        pipeline.apply_steps(pipeline.demo_steps())    # "after the backfill, these customers change"
+        incremental = pipeline.incremental()           # export (incremental) → transform → upload, drained
+
+The demo (`cmsync demo`), the end-to-end tests and the pipeline benchmark all run through this one class, so
+what the demo shows is what the tests prove. The functions are the real handlers from `functions/`, called by
+the local runtime with Lambda's semantics (localdev/runtime.py); only their surroundings are local: moto for
+AWS, the emulators for Stripe and ChartMogul, and the export's continuation and clock (sources/stripe/wiring.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal
+
+from localdev import chartmogul_emulator, stripe_emulator
+from localdev.poller import BatchOutcome, PollerOptions
+from localdev.runtime import DrainReport, LocalStack, local_stack
+from localdev.scenarios import Account
+
+# The stack's terminal queues: where a record that is not imported must be, with its reason.
+DEAD_LETTER_QUEUES = (
+    "BadRecordsQueue",
+    "RawDeadLetterQueue",
+    "UploadDeadLetterQueue",
+    "ExportFailedQueue",
+    "ScheduleDeadLetterQueue",
+)
+FUNCTIONS = ("ExportFunction", "TransformFunction", "UploadFunction")
+STRIPE_TEST_KEY = "sk_test_chartmogul_sync_demo"
+
+
+@dataclass
+class FunctionFigures:
+    invocations: int = 0
+    records: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class StageReport:
+    """One pipeline run (backfill or incremental) from the export's invocation to empty queues."""
+
+    name: str
+    seconds: float
+    export_result: Any
+    functions: dict[str, FunctionFigures]
+    stripe_requests: int
+    chartmogul_requests: int
+
+
+@dataclass
+class PipelineOptions:
+    upload_mode: Literal["api", "bulk"] = "api"
+    # Rate limits: the real ones by default (Stripe 25/s in test mode; ChartMogul 40/s); None switches one off.
+    stripe_rate_limit: float | Literal["stripe"] | None = "stripe"
+    chartmogul_rate_limit: float | None = 40.0
+    stripe_faults: str | None = None
+    chartmogul_faults: str = ""
+    fault_seed: int = 0
+    backend: Literal["in-process", "server"] = "in-process"
+    # Bounds of one drain: a stuck pipeline fails loudly instead of spinning.
+    max_batches: int = 20_000
+    drain_timeout_s: float = 900.0
+    # Failed records reappear at once instead of after the queue's visibility timeout (receive counts, and so
+    # redrive to the DLQs, are unaffected): a speed-up for a run on one machine.
+    failed_record_visibility_timeout: int | None = 0
+    extra_environment: Mapping[str, str] = field(default_factory=dict)
+
+
+class LocalPipeline:
+    def __init__(self, account: Account, options: PipelineOptions | None = None) -> None:
+        self.account = account
+        self.options = options or PipelineOptions()
+        self._cleanup = ExitStack()
+        self.stripe: stripe_emulator.RunningStripeEmulator
+        self.chartmogul: chartmogul_emulator.RunningEmulator
+        self.stack: LocalStack
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalPipeline:
+        try:
+            self._start()
+        except BaseException:
+            self._cleanup.close()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._cleanup.close()
+
+    def _start(self) -> None:
+        options = self.options
+        self.stripe = self._cleanup.enter_context(
+            stripe_emulator.start(
+                self.account,
+                mode="test",
+                rate_limit=options.stripe_rate_limit,
+                faults=options.stripe_faults,
+                seed=options.fault_seed,
+            )
+        )
+        self.chartmogul = self._cleanup.enter_context(
+            chartmogul_emulator.start(
+                rate_limit=options.chartmogul_rate_limit,
+                faults=options.chartmogul_faults,
+                seed=options.fault_seed,
+                now=self.stripe_now(),
+                # A timeout fault holds the request only a little longer than the uploader's read timeout.
+                fault_hold_seconds=3.0,
+            )
+        )
+        environment = {
+            "STRIPE_API_BASE": self.stripe.base_url,
+            "CHARTMOGUL_API_URL": self.chartmogul.api_url,
+            "UPLOAD_MODE": options.upload_mode,
+            # One local poller is one instance: it takes the account's whole request budget.
+            "UPLOAD_MAX_CONCURRENCY": "1",
+            "HTTP_READ_TIMEOUT_S": "2",
+            **options.extra_environment,
+        }
+        self.stack = self._cleanup.enter_context(
+            local_stack(
+                backend=options.backend,
+                options=PollerOptions(
+                    wait_for_batching_window=False,
+                    failed_record_visibility_timeout=options.failed_record_visibility_timeout,
+                ),
+                environment=environment,
+            )
+        )
+        self.stack.put_secret_value("StripeApiKeySecret", STRIPE_TEST_KEY)
+        self.stack.put_secret_value("ChartMogulApiKeySecret", self.chartmogul.api_key)
+        self._wire_export()
+
+    def _wire_export(self) -> None:
+        # The layer module every import of the export handler shares (sources/stripe/wiring.py): moto cannot run
+        # Lambda code, so a continuation is an asynchronous invocation of the local runtime, and "now" is the
+        # Stripe emulator's simulated clock.
+        from chartmogul_sync.sources.stripe import wiring
+
+        saved = (wiring.export_wiring.continuation, wiring.export_wiring.clock)
+
+        def restore() -> None:
+            wiring.export_wiring.continuation, wiring.export_wiring.clock = saved
+
+        self._cleanup.callback(restore)
+        stack = self.stack
+        wiring.export_wiring.continuation = lambda continuation, _context: stack.invoke_async(
+            "ExportFunction", continuation.model_dump(mode="json")
+        )
+        wiring.export_wiring.clock = self.stripe_now
+
+    # ---- clocks ------------------------------------------------------------------------------------------
+
+    def stripe_now(self) -> datetime:
+        return datetime.fromtimestamp(self.account.store.now, UTC)
+
+    def _sync_chartmogul_clock(self) -> None:
+        # ChartMogul evaluates "now" (customer MRR, cancellations must be in the past) on the same clock.
+        self.chartmogul.options.now = self.stripe_now()
+
+    # ---- runs --------------------------------------------------------------------------------------------
+
+    def backfill(self, on_batch: Callable[[BatchOutcome], None] | None = None, **request: Any) -> StageReport:
+        return self._run("backfill", {"mode": "backfill", **request}, on_batch)
+
+    def incremental(self, on_batch: Callable[[BatchOutcome], None] | None = None) -> StageReport:
+        scheduled = self.stripe_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        return self._run("incremental", {"mode": "incremental", "scheduled_time": scheduled}, on_batch)
+
+    def sync_customer(self, customer_id: str) -> StageReport:
+        return self._run(f"customer {customer_id}", {"mode": "customer", "customer_id": customer_id}, None)
+
+    def _run(self, name: str, event: dict[str, Any], on_batch: Callable[[BatchOutcome], None] | None) -> StageReport:
+        self._sync_chartmogul_clock()
+        stripe_before, chartmogul_before = self.stripe_request_total(), self.chartmogul_request_total()
+        started = time.monotonic()
+        export_started = time.monotonic()
+        result = self.stack.invoke("ExportFunction", event)
+        export_seconds = time.monotonic() - export_started
+        drained = self.stack.drain(
+            max_batches=self.options.max_batches, timeout_seconds=self.options.drain_timeout_s, on_batch=on_batch
+        )
+        figures = _function_figures(drained)
+        export = figures.setdefault("ExportFunction", FunctionFigures())
+        export.invocations += 1
+        export.seconds += export_seconds
+        return StageReport(
+            name=name,
+            seconds=time.monotonic() - started,
+            export_result=result,
+            functions=figures,
+            stripe_requests=self.stripe_request_total() - stripe_before,
+            chartmogul_requests=self.chartmogul_request_total() - chartmogul_before,
+        )
+
+    # ---- scenario changes ------------------------------------------------------------------------------
+
+    def apply_steps(self, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Apply scenario steps at the Stripe emulator's clock; steps that do not fit a customer are reported."""
+        results: list[dict[str, Any]] = []
+        for step in steps:
+            try:
+                results.append({"step": step, "result": self.stripe.apply_step(step)})
+            except ValueError as error:
+                results.append({"step": step, "error": str(error)})
+        self._sync_chartmogul_clock()
+        return results
+
+    def demo_steps(self, per_kind: int = 2) -> list[dict[str, Any]]:
+        """A round of changes touching customers of several scenarios: the incremental run must catch each."""
+        candidates = sorted(
+            customer for customer, scenarios in self.account.scenarios.items() if "deleted_customer" not in scenarios
+        )
+        kinds: list[tuple[str, dict[str, Any]]] = [
+            ("upgrade", {}),
+            ("downgrade", {}),
+            ("change_quantity", {"quantity": 7}),
+            ("refund", {"share": 0.5}),
+            ("credit_note", {"share": 0.25}),
+            ("cancel_at_period_end", {}),
+            ("cancel", {}),
+            ("pause_collection", {}),
+            ("delete_customer", {}),
+        ]
+        steps: list[dict[str, Any]] = []
+        # Spread the kinds over distinct customers, deterministically (the account is seeded).
+        picks = iter(candidates[len(candidates) // 3 :])
+        for kind, extra in kinds:
+            for _ in range(per_kind if kind not in {"delete_customer", "pause_collection"} else 1):
+                customer = next(picks, None)
+                if customer is not None:
+                    steps.append({"kind": kind, "customer": customer, **extra})
+        steps.append({"kind": "new_customer", "plan": "Pro", "interval": "monthly", "currency": "usd"})
+        steps.append({"kind": "new_customer", "plan": "Starter", "interval": "yearly", "currency": "eur"})
+        steps.append({"kind": "advance", "days": 2})
+        return steps
+
+    # ---- what happened -----------------------------------------------------------------------------------
+
+    def stripe_request_total(self) -> int:
+        return int(self.stripe.server.request_report()["total"])
+
+    def chartmogul_request_total(self) -> int:
+        return int(self.chartmogul.request_counts()["total"])
+
+    def dead_letters(self) -> dict[str, list[str]]:
+        """The bodies of every message in each terminal queue, read without removing them."""
+        return {queue: peek_queue(self.stack.clients.sqs, self.stack.queue_url(queue)) for queue in DEAD_LETTER_QUEUES}
+
+    def chartmogul_data_source_uuid(self) -> str | None:
+        import chartmogul
+
+        from chartmogul_sync.config import get_settings
+
+        name = self.stack.environment.get("CHARTMOGUL_DATA_SOURCE_NAME") or get_settings().chartmogul_data_source_name
+        sources = chartmogul.DataSource.all(self.chartmogul.client_config()).get().data_sources
+        return next((source.uuid for source in sources if source.name == name), None)
+
+
+def peek_queue(sqs: Any, url: str, max_messages: int = 10_000) -> list[str]:
+    """Every body in the queue, oldest first; the messages are made visible again at once, so nothing moves.
+
+    Each receive hides what it returned (visibility 60 s) so the next one reaches further; at the end all are
+    put back with visibility 0. Receive counts go up, which matters only on queues with a redrive policy: use
+    it on terminal queues.
+    """
+    bodies: list[str] = []
+    handles: list[str] = []
+    while len(bodies) < max_messages:  # bounded by max_messages
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages", [])
+        if not messages:
+            break
+        bodies.extend(m["Body"] for m in messages)
+        handles.extend(m["ReceiptHandle"] for m in messages)
+    for start in range(0, len(handles), 10):
+        sqs.change_message_visibility_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(index), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                for index, handle in enumerate(handles[start : start + 10])
+            ],
+        )
+    return bodies
+
+
+def _function_figures(drained: DrainReport) -> dict[str, FunctionFigures]:
+    figures: dict[str, FunctionFigures] = {}
+    for batch in drained.batches:
+        entry = figures.setdefault(batch.function, FunctionFigures())
+        entry.invocations += 1
+        entry.records += len(batch.message_ids)
+        entry.failed += len(batch.failed_ids)
+        entry.seconds += batch.duration_s
+    for invocation in drained.async_invocations:
+        entry = figures.setdefault(invocation.function, FunctionFigures())
+        entry.invocations += invocation.attempts
+    return figures
