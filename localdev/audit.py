@@ -70,6 +70,8 @@ class Audit:
 
 
 def run_audit(pipeline: LocalPipeline, truth: dict[str, Any]) -> Audit:
+    # The audit measures the pipeline, not its own retries: it reads ChartMogul with injected faults off.
+    pipeline.stop_faults()
     config = pipeline.chartmogul.client_config()
     data_source = pipeline.chartmogul_data_source_uuid()
     audit = Audit(customers_expected=len(truth["customers"]))

@@ -70,7 +70,7 @@ def run_demo(
         LocalPipeline(account, options) as pipeline,
     ):
         backfill = _with_progress(console, "backfill", customers, lambda tick: pipeline.backfill(on_batch=tick))
-        steps = pipeline.apply_steps(pipeline.demo_steps())
+        steps = pipeline.apply_demo_changes()
         incremental = _with_progress(console, "incremental", len(steps), lambda tick: pipeline.incremental(tick))
         with console.status("auditing ChartMogul against the ground truth…"):
             truth = account.ground_truth()

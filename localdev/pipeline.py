@@ -220,34 +220,69 @@ class LocalPipeline:
         self._sync_chartmogul_clock()
         return results
 
-    def demo_steps(self, per_kind: int = 2) -> list[dict[str, Any]]:
-        """A round of changes touching customers of several scenarios: the incremental run must catch each."""
+    def apply_demo_changes(self, per_kind: int = 2) -> list[dict[str, Any]]:
+        """A round of changes in Stripe touching several scenarios, each on a different customer.
+
+        For each kind of change the customers paying for a live subscription are tried in a seeded order until
+        the change applies (a Starter customer has no plan to downgrade to); a kind no customer fits is reported.
+        """
+        from localdev.stripe_emulator import records
+
+        now = self.account.store.now
         candidates = sorted(
-            customer for customer, scenarios in self.account.scenarios.items() if "deleted_customer" not in scenarios
+            {
+                subscription.customer
+                for subscription in self.account.store.collection("subscriptions").newest_first()
+                if isinstance(subscription, records.Subscription)
+                and subscription.ended_at is None
+                and subscription.status_at(now) == "active"
+            }
         )
-        kinds: list[tuple[str, dict[str, Any]]] = [
-            ("upgrade", {}),
-            ("downgrade", {}),
-            ("change_quantity", {"quantity": 7}),
-            ("refund", {"share": 0.5}),
-            ("credit_note", {"share": 0.25}),
-            ("cancel_at_period_end", {}),
-            ("cancel", {}),
-            ("pause_collection", {}),
-            ("delete_customer", {}),
+        kinds: list[tuple[str, dict[str, Any], int]] = [
+            ("upgrade", {}, per_kind),
+            ("downgrade", {}, per_kind),
+            ("change_quantity", {"quantity": 7}, per_kind),
+            ("refund", {"share": 0.5}, per_kind),
+            ("credit_note", {"share": 0.25}, per_kind),
+            ("cancel_at_period_end", {}, per_kind),
+            ("cancel", {}, per_kind),
+            ("pause_collection", {}, 1),
+            ("delete_customer", {}, 1),
         ]
-        steps: list[dict[str, Any]] = []
-        # Spread the kinds over distinct customers, deterministically (the account is seeded).
-        picks = iter(candidates[len(candidates) // 3 :])
-        for kind, extra in kinds:
-            for _ in range(per_kind if kind not in {"delete_customer", "pause_collection"} else 1):
-                customer = next(picks, None)
-                if customer is not None:
-                    steps.append({"kind": kind, "customer": customer, **extra})
-        steps.append({"kind": "new_customer", "plan": "Pro", "interval": "monthly", "currency": "usd"})
-        steps.append({"kind": "new_customer", "plan": "Starter", "interval": "yearly", "currency": "eur"})
-        steps.append({"kind": "advance", "days": 2})
-        return steps
+        touched: set[str] = set()
+        results: list[dict[str, Any]] = []
+        for kind, extra, wanted in kinds:
+            applied = 0
+            for customer in candidates:
+                if applied == wanted:
+                    break
+                if customer in touched:
+                    continue
+                step = {"kind": kind, "customer": customer, **extra}
+                try:
+                    results.append({"step": step, "result": self.stripe.apply_step(step)})
+                except ValueError:
+                    continue  # this change does not fit this customer: try the next one
+                touched.add(customer)
+                applied += 1
+            if applied < wanted:
+                results.append({"step": {"kind": kind}, "error": f"applied to {applied} of {wanted} customers"})
+        results.extend(
+            self.apply_steps(
+                [
+                    {"kind": "new_customer", "plan": "Pro", "interval": "monthly", "currency": "usd"},
+                    {"kind": "new_customer", "plan": "Starter", "interval": "yearly", "currency": "eur"},
+                    {"kind": "advance", "days": 2},
+                ]
+            )
+        )
+        self._sync_chartmogul_clock()
+        return results
+
+    def stop_faults(self) -> None:
+        """Switch off injected faults on both emulators (what happened so far keeps its counts)."""
+        self.stripe.server.set_faults(None)
+        self.chartmogul.server.set_faults(None)
 
     # ---- what happened -----------------------------------------------------------------------------------
 
@@ -256,6 +291,17 @@ class LocalPipeline:
 
     def chartmogul_request_total(self) -> int:
         return int(self.chartmogul.request_counts()["total"])
+
+    def chartmogul_writes(self) -> int:
+        """Successful writes ChartMogul has accepted so far (any 2xx answer to a method other than GET)."""
+        routes: dict[str, dict[str, int]] = self.chartmogul.request_counts()["routes"]
+        return sum(
+            count
+            for route, statuses in routes.items()
+            if not route.startswith("GET ")
+            for status, count in statuses.items()
+            if status.startswith("2")
+        )
 
     def dead_letters(self) -> dict[str, list[str]]:
         """The bodies of every message in each terminal queue, read without removing them."""
