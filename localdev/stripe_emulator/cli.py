@@ -1,0 +1,78 @@
+"""`cmsync emulate stripe`: generate an account and serve it with the Stripe emulator in the foreground."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import click
+
+from localdev.emulator_kit import FaultSpecError, parse_fault_spec
+from localdev.scenarios import generate_account
+from localdev.stripe_emulator.render import API_VERSION
+from localdev.stripe_emulator.server import STRIPE_RATE_LIMITS, RunningStripeEmulator
+
+
+@click.command("stripe")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address (keep it on loopback).")
+@click.option("--port", default=12111, show_default=True, type=int, help="Port (stripe-mock's); 0 picks a free one.")
+@click.option("--customers", default=200, show_default=True, type=int, help="Customers in the generated account.")
+@click.option("--months", default=24, show_default=True, type=int, help="Months of simulated history.")
+@click.option("--seed", default=7, show_default=True, type=int, help="Seed: the same seed gives the same account.")
+@click.option("--mode", type=click.Choice(["test", "live"]), default="test", show_default=True, help="Key mode.")
+@click.option(
+    "--rate-limit",
+    default=None,
+    type=float,
+    help="Requests/s; default Stripe's (25 test, 100 live); 0 switches it off.",
+)
+@click.option("--faults", default="", help="Fault spec, e.g. 429:0.05,500:0.05,timeout:0.01,reset:0.01")
+@click.option("--fault-seed", default=0, show_default=True, type=int, help="Seed of the fault sequence.")
+@click.option("--ground-truth", "truth_path", default=None, type=click.Path(dir_okay=False), help="Write it here.")
+@click.option("--log-requests", is_flag=True, help="Log every request.")
+def stripe(
+    host: str,
+    port: int,
+    customers: int,
+    months: int,
+    seed: int,
+    mode: str,
+    rate_limit: float | None,
+    faults: str,
+    fault_seed: int,
+    truth_path: str | None,
+    log_requests: bool,
+) -> None:
+    """Run the Stripe API emulator on a generated account (Ctrl-C stops it)."""
+    try:
+        parse_fault_spec(faults)
+    except FaultSpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--faults") from None
+    account = generate_account(customers=customers, months=months, seed=seed)
+    if truth_path:
+        Path(truth_path).write_text(json.dumps(account.ground_truth(), indent=1, sort_keys=True))
+    limit = STRIPE_RATE_LIMITS[mode] if rate_limit is None else (rate_limit or None)
+    emulator = RunningStripeEmulator(
+        account,
+        mode="live" if mode == "live" else "test",
+        rate_limit=limit,
+        faults=faults,
+        seed=fault_seed,
+        host=host,
+        port=port,
+    )
+    emulator.server.settings.log_requests = log_requests
+    emulator.start()
+    counts = account.store.counts()
+    click.echo(
+        f"Stripe emulator ({mode} mode, API {API_VERSION}) on {emulator.base_url}: "
+        f"{counts['customers']} customers, {counts['invoices']} invoices, {counts['events']} events; "
+        f"rate limit {limit or 'off'}/s. Admin: /_admin/state, /_admin/clock, /_admin/scenario-steps."
+    )
+    try:
+        threading.Event().wait()  # the server runs in its own thread until Ctrl-C
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()

@@ -1,0 +1,140 @@
+"""`expand`, errors in Stripe's envelope, API keys and versions, rate limits and faults (reference §2.5, §2.6)."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import stripe
+
+from localdev.scenarios import Account, generate_account
+from localdev.stripe_emulator import RunningStripeEmulator, start
+
+from .conftest import client_for, error_code
+
+
+def test_expand_on_lists_and_retrieve(account: Account, client: stripe.StripeClient) -> None:
+    discounted = next(i for i in account.store.invoices.values() if i.discounts and i.payment_intent)
+    page = client.v1.invoices.list(
+        {"customer": discounted.customer, "limit": 100, "expand": ["data.customer", "data.discounts", "data.payments"]}
+    )
+    invoice = next(i for i in page.data if i.id == discounted.id).to_dict()
+    assert invoice["customer"]["object"] == "customer"
+    assert invoice["discounts"][0]["object"] == "discount" and invoice["discounts"][0]["source"]["coupon"]
+    assert invoice["payments"]["data"][0]["payment"]["payment_intent"] == discounted.payment_intent
+    plain = client.v1.invoices.retrieve(discounted.id).to_dict()
+    assert isinstance(plain["customer"], str)
+    assert "payments" not in plain  # includable: absent unless expanded
+    deep = client.v1.invoices.retrieve(
+        discounted.id, {"expand": ["lines.data.pricing.price_details.price", "discounts.source.coupon"]}
+    ).to_dict()
+    assert deep["lines"]["data"][0]["pricing"]["price_details"]["price"]["object"] == "price"
+    assert deep["discounts"][0]["source"]["coupon"]["object"] == "coupon"
+    subscription_id = deep["parent"]["subscription_details"]["subscription"]
+    sub = client.v1.subscriptions.retrieve(subscription_id, {"expand": ["latest_invoice"]}).to_dict()
+    assert sub["latest_invoice"]["object"] == "invoice"
+
+
+def test_expand_refuses_unknown_paths_and_depth_over_four(client: stripe.StripeClient, account: Account) -> None:
+    invoice_id = next(iter(account.store.invoices.values())).id
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.invoices.retrieve(invoice_id, {"expand": ["total"]})
+    assert caught.value.param == "expand"
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.invoices.list({"expand": ["customer"]})  # lists need the data. prefix
+    with pytest.raises(stripe.InvalidRequestError) as too_deep:
+        client.v1.invoice_payments.list(
+            {
+                "expand": [
+                    "data.invoice.customer.invoice_settings.default_payment_method",
+                    "data.invoice.subscription.latest_invoice.customer.x",
+                ]
+            }
+        )
+    assert "4 levels" in too_deep.value.user_message or "cannot be expanded" in too_deep.value.user_message
+
+
+def test_errors_use_stripe_s_envelope(client: stripe.StripeClient) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as missing:
+        client.v1.invoices.retrieve("in_doesnotexist")
+    error = missing.value
+    assert error.http_status == 404 and error.code == "resource_missing" and error.param == "id"
+    assert isinstance(error.json_body, dict) and error.json_body["error"]["type"] == "invalid_request_error"
+    assert error.request_id and error.request_id.startswith("req_")
+    for bad in (0, 101):
+        with pytest.raises(stripe.InvalidRequestError) as limit:
+            client.v1.customers.list({"limit": bad})
+        assert limit.value.http_status == 400 and limit.value.param == "limit"
+    with pytest.raises(stripe.InvalidRequestError) as cursor:
+        client.v1.customers.list({"starting_after": "cus_nope"})
+    assert cursor.value.param == "starting_after"
+    with pytest.raises(stripe.InvalidRequestError) as both:
+        client.v1.customers.list({"starting_after": "cus_a", "ending_before": "cus_b"})
+    assert both.value.http_status == 400
+
+
+def test_api_keys_and_modes(emulator: RunningStripeEmulator, account: Account) -> None:
+    with pytest.raises(stripe.AuthenticationError):
+        client_for(emulator, key="sk_live_wrongmode").v1.customers.list()
+    with pytest.raises(stripe.AuthenticationError):
+        client_for(emulator, key="pk_test_publishable").v1.customers.list()
+    answer = requests.get(f"{emulator.base_url}/v1/customers", timeout=5)
+    assert answer.status_code == 401 and answer.json()["error"]["type"] == "invalid_request_error"
+    with start(account.store, mode="live", rate_limit=None) as live:
+        customer = client_for(live, key="sk_live_emulator").v1.customers.list({"limit": 1}).data[0]
+        assert customer.livemode is True
+        with pytest.raises(stripe.AuthenticationError):
+            client_for(live).v1.customers.list()
+    account.store.livemode = False
+
+
+def test_stripe_version_header_is_honoured(emulator: RunningStripeEmulator, client: stripe.StripeClient) -> None:
+    page = client.v1.customers.list({"limit": 1}, {"stripe_version": "2026-09-30.endive"})
+    assert page.last_response is not None
+    assert page.last_response.headers["Stripe-Version"] == "2026-09-30.endive"
+    with pytest.raises(stripe.InvalidRequestError) as old:
+        client.v1.customers.list({"limit": 1}, {"stripe_version": "2020-08-27"})
+    assert "2020-08-27" in old.value.user_message
+
+
+def test_rate_limit_answers_a_plain_429_that_the_client_does_not_retry() -> None:
+    small = generate_account(customers=5, months=2, seed=2)
+    with start(small, rate_limit=1.0) as limited:  # one request per second, a bucket of one
+        client = client_for(limited, retries=2)
+        outcomes = []
+        for _ in range(8):  # a bounded burst; only a client slower than 1 request/s would see no 429
+            try:
+                client.v1.customers.list({"limit": 1})
+                outcomes.append("ok")
+            except stripe.RateLimitError as exc:
+                assert exc.http_status == 429 and error_code(exc) == "rate_limit"
+                assert exc.headers is not None and "Stripe-Should-Retry" not in exc.headers
+                outcomes.append("429")
+        total = limited.server.request_report()["total"]
+    assert "429" in outcomes and outcomes[0] == "ok"
+    assert total == len(outcomes)  # not retried: one request per call
+
+
+def test_stripe_s_limits_are_25_per_second_in_test_mode_and_100_in_live() -> None:
+    small = generate_account(customers=5, months=2, seed=2)
+    with start(small, rate_limit="stripe") as test_mode:
+        assert test_mode.server.request_report() is not None and test_mode.server.bucket.rate == 25.0
+    with start(small, mode="live", rate_limit="stripe") as live:
+        assert live.server.bucket.rate == 100.0
+    with start(small) as unlimited:
+        assert unlimited.server.bucket.rate is None
+
+
+def test_injected_faults_lock_timeout_is_retried_and_500_surfaces() -> None:
+    small = generate_account(customers=5, months=2, seed=2)
+    with start(small, rate_limit=None, faults="429:1.0") as faulty:
+        client = client_for(faulty, retries=2)
+        with pytest.raises(stripe.RateLimitError) as locked:
+            client.v1.customers.list({"limit": 1})
+        assert error_code(locked.value) == "lock_timeout"
+        assert faulty.server.request_report()["total"] == 3  # Stripe-Should-Retry: true → 2 retries
+        faulty.server.set_faults("500:1.0", seed=1)
+        with pytest.raises(stripe.APIError) as broken:
+            client_for(faulty).v1.customers.list({"limit": 1})
+        assert broken.value.http_status == 500
+        faulty.server.set_faults("", seed=1)
+        assert client_for(faulty).v1.customers.list({"limit": 1}).data
