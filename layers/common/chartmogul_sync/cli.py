@@ -1,5 +1,7 @@
 """The cmsync command line."""
 
+import importlib.util
+
 import click
 
 from .sinks.chartmogul.cli import dlq_group
@@ -21,15 +23,18 @@ def emulate() -> None:
     """Run an API emulator on loopback (local development; `localdev` package)."""
 
 
-def _register_emulators() -> None:
-    # Imported lazily: the Lambda layer ships without `localdev`, and the command line must still load.
-    try:
-        from localdev.chartmogul_emulator.cli import chartmogul as chartmogul_emulator
-        from localdev.stripe_emulator.cli import stripe as stripe_emulator
-    except ImportError:
+def _register_local_development() -> None:
+    # The Lambda layer ships without `localdev`; where it is installed (a checkout), its commands join in. An
+    # error inside localdev is not hidden: only its absence is.
+    if importlib.util.find_spec("localdev") is None:
         return
+    from localdev.chartmogul_emulator.cli import chartmogul as chartmogul_emulator
+    from localdev.demo import demo
+    from localdev.stripe_emulator.cli import stripe as stripe_emulator
+
     emulate.add_command(chartmogul_emulator)
     emulate.add_command(stripe_emulator)
+    main.add_command(demo)
 
 
-_register_emulators()
+_register_local_development()

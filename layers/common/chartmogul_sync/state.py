@@ -1,10 +1,15 @@
 """DynamoDB state adapter: one table, items keyed by (pk, sk).
 
 Key layout (one place, so two features never collide):
-  pk="cursor#<source>"            sk="incremental"        the incremental export's event cursor
-  pk="backfill#<run_id>"          sk="checkpoint"|"page#…" backfill progress
-  pk="idmap#<data_source>"        sk="<kind>#<external_id>" ChartMogul uuid of an object we created
-  pk="applied#<data_source>"      sk="<customer_external_id>" snapshot time of the last bundle applied
+  pk="cursor#<source>"            sk="incremental"        the incremental export's event cursor (`cursor` JSON,
+                                  `position`; sources/stripe/incremental.py)
+  pk="backfill#<run_id>"          sk="checkpoint"         backfill progress (`checkpoint` JSON, `sequence_key`;
+                                  sources/stripe/backfill.py, which also documents its S3 staging keys)
+  pk="idmap#<data_source>"        sk="customer#<external_id>" what ChartMogul holds for one customer (uuid, fields,
+                                  invoices, transactions, subscriptions, events; sinks/chartmogul/idmap.py)
+  pk="idmap#<data_source>"        sk="plan#<external_id>"   a plan's uuid and fields
+  pk="datasource"                 sk="<data source name>"   the ChartMogul data source's uuid
+  pk="applied#<data_source>"      sk="<customer_external_id>" snapshot time and digest of the last bundle applied
 Callers build keys with `key()` and never spell the separators themselves.
 """
 

@@ -1,0 +1,382 @@
+"""Upload mode `bulk`: first imports of many customers through ChartMogul's JSON bulk import (`json_imports`).
+
+Reference chartmogul-import-api.md §8: one POST of a flat JSON document (customers, plans, invoices, line items,
+transactions, subscription events, cross-referenced by external id), at most 5 MB, best with 100–1,000 customers,
+every record of a customer in the same request; processed asynchronously (`queued` → `processing` → `completed`),
+with a status per customer in `status_details`.
+
+What bulk mode sends and what it leaves to the per-object API (uploader.py), and why:
+- Only customers ChartMogul does not hold yet go in bulk: the bulk format creates, it does not diff. A customer
+  the id map knows is applied through the API, which writes only what changed; so is a customer to delete.
+- The bulk format has no cancellations and no custom attributes (§8 lists its fields). After a customer is
+  imported, the API pass applies the rest of the bundle's diff: cancellations, tags and custom attributes. For
+  a customer with neither, that pass makes no request.
+- A customer whose import failed only because its objects already exist (a redelivered batch whose first import
+  finished after all) is applied through the API, which treats duplicates as success. Any other per-customer
+  failure is a permanent one, routed to the bad-records queue with ChartMogul's words.
+- An import still unfinished when the time budget runs out fails its records transiently: SQS redelivers them,
+  and by then their objects exist, which the API pass handles as above.
+"""
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import chartmogul
+from aws_lambda_powertools import Logger
+
+from chartmogul_sync.models import Customer, CustomerBundle, Plan
+
+from .apply import (
+    JsonDict,
+    KnownCustomer,
+    KnownPlan,
+    customer_fields,
+    line_item_payload,
+    plan_fields,
+    transaction_payload,
+)
+from .client import ChartMogulApi, ChartMogulError, ErrorDetail, FailureKind, TimeBudget, is_duplicate_only
+from .uploader import ApplyResult, BundleRefused, BundleUploader
+
+logger = Logger(child=True)
+
+# Reference §8: "≤ 5 MB"; kept under 5,000,000 bytes so that neither reading of MB can be exceeded.
+MAX_PAYLOAD_BYTES = 5_000_000
+MAX_CUSTOMERS_PER_IMPORT = 1_000
+# Polling: from a quarter second up to 5 s between looks, never more than this many looks.
+FIRST_POLL_DELAY_S = 0.25
+MAX_POLL_DELAY_S = 5.0
+MAX_POLLS = 600
+FINISHED = frozenset({"completed", "failed"})
+IMPORTED = frozenset({"imported", "completed", "success", "succeeded"})
+
+
+# ---------------------------------------------------------------- the payload (pure)
+
+
+def customer_records(bundle: CustomerBundle) -> JsonDict:
+    """One customer's records in the bulk format (plans apart: they are shared and sent once per import)."""
+    customer = bundle.customer
+    invoices, line_items, transactions = [], [], []
+    for invoice in bundle.invoices:
+        head = invoice.model_dump(mode="json", exclude_none=True, exclude={"line_items", "transactions"})
+        invoices.append({**head, "customer_external_id": customer.external_id})
+        line_items += [
+            {"invoice_external_id": invoice.external_id, **line_item_payload(li)} for li in invoice.line_items
+        ]
+        transactions += [
+            {"invoice_external_id": invoice.external_id, **transaction_payload(t)} for t in invoice.transactions
+        ]
+    return {
+        "customers": [customer.model_dump(mode="json", exclude_none=True, exclude={"attributes"})],
+        "invoices": invoices,
+        "line_items": line_items,
+        "transactions": transactions,
+        "subscription_events": [e.model_dump(mode="json", exclude_none=True) for e in bundle.subscription_events],
+    }
+
+
+def plan_record(plan: Plan) -> JsonDict:
+    return {"external_id": plan.external_id, **plan_fields(plan)}
+
+
+_RECORD_KINDS = ("customers", "invoices", "line_items", "transactions", "subscription_events")
+
+
+@dataclass
+class BulkPayload:
+    external_id: str
+    bundles: list[CustomerBundle] = field(default_factory=list)
+    plans: dict[str, Plan] = field(default_factory=dict)
+    records: JsonDict = field(default_factory=lambda: {k: [] for k in _RECORD_KINDS})
+    size_bytes: int = 0
+
+    def body(self) -> JsonDict:
+        return {"external_id": self.external_id, "plans": [plan_record(p) for p in self.plans.values()], **self.records}
+
+
+# Bytes a record list's JSON adds around its items, and the envelope keys: a safe over-estimate.
+_ENVELOPE_BYTES = 512
+
+
+def pack_payloads(
+    bundles: Sequence[CustomerBundle],
+    known_plans: Iterable[str],
+    external_id_prefix: str,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+    max_customers: int = MAX_CUSTOMERS_PER_IMPORT,
+) -> tuple[list[BulkPayload], list[CustomerBundle]]:
+    """Pack bundles into as few imports as fit the limits (pure); returns (payloads, bundles too big for any).
+
+    Every record of a customer stays in one import (§8). Plans the id map does not know go with the first
+    import that needs them.
+    """
+    known = set(known_plans)
+    payloads: list[BulkPayload] = []
+    too_big: list[CustomerBundle] = []
+    current: BulkPayload | None = None
+    for bundle in bundles:
+        records = customer_records(bundle)
+        new_plans = {p.external_id: p for p in bundle.plans if p.external_id not in known}
+        size = _json_size(records) + _json_size([plan_record(p) for p in new_plans.values()])
+        if size + _ENVELOPE_BYTES > max_bytes:
+            too_big.append(bundle)
+            continue
+        if current is None or current.size_bytes + size > max_bytes or len(current.bundles) >= max_customers:
+            current = BulkPayload(external_id=f"{external_id_prefix}-{len(payloads) + 1}", size_bytes=_ENVELOPE_BYTES)
+            payloads.append(current)
+        current.bundles.append(bundle)
+        current.plans.update(new_plans)
+        known.update(new_plans)
+        for kind in _RECORD_KINDS:
+            current.records[kind] += records[kind]
+        current.size_bytes += size
+    return payloads, too_big
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
+@dataclass(frozen=True)
+class CustomerImportStatus:
+    imported: bool
+    errors: tuple[str, ...] = ()
+
+    @property
+    def only_duplicates(self) -> bool:
+        return is_duplicate_only([ErrorDetail(message=m) for m in self.errors])
+
+
+def customer_statuses(status_details: Any, customer_ids: Iterable[str]) -> dict[str, CustomerImportStatus | None]:
+    """Each customer's outcome from a finished import's `status_details` (pure); None = not reported.
+
+    Reference §8 documents `{"<customer external id>": {"status": "imported", "invoices": {"status": ...}, ...}}`;
+    the failure vocabulary is not documented, so any status other than an imported one is a failure, and the
+    error messages are collected from wherever they appear under the customer's entry.
+    """
+    details = status_details if isinstance(status_details, dict) else {}
+    result: dict[str, CustomerImportStatus | None] = {}
+    for customer_id in customer_ids:
+        entry = details.get(customer_id)
+        if not isinstance(entry, dict):
+            result[customer_id] = None
+            continue
+        statuses = [entry.get("status")] + [v.get("status") for v in entry.values() if isinstance(v, dict)]
+        imported = all(s is None or str(s).lower() in IMPORTED for s in statuses) and entry.get("status") is not None
+        result[customer_id] = CustomerImportStatus(imported=imported, errors=tuple(_messages(entry)))
+    return result
+
+
+def plans_status(status_details: Any) -> CustomerImportStatus | None:
+    details = status_details if isinstance(status_details, dict) else {}
+    entry = details.get("plans")
+    if not isinstance(entry, dict):
+        return None
+    status = str(entry.get("status", "")).lower()
+    return CustomerImportStatus(imported=status in IMPORTED, errors=tuple(_messages(entry)))
+
+
+def _messages(value: Any, path: str = "") -> list[str]:
+    if isinstance(value, str):
+        return [f"{path}: {value}" if path else value]
+    if isinstance(value, list):
+        return [m for item in value for m in _messages(item, path)]
+    if isinstance(value, dict):
+        messages: list[str] = []
+        for key, item in value.items():
+            if key == "status":
+                continue
+            if key in ("errors", "error", "message"):
+                messages += _messages(item, path)
+            elif isinstance(item, dict | list):
+                messages += _messages(item, f"{path}.{key}" if path else key)
+        return messages
+    return []
+
+
+# ---------------------------------------------------------------- carrying it out
+
+
+BundleOutcome = ApplyResult | BundleRefused | ChartMogulError
+
+
+class BulkUploader:
+    def __init__(
+        self,
+        api: ChartMogulApi,
+        uploader: BundleUploader,
+        sleep: Callable[[float], None] = time.sleep,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+    ) -> None:
+        self._api = api
+        self._uploader = uploader
+        self._idmap = uploader.idmap
+        self._sleep = sleep
+        self._max_payload_bytes = max_payload_bytes
+        self.imports_made: list[str] = []  # ChartMogul import ids, for logs and reports
+
+    def apply_many(self, bundles: Sequence[CustomerBundle], budget: TimeBudget) -> list[BundleOutcome]:
+        """Apply every bundle; one outcome per bundle, in order. Never raises for a single bundle's failure."""
+        outcomes: dict[int, BundleOutcome] = {}
+        newest: dict[str, int] = {}
+        for index, bundle in enumerate(bundles):
+            customer_id = bundle.customer.external_id
+            if customer_id not in newest or bundle.snapshot_time > bundles[newest[customer_id]].snapshot_time:
+                newest[customer_id] = index
+        to_import: list[int] = []
+        for customer_id, index in newest.items():
+            bundle = bundles[index]
+            skipped = self._uploader.skip_reason(bundle)
+            if skipped is not None:
+                outcomes[index] = skipped
+            elif bundle.deleted_in_source or self._idmap.known_customer(customer_id).exists:
+                outcomes[index] = self._via_api(bundle, budget)
+            else:
+                to_import.append(index)
+        if to_import:
+            self._import(bundles, to_import, budget, outcomes)
+        # Older bundles of a customer in the same batch: after the newest is applied they are stale.
+        for index, bundle in enumerate(bundles):
+            if index not in outcomes:
+                outcomes[index] = self._via_api(bundle, budget)
+        return [outcomes[i] for i in range(len(bundles))]
+
+    def _via_api(self, bundle: CustomerBundle, budget: TimeBudget) -> BundleOutcome:
+        try:
+            return self._uploader.apply(bundle, budget)
+        except (BundleRefused, ChartMogulError) as failure:
+            return failure
+
+    def _import(
+        self, bundles: Sequence[CustomerBundle], indexes: list[int], budget: TimeBudget, outcomes: dict[int, Any]
+    ) -> None:
+        index_of = {bundles[i].customer.external_id: i for i in indexes}
+        known_plans = self._idmap.known_plans({p.external_id for i in indexes for p in bundles[i].plans})
+        prefix = "cmsync-" + hashlib.sha256(" ".join(sorted(index_of)).encode()).hexdigest()[:12]
+        prefix += "-" + uuid.uuid4().hex[:8]  # a retried batch is a new import, never a clash of import ids
+        payloads, too_big = pack_payloads(
+            [bundles[i] for i in indexes], known_plans, prefix, max_bytes=self._max_payload_bytes
+        )
+        for bundle in too_big:
+            logger.info("customer too large for one bulk import: applied per object", extra=_ids(bundle))
+            outcomes[index_of[bundle.customer.external_id]] = self._via_api(bundle, budget)
+        for payload in payloads:
+            for bundle, outcome in zip(payload.bundles, self._run_import(payload, budget), strict=True):
+                outcomes[index_of[bundle.customer.external_id]] = outcome
+
+    def _run_import(self, payload: BulkPayload, budget: TimeBudget) -> list[BundleOutcome]:
+        customer_ids = [b.customer.external_id for b in payload.bundles]
+        ds = self._idmap.data_source_uuid
+        try:
+            created = self._api.call(
+                f"bulk import {payload.external_id} ({len(customer_ids)} customers)",
+                lambda cfg: chartmogul.JsonImport.create(cfg, data_source_uuid=ds, data=payload.body()).get(),
+                budget,
+            )
+            import_id = str(created.id)
+            self.imports_made.append(import_id)
+            finished = self._poll(import_id, created, budget)
+        except ChartMogulError as error:
+            if error.kind is FailureKind.PERMANENT:  # the whole document was refused (too large, malformed)
+                return [BundleRefused(c, error, payload.external_id) for c in customer_ids]
+            return [error] * len(customer_ids)
+        if finished is None:
+            timeout = ChartMogulError(
+                f"bulk import {import_id}",
+                FailureKind.TRANSIENT,
+                retry_now=False,
+                detail="still processing when the time budget ran out; the records will be redelivered",
+            )
+            return [timeout] * len(customer_ids)
+        logger.info("bulk import finished", extra={"import_id": import_id, "status": finished.status})
+        details = getattr(finished, "status_details", None)
+        plans = plans_status(details)
+        if payload.plans and plans is not None and plans.imported:
+            for plan in payload.plans.values():
+                self._idmap.remember_plan(plan.external_id, KnownPlan(uuid=None, fields=plan_fields(plan)))
+        statuses = customer_statuses(details, customer_ids)
+        return [
+            self._customer_outcome(b, statuses[b.customer.external_id], plans, import_id, budget)
+            for b in payload.bundles
+        ]
+
+    def _customer_outcome(
+        self,
+        bundle: CustomerBundle,
+        status: CustomerImportStatus | None,
+        plans: CustomerImportStatus | None,
+        import_id: str,
+        budget: TimeBudget,
+    ) -> BundleOutcome:
+        customer_id = bundle.customer.external_id
+        if status is not None and status.imported:
+            self._idmap.remember_customer(customer_id, _known_after_import(bundle))
+            result = self._via_api(bundle, budget)  # cancellations and attributes; no request when there are none
+            if isinstance(result, ApplyResult):
+                result.writes["customers_bulk_imported"] += 1
+                result.writes["invoices_bulk_imported"] += len(bundle.invoices)
+            return result
+        if status is not None and status.only_duplicates:
+            return self._via_api(bundle, budget)
+        if status is None:
+            return ChartMogulError(
+                f"bulk import {import_id}",
+                FailureKind.TRANSIENT,
+                retry_now=False,
+                detail=f"the finished import reports no status for customer {customer_id}",
+            )
+        errors = list(status.errors)
+        if plans is not None and not plans.imported and not plans.only_duplicates:
+            errors += [f"plans: {m}" for m in plans.errors]
+        body = json.dumps({"import_id": import_id, "customer_external_id": customer_id, "errors": errors})
+        error = ChartMogulError(
+            f"bulk import {import_id}",
+            FailureKind.PERMANENT,
+            body=body,
+            detail="; ".join(errors[:5]) or "failed without a reason",
+        )
+        return BundleRefused(customer_id, error, customer_id)
+
+    def _poll(self, import_id: str, created: Any, budget: TimeBudget) -> Any | None:
+        """The import once finished, or None when the budget ran out first (bounded: MAX_POLLS looks)."""
+        current, delay = created, FIRST_POLL_DELAY_S
+        ds = self._idmap.data_source_uuid
+        for _look in range(MAX_POLLS):
+            if str(getattr(current, "status", "")).lower() in FINISHED:
+                return current
+            if budget.remaining() < delay + 5.0:
+                return None
+            self._sleep(delay)
+            delay = min(MAX_POLL_DELAY_S, delay * 1.5)
+            current = self._api.call(
+                f"poll bulk import {import_id}",
+                lambda cfg: chartmogul.JsonImport.retrieve(cfg, data_source_uuid=ds, id=import_id).get(),
+                budget,
+            )
+        return None
+
+
+def _known_after_import(bundle: CustomerBundle) -> KnownCustomer:
+    """What a completed bulk import created for this customer (uuids are looked up later, when needed)."""
+    fields = customer_fields(bundle.customer)
+    # The bulk format carries no attributes (§8): what ChartMogul holds is the empty default, which the API pass
+    # then patches when the bundle has tags or custom attributes.
+    fields["attributes"] = customer_fields(Customer(external_id=bundle.customer.external_id))["attributes"]
+    return KnownCustomer(
+        exists=True,
+        uuid=None,
+        fields=fields,
+        invoices=dict.fromkeys(i.external_id for i in bundle.invoices),
+        transactions=frozenset(t.external_id for i in bundle.invoices for t in i.transactions),
+        events=frozenset(e.external_id for e in bundle.subscription_events),
+    )
+
+
+def _ids(bundle: CustomerBundle) -> dict[str, str]:
+    return {"customer_external_id": bundle.customer.external_id}

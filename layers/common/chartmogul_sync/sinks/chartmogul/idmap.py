@@ -1,0 +1,277 @@
+"""The id map: what ChartMogul holds for our data source (external id → uuid), cached in DynamoDB.
+
+The Import API has no idempotency key; an object's external id is the only de-duplication, and a second create
+answers 422 rather than the object (reference chartmogul-import-api.md §9.4). So the uploader remembers every
+object it created; when the memory is missing (a crash between the write and the remembering, a bulk import, a
+wiped table) ChartMogul is asked by external id (the `lookup_*` / `refresh_customer` fallbacks below).
+
+Storage (StateTable, layout in state.py): one item per customer holding everything known about its objects, so a
+bundle costs one read and a few writes; one item per plan (plans are shared by customers); one per data source
+name; and the applied-bundle version per customer.
+"""
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import chartmogul
+from pydantic import TypeAdapter
+
+from chartmogul_sync.state import StateTable, key
+
+from .apply import KnownCustomer, KnownPlan, KnownSubscription
+from .client import ChartMogulApi, ChartMogulError, FailureKind, TimeBudget
+
+_known_customer = TypeAdapter(KnownCustomer)
+_known_plan = TypeAdapter(KnownPlan)
+# DynamoDB items are limited to 400 KB. Past this size a customer's item drops its invoice uuids (they are looked up
+# by external id when needed) and keeps only the external ids, ~40 bytes per invoice.
+_MAX_CUSTOMER_ITEM_BYTES = 300_000
+# Bounds on listing loops (reference §1.3: 200 per page): 1,000 pages = 200,000 invoices for one customer.
+_MAX_PAGES = 1_000
+_PER_PAGE = 200
+
+
+class IdMap:
+    def __init__(self, state: StateTable, api: ChartMogulApi, data_source_uuid: str) -> None:
+        self._state = state
+        self._api = api
+        self.data_source_uuid = data_source_uuid
+        self._pk = key("idmap", data_source_uuid)
+        self._plans: dict[str, KnownPlan] = {}  # plans change rarely and are shared: cached for the process
+
+    # ------------------------------------------------------------ customers
+
+    def known_customer(self, customer_external_id: str) -> KnownCustomer:
+        item = self._state.get(self._pk, key("customer", customer_external_id))
+        if item is None:
+            return KnownCustomer()
+        return _known_customer.validate_json(item["known"])
+
+    def remember_customer(self, customer_external_id: str, known: KnownCustomer) -> None:
+        document = _known_customer.dump_json(known)
+        if len(document) > _MAX_CUSTOMER_ITEM_BYTES:
+            slim = KnownCustomer(
+                exists=known.exists,
+                uuid=known.uuid,
+                fields=known.fields,
+                invoices=dict.fromkeys(known.invoices),
+                transactions=known.transactions,
+                subscriptions=known.subscriptions,
+                events=known.events,
+            )
+            document = _known_customer.dump_json(slim)
+        self._state.put(self._pk, key("customer", customer_external_id), {"known": document.decode()})
+
+    def forget_customer(self, customer_external_id: str) -> None:
+        self._state.delete(self._pk, key("customer", customer_external_id))
+
+    def lookup_customer_uuid(self, customer_external_id: str, budget: TimeBudget) -> str | None:
+        page = self._api.call(
+            f"look up customer {customer_external_id}",
+            lambda cfg: chartmogul.Customer.all(
+                cfg, data_source_uuid=self.data_source_uuid, external_id=customer_external_id
+            ).get(),
+            budget,
+        )
+        for entry in page.entries:
+            if getattr(entry, "external_id", customer_external_id) == customer_external_id:
+                return str(entry.uuid)
+        return None
+
+    def refresh_customer(self, customer_external_id: str, budget: TimeBudget) -> KnownCustomer:
+        """Rebuild what is known about a customer from ChartMogul itself (after a duplicate answer)."""
+        before = self.known_customer(customer_external_id)
+        # A uuid we hold was good for the request that just answered (a 404 makes the caller forget it instead).
+        uuid = before.uuid or self.lookup_customer_uuid(customer_external_id, budget)
+        if uuid is None:
+            known = KnownCustomer()
+        else:
+            invoices = list(self._customer_invoices(uuid, customer_external_id, budget))
+            known = with_invoices(
+                KnownCustomer(
+                    exists=True,
+                    uuid=uuid,
+                    # Fields we wrote stay known unless the uuid changed (the customer was recreated or merged).
+                    fields=before.fields if before.uuid in (None, uuid) else None,
+                    subscriptions={
+                        ext: KnownSubscription(uuid=None, cancellation_dates=sub.cancellation_dates)
+                        for ext, sub in before.subscriptions.items()
+                    },
+                    events=before.events,
+                ),
+                invoices,
+            )
+        self.remember_customer(customer_external_id, known)
+        return known
+
+    def _customer_invoices(self, customer_uuid: str, customer_external_id: str, budget: TimeBudget) -> Iterator[Any]:
+        cursor: str | None = None
+        for _page in range(_MAX_PAGES):
+            paging = {"cursor": cursor} if cursor else {}
+
+            def list_page(cfg: chartmogul.Config, paging: dict[str, str] = paging) -> Any:
+                return chartmogul.Invoice.all(cfg, uuid=customer_uuid, per_page=_PER_PAGE, **paging).get()
+
+            page = self._api.call(f"list invoices of customer {customer_external_id}", list_page, budget)
+            yield from page.invoices
+            if not page.has_more or not page.cursor:
+                return
+            cursor = page.cursor
+        raise ChartMogulError(
+            f"list invoices of customer {customer_external_id}",
+            FailureKind.PERMANENT,
+            detail=f"more than {_MAX_PAGES * _PER_PAGE} invoices; refusing to page further",
+        )
+
+    def lookup_invoice(self, invoice_external_id: str, budget: TimeBudget) -> Any | None:
+        page = self._api.call(
+            f"look up invoice {invoice_external_id}",
+            lambda cfg: chartmogul.Invoice.all(
+                cfg, data_source_uuid=self.data_source_uuid, external_id=invoice_external_id
+            ).get(),
+            budget,
+        )
+        matches = [i for i in page.invoices if getattr(i, "external_id", None) == invoice_external_id]
+        return matches[0] if matches else None
+
+    def lookup_event_id(self, event_external_id: str, budget: TimeBudget) -> int | None:
+        page = self._api.call(
+            f"look up subscription event {event_external_id}",
+            lambda cfg: chartmogul.SubscriptionEvent.all(
+                cfg, data_source_uuid=self.data_source_uuid, external_id=event_external_id
+            ).get(),
+            budget,
+        )
+        for event in page.subscription_events:
+            if getattr(event, "external_id", None) == event_external_id:
+                return int(event.id)
+        return None
+
+    # ------------------------------------------------------------ plans
+
+    def known_plans(self, external_ids: Iterable[str]) -> dict[str, KnownPlan]:
+        known: dict[str, KnownPlan] = {}
+        for external_id in external_ids:
+            plan = self._plans.get(external_id)
+            if plan is None:
+                item = self._state.get(self._pk, key("plan", external_id))
+                if item is None:
+                    continue
+                plan = _known_plan.validate_json(item["known"])
+                self._plans[external_id] = plan
+            known[external_id] = plan
+        return known
+
+    def remember_plan(self, external_id: str, plan: KnownPlan) -> None:
+        self._state.put(self._pk, key("plan", external_id), {"known": _known_plan.dump_json(plan).decode()})
+        self._plans[external_id] = plan
+
+    def forget_plan(self, external_id: str) -> None:
+        self._state.delete(self._pk, key("plan", external_id))
+        self._plans.pop(external_id, None)
+
+    def lookup_plan(self, external_id: str, budget: TimeBudget) -> KnownPlan | None:
+        page = self._api.call(
+            f"look up plan {external_id}",
+            lambda cfg: chartmogul.Plan.all(cfg, data_source_uuid=self.data_source_uuid, external_id=external_id).get(),
+            budget,
+        )
+        for plan in page.plans:
+            if getattr(plan, "external_id", None) == external_id:
+                fields = {"name": plan.name, "interval_count": plan.interval_count, "interval_unit": plan.interval_unit}
+                return KnownPlan(uuid=str(plan.uuid), fields=fields)
+        return None
+
+    # ------------------------------------------------------------ applied bundle versions
+
+    def last_applied(self, customer_external_id: str) -> tuple[str, str] | None:
+        """(snapshot time, bundle digest) of the last bundle applied for this customer."""
+        item = self._state.get(key("applied", self.data_source_uuid), customer_external_id)
+        return None if item is None else (str(item["snapshot_time"]), str(item.get("bundle_digest", "")))
+
+    def record_applied(self, customer_external_id: str, snapshot_time: str, digest: str) -> bool:
+        """Record a bundle as applied unless a newer one already is; False when it was stale by then."""
+        pk = key("applied", self.data_source_uuid)
+        digest_item = {"bundle_digest": digest}
+        if self._state.put_if_newer(pk, customer_external_id, "snapshot_time", snapshot_time, digest_item):
+            return True
+        current = self.last_applied(customer_external_id)
+        if current is not None and current[0] == snapshot_time:
+            # The same snapshot mapped differently (a new mapping version): its content is now the applied one.
+            self._state.put(pk, customer_external_id, {"snapshot_time": snapshot_time, "bundle_digest": digest})
+            return True
+        return False
+
+
+def with_invoices(known: KnownCustomer, invoices: Iterable[Any]) -> KnownCustomer:
+    """`known` plus the invoices ChartMogul returned (from an import or a listing), their transactions and the
+    subscriptions their lines belong to."""
+    invoice_uuids = dict(known.invoices)
+    transactions = set(known.transactions)
+    subscriptions = dict(known.subscriptions)
+    for invoice in invoices:
+        external_id = getattr(invoice, "external_id", None)
+        if external_id:
+            invoice_uuids[external_id] = getattr(invoice, "uuid", None)
+        transactions.update(t.external_id for t in getattr(invoice, "transactions", None) or [] if t.external_id)
+        for line in getattr(invoice, "line_items", None) or []:
+            sub_external_id = getattr(line, "subscription_external_id", None)
+            sub_uuid = getattr(line, "subscription_uuid", None)
+            if sub_external_id and sub_uuid:
+                before = subscriptions.get(sub_external_id)
+                dates = before.cancellation_dates if before else None
+                subscriptions[sub_external_id] = KnownSubscription(uuid=sub_uuid, cancellation_dates=dates)
+    return KnownCustomer(
+        exists=known.exists,
+        uuid=known.uuid,
+        fields=known.fields,
+        invoices=invoice_uuids,
+        transactions=frozenset(transactions),
+        subscriptions=subscriptions,
+        events=known.events,
+    )
+
+
+class DataSources:
+    """Finds the data source by name, creating it once (reference §2: names are unique per account)."""
+
+    def __init__(self, state: StateTable, api: ChartMogulApi) -> None:
+        self._state = state
+        self._api = api
+        self._cache: dict[str, str] = {}
+
+    def ensure(self, name: str, budget: TimeBudget) -> str:
+        if name in self._cache:
+            return self._cache[name]
+        item = self._state.get("datasource", name)
+        uuid = str(item["uuid"]) if item else self._find(name, budget) or self._create(name, budget)
+        if item is None:
+            self._state.put("datasource", name, {"uuid": uuid})
+        self._cache[name] = uuid
+        return uuid
+
+    def _find(self, name: str, budget: TimeBudget) -> str | None:
+        found = self._api.call(
+            f"find data source {name!r}", lambda cfg: chartmogul.DataSource.all(cfg, name=name).get(), budget
+        )
+        for source in found.data_sources:
+            if source.name == name:
+                return str(source.uuid)
+        return None
+
+    def _create(self, name: str, budget: TimeBudget) -> str:
+        try:
+            created = self._api.call(
+                f"create data source {name!r}",
+                lambda cfg: chartmogul.DataSource.create(cfg, data={"name": name}).get(),
+                budget,
+            )
+            return str(created.uuid)
+        except ChartMogulError as error:
+            if error.kind is not FailureKind.ALREADY_EXISTS:
+                raise
+            # Another upload created it meanwhile ("Has already been taken", reference §2).
+            uuid = self._find(name, budget)
+            if uuid is None:
+                raise
+            return uuid

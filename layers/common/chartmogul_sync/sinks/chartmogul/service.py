@@ -1,0 +1,202 @@
+"""The upload stage: upload-queue message bodies in, ChartMogul writes and bad records out.
+
+Every message ends in exactly one of: applied (or found unchanged, or skipped as stale, each logged); the
+bad-records queue with ChartMogul's error body (a permanent refusal, or a message that is not a valid bundle);
+or raised as `RetryLater` (transient), which the handler reports as a batch item failure so that SQS redelivers it
+and, after `maxReceiveCount`, moves it to the upload DLQ. Nothing is dropped silently.
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import ValidationError
+
+from chartmogul_sync.config import Settings, UploadMode
+from chartmogul_sync.models import CustomerBundle, UploadMessage
+from chartmogul_sync.queues import BadRecord, ClaimCheckError, MessageSender, Stage, load_message
+from chartmogul_sync.state import StateTable
+
+from .bulk import BulkUploader, BundleOutcome
+from .client import ChartMogulApi, ChartMogulError, FailureKind, TimeBudget
+from .idmap import DataSources, IdMap
+from .limiter import ChartMogulLimiter
+from .uploader import ApplyResult, BundleRefused, BundleUploader
+
+logger = Logger(child=True)
+
+
+class RecordOutcome(StrEnum):
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    STALE = "stale"
+    BAD_RECORD = "bad_record"
+
+
+@dataclass
+class RecordResult:
+    outcome: RecordOutcome
+    customer_external_id: str | None = None
+    writes: dict[str, int] = field(default_factory=dict)
+
+
+class RetryLater(Exception):
+    """A transient failure: the record fails this time and SQS redelivers it (then the DLQ keeps it)."""
+
+
+@dataclass(frozen=True)
+class ParsedRecord:
+    message_id: str
+    body: str
+    message: UploadMessage | None  # None: it was not a valid upload message and went to the bad records
+
+
+class UploadService:
+    def __init__(
+        self,
+        *,
+        api: ChartMogulApi,
+        state: StateTable,
+        s3: Any,
+        sender: MessageSender,
+        settings: Settings,
+    ) -> None:
+        self.api = api
+        self._state = state
+        self._s3 = s3
+        self._sender = sender
+        self._settings = settings
+        self._data_sources = DataSources(state, api)
+        self._uploaders: dict[str, BundleUploader] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, api_key: str, dynamodb: Any, s3: Any, sqs: Any) -> "UploadService":
+        api = ChartMogulApi(api_key, settings, ChartMogulLimiter.share_of_account(settings))
+        return cls(
+            api=api,
+            state=StateTable(dynamodb, settings.state_table),
+            s3=s3,
+            sender=MessageSender(sqs, s3, settings.staging_bucket),
+            settings=settings,
+        )
+
+    def uploader(self, budget: TimeBudget) -> BundleUploader:
+        """The uploader for the configured data source (ensured by name, created once)."""
+        data_source_uuid = self._data_sources.ensure(self._settings.chartmogul_data_source_name, budget)
+        if data_source_uuid not in self._uploaders:
+            idmap = IdMap(self._state, self.api, data_source_uuid)
+            self._uploaders[data_source_uuid] = BundleUploader(self.api, idmap)
+        return self._uploaders[data_source_uuid]
+
+    # ------------------------------------------------------------ one batch
+
+    def parse(self, message_id: str, body: str) -> ParsedRecord:
+        """The upload message of a body, claim check resolved; an invalid one goes to the bad records."""
+        try:
+            return ParsedRecord(message_id, body, load_message(self._s3, body, UploadMessage))
+        except ValidationError as error:
+            problem = error.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+            self._bad(body, f"not a valid upload message: {where}: {problem['msg']}", field=where)
+        except ClaimCheckError as error:
+            if error.__cause__ is not None:
+                raise RetryLater(str(error)) from error  # S3 could not be read: transient
+            self._bad(body, str(error), field="claim_check")
+        return ParsedRecord(message_id, body, None)
+
+    def mode_of(self, record: ParsedRecord) -> UploadMode:
+        chosen = record.message.upload_mode if record.message is not None else None
+        return UploadMode(chosen) if chosen else self._settings.upload_mode
+
+    def apply_bulk(self, records: Sequence[ParsedRecord], budget: TimeBudget) -> dict[str, BundleOutcome]:
+        """Apply the bulk-mode records of a batch together; their outcomes by message id (settled by `settle`)."""
+        bundles = [r for r in records if r.message is not None and r.message.payload is not None]
+        if not bundles:
+            return {}
+        try:
+            bulk = BulkUploader(self.api, self.uploader(budget))
+        except ChartMogulError as error:
+            return {r.message_id: error for r in bundles}
+        outcomes = bulk.apply_many([_bundle(r) for r in bundles], budget)
+        return {r.message_id: outcome for r, outcome in zip(bundles, outcomes, strict=True)}
+
+    def settle(self, record: ParsedRecord, budget: TimeBudget, outcome: BundleOutcome | None = None) -> RecordResult:
+        """Apply one record in api mode (or take its bulk outcome) and route the result; raises RetryLater."""
+        if record.message is None:
+            return RecordResult(RecordOutcome.BAD_RECORD)
+        bundle = _bundle(record)
+        customer_id = bundle.customer.external_id
+        logger.append_keys(correlation_id=record.message.correlation_id, customer_external_id=customer_id)
+        if outcome is None:
+            try:
+                outcome = self.uploader(budget).apply(bundle, budget)
+            except (BundleRefused, ChartMogulError) as failure:
+                outcome = failure
+        if isinstance(outcome, ChartMogulError) and outcome.kind in (FailureKind.PERMANENT, FailureKind.NOT_FOUND):
+            outcome = BundleRefused(customer_id, outcome)
+        if isinstance(outcome, BundleRefused):
+            self._bad(
+                record.body,
+                f"ChartMogul refused {outcome.object_id or customer_id}: {outcome.error}",
+                object_id=outcome.object_id,
+                field=outcome.field,
+                customer_id=customer_id,
+                correlation_id=record.message.correlation_id,
+                error_body=outcome.error.body or None,
+            )
+            return RecordResult(RecordOutcome.BAD_RECORD, customer_id)
+        if isinstance(outcome, ChartMogulError):
+            logger.warning("upload failed, SQS will retry", extra={"error": str(outcome)})
+            raise RetryLater(str(outcome)) from outcome
+        return self._applied(outcome, bundle)
+
+    def _applied(self, result: ApplyResult, bundle: CustomerBundle) -> RecordResult:
+        for note in result.notes:
+            logger.info("bundle note", extra={"note": note})
+        for skipped in bundle.skipped:  # skipped upstream, logged again where the customer's upload is traced
+            logger.info("source object not imported", extra={"object_id": skipped.source_object_id})
+        logger.info("bundle uploaded", extra={"outcome": result.outcome.value, "writes": dict(result.writes)})
+        return RecordResult(RecordOutcome(result.outcome.value), result.customer_external_id, dict(result.writes))
+
+    def _bad(
+        self,
+        body: str,
+        reason: str,
+        *,
+        object_id: str | None = None,
+        field: str | None = None,
+        customer_id: str | None = None,
+        correlation_id: str | None = None,
+        error_body: str | None = None,
+    ) -> None:
+        record = BadRecord(
+            stage=Stage.UPLOAD,
+            reason=reason,
+            object_id=object_id,
+            field=field,
+            customer_external_id=customer_id or _customer_hint(body),
+            correlation_id=correlation_id,
+            error_body=error_body,
+            original_body=body,
+        )
+        self._sender.send_bad_record(self._settings.bad_records_queue_url, record)
+        logger.warning(
+            "record sent to the bad-records queue",
+            extra={"object_id": object_id, "field": field, "reason": reason, "customer_external_id": customer_id},
+        )
+
+
+def _bundle(record: ParsedRecord) -> CustomerBundle:
+    assert record.message is not None and record.message.payload is not None  # load_message resolved the check
+    return record.message.payload
+
+
+def _customer_hint(body: str) -> str | None:
+    try:
+        value = json.loads(body).get("customer_external_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
