@@ -172,6 +172,15 @@ def test_bundles_out_claim_check_resolved_bad_record_aside_rest_of_batch_unaffec
     assert bad.reason == "Field required" and json.loads(bad.original_body)["customer_external_id"] == "cus_broken"
 
 
+def test_the_upload_mode_a_backfill_asked_for_travels_on_to_the_upload_queue(stack: Stack) -> None:
+    bulk = json.loads(message_body(customer("cus_bulk").raw(), "cus_bulk")) | {"upload_mode": "bulk"}
+    assert stack.invoke([json.dumps(bulk), message_body(customer("cus_api").raw(), "cus_api")]) == {
+        "batchItemFailures": []
+    }
+    modes = {message.customer_external_id: message.upload_mode for message in stack.bundles()}
+    assert modes == {"cus_bulk": "bulk", "cus_api": None}
+
+
 def test_a_message_that_is_not_a_snapshot_envelope_is_a_bad_record(stack: Stack) -> None:
     response = stack.invoke(
         ['{"placeholder": "customer snapshot envelope", "customer_external_id": "cus_x"}', "{not json"]

@@ -97,6 +97,8 @@ class SnapshotTransformer:
             customer_external_id=customer_id,
             snapshot_time=message.snapshot_time,
             correlation_id=message.correlation_id,
+            # A backfill asks for bulk upload; the request travels with the customer through every stage.
+            upload_mode=message.upload_mode,
             payload=bundle,
         )
         self.sender.send(self.upload_queue_url, [upload])
