@@ -75,6 +75,8 @@ class PipelineOptions:
     # redrive to the DLQs, are unaffected): a speed-up for a run on one machine.
     failed_record_visibility_timeout: int | None = 0
     extra_environment: Mapping[str, str] = field(default_factory=dict)
+    # Any other EmulatorOptions field of the ChartMogul emulator (e.g. `rates`, `invoice_batch_mode`).
+    chartmogul_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class LocalPipeline:
@@ -120,6 +122,7 @@ class LocalPipeline:
                 now=self.stripe_now(),
                 # A timeout fault holds the request only a little longer than the uploader's read timeout.
                 fault_hold_seconds=3.0,
+                **options.chartmogul_options,
             )
         )
         environment = {

@@ -91,3 +91,39 @@ def test_a_crash_after_chartmogul_accepted_a_bundle_but_before_the_sqs_delete_du
         assert crashed and report.functions["UploadFunction"].failed == crashed[0]
         assert_matches_ground_truth(pipeline, account)
         assert_dead_letter_queues_empty(pipeline)
+
+
+def test_records_chartmogul_refuses_wait_in_bad_records_with_the_reason_and_replay_after_the_fix(
+    account: Account,
+) -> None:
+    from click.testing import CliRunner
+
+    from chartmogul_sync.cli import main
+    from chartmogul_sync.queues import BadRecord
+    from localdev.fx import DEFAULT_RATES
+
+    # An account whose ChartMogul refuses AUD (the emulator's stand-in for any permanent 4xx a user can fix).
+    without_aud = {code: rate for code, rate in DEFAULT_RATES.items() if code != "AUD"}
+    options = PipelineOptions(
+        stripe_rate_limit=None, chartmogul_rate_limit=None, chartmogul_options={"rates": without_aud}
+    )
+    with LocalPipeline(account, options) as pipeline:
+        pipeline.backfill()
+        bad = [BadRecord.model_validate_json(body) for body in pipeline.dead_letters()["BadRecordsQueue"]]
+        assert bad, "some customers bill in AUD"
+        assert {record.stage for record in bad} == {"upload"}
+        assert all("AUD" in (record.error_body or "") + record.reason for record in bad)
+        refused = {record.customer_external_id for record in bad}
+        audit = run_audit(pipeline, account.ground_truth())
+        assert refused <= {d.customer for d in audit.object_differences} | set(audit.missing_customers)
+
+        pipeline.chartmogul.options.rates["AUD"] = DEFAULT_RATES["AUD"]  # the fix
+        result = CliRunner().invoke(main, ["dlq", "replay", "bad-records"], env=pipeline.stack.environment)
+        assert result.exit_code == 0, result.output
+        pipeline.stack.drain()
+        assert pipeline.dead_letters()["BadRecordsQueue"] == []
+        assert_matches_ground_truth(pipeline, account)
+
+        writes = pipeline.chartmogul_writes()
+        again = CliRunner().invoke(main, ["dlq", "replay", "bad-records"], env=pipeline.stack.environment)
+        assert again.exit_code == 0 and pipeline.chartmogul_writes() == writes  # nothing left to replay
