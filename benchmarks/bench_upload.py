@@ -25,7 +25,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import boto3
 import chartmogul
 from moto import mock_aws
 
@@ -41,8 +40,8 @@ from chartmogul_sync.sinks.chartmogul.client import ChartMogulApi, TimeBudget
 from chartmogul_sync.sinks.chartmogul.idmap import DataSources, IdMap
 from chartmogul_sync.sinks.chartmogul.limiter import ChartMogulLimiter
 from chartmogul_sync.sinks.chartmogul.uploader import BundleUploader
-from chartmogul_sync.state import StateTable
 from localdev.chartmogul_emulator import RunningEmulator, start
+from tests.fixtures.state_table import create_state_table
 from tests.unit.upload.bundles import customer_bundle, monthly_invoice
 
 DATA_SOURCE = "bench"
@@ -133,17 +132,7 @@ def our_upload(
         upload_max_concurrency=1,
         chartmogul_requests_per_second=10_000,  # request counts are the figure here, not the pacing
     )
-    dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
-    dynamodb.create_table(
-        TableName=settings.state_table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    state = StateTable(dynamodb, settings.state_table)
+    state = create_state_table(settings.state_table)
     api = ChartMogulApi(emulator.api_key, settings, ChartMogulLimiter.share_of_account(settings))
     budget = TimeBudget()
 

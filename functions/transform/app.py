@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chartmogul_sync.config import get_settings
-from chartmogul_sync.queues import MessageSender
+from chartmogul_sync.queues import BadRecords, MessageSender, Stage
 from chartmogul_sync.transform.config import load_mapping_config
 from chartmogul_sync.transform.service import Outcome, SnapshotTransformer
 
@@ -38,11 +38,12 @@ def transformer() -> SnapshotTransformer:
     """Built once per Lambda environment. An unusable mapping config fails here, loudly, before any record."""
     settings = get_settings()
     s3 = boto3.client("s3")
+    sender = MessageSender(boto3.client("sqs"), s3, settings.staging_bucket)
     return SnapshotTransformer(
         s3=s3,
-        sender=MessageSender(boto3.client("sqs"), s3, settings.staging_bucket),
+        sender=sender,
         upload_queue_url=settings.upload_queue_url,
-        bad_records_queue_url=settings.bad_records_queue_url,
+        bad_records=BadRecords(sender, settings.bad_records_queue_url, Stage.TRANSFORM),
         config=load_mapping_config(settings.mapping_config_path),
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid as uuid_module
+from collections.abc import Callable
 from typing import Any
 
 from localdev.chartmogul_emulator import metrics
@@ -60,6 +61,17 @@ def _derived(previous: metrics.PeriodFigures, current: metrics.PeriodFigures) ->
     }
 
 
+def _mrr_movements(period: metrics.PeriodFigures) -> dict[str, int]:
+    """What /metrics/mrr adds to each entry: the period's MRR movements."""
+    return {
+        "mrr-new-business": period.movements["new_business"],
+        "mrr-expansion": period.movements["expansion"],
+        "mrr-contraction": period.movements["contraction"],
+        "mrr-churn": period.movements["churn"],
+        "mrr-reactivation": period.movements["reactivation"],
+    }
+
+
 def register(router: Router, emulator: Emulator) -> None:
     def series(request: Request) -> tuple[metrics.PeriodFigures, list[metrics.PeriodFigures]] | Response:
         start, end = _date_param(request, "start-date"), _date_param(request, "end-date")
@@ -91,30 +103,13 @@ def register(router: Router, emulator: Emulator) -> None:
             f"{name}-percentage-change": percentage_change(previous, current),
         }
 
-    @router.route("GET", "/v1/metrics/mrr")
-    def mrr(request: Request) -> Response:
-        result = series(request)
-        if isinstance(result, Response):
-            return result
-        baseline, periods = result
-        entries, previous = [], baseline
-        for period in periods:
-            entries.append(
-                {
-                    "date": period.date.isoformat(),
-                    "mrr": period.mrr,
-                    "percentage-change": percentage_change(previous.mrr, period.mrr),
-                    "mrr-new-business": period.movements["new_business"],
-                    "mrr-expansion": period.movements["expansion"],
-                    "mrr-contraction": period.movements["contraction"],
-                    "mrr-churn": period.movements["churn"],
-                    "mrr-reactivation": period.movements["reactivation"],
-                }
-            )
-            previous = period
-        return json_response(200, {"entries": entries, "summary": summary([p.mrr for p in periods], baseline.mrr)})
-
-    def simple(request: Request, key: str, value: Any) -> Response:
+    def one_figure(
+        request: Request,
+        key: str,
+        value: Callable[[metrics.PeriodFigures], float],
+        details: Callable[[metrics.PeriodFigures], dict[str, int]] | None = None,
+    ) -> Response:
+        """A figure per period with its change on the period before (and `details(period)`), and its summary."""
         result = series(request)
         if isinstance(result, Response):
             return result
@@ -126,6 +121,7 @@ def register(router: Router, emulator: Emulator) -> None:
                     "date": period.date.isoformat(),
                     key: value(period),
                     "percentage-change": percentage_change(value(previous), value(period)),
+                    **(details(period) if details else {}),
                 }
             )
             previous = period
@@ -133,8 +129,11 @@ def register(router: Router, emulator: Emulator) -> None:
             200, {"entries": entries, "summary": summary([value(p) for p in periods], value(baseline))}
         )
 
-    router.add("GET", "/v1/metrics/arr", lambda request: simple(request, "arr", lambda p: p.mrr * 12))
-    router.add("GET", "/v1/metrics/customer-count", lambda request: simple(request, "customers", lambda p: p.customers))
+    router.add("GET", "/v1/metrics/mrr", lambda request: one_figure(request, "mrr", lambda p: p.mrr, _mrr_movements))
+    router.add("GET", "/v1/metrics/arr", lambda request: one_figure(request, "arr", lambda p: p.mrr * 12))
+    router.add(
+        "GET", "/v1/metrics/customer-count", lambda request: one_figure(request, "customers", lambda p: p.customers)
+    )
 
     @router.route("GET", "/v1/metrics/all")
     def all_metrics(request: Request) -> Response:

@@ -10,7 +10,7 @@ import click
 
 from localdev.chartmogul_emulator.app import create_server
 from localdev.chartmogul_emulator.options import DEFAULT_API_KEY, EmulatorOptions
-from localdev.emulator_kit import FaultSpecError, parse_fault_spec
+from localdev.emulator_kit.cli import faults_option, host_option
 
 
 def _rate(value: float) -> float | None:
@@ -18,7 +18,7 @@ def _rate(value: float) -> float | None:
 
 
 @click.command("chartmogul")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address (keep it on loopback).")
+@host_option
 @click.option("--port", default=8787, show_default=True, type=int, help="Port; 0 picks a free one.")
 @click.option("--db", "db_path", default=None, help="SQLite file for the state (default: in memory).")
 @click.option("--api-key", default=DEFAULT_API_KEY, show_default=True, help="The API key (Basic-auth user).")
@@ -27,7 +27,7 @@ def _rate(value: float) -> float | None:
     "--max-connections", default=20, show_default=True, type=int, help="Parallel requests in progress; 0: no cap."
 )
 @click.option("--retry-after/--no-retry-after", default=False, show_default=True, help="Send Retry-After on 429/503.")
-@click.option("--faults", default="", help="Fault spec, e.g. 429:0.1,500:0.05,timeout:0.02,reset:0.01")
+@faults_option("429:0.1,500:0.05,timeout:0.02,reset:0.01")
 @click.option("--seed", default=None, type=int, help="Seed for the fault sequence.")
 @click.option("--fault-hold-seconds", default=30.0, show_default=True, type=float, help="How long a timeout holds.")
 @click.option("--tls", is_flag=True, help="Serve HTTPS with a self-signed certificate (printed path: trust it).")
@@ -59,10 +59,6 @@ def chartmogul(
     log_requests: bool,
 ) -> None:
     """Run the ChartMogul Import API emulator (Ctrl-C stops it)."""
-    try:
-        parse_fault_spec(faults)
-    except FaultSpecError as exc:
-        raise click.BadParameter(str(exc), param_hint="--faults") from None
     options = EmulatorOptions(
         api_key=api_key,
         db_path=db_path,

@@ -53,6 +53,8 @@ Pieces:
   an emulator can add its own through `admin_router`.
 - `parse_fault_spec("429:0.1,500:0.05,timeout:0.02,reset:0.01")`, `FaultInjector`, `TokenBucket`,
   `ConnectionCap`, `RequestCounter`, `generate_self_signed()` are usable on their own.
+- `localdev.emulator_kit.cli` (click, so not imported here): `host_option` and `faults_option(example)`, the
+  options every emulator's `cmsync emulate ...` command shares; a bad fault spec is refused while parsing.
 """
 
 from localdev.emulator_kit.counters import RequestCounter

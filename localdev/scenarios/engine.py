@@ -336,21 +336,7 @@ class SubscriptionBiller:
         return LineSpec(price, usage, price.unit_amount * usage, period, f"{usage} × {name}", item=item)
 
     def _one_time_line(self, at: int, price: r.Price) -> LineSpec:
-        item = r.InvoiceItem(
-            id=self.sim.ids.new("ii"),
-            created=at,
-            customer=self.owner.customer.id,
-            currency=price.currency,
-            price=price.id,
-            quantity=1,
-            amount=price.unit_amount,
-            period_start=at,
-            period_end=at,
-            description=self.sim.catalog_name(price),
-            subscription=self.record.id,
-        )
-        self.sim.store.invoiceitems.add(item)
-        self.sim.emit(at, "invoiceitem.created", "invoiceitems", item.id)
+        item = self._new_invoice_item(at, price, 1, price.unit_amount, at, self.sim.catalog_name(price))
         return LineSpec(price, 1, price.unit_amount, (at, at), item.description, invoice_item=item)
 
     def _proration_items(
@@ -366,25 +352,45 @@ class SubscriptionBiller:
         for (price, quantity), sign, wording in ((old, -1, "Unused time on"), (new, 1, "Remaining time on")):
             amount = round_half_up(sign * price.unit_amount * quantity * fraction * keep)
             name = self.sim.catalog_name(price)
-            invoice_item = r.InvoiceItem(
-                id=self.sim.ids.new("ii"),
-                created=at,
-                customer=self.owner.customer.id,
-                currency=price.currency,
-                price=price.id,
-                quantity=quantity,
-                amount=amount,
-                period_start=at,
-                period_end=end,
-                description=f"{wording} {quantity} × {name} after {format_date(at)}",
-                subscription=self.record.id,
-                subscription_item=item.id,
-                proration=True,
+            description = f"{wording} {quantity} × {name} after {format_date(at)}"
+            made.append(
+                self._new_invoice_item(
+                    at, price, quantity, amount, end, description, subscription_item=item.id, proration=True
+                )
             )
-            self.sim.store.invoiceitems.add(invoice_item)
-            self.sim.emit(at, "invoiceitem.created", "invoiceitems", invoice_item.id)
-            made.append(invoice_item)
         return made
+
+    def _new_invoice_item(
+        self,
+        at: int,
+        price: r.Price,
+        quantity: int,
+        amount: int,
+        period_end: int,
+        description: str,
+        *,
+        subscription_item: str | None = None,
+        proration: bool = False,
+    ) -> r.InvoiceItem:
+        """A pending invoice item of this subscription from `at`, stored and announced (`invoiceitem.created`)."""
+        item = r.InvoiceItem(
+            id=self.sim.ids.new("ii"),
+            created=at,
+            customer=self.owner.customer.id,
+            currency=price.currency,
+            price=price.id,
+            quantity=quantity,
+            amount=amount,
+            period_start=at,
+            period_end=period_end,
+            description=description,
+            subscription=self.record.id,
+            subscription_item=subscription_item,
+            proration=proration,
+        )
+        self.sim.store.invoiceitems.add(item)
+        self.sim.emit(at, "invoiceitem.created", "invoiceitems", item.id)
+        return item
 
     def _invoice_item_line(self, invoice_item: r.InvoiceItem) -> LineSpec:
         price = self.sim.store.prices.get(invoice_item.price)

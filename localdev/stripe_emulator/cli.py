@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 
-from localdev.emulator_kit import FaultSpecError, parse_fault_spec
+from localdev.emulator_kit.cli import faults_option, host_option
 from localdev.scenarios import generate_account
 from localdev.stripe_emulator.render import API_VERSION
 from localdev.stripe_emulator.server import STRIPE_RATE_LIMITS, RunningStripeEmulator
 
 
 @click.command("stripe")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address (keep it on loopback).")
+@host_option
 @click.option("--port", default=12111, show_default=True, type=int, help="Port (stripe-mock's); 0 picks a free one.")
 @click.option("--customers", default=200, show_default=True, type=int, help="Customers in the generated account.")
 @click.option("--months", default=24, show_default=True, type=int, help="Months of simulated history.")
@@ -27,7 +27,7 @@ from localdev.stripe_emulator.server import STRIPE_RATE_LIMITS, RunningStripeEmu
     type=float,
     help="Requests/s; default Stripe's (25 test, 100 live); 0 switches it off.",
 )
-@click.option("--faults", default="", help="Fault spec, e.g. 429:0.05,500:0.05,timeout:0.01,reset:0.01")
+@faults_option("429:0.05,500:0.05,timeout:0.01,reset:0.01")
 @click.option("--fault-seed", default=0, show_default=True, type=int, help="Seed of the fault sequence.")
 @click.option("--ground-truth", "truth_path", default=None, type=click.Path(dir_okay=False), help="Write it here.")
 @click.option("--log-requests", is_flag=True, help="Log every request.")
@@ -45,10 +45,6 @@ def stripe(
     log_requests: bool,
 ) -> None:
     """Run the Stripe API emulator on a generated account (Ctrl-C stops it)."""
-    try:
-        parse_fault_spec(faults)
-    except FaultSpecError as exc:
-        raise click.BadParameter(str(exc), param_hint="--faults") from None
     account = generate_account(customers=customers, months=months, seed=seed)
     if truth_path:
         Path(truth_path).write_text(json.dumps(account.ground_truth(), indent=1, sort_keys=True))

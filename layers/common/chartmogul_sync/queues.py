@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from aws_lambda_powertools import Logger
 from pydantic import Field
 
 from .models.common import InboundModel, NonEmptyStr, UtcDatetime
@@ -25,6 +26,8 @@ CLAIM_CHECK_THRESHOLD_BYTES = 900_000
 MAX_SEND_ATTEMPTS = 5
 
 Message = TypeVar("Message", RawMessage, UploadMessage)
+
+logger = Logger(child=True)
 
 
 class QueueSendError(RuntimeError):
@@ -116,6 +119,60 @@ class MessageSender:
                 break
         reasons = "; ".join(f"{f.get('Code')}: {f.get('Message')}" for f in answer.get("Failed", []))
         raise QueueSendError(f"{len(pending)} of {len(bodies)} messages not sent to {queue_url}: {reasons}")
+
+
+class BadRecords:
+    """One stage's way onto the bad-records queue: every record it sets aside is stamped, sent and logged alike."""
+
+    def __init__(self, sender: MessageSender, queue_url: str, stage: Stage) -> None:
+        self._sender = sender
+        self._queue_url = queue_url
+        self._stage = stage
+
+    def send(
+        self,
+        original_body: str,
+        reason: str,
+        *,
+        object_id: str | None = None,
+        field: str | None = None,
+        customer_external_id: str | None = None,
+        correlation_id: str | None = None,
+        error_body: str | None = None,
+    ) -> BadRecord:
+        """Set one message aside with its reason; returns the record sent."""
+        record = BadRecord(
+            stage=self._stage,
+            reason=reason,
+            object_id=object_id,
+            field=field,
+            # A message that failed validation has no customer to read; its JSON may still name one.
+            customer_external_id=customer_external_id or _customer_hint(original_body),
+            correlation_id=correlation_id,
+            error_body=error_body,
+            original_body=original_body,
+        )
+        self._sender.send_bad_record(self._queue_url, record)
+        logger.warning(
+            "record sent to the bad-records queue",
+            extra={
+                "stage": record.stage.value,
+                "object_id": record.object_id,
+                "field": record.field,
+                "reason": record.reason,
+                "customer_external_id": record.customer_external_id,
+            },
+        )
+        return record
+
+
+def _customer_hint(body: str) -> str | None:
+    """The customer id a message body names, if its JSON still says it."""
+    try:
+        value = json.loads(body).get("customer_external_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 class ClaimCheckError(ValueError):

@@ -160,27 +160,15 @@ def expected_state(*bundles: CustomerBundle) -> dict[str, Any]:
 def direct_uploader(emulator: RunningEmulator, **settings_fields: Any) -> tuple[Any, Any]:
     """(BundleUploader, ChartMogulApi) on a fresh state table, for tests that drive the domain without a Lambda
     (call inside `moto.mock_aws()`)."""
-    import boto3
-
     from chartmogul_sync.config import Settings
     from chartmogul_sync.sinks.chartmogul.client import ChartMogulApi, TimeBudget
     from chartmogul_sync.sinks.chartmogul.idmap import DataSources, IdMap
     from chartmogul_sync.sinks.chartmogul.limiter import ChartMogulLimiter
     from chartmogul_sync.sinks.chartmogul.uploader import BundleUploader
-    from chartmogul_sync.state import StateTable
+    from tests.fixtures.state_table import create_state_table
 
     settings = Settings(chartmogul_api_url=emulator.api_url, **{"upload_max_concurrency": 1, **settings_fields})
-    dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
-    dynamodb.create_table(
-        TableName=settings.state_table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    state = StateTable(dynamodb, settings.state_table)
+    state = create_state_table(settings.state_table)
     api = ChartMogulApi(emulator.api_key, settings, ChartMogulLimiter.share_of_account(settings))
     data_source = DataSources(state, api).ensure(settings.chartmogul_data_source_name, TimeBudget.seconds(30))
     return BundleUploader(api, IdMap(state, api, data_source)), api

@@ -8,7 +8,6 @@ Three outcomes, and which failures are whose (DESIGN.md "Failures and bad record
   `maxReceiveCount`, moves it to the raw DLQ.
 """
 
-import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -18,7 +17,7 @@ from pydantic import ValidationError
 
 from ..models.bundle import SkippedRecord
 from ..models.envelope import RawMessage, UploadMessage
-from ..queues import BadRecord, ClaimCheckError, MessageSender, Stage, load_message
+from ..queues import BadRecords, ClaimCheckError, MessageSender, load_message
 from .config import MappingConfig, describe_validation_error
 from .errors import CustomerExcluded, MappingError
 from .mapping import map_snapshot
@@ -45,7 +44,7 @@ class SnapshotTransformer:
     s3: Any
     sender: MessageSender
     upload_queue_url: str
-    bad_records_queue_url: str
+    bad_records: BadRecords
     config: MappingConfig
 
     def handle(self, body: str) -> TransformResult:
@@ -56,11 +55,13 @@ class SnapshotTransformer:
         except ValidationError as error:
             problems = describe_validation_error(error)
             field_name, _, reason = problems[0].partition(": ")
-            return self._bad(body, reason or problems[0], field=field_name, customer_id=_customer_hint(body))
+            bad = self.bad_records.send(body, reason or problems[0], field=field_name)
+            return TransformResult(Outcome.BAD_RECORD, bad.customer_external_id)
         except ClaimCheckError as error:
             if error.__cause__ is not None:
                 raise  # S3 could not be read: transient, SQS retries (queues.resolve_payload_json keeps the cause)
-            return self._bad(body, str(error), field="claim_check", customer_id=_customer_hint(body))
+            bad = self.bad_records.send(body, str(error), field="claim_check")
+            return TransformResult(Outcome.BAD_RECORD, bad.customer_external_id)
 
         assert message.payload is not None  # load_message resolved the claim check
         customer_id = message.customer_external_id
@@ -71,23 +72,25 @@ class SnapshotTransformer:
             logger.info("customer skipped", extra={"reason": excluded.reason})
             return TransformResult(Outcome.EXCLUDED, customer_id)
         except MappingError as error:
-            return self._bad(
+            self.bad_records.send(
                 body,
                 error.reason,
                 object_id=error.object_id,
                 field=error.field,
-                customer_id=customer_id,
+                customer_external_id=customer_id,
                 correlation_id=message.correlation_id,
             )
+            return TransformResult(Outcome.BAD_RECORD, customer_id)
         except Exception as error:  # the mapping is pure: whatever it raised, a retry would raise again
             logger.exception("mapping failed unexpectedly")
-            return self._bad(
+            self.bad_records.send(
                 body,
                 f"unexpected mapping failure ({type(error).__name__}: {error}); please report it with this record",
                 object_id=customer_id,
-                customer_id=customer_id,
+                customer_external_id=customer_id,
                 correlation_id=message.correlation_id,
             )
+            return TransformResult(Outcome.BAD_RECORD, customer_id)
 
         for record in bundle.skipped:
             # Nothing is dropped silently: every skipped Stripe object is logged with its reason.
@@ -107,38 +110,3 @@ class SnapshotTransformer:
             extra={"invoices": len(bundle.invoices), "plans": len(bundle.plans), "skipped": len(bundle.skipped)},
         )
         return TransformResult(Outcome.BUNDLED, customer_id, len(bundle.invoices), list(bundle.skipped))
-
-    def _bad(
-        self,
-        body: str,
-        reason: str,
-        *,
-        object_id: str | None = None,
-        field: str | None = None,
-        customer_id: str | None = None,
-        correlation_id: str | None = None,
-    ) -> TransformResult:
-        record = BadRecord(
-            stage=Stage.TRANSFORM,
-            reason=reason,
-            object_id=object_id,
-            field=field,
-            customer_external_id=customer_id,
-            correlation_id=correlation_id,
-            original_body=body,
-        )
-        self.sender.send_bad_record(self.bad_records_queue_url, record)
-        logger.warning(
-            "snapshot sent to the bad-records queue",
-            extra={"object_id": object_id, "field": field, "reason": reason, "customer_external_id": customer_id},
-        )
-        return TransformResult(Outcome.BAD_RECORD, customer_id)
-
-
-def _customer_hint(body: str) -> str | None:
-    """The customer id of a message that failed validation, if its JSON still says it."""
-    try:
-        value = json.loads(body).get("customer_external_id")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None

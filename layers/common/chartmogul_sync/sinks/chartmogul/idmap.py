@@ -66,13 +66,7 @@ class IdMap:
         self._state.delete(self._pk, key("customer", customer_external_id))
 
     def lookup_customer_uuid(self, customer_external_id: str, budget: TimeBudget) -> str | None:
-        page = self._api.call(
-            f"look up customer {customer_external_id}",
-            lambda cfg: chartmogul.Customer.all(
-                cfg, data_source_uuid=self.data_source_uuid, external_id=customer_external_id
-            ).get(),
-            budget,
-        )
+        page = self._list_by_external_id("customer", chartmogul.Customer, customer_external_id, budget)
         for entry in page.entries:
             if getattr(entry, "external_id", customer_external_id) == customer_external_id:
                 return str(entry.uuid)
@@ -124,24 +118,12 @@ class IdMap:
         )
 
     def lookup_invoice(self, invoice_external_id: str, budget: TimeBudget) -> Any | None:
-        page = self._api.call(
-            f"look up invoice {invoice_external_id}",
-            lambda cfg: chartmogul.Invoice.all(
-                cfg, data_source_uuid=self.data_source_uuid, external_id=invoice_external_id
-            ).get(),
-            budget,
-        )
+        page = self._list_by_external_id("invoice", chartmogul.Invoice, invoice_external_id, budget)
         matches = [i for i in page.invoices if getattr(i, "external_id", None) == invoice_external_id]
         return matches[0] if matches else None
 
     def lookup_event_id(self, event_external_id: str, budget: TimeBudget) -> int | None:
-        page = self._api.call(
-            f"look up subscription event {event_external_id}",
-            lambda cfg: chartmogul.SubscriptionEvent.all(
-                cfg, data_source_uuid=self.data_source_uuid, external_id=event_external_id
-            ).get(),
-            budget,
-        )
+        page = self._list_by_external_id("subscription event", chartmogul.SubscriptionEvent, event_external_id, budget)
         for event in page.subscription_events:
             if getattr(event, "external_id", None) == event_external_id:
                 return int(event.id)
@@ -171,11 +153,7 @@ class IdMap:
         self._plans.pop(external_id, None)
 
     def lookup_plan(self, external_id: str, budget: TimeBudget) -> KnownPlan | None:
-        page = self._api.call(
-            f"look up plan {external_id}",
-            lambda cfg: chartmogul.Plan.all(cfg, data_source_uuid=self.data_source_uuid, external_id=external_id).get(),
-            budget,
-        )
+        page = self._list_by_external_id("plan", chartmogul.Plan, external_id, budget)
         for plan in page.plans:
             if getattr(plan, "external_id", None) == external_id:
                 fields = {"name": plan.name, "interval_count": plan.interval_count, "interval_unit": plan.interval_unit}
@@ -201,6 +179,19 @@ class IdMap:
             self._state.put(pk, customer_external_id, {"snapshot_time": snapshot_time, "bundle_digest": digest})
             return True
         return False
+
+    # ------------------------------------------------------------ helpers
+
+    def _list_by_external_id(self, what: str, resource: Any, external_id: str, budget: TimeBudget) -> Any:
+        """The answer of `resource.all` filtered to this data source and this external id (a `lookup_*` fallback).
+
+        The caller still checks each entry's external id before trusting it as the match.
+        """
+        return self._api.call(
+            f"look up {what} {external_id}",
+            lambda cfg: resource.all(cfg, data_source_uuid=self.data_source_uuid, external_id=external_id).get(),
+            budget,
+        )
 
 
 def with_invoices(known: KnownCustomer, invoices: Iterable[Any]) -> KnownCustomer:

@@ -6,7 +6,6 @@ or raised as `RetryLater` (transient), which the handler reports as a batch item
 and, after `maxReceiveCount`, moves it to the upload DLQ. Nothing is dropped silently.
 """
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 
 from chartmogul_sync.config import Settings, UploadMode
 from chartmogul_sync.models import CustomerBundle, UploadMessage
-from chartmogul_sync.queues import BadRecord, ClaimCheckError, MessageSender, Stage, load_message
+from chartmogul_sync.queues import BadRecords, ClaimCheckError, MessageSender, Stage, load_message
 from chartmogul_sync.state import StateTable
 
 from .bulk import BulkUploader, BundleOutcome
@@ -67,8 +66,8 @@ class UploadService:
         self.api = api
         self._state = state
         self._s3 = s3
-        self._sender = sender
         self._settings = settings
+        self._bad_records = BadRecords(sender, settings.bad_records_queue_url, Stage.UPLOAD)
         self._data_sources = DataSources(state, api)
         self._uploaders: dict[str, BundleUploader] = {}
 
@@ -100,11 +99,11 @@ class UploadService:
         except ValidationError as error:
             problem = error.errors(include_url=False)[0]
             where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-            self._bad(body, f"not a valid upload message: {where}: {problem['msg']}", field=where)
+            self._bad_records.send(body, f"not a valid upload message: {where}: {problem['msg']}", field=where)
         except ClaimCheckError as error:
             if error.__cause__ is not None:
                 raise RetryLater(str(error)) from error  # S3 could not be read: transient
-            self._bad(body, str(error), field="claim_check")
+            self._bad_records.send(body, str(error), field="claim_check")
         return ParsedRecord(message_id, body, None)
 
     def mode_of(self, record: ParsedRecord) -> UploadMode:
@@ -138,12 +137,12 @@ class UploadService:
         if isinstance(outcome, ChartMogulError) and outcome.kind in (FailureKind.PERMANENT, FailureKind.NOT_FOUND):
             outcome = BundleRefused(customer_id, outcome)
         if isinstance(outcome, BundleRefused):
-            self._bad(
+            self._bad_records.send(
                 record.body,
                 f"ChartMogul refused {outcome.object_id or customer_id}: {outcome.error}",
                 object_id=outcome.object_id,
                 field=outcome.field,
-                customer_id=customer_id,
+                customer_external_id=customer_id,
                 correlation_id=record.message.correlation_id,
                 error_body=outcome.error.body or None,
             )
@@ -161,42 +160,7 @@ class UploadService:
         logger.info("bundle uploaded", extra={"outcome": result.outcome.value, "writes": dict(result.writes)})
         return RecordResult(RecordOutcome(result.outcome.value), result.customer_external_id, dict(result.writes))
 
-    def _bad(
-        self,
-        body: str,
-        reason: str,
-        *,
-        object_id: str | None = None,
-        field: str | None = None,
-        customer_id: str | None = None,
-        correlation_id: str | None = None,
-        error_body: str | None = None,
-    ) -> None:
-        record = BadRecord(
-            stage=Stage.UPLOAD,
-            reason=reason,
-            object_id=object_id,
-            field=field,
-            customer_external_id=customer_id or _customer_hint(body),
-            correlation_id=correlation_id,
-            error_body=error_body,
-            original_body=body,
-        )
-        self._sender.send_bad_record(self._settings.bad_records_queue_url, record)
-        logger.warning(
-            "record sent to the bad-records queue",
-            extra={"object_id": object_id, "field": field, "reason": reason, "customer_external_id": customer_id},
-        )
-
 
 def _bundle(record: ParsedRecord) -> CustomerBundle:
     assert record.message is not None and record.message.payload is not None  # load_message resolved the check
     return record.message.payload
-
-
-def _customer_hint(body: str) -> str | None:
-    try:
-        value = json.loads(body).get("customer_external_id")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None

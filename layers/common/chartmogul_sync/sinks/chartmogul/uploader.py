@@ -346,18 +346,15 @@ class BundleUploader:
     def _delete_customer(self, customer_id: str, known: KnownCustomer, budget: TimeBudget, result: ApplyResult) -> None:
         uuid = known.uuid or self.idmap.lookup_customer_uuid(customer_id, budget)
         if uuid is not None:
-            try:
-                self._write(
-                    customer_id,
-                    customer_id,
-                    f"delete customer {customer_id}",
-                    lambda cfg: chartmogul.Customer.destroy(cfg, uuid=uuid).get(),
-                    budget,
-                )
+            deleted = self._delete(
+                customer_id,
+                customer_id,
+                f"delete customer {customer_id}",
+                lambda cfg: chartmogul.Customer.destroy(cfg, uuid=uuid).get(),
+                budget,
+            )
+            if deleted:
                 result.writes["customers_deleted"] += 1
-            except ChartMogulError as error:
-                if error.kind is not FailureKind.NOT_FOUND:  # gone already: that is what we wanted
-                    raise
         self.idmap.remember_customer(customer_id, KnownCustomer(deleted=True))
 
     def _delete_invoice(
@@ -368,17 +365,13 @@ class BundleUploader:
             found = self.idmap.lookup_invoice(invoice_id, budget)
             uuid = None if found is None else str(found.uuid)
         if uuid is not None:
-            try:
-                self._write(
-                    customer_id,
-                    invoice_id,
-                    f"delete invoice {invoice_id}",
-                    lambda cfg: chartmogul.Invoice.destroy(cfg, uuid=uuid).get(),
-                    budget,
-                )
-            except ChartMogulError as error:
-                if error.kind is not FailureKind.NOT_FOUND:  # gone already: that is what we wanted
-                    raise
+            self._delete(
+                customer_id,
+                invoice_id,
+                f"delete invoice {invoice_id}",
+                lambda cfg: chartmogul.Invoice.destroy(cfg, uuid=uuid).get(),
+                budget,
+            )
         known = replace(known, invoices={k: v for k, v in known.invoices.items() if k != invoice_id})
         self.idmap.remember_customer(customer_id, known)
         return known
@@ -393,6 +386,16 @@ class BundleUploader:
             if error.kind is FailureKind.PERMANENT:
                 raise BundleRefused(customer_id, error, object_id) from error
             raise
+
+    def _delete(self, customer_id: str, object_id: str, operation: str, request: Any, budget: TimeBudget) -> bool:
+        """One delete; False when ChartMogul no longer had the object (gone already: that is what we wanted)."""
+        try:
+            self._write(customer_id, object_id, operation, request, budget)
+        except ChartMogulError as error:
+            if error.kind is not FailureKind.NOT_FOUND:
+                raise
+            return False
+        return True
 
     def _relearn_customer(self, customer_id: str, error: ChartMogulError, budget: TimeBudget) -> NoReturn:
         """After a duplicate (created before a crash) or a 404 (our uuid is stale): ask ChartMogul, diff again."""

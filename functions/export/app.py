@@ -1,0 +1,130 @@
+"""Export function: Stripe → raw queue, one customer snapshot per message.
+
+Invoked by the schedule (incremental), by hand (backfill, one customer) and by itself (continuation of a run
+that reached its time limit). The handler only wires: parse the event, build the exporter, run the mode,
+hand over if asked to, publish the run's metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chartmogul_sync.config import Settings, get_settings
+from chartmogul_sync.queues import BadRecord, MessageSender, Stage
+from chartmogul_sync.sources.stripe.backfill import resume_backfill, start_backfill
+from chartmogul_sync.sources.stripe.client import StripeApi, TimeBudget, make_stripe_client
+from chartmogul_sync.sources.stripe.incremental import export_customer, resume_incremental, run_incremental
+from chartmogul_sync.sources.stripe.invocation import (
+    BackfillRequest,
+    CustomerRequest,
+    IncrementalRequest,
+    InvalidExportRequest,
+    parse_export_request,
+)
+from chartmogul_sync.sources.stripe.run import Exporter, ExportOutcome
+from chartmogul_sync.sources.stripe.wiring import export_wiring
+from chartmogul_sync.state import StateTable
+
+logger = Logger()
+metrics = Metrics(namespace="ChartMogulSync")
+tracer = Tracer()
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = get_settings()
+    try:
+        request = parse_export_request(event)
+    except InvalidExportRequest as error:
+        _report_bad_event(settings, event, error)
+        raise
+    run_id = request.run_id_for(context.aws_request_id)
+    logger.set_correlation_id(run_id)
+    logger.info("export run", extra={"mode": request.mode, "run_id": run_id})
+
+    exporter = _exporter(settings, run_id, context)
+    try:
+        outcome = _run(exporter, request)
+    except Exception:
+        # Lambda retries the invocation (a backfill resumes from its checkpoint, an incremental run re-reads
+        # from its unmoved cursor); the log says why, under the run's correlation id.
+        logger.exception("export run failed", extra={"mode": request.mode})
+        raise
+    finally:
+        _publish_metrics(exporter)  # a failed run's cost counts too
+    if outcome.continuation is not None:
+        export_wiring.continuation(outcome.continuation, context)
+    cost = {"stripe_requests": exporter.api.stats.requests, "stripe_retries": exporter.api.stats.retries}
+    return {**outcome.model_dump(mode="json"), "invocation": cost}
+
+
+@tracer.capture_method(capture_response=False)
+def _run(exporter: Exporter, request: Any) -> ExportOutcome:
+    if isinstance(request, IncrementalRequest):
+        return run_incremental(exporter)
+    if isinstance(request, BackfillRequest):
+        return start_backfill(exporter, request.range)
+    if isinstance(request, CustomerRequest):
+        return export_customer(exporter, request.customer_id)
+    if request.resume == "backfill":
+        return resume_backfill(exporter)
+    return resume_incremental(exporter)
+
+
+def _exporter(settings: Settings, run_id: str, context: LambdaContext) -> Exporter:
+    budget = TimeBudget.from_lambda_context(context)
+    client = make_stripe_client(settings, export_wiring.api_key(settings.stripe_secret_name))
+    api = StripeApi(client, budget, export_wiring.retry_policy, on_retry=_log_retry)
+    s3 = boto3.client("s3")
+    return Exporter(
+        api=api,
+        sender=MessageSender(boto3.client("sqs"), s3, settings.staging_bucket),
+        state=StateTable(boto3.resource("dynamodb"), settings.state_table),
+        s3=s3,
+        settings=settings,
+        budget=budget,
+        run_id=run_id,
+        limits=export_wiring.limits,
+        clock=export_wiring.clock,
+        log=logger,
+    )
+
+
+def _log_retry(what: str, error: BaseException, wait_s: float) -> None:
+    logger.warning(
+        "Stripe request failed, retrying",
+        extra={"request": what, "error": type(error).__name__, "detail": str(error)[:200], "wait_s": round(wait_s, 2)},
+    )
+
+
+def _publish_metrics(exporter: Exporter) -> None:
+    stats, requests = exporter.stats, exporter.api.stats
+    for name, value in (
+        ("ObjectsListed", stats.objects_listed),
+        ("CustomersEnqueued", stats.customers_enqueued),
+        ("PagesStaged", stats.pages_staged),
+        ("StripeRequests", requests.requests),
+        ("StripeRetries", requests.retries),
+    ):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def _report_bad_event(settings: Settings, event: Any, error: InvalidExportRequest) -> None:
+    """A bad invocation is kept on the bad-records queue with its reason, then the invocation fails."""
+    logger.error("rejected export event", extra={"reason": str(error)})
+    metrics.add_metric(name="RejectedEvents", unit=MetricUnit.Count, value=1)
+    if not settings.bad_records_queue_url:
+        return
+    s3 = boto3.client("s3")
+    MessageSender(boto3.client("sqs"), s3, settings.staging_bucket).send_bad_record(
+        settings.bad_records_queue_url,
+        BadRecord(stage=Stage.EXPORT, reason=str(error), original_body=json.dumps(event, default=str)),
+    )

@@ -1,0 +1,262 @@
+"""The exporter's one door to Stripe: the official client, pinned, with timeouts, retries and request counts.
+
+stripe-python does the HTTP; this module decides what it does not (reference stripe-export-and-mapping.md §2.6,
+§3): `StripeClient` makes no retries by default and never retries a plain 429, and its default timeout is 80 s.
+Every call here is one Stripe request, retried with jittered exponential backoff on 429, 5xx, 409 and network
+errors for as long as the Lambda's remaining time allows, and counted, so a run can report what it cost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+import stripe
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity.stop import stop_base
+
+from ...config import STRIPE_API_VERSION, Settings
+from ...models.snapshot import StripeJson
+
+# Stripe's maximum page size (reference §2.2); every list the exporter makes uses it.
+PAGE_SIZE = 100
+
+
+class TimeBudget:
+    """What is left of the invocation's time, so retries and long runs stop before Lambda kills them."""
+
+    def __init__(self, remaining_ms: Callable[[], int]) -> None:
+        self._remaining_ms = remaining_ms
+
+    @classmethod
+    def from_lambda_context(cls, context: Any) -> TimeBudget:
+        return cls(context.get_remaining_time_in_millis)
+
+    @classmethod
+    def of_seconds(cls, seconds: float) -> TimeBudget:
+        """A budget ending `seconds` from now (command line, benchmarks)."""
+        deadline = time.monotonic() + seconds
+        return cls(lambda: int((deadline - time.monotonic()) * 1000))
+
+    def remaining_s(self) -> float:
+        return self._remaining_ms() / 1000
+
+
+@dataclass
+class RetryPolicy:
+    max_attempts: int = 10
+    # Full jitter: a random wait in [0, min(max_wait_s, base_wait_s * 2^n)] (AWS "exponential backoff and
+    # jitter"), so many exporters hitting a 429 together do not come back together.
+    base_wait_s: float = 0.5
+    max_wait_s: float = 20.0
+    # Never start a wait that would leave less than this for the work after it (and the handover).
+    reserve_s: float = 30.0
+
+
+@dataclass
+class StripeRequestStats:
+    requests: int = 0
+    retries: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+    def count(self, status: str) -> None:
+        self.requests += 1
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+
+
+class StripeList(StrEnum):
+    """The list endpoints the exporter reads."""
+
+    PRODUCTS = "products"
+    PRICES = "prices"
+    CUSTOMERS = "customers"
+    SUBSCRIPTIONS = "subscriptions"
+    SUBSCRIPTION_ITEMS = "subscription_items"
+    INVOICES = "invoices"
+    INVOICE_ITEMS = "invoice_items"
+    INVOICE_PAYMENTS = "invoice_payments"
+    CHARGES = "charges"
+    REFUNDS = "refunds"
+    CREDIT_NOTES = "credit_notes"
+    EVENTS = "events"
+
+    @property
+    def path(self) -> str:
+        return "/v1/invoiceitems" if self is StripeList.INVOICE_ITEMS else f"/v1/{self.value}"
+
+
+@dataclass(frozen=True)
+class Page:
+    data: list[StripeJson]
+    has_more: bool
+
+    @property
+    def last_id(self) -> str | None:
+        return str(self.data[-1]["id"]) if self.data else None
+
+
+def is_transient(error: BaseException) -> bool:
+    """A failure worth retrying: the same request can succeed later (reference §2.6)."""
+    if isinstance(error, stripe.APIConnectionError):  # timeouts, resets, refused connections
+        return True
+    if not isinstance(error, stripe.StripeError):
+        return False
+    if _header(error, "stripe-should-retry") == "false":
+        return False
+    status = error.http_status or 0
+    # 429 covers both the rate limiter and lock timeouts; 409 is a conflicting concurrent request.
+    return status in (409, 429) or status >= 500
+
+
+def _header(error: stripe.StripeError, name: str) -> str | None:
+    for key, value in (error.headers or {}).items():
+        if key.lower() == name:
+            return str(value).lower()
+    return None
+
+
+class _RetryAfterOrJitter:
+    """Waits for Stripe's `Retry-After` when it sends one, else full-jitter exponential backoff."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._jitter = wait_random_exponential(multiplier=policy.base_wait_s, max=policy.max_wait_s)
+        self._max = policy.max_wait_s
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        jittered = float(self._jitter(retry_state))
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, stripe.StripeError):
+            retry_after = _header(error, "retry-after")
+            if retry_after is not None and retry_after.replace(".", "", 1).isdigit():
+                return min(float(retry_after), self._max) + jittered / 10
+        return jittered
+
+
+class _OutOfTime(stop_base):
+    """Stop retrying when the next wait would eat into the time the run needs to finish or hand over."""
+
+    def __init__(self, budget: TimeBudget, reserve_s: float) -> None:
+        self._budget = budget
+        self._reserve_s = reserve_s
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._budget.remaining_s() - retry_state.upcoming_sleep < self._reserve_s
+
+
+class StripeApi:
+    """Read-only Stripe calls, one request each, retried inside the time budget and counted."""
+
+    def __init__(
+        self,
+        client: stripe.StripeClient,
+        budget: TimeBudget,
+        policy: RetryPolicy | None = None,
+        stats: StripeRequestStats | None = None,
+        on_retry: Callable[[str, BaseException, float], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._budget = budget
+        self._policy = policy or RetryPolicy()
+        self.stats = stats or StripeRequestStats()
+        self._on_retry = on_retry
+
+    # -- calls ---------------------------------------------------------------------------------------------
+
+    def list_page(self, resource: StripeList, params: Mapping[str, Any]) -> Page:
+        """One page (up to 100 objects) of a list endpoint."""
+        answer = self._get(f"list {resource.value}", resource.path, {"limit": PAGE_SIZE, **params})
+        return Page(data=list(answer["data"]), has_more=bool(answer["has_more"]))
+
+    def list_all(self, resource: StripeList, params: Mapping[str, Any]) -> Iterator[StripeJson]:
+        """Every object of a list, page by page (100 each), following `starting_after`."""
+        starting_after: str | None = None
+        while True:
+            cursor = {"starting_after": starting_after} if starting_after else {}
+            page = self.list_page(resource, {**params, **cursor})
+            yield from page.data
+            if not page.has_more or page.last_id is None:
+                return
+            starting_after = page.last_id
+
+    def list_lines(self, parent: StripeList, parent_id: str, starting_after: str) -> Page:
+        """Lines past the first page embedded in an invoice or a credit note (GET /v1/invoices/{id}/lines)."""
+        query = {"limit": PAGE_SIZE, "starting_after": starting_after}
+        answer = self._get(f"list {parent.value} lines", f"{parent.path}/{_path_id(parent_id)}/lines", query)
+        return Page(data=list(answer["data"]), has_more=bool(answer["has_more"]))
+
+    def retrieve(self, resource: StripeList, object_id: str) -> StripeJson:
+        return self._get(f"retrieve {resource.value}", f"{resource.path}/{_path_id(object_id)}", {})
+
+    # -- machinery -----------------------------------------------------------------------------------------
+
+    def _get(self, what: str, path: str, params: Mapping[str, Any]) -> StripeJson:
+        # `raw_request` is stripe-python's own request path (auth, pinned Stripe-Version, error mapping) without
+        # building StripeObjects: the snapshot keeps Stripe's JSON untouched, and converting each page to
+        # StripeObjects and back cost half the backfill's CPU.
+        answer = self._call(what, lambda: self._client.raw_request("get", path, **params))
+        data: StripeJson = answer.data
+        return data
+
+    def _call(self, what: str, request: Callable[[], Any]) -> Any:
+        policy = self._policy
+
+        def before_sleep(retry_state: RetryCallState) -> None:
+            self.stats.retries += 1
+            if self._on_retry is not None and retry_state.outcome is not None:
+                error = retry_state.outcome.exception()
+                if error is not None:
+                    self._on_retry(what, error, retry_state.upcoming_sleep)
+
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            wait=_RetryAfterOrJitter(policy),
+            stop=stop_after_attempt(policy.max_attempts) | _OutOfTime(self._budget, policy.reserve_s),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(self._counted, request)
+
+    def _counted(self, request: Callable[[], Any]) -> Any:
+        try:
+            answer = request()
+        except stripe.StripeError as error:
+            self.stats.count(str(error.http_status or "network"))
+            raise
+        self.stats.count("200")
+        return answer
+
+
+def _path_id(object_id: str) -> str:
+    # Ids go into the path: refuse anything that is not one, rather than request another URL.
+    if not object_id.replace("_", "").isalnum():
+        raise ValueError(f"{object_id!r} is not a Stripe object id")
+    return object_id
+
+
+class ApiKeySource(Protocol):
+    def __call__(self, secret_name: str) -> str: ...
+
+
+def api_key_from_secrets_manager(secret_name: str) -> str:
+    """The Stripe key, through Powertools Parameters: cached for 5 minutes per execution environment."""
+    from aws_lambda_powertools.utilities import parameters
+
+    return parameters.get_secret(secret_name, max_age=300)
+
+
+def make_stripe_client(settings: Settings, api_key: str) -> stripe.StripeClient:
+    """The official client, pinned to our API version, with explicit timeouts and its own retries off."""
+    base_addresses: Any = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+    return stripe.StripeClient(
+        api_key,
+        # Pinned explicitly, so a client upgrade never silently changes the shapes we store (reference §3).
+        stripe_version=STRIPE_API_VERSION,
+        base_addresses=base_addresses,
+        # Retries are ours (StripeApi), counted and bounded by the time budget.
+        max_network_retries=0,
+        http_client=stripe.RequestsClient(timeout=(settings.http_connect_timeout_s, settings.http_read_timeout_s)),
+    )

@@ -1,0 +1,254 @@
+"""Incremental export: Stripe events since the stored cursor → the changed customers → one snapshot each.
+
+The cursor is the `created` second of the newest event handled plus the ids of the events at that second (a
+second can hold more events than have arrived by the time we list it). It advances only after every changed
+customer's snapshot is on the queue, so a run that dies re-exports instead of losing changes. A run with no
+new events makes one Stripe request: the first page of `/v1/events`.
+
+Events are kept 30 days (reference stripe-export-and-mapping.md §2.3). A cursor older than that cannot be
+served by events: the run rescans objects created since the cursor (customer-owned lists, 100 per page) and
+takes the events that are still kept, and logs the gap, because changes to older objects in the lost window
+(a late payment, a cancellation) are only found by a backfill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ...models.snapshot import CustomerSnapshot, StripeJson
+from ...state import key
+from .client import StripeList
+from .events import CustomerChanged, CustomerDeleted, NeedsLookup, event_target
+from .run import Continuation, Exporter, ExportOutcome
+from .snapshots import OWNED_LISTS, Catalog, customer_of, fetch_customer_snapshot
+
+CURSOR_PK = key("cursor", "stripe")
+CURSOR_SK = "incremental"
+EVENT_RETENTION_S = 30 * 24 * 3600
+# Events near the retention edge may already be gone when the list reaches them: treat the last hour as lost.
+RETENTION_SAFETY_S = 3600
+
+
+class EventCursor(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    created: int  # Unix seconds of the newest event handled
+    event_ids: frozenset[str] = frozenset()  # the events handled at that second
+
+    def position(self) -> str:
+        # put_if_newer compares strings: a later second, or more events in the same second, sorts higher.
+        return f"{self.created:012d}.{len(self.event_ids):06d}"
+
+
+def load_cursor(exporter: Exporter) -> EventCursor | None:
+    item = exporter.state.get(CURSOR_PK, CURSOR_SK)
+    return EventCursor.model_validate_json(item["cursor"]) if item else None
+
+
+def save_cursor(exporter: Exporter, cursor: EventCursor) -> bool:
+    """Store the cursor unless a newer one is stored (an overlapping run got further): never move it back."""
+    return exporter.state.put_if_newer(
+        CURSOR_PK, CURSOR_SK, "position", cursor.position(), {"cursor": cursor.model_dump_json()}
+    )
+
+
+@dataclass
+class ChangeSet:
+    """Changed customers (id → the last known object of a deleted one, else None) and the cursor after them."""
+
+    customers: dict[str, StripeJson | None] = field(default_factory=dict)
+    cursor: EventCursor | None = None
+    events_read: int = 0
+    rescanned_since: int | None = None  # set when the cursor was past the event retention
+
+    def add_changed(self, customer_id: str) -> None:
+        self.customers.setdefault(customer_id, None)
+
+    def add_deleted(self, customer_id: str, last_known: StripeJson) -> None:
+        self.customers[customer_id] = last_known
+
+
+def collect_changes(exporter: Exporter, cursor: EventCursor | None, now: datetime) -> ChangeSet:
+    now_s = int(now.timestamp())
+    oldest_kept = now_s - EVENT_RETENTION_S + RETENTION_SAFETY_S
+    changes = ChangeSet(cursor=cursor)
+    if cursor is None:
+        exporter.log.warning(
+            "no incremental cursor yet: reading the events still kept (30 days); run a backfill for older history"
+        )
+        _read_events(exporter, changes, since=oldest_kept, seen=frozenset())
+    elif cursor.created < oldest_kept:
+        gap_days = (now_s - cursor.created) / 86400
+        exporter.log.warning(
+            "incremental cursor is older than Stripe's 30-day event retention: rescanning objects created since "
+            "the cursor; changes to older objects in the lost window need a backfill",
+            extra={"cursor_created": cursor.created, "gap_days": round(gap_days, 1)},
+        )
+        changes.rescanned_since = cursor.created
+        _rescan_created_since(exporter, changes, cursor.created)
+        _read_events(exporter, changes, since=oldest_kept, seen=frozenset())
+    else:
+        _read_events(exporter, changes, since=cursor.created, seen=cursor.event_ids)
+        return changes
+    # Without a usable cursor the run covered everything up to now: the next one starts here even if no event
+    # was found, instead of scanning again.
+    if changes.cursor is None or changes.cursor.created < now_s:
+        changes.cursor = EventCursor(created=now_s)
+    return changes
+
+
+def _read_events(exporter: Exporter, changes: ChangeSet, *, since: int, seen: frozenset[str]) -> None:
+    # Owners of invoices and charges seen in events: an invoice payment's or a refund's event names only its
+    # parent, which usually has an event of its own (`invoice.paid` beside `invoice_payment.paid`).
+    known_owners: dict[tuple[str, str], str] = {}
+    lookups: set[tuple[str, str]] = set()
+    for event in exporter.api.list_all(StripeList.EVENTS, {"created": {"gte": since}}):
+        if str(event["id"]) in seen:
+            continue
+        changes.events_read += 1
+        exporter.stats.objects_listed += 1
+        _advance(changes, event)
+        target = event_target(event)
+        if isinstance(target, NeedsLookup):
+            lookups.add((target.parent_kind, target.parent_id))
+        elif isinstance(target, CustomerDeleted):
+            changes.add_deleted(target.customer_id, target.last_known)
+        elif isinstance(target, CustomerChanged):
+            changes.add_changed(target.customer_id)
+            parent = _parent_key(event)
+            if parent is not None:
+                known_owners[parent] = target.customer_id
+    for kind, parent_id in sorted(lookups):
+        owner = known_owners.get((kind, parent_id))
+        if owner is None:  # the parent had no event of its own in the window: ask Stripe
+            owner = customer_of(exporter.api.retrieve(StripeList(kind), parent_id))
+        if owner is not None:
+            changes.add_changed(owner)
+
+
+def _parent_key(event: StripeJson) -> tuple[str, str] | None:
+    """(`invoices` | `charges`, id) when the event's object is an invoice or a charge."""
+    obj = event.get("data", {}).get("object", {})
+    kind = {"invoice": "invoices", "charge": "charges"}.get(obj.get("object"))
+    return (kind, str(obj["id"])) if kind and obj.get("id") else None
+
+
+def _advance(changes: ChangeSet, event: StripeJson) -> None:
+    created = int(event["created"])
+    cursor = changes.cursor
+    if cursor is None or created > cursor.created:
+        changes.cursor = EventCursor(created=created, event_ids=frozenset({str(event["id"])}))
+    elif created == cursor.created:
+        changes.cursor = EventCursor(created=created, event_ids=cursor.event_ids | {str(event["id"])})
+
+
+def _rescan_created_since(exporter: Exporter, changes: ChangeSet, since: int) -> None:
+    created = {"created": {"gte": since}}
+    for customer in exporter.api.list_all(StripeList.CUSTOMERS, created):
+        exporter.stats.objects_listed += 1
+        changes.add_changed(str(customer["id"]))
+    for owned in OWNED_LISTS:
+        # Only the owner is needed here: no expansions, and the snapshot fetch lists the objects again.
+        params = {k: v for k, v in owned.params.items() if k != "expand"}
+        for obj in exporter.api.list_all(owned.resource, {**params, **created}):
+            exporter.stats.objects_listed += 1
+            customer_id = customer_of(obj)
+            if customer_id is not None:
+                changes.add_changed(customer_id)
+
+
+# -- the run ---------------------------------------------------------------------------------------------------
+
+
+def run_incremental(exporter: Exporter) -> ExportOutcome:
+    """One scheduled run: find the changed customers and export them."""
+    now = exporter.clock()
+    cursor = load_cursor(exporter)
+    changes = collect_changes(exporter, cursor, now)
+    exporter.log.info(
+        "incremental changes collected",
+        extra={"events": changes.events_read, "customers_changed": len(changes.customers)},
+    )
+    outcome = _export_changes(exporter, changes, previous=cursor)
+    if changes.rescanned_since is None:
+        return outcome
+    return outcome.model_copy(update={"detail": {**outcome.detail, "rescanned_since": changes.rescanned_since}})
+
+
+def export_customer(exporter: Exporter, customer_id: str) -> ExportOutcome:
+    """One-customer sync: the same snapshot an incremental run would send for it, now."""
+    snapshot_time = exporter.clock()
+    snapshot = fetch_customer_snapshot(exporter.api, Catalog(exporter.api), customer_id)
+    sent = exporter.send_snapshots([(snapshot, snapshot_time)])
+    return ExportOutcome(mode="customer", run_id=exporter.run_id, finished=True, customers_enqueued=sent)
+
+
+def resume_incremental(exporter: Exporter) -> ExportOutcome:
+    """A continuation: export the customers a run before this one handed over."""
+    body = exporter.s3.get_object(Bucket=exporter.settings.staging_bucket, Key=_pending_key(exporter.run_id))
+    pending = _PendingChanges.model_validate_json(body["Body"].read())
+    changes = ChangeSet(customers=dict(pending.customers), cursor=pending.cursor)
+    return _export_changes(exporter, changes, previous=pending.previous)
+
+
+class _PendingChanges(BaseModel):
+    customers: dict[str, dict[str, Any] | None]
+    cursor: EventCursor | None
+    previous: EventCursor | None
+
+
+def _pending_key(run_id: str) -> str:
+    return f"incremental/{run_id}/pending.json"
+
+
+def _export_changes(exporter: Exporter, changes: ChangeSet, *, previous: EventCursor | None) -> ExportOutcome:
+    catalog = Catalog(exporter.api)
+    remaining = sorted(changes.customers)
+    exported = 0
+
+    def snapshots() -> Iterator[tuple[CustomerSnapshot, datetime]]:
+        nonlocal exported
+        for customer_id in remaining:
+            # At least one customer per invocation, so a chain of continuations always gets further.
+            if exported and exporter.time_to_hand_over():
+                return
+            snapshot_time = exporter.clock()  # the data fetched next is at least this fresh
+            last_known = changes.customers[customer_id]
+            yield fetch_customer_snapshot(exporter.api, catalog, customer_id, last_known=last_known), snapshot_time
+            exported += 1
+
+    exporter.send_snapshots(snapshots())
+    if exported < len(remaining):
+        left = {customer_id: changes.customers[customer_id] for customer_id in remaining[exported:]}
+        pending = _PendingChanges(customers=left, cursor=changes.cursor, previous=previous)
+        exporter.s3.put_object(
+            Bucket=exporter.settings.staging_bucket,
+            Key=_pending_key(exporter.run_id),
+            Body=pending.model_dump_json().encode(),
+        )
+        exporter.log.info("handing over to a continuation", extra={"exported": exported, "left": len(left)})
+        return ExportOutcome(
+            mode="incremental",
+            run_id=exporter.run_id,
+            finished=False,
+            customers_enqueued=exported,
+            continuation=Continuation(resume="incremental", run_id=exporter.run_id),
+            detail={"customers_left": len(left)},
+        )
+    # Every snapshot is on the queue: only now may the cursor move past the events that announced them.
+    cursor_saved = changes.cursor is not None and changes.cursor != previous and save_cursor(exporter, changes.cursor)
+    return ExportOutcome(
+        mode="incremental",
+        run_id=exporter.run_id,
+        finished=True,
+        customers_enqueued=exported,
+        detail={
+            "cursor": changes.cursor.model_dump(mode="json") if changes.cursor else None,
+            "cursor_advanced": cursor_saved,
+        },
+    )

@@ -1,0 +1,129 @@
+"""The export function's input: what the schedule, a person or a continuation asks it to do.
+
+EventBridge Scheduler delivers the schedule's `Input` verbatim, not an EventBridge envelope (reference
+serverless-architecture.md §1.2); template.yaml's is `{"mode":"incremental","scheduled_time":
+"<aws.scheduler.scheduled-time>"}`, and the scheduled time names the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from ...models.common import UtcDatetime
+from .backfill import BackfillRange
+
+
+class _Request(BaseModel):
+    # A request is a command: a misspelt field ("form" for "from") must fail, not widen a backfill to all history.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IncrementalRequest(_Request):
+    mode: Literal["incremental"]
+    # Absent when invoked by hand; then the run is named after its invocation.
+    scheduled_time: UtcDatetime | None = None
+
+    def run_id_for(self, invocation_id: str) -> str:
+        if self.scheduled_time is not None:
+            return f"incremental-{self.scheduled_time.strftime('%Y%m%dT%H%M%SZ')}"
+        return f"incremental-{invocation_id}"
+
+
+class BackfillRequest(_Request):
+    """`{"mode": "backfill", "from": "2023-01-01", "to": "2024-01-01"}`: customers created in [from, to)."""
+
+    mode: Literal["backfill"]
+    created_from: date | None = Field(default=None, alias="from")
+    created_to: date | None = Field(default=None, alias="to")
+    # Give one to resume a run by hand; otherwise the invocation id names it (a retry by Lambda keeps it).
+    run_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+
+    @model_validator(mode="after")
+    def _from_before_to(self) -> Self:
+        if self.created_from is not None and self.created_to is not None and self.created_from >= self.created_to:
+            raise ValueError(f"'from' ({self.created_from}) must be before 'to' ({self.created_to})")
+        return self
+
+    @property
+    def range(self) -> BackfillRange:
+        return BackfillRange(created_from=self.created_from, created_to=self.created_to)
+
+    def run_id_for(self, invocation_id: str) -> str:
+        if self.run_id is not None:
+            return self.run_id
+        digest = hashlib.sha256(f"{self.created_from}|{self.created_to}|{invocation_id}".encode()).hexdigest()
+        return f"backfill-{digest[:16]}"
+
+
+class CustomerRequest(_Request):
+    mode: Literal["customer"]
+    customer_id: str = Field(pattern=r"^cus_[A-Za-z0-9]+$")
+
+    def run_id_for(self, invocation_id: str) -> str:
+        return f"customer-{self.customer_id}-{invocation_id}"
+
+
+class ContinuationRequest(_Request):
+    mode: Literal["continuation"]
+    resume: Literal["incremental", "backfill"]
+    run_id: str = Field(min_length=1)
+
+    def run_id_for(self, invocation_id: str) -> str:
+        return self.run_id
+
+
+# Every request names its run: `run_id_for(invocation id)` is the correlation id of everything the run does.
+ExportRequest = Annotated[
+    IncrementalRequest | BackfillRequest | CustomerRequest | ContinuationRequest, Field(discriminator="mode")
+]
+_adapter: TypeAdapter[IncrementalRequest | BackfillRequest | CustomerRequest | ContinuationRequest] = TypeAdapter(
+    ExportRequest
+)
+
+
+class InvalidExportRequest(ValueError):
+    """The event is not one the export function understands; the message names each field at fault."""
+
+
+def parse_export_request(event: Any) -> IncrementalRequest | BackfillRequest | CustomerRequest | ContinuationRequest:
+    try:
+        return _adapter.validate_python(event)
+    except ValidationError as error:
+        problems = "; ".join(_describe(problem) for problem in error.errors(include_url=False))
+        raise InvalidExportRequest(f"invalid export event: {problems}") from None
+
+
+def _describe(problem: Any) -> str:
+    # The first location item is the union member's tag ("backfill"); the field follows it.
+    location = [str(part) for part in problem.get("loc", ())]
+    if problem.get("type") == "union_tag_invalid":
+        return (
+            "field 'mode' must be one of 'incremental', 'backfill', 'customer', 'continuation' "
+            f"(got {problem.get('input', {}).get('mode')!r})"
+            if isinstance(problem.get("input"), dict)
+            else "the event must be a JSON object with a 'mode'"
+        )
+    if problem.get("type") == "union_tag_not_found":
+        return "field 'mode' is missing (one of 'incremental', 'backfill', 'customer', 'continuation')"
+    if problem.get("type") == "extra_forbidden":
+        return f"field '{'.'.join(location[1:])}' is not known here (a misspelt field?)"
+    if problem.get("type") == "model_attributes_type":
+        return "the event must be a JSON object with a 'mode'"
+    message = str(problem.get("msg", "")).removeprefix("Value error, ")
+    if len(location) <= 1:
+        return message
+    return f"field '{'.'.join(location[1:])}': {message} (got {problem.get('input')!r})"
+
+
+__all__ = [
+    "BackfillRequest",
+    "ContinuationRequest",
+    "CustomerRequest",
+    "IncrementalRequest",
+    "InvalidExportRequest",
+    "parse_export_request",
+]

@@ -1,0 +1,232 @@
+"""Backfill through the export function: every type listed globally, 100 per page, staged in S3 by customer,
+and each customer's snapshot the same as fetching that customer directly."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import pytest
+
+from chartmogul_sync.models.envelope import RawMessage
+from chartmogul_sync.sources.stripe.backfill import STEPS
+from chartmogul_sync.sources.stripe.client import RetryPolicy
+from chartmogul_sync.sources.stripe.run import ExportLimits
+from chartmogul_sync.sources.stripe.snapshots import Catalog, fetch_customer_snapshot
+from chartmogul_sync.sources.stripe.wiring import export_wiring
+from localdev.scenarios import Account, generate_account
+from localdev.stripe_emulator import RunningStripeEmulator
+
+from .conftest import ExportRig, by_customer, make_rig, serve
+
+# Each invocation gets about a second and a half of its 900 s before it must hand over: continuations are
+# exercised many times in one test, and the raw queue is emptied between invocations (moto's SQS slows down
+# as a queue grows).
+SHORT_INVOCATIONS = ExportLimits(handover_reserve_s=898.5)
+
+
+def direct_snapshots(rig: ExportRig, customer_ids: list[str]) -> dict[str, str]:
+    """What fetching each customer on its own gives (the one-customer / incremental path)."""
+    api = rig.stripe_api()
+    catalog = Catalog(api)
+    now = datetime.now(UTC)
+    return by_customer(
+        [
+            RawMessage(
+                customer_external_id=customer_id,
+                snapshot_time=now,
+                correlation_id="direct",
+                payload=fetch_customer_snapshot(api, catalog, customer_id),
+            )
+            for customer_id in customer_ids
+        ]
+    )
+
+
+def customers_with_history(account: Account) -> list[str]:
+    """Every customer a backfill can find: listed ones, and deleted ones through the objects they left."""
+    store = account.store
+    owners = {s.customer for s in store.subscriptions} | {i.customer for i in store.invoices}
+    return sorted(c.id for c in store.customers if c.deleted_at is None or c.id in owners)
+
+
+# ---------------------------------------------------------------------------- a 2,000-customer account
+
+
+@pytest.fixture(scope="module")
+def large_account() -> Account:
+    return generate_account(customers=2000, months=6, seed=21)
+
+
+@pytest.fixture
+def large_rig(large_account: Account, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExportRig]:
+    with serve(large_account) as emulator:
+        yield from make_rig(emulator, monkeypatch)
+
+
+def test_a_2000_customer_backfill_yields_the_snapshots_a_direct_fetch_of_each_customer_gives(
+    large_rig: ExportRig, large_account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export_wiring, "limits", SHORT_INVOCATIONS)
+
+    outcomes = large_rig.run({"mode": "backfill"})
+
+    assert outcomes[-1]["finished"] is True
+    assert len(outcomes) > 1, "the run was expected to hand over to continuations"
+    sent = Counter(m.customer_external_id for m in large_rig.raw_messages)
+    assert max(sent.values()) == 1, "a customer was sent twice"
+    assert all(m.upload_mode == "bulk" for m in large_rig.raw_messages)
+    expected_ids = customers_with_history(large_account)
+    backfilled = by_customer(large_rig.raw_messages)
+    assert sorted(backfilled) == expected_ids
+    assert sum(1 for m in large_rig.raw_messages if m.payload and m.payload.deleted) > 0  # the account has some
+
+    # Global lists only: each type costs its pages, never a request per customer, continuations included.
+    counts = large_account.store.counts()
+    listed = large_rig.list_requests()
+    for route, collection in [
+        ("GET /v1/customers", "customers"),
+        ("GET /v1/subscriptions", "subscriptions"),
+        ("GET /v1/invoices", "invoices"),
+        ("GET /v1/invoiceitems", "invoiceitems"),
+        ("GET /v1/charges", "charges"),
+        ("GET /v1/credit_notes", "credit_notes"),
+        ("GET /v1/refunds", "refunds"),
+        ("GET /v1/prices", "prices"),
+        ("GET /v1/products", "products"),
+    ]:
+        assert listed.get(route, 0) <= math.ceil(counts[collection] / 100) + 1, route
+    deleted = sum(1 for c in large_account.store.customers if c.deleted_at is not None)
+    assert large_rig.emulator.server.counter.count("GET /v1/customers/{object_id}", 200) <= deleted
+
+    direct = direct_snapshots(large_rig, expected_ids)
+    different = [customer_id for customer_id in expected_ids if backfilled[customer_id] != direct[customer_id]]
+    assert different == []
+
+
+# ---------------------------------------------------------------------------- a small account
+
+
+@pytest.fixture(scope="module")
+def account() -> Account:
+    return generate_account(customers=120, months=12, seed=11)
+
+
+@pytest.fixture
+def emulator(account: Account) -> Iterator[RunningStripeEmulator]:
+    with serve(account) as running:
+        yield running
+
+
+@pytest.fixture
+def rig(emulator: RunningStripeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExportRig]:
+    yield from make_rig(emulator, monkeypatch)
+
+
+def test_a_bounded_backfill_sends_the_customers_created_in_its_range_each_with_its_whole_history(
+    rig: ExportRig, account: Account
+) -> None:
+    start, end = date(2026, 2, 1), date(2026, 6, 1)
+    start_s, end_s = (int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp()) for d in (start, end))
+    in_range = sorted(c.id for c in account.store.customers if start_s <= c.created < end_s and c.deleted_at is None)
+    assert 5 < len(in_range) < len(account.store.customers)  # the range picks some customers, not all
+
+    outcomes = rig.run({"mode": "backfill", "from": start.isoformat(), "to": end.isoformat()})
+
+    assert outcomes[-1]["finished"] is True
+    backfilled = by_customer(rig.raw_messages)
+    assert sorted(backfilled) == in_range
+    direct = direct_snapshots(rig, in_range)
+    assert all(backfilled[customer_id] == direct[customer_id] for customer_id in in_range)
+
+
+def test_a_backfill_that_crashes_at_random_pages_resumes_to_the_same_result_without_relisting_finished_pages(
+    rig: ExportRig, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A clean run first: the result and the pages it takes.
+    rig.run({"mode": "backfill", "run_id": "clean"})
+    clean = by_customer(rig.raw_messages)
+    clean_pages = sum(rig.list_requests().values())
+    rig.raw_messages.clear()
+    rig.emulator.server.counter.reset()
+
+    # Then the same backfill where any Stripe request fails now and then and nothing retries it: each failure
+    # crashes the invocation, and invoking it again (as Lambda retries an asynchronous invocation) resumes.
+    # Every page is written to S3 and checkpointed as it is listed (flush_bytes=1).
+    monkeypatch.setattr(export_wiring, "retry_policy", RetryPolicy(max_attempts=1, reserve_s=0.0))
+    monkeypatch.setattr(export_wiring, "limits", ExportLimits(flush_bytes=1))
+    rig.emulator.server.set_faults("500:0.04", seed=5)
+    event = {"mode": "backfill", "run_id": "crashing"}
+    crashes = 0
+    for _ in range(200):
+        try:
+            outcome = rig.invoke(event)
+        except Exception:  # the invocation died: Lambda would retry it with the same event
+            crashes += 1
+            rig.raw_messages.extend(rig.take_raw_messages())
+            continue
+        rig.raw_messages.extend(rig.take_raw_messages())
+        if outcome["finished"]:
+            break
+    else:
+        pytest.fail("the crashing backfill never finished")
+
+    assert crashes >= 3, "the fault rate was meant to crash the run several times"
+    assert by_customer(rig.raw_messages) == clean
+    # A crash costs at most the page in hand: finished pages are not listed again.
+    assert sum(rig.list_requests().values()) <= clean_pages + crashes
+
+
+def test_429_and_500_storms_are_survived_with_nothing_lost(
+    rig: ExportRig, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig.emulator.server.set_faults("429:0.15,500:0.1,503:0.05,reset:0.05", seed=9)
+
+    outcomes = rig.run({"mode": "backfill"})
+
+    assert outcomes[-1]["finished"] is True
+    storm = rig.emulator.server.counter
+    assert storm.total(429) > 0 and storm.total(500) > 0
+    assert sum(outcome["invocation"]["stripe_retries"] for outcome in outcomes) > 0
+    rig.emulator.server.set_faults("", seed=None)
+    expected_ids = customers_with_history(account)
+    backfilled = by_customer(rig.raw_messages)
+    assert sorted(backfilled) == expected_ids
+    direct = direct_snapshots(rig, expected_ids)
+    assert all(backfilled[customer_id] == direct[customer_id] for customer_id in expected_ids)
+
+
+def test_a_backfill_whose_resume_point_was_deleted_in_stripe_restarts_from_its_creation_time(
+    rig: ExportRig, account: Account, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One page per invocation, each written and checkpointed: the run stops after every page.
+    monkeypatch.setattr(export_wiring, "limits", ExportLimits(handover_reserve_s=900, flush_bytes=1))
+    event: dict[str, object] = {"mode": "backfill", "run_id": "resume-point-deleted"}
+    checkpoint: dict[str, object] = {}
+    for _ in range(100):
+        rig.invoke(event)
+        event = rig.continuations.pop(0).model_dump(mode="json")
+        item = rig.state_item("backfill#resume-point-deleted", "checkpoint")
+        assert item is not None
+        checkpoint = json.loads(item["checkpoint"]["S"])
+        if STEPS[int(str(checkpoint["step"]))].name == "invoices" and checkpoint["starting_after"]:
+            break
+    # Stripe deletes the object the run would resume after (a draft invoice can be deleted, say).
+    gone = str(checkpoint["starting_after"])
+    invoices = account.store.invoices
+    owner = invoices.get(gone).customer  # type: ignore[union-attr]
+    del invoices._by_id[gone]
+    invoices.invalidate()
+
+    with caplog.at_level("WARNING"):
+        outcomes = rig.run(event)
+
+    assert outcomes[-1]["finished"] is True
+    assert "restarting the list from its creation time" in caplog.text
+    expected_ids = [c for c in customers_with_history(account) if c != owner]
+    backfilled = by_customer(rig.take_raw_messages() + rig.raw_messages)
+    direct = direct_snapshots(rig, expected_ids)
+    assert all(backfilled[customer_id] == direct[customer_id] for customer_id in expected_ids)
