@@ -19,7 +19,7 @@ from chartmogul_sync.sources.stripe.snapshots import Catalog, fetch_customer_sna
 from chartmogul_sync.transform import map_snapshot
 from localdev.chartmogul_emulator.metrics import subscription_mrr
 from localdev.scenarios import generate_account, profiles
-from localdev.scenarios.calendar import months_between
+from localdev.scenarios.calendar import DAY, months_between
 from localdev.stripe_emulator import start
 from tests.fixtures.bundle_mrr import histories
 
@@ -43,18 +43,19 @@ def mapped() -> Iterator[tuple[dict[str, Any], dict[str, CustomerBundle], list[t
             for customer_id in sorted(truth["customers"])
         }
     now = account.store.now
-    # As the truth: each month is evaluated at its end, the month holding the clock at the clock (exclusive).
-    yield truth, bundles, [(label, min(end, now + 1)) for label, end in months_between(account.spec.window_start, now)]
+    # As the truth: each month is evaluated at its end, the month holding the clock at the end of its day.
+    end_of_today = (now // DAY + 1) * DAY
+    yield (
+        truth,
+        bundles,
+        [(label, min(end, end_of_today)) for label, end in months_between(account.spec.window_start, now)],
+    )
 
 
 def _comparable(mine: dict[str, Any], expected: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Both invoices, minus what the truth does not state or our snapshot cannot know.
-
-    - a subscription line's `description` (Stripe's text, e.g. "Remaining time on Pro after …"): the truth
-      states descriptions of one-off lines only;
-    - `discount_code`: a discount's coupon is in the snapshot only when the exporter expands discounts
-      (`expand[]=data.discounts` on invoices); without it the mapping leaves the code out, never wrong.
-    Every other field must match.
+    """Both invoices, minus a subscription line's `description` (Stripe's text, e.g. "Remaining time on Pro
+    after …"): the truth states descriptions of one-off lines only. Every other field must match, the discount
+    code included (the exporter expands invoice discounts).
     """
     expected_lines = {line["external_id"]: line for line in expected["line_items"]}
     lines = []
@@ -62,13 +63,7 @@ def _comparable(mine: dict[str, Any], expected: dict[str, Any]) -> tuple[dict[st
         wanted = expected_lines.get(line["external_id"], {})
         line = {k: v for k, v in line.items() if k != "description" or k in wanted}
         lines.append(line)
-    expected_lines_kept = []
-    for line in expected["line_items"]:
-        ours = next((m for m in mine["line_items"] if m["external_id"] == line["external_id"]), {})
-        if ours.get("discount_code") is None:
-            line = {k: v for k, v in line.items() if k != "discount_code"}
-        expected_lines_kept.append(line)
-    return {**mine, "line_items": lines}, {**expected, "line_items": expected_lines_kept}
+    return {**mine, "line_items": lines}, expected
 
 
 def test_every_customer_maps_to_the_truths_invoices_lines_and_transactions(mapped: Any) -> None:

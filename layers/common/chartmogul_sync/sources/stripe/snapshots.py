@@ -40,7 +40,9 @@ class OwnedList:
 OWNED_LISTS: tuple[OwnedList, ...] = (
     # Without status=all the list leaves out canceled subscriptions (reference §2.1).
     OwnedList(StripeList.SUBSCRIPTIONS, {"status": "all"}),
-    OwnedList(StripeList.INVOICES, {"expand": ["data.payments"]}),
+    # Discounts expanded: a line's `discount_amounts` name only the discount id; its coupon (ChartMogul's
+    # `discount_code`) is on the expanded discount (`source.coupon` since clover, reference §0.4).
+    OwnedList(StripeList.INVOICES, {"expand": ["data.payments", "data.discounts"]}),
     OwnedList(StripeList.INVOICE_ITEMS, {}),
     OwnedList(StripeList.CHARGES, {}),
     OwnedList(StripeList.CREDIT_NOTES, {}),
