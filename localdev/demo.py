@@ -159,7 +159,7 @@ def _audit_dict(audit: Audit) -> dict[str, Any]:
 
 def print_report(report: DemoReport, console: Console) -> None:
     stages = Table(title="Records per stage and time")
-    for column in ("run", "function", "invocations", "records", "failed", "seconds"):
+    for column in ("run", "function", "invocations", "records", "deliveries", "failed", "seconds"):
         stages.add_column(column, justify="right" if column not in {"run", "function"} else "left")
     for stage in report.stages:
         for name, figures in stage["functions"].items():
@@ -168,10 +168,11 @@ def print_report(report: DemoReport, console: Console) -> None:
                 name.removesuffix("Function"),
                 str(figures["invocations"]),
                 str(figures["records"]),
+                str(figures["deliveries"]),
                 str(figures["failed"]),
                 f"{figures['seconds']:.2f}",
             )
-        stages.add_row(stage["name"], "[b]whole run[/b]", "", "", "", f"{stage['seconds']:.2f}", end_section=True)
+        stages.add_row(stage["name"], "[b]whole run[/b]", "", "", "", "", f"{stage['seconds']:.2f}", end_section=True)
     console.print(stages)
 
     requests = Table(title="Requests")

@@ -41,7 +41,8 @@ STRIPE_TEST_KEY = "sk_test_chartmogul_sync_demo"
 @dataclass
 class FunctionFigures:
     invocations: int = 0
-    records: int = 0
+    records: int = 0  # distinct messages handled (for export: snapshots it enqueued)
+    deliveries: int = 0  # messages received, redeliveries included
     failed: int = 0
     seconds: float = 0.0
 
@@ -201,6 +202,8 @@ class LocalPipeline:
         export = figures.setdefault("ExportFunction", FunctionFigures())
         export.invocations += 1
         export.seconds += export_seconds
+        # What export produced is what transform received: one snapshot message per customer.
+        export.records = figures.get("TransformFunction", FunctionFigures()).records
         return StageReport(
             name=name,
             seconds=time.monotonic() - started,
@@ -348,12 +351,16 @@ def peek_queue(sqs: Any, url: str, max_messages: int = 10_000) -> list[str]:
 
 def _function_figures(drained: DrainReport) -> dict[str, FunctionFigures]:
     figures: dict[str, FunctionFigures] = {}
+    distinct: dict[str, set[str]] = {}
     for batch in drained.batches:
         entry = figures.setdefault(batch.function, FunctionFigures())
         entry.invocations += 1
-        entry.records += len(batch.message_ids)
+        entry.deliveries += len(batch.message_ids)
         entry.failed += len(batch.failed_ids)
         entry.seconds += batch.duration_s
+        distinct.setdefault(batch.function, set()).update(batch.message_ids)
+    for function, message_ids in distinct.items():
+        figures[function].records = len(message_ids)
     for invocation in drained.async_invocations:
         entry = figures.setdefault(invocation.function, FunctionFigures())
         entry.invocations += invocation.attempts
