@@ -159,7 +159,8 @@ def _audit_dict(audit: Audit) -> dict[str, Any]:
 
 def print_report(report: DemoReport, console: Console) -> None:
     stages = Table(title="Records per stage and time")
-    for column in ("run", "function", "invocations", "records", "deliveries", "failed", "seconds"):
+    # records: distinct messages; received: with redeliveries; failed: reported as batch item failures.
+    for column in ("run", "function", "calls", "records", "received", "failed", "seconds"):
         stages.add_column(column, justify="right" if column not in {"run", "function"} else "left")
     for stage in report.stages:
         for name, figures in stage["functions"].items():
