@@ -16,13 +16,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chartmogul_sync.config import Settings, get_settings
-from chartmogul_sync.queues import BadRecord, MessageSender, Stage
+from chartmogul_sync.queues import BadRecords, MessageSender, Stage
 from chartmogul_sync.sources.stripe.backfill import resume_backfill, start_backfill
 from chartmogul_sync.sources.stripe.client import StripeApi, TimeBudget, make_stripe_client
 from chartmogul_sync.sources.stripe.incremental import export_customer, resume_incremental, run_incremental
 from chartmogul_sync.sources.stripe.invocation import (
     BackfillRequest,
     CustomerRequest,
+    ExportRequest,
     IncrementalRequest,
     InvalidExportRequest,
     parse_export_request,
@@ -67,7 +68,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 @tracer.capture_method(capture_response=False)
-def _run(exporter: Exporter, request: Any) -> ExportOutcome:
+def _run(exporter: Exporter, request: ExportRequest) -> ExportOutcome:
     if isinstance(request, IncrementalRequest):
         return run_incremental(exporter)
     if isinstance(request, BackfillRequest):
@@ -123,8 +124,6 @@ def _report_bad_event(settings: Settings, event: Any, error: InvalidExportReques
     metrics.add_metric(name="RejectedEvents", unit=MetricUnit.Count, value=1)
     if not settings.bad_records_queue_url:
         return
-    s3 = boto3.client("s3")
-    MessageSender(boto3.client("sqs"), s3, settings.staging_bucket).send_bad_record(
-        settings.bad_records_queue_url,
-        BadRecord(stage=Stage.EXPORT, reason=str(error), original_body=json.dumps(event, default=str)),
-    )
+    sender = MessageSender(boto3.client("sqs"), boto3.client("s3"), settings.staging_bucket)
+    bad_records = BadRecords(sender, settings.bad_records_queue_url, Stage.EXPORT)
+    bad_records.send(json.dumps(event, default=str), str(error))

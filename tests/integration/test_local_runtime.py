@@ -291,7 +291,7 @@ def test_resources_are_created_as_declared(template: Template) -> None:
         assert encryption[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
         assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
         (rule,) = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
-        assert (rule["ID"], rule["Status"], rule["Expiration"]["Days"]) == ("ExpireStagedObjects", "Enabled", 14)
+        assert (rule["ID"], rule["Status"], rule["Expiration"]["Days"]) == ("ExpireStagedObjects", "Enabled", 30)
 
         stack.put_secret_value("ChartMogulApiKeySecret", "cm-test-key")
         secret = stack.clients.secretsmanager.get_secret_value(SecretId="chartmogul-sync/chartmogul-api-key")

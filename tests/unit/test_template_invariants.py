@@ -33,6 +33,7 @@ SCOPED_POLICY_TEMPLATES = {
     "SQSPollerPolicy": "QueueName",
     "DynamoDBCrudPolicy": "TableName",
     "DynamoDBReadPolicy": "TableName",
+    "DynamoDBWritePolicy": "TableName",
     "S3ReadPolicy": "BucketName",
     "S3WritePolicy": "BucketName",
     "S3CrudPolicy": "BucketName",

@@ -1,12 +1,15 @@
 """The export function as it runs locally: template.yaml's stack in moto, the Stripe emulator on loopback serving
 a generated account, the real handler invoked with Lambda's event and context through the local runtime, and
 continuations run the way Lambda runs an asynchronous invocation (one after the other, each a new invocation).
+
+A test module provides the `account` fixture (its size, seed and scope are the module's choice); the `emulator`
+serving it and the `rig` around the emulator are defined here.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,12 +18,15 @@ import pytest
 
 from chartmogul_sync.config import STRIPE_API_VERSION, Settings, get_settings
 from chartmogul_sync.models.envelope import RawMessage
+from chartmogul_sync.models.snapshot import CustomerSnapshot
 from chartmogul_sync.queues import load_message
 from chartmogul_sync.sources.stripe.client import RetryPolicy, StripeApi, TimeBudget, make_stripe_client
 from chartmogul_sync.sources.stripe.run import Continuation, ExportLimits
+from chartmogul_sync.sources.stripe.snapshots import Catalog, fetch_customer_snapshot
 from chartmogul_sync.sources.stripe.wiring import export_wiring
 from localdev.poller import PollerOptions
 from localdev.runtime import LocalStack, local_stack
+from localdev.scenarios import Account
 from localdev.stripe_emulator import RunningStripeEmulator, start
 
 STRIPE_KEY = "sk_test_chartmogul_sync_export"
@@ -96,6 +102,16 @@ class ExportRig:
         client = make_stripe_client(self.settings, STRIPE_KEY)
         return StripeApi(client, TimeBudget.of_seconds(600), policy)
 
+    def direct_snapshots(self, customer_ids: Iterable[str]) -> dict[str, str]:
+        """Customer id -> snapshot JSON as fetching each customer on its own gives (the one-customer and
+        incremental path): what every export mode must send for that customer."""
+        api = self.stripe_api()
+        catalog = Catalog(api)
+        return {
+            customer_id: payload_json(fetch_customer_snapshot(api, catalog, customer_id))
+            for customer_id in customer_ids
+        }
+
     def stripe_requests(self) -> int:
         return self.emulator.server.counter.total()
 
@@ -107,6 +123,17 @@ class ExportRig:
             for route, by_status in counts.items()
             if route.startswith("GET /v1/") and "{" not in route
         }
+
+
+@pytest.fixture
+def emulator(account: Account) -> Iterator[RunningStripeEmulator]:
+    with serve(account) as running:
+        yield running
+
+
+@pytest.fixture
+def rig(emulator: RunningStripeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExportRig]:
+    yield from make_rig(emulator, monkeypatch)
 
 
 def make_rig(emulator: RunningStripeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExportRig]:
@@ -133,8 +160,12 @@ def serve(account: Any, **options: Any) -> RunningStripeEmulator:
 def snapshot_json(message: RawMessage) -> str:
     """The payload alone: what the snapshot says about the customer, whatever run or time produced it."""
     assert message.payload is not None
-    assert message.payload.api_version == STRIPE_API_VERSION
-    return json.dumps(message.payload.model_dump(mode="json"), sort_keys=True)
+    return payload_json(message.payload)
+
+
+def payload_json(snapshot: CustomerSnapshot) -> str:
+    assert snapshot.api_version == STRIPE_API_VERSION
+    return json.dumps(snapshot.model_dump(mode="json"), sort_keys=True)
 
 
 def by_customer(messages: list[RawMessage]) -> dict[str, str]:

@@ -11,14 +11,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from chartmogul_sync.models.envelope import RawMessage
 from chartmogul_sync.sources.stripe.backfill import STEPS
 from chartmogul_sync.sources.stripe.client import RetryPolicy
 from chartmogul_sync.sources.stripe.run import ExportLimits
-from chartmogul_sync.sources.stripe.snapshots import Catalog, fetch_customer_snapshot
 from chartmogul_sync.sources.stripe.wiring import export_wiring
 from localdev.scenarios import Account, generate_account
-from localdev.stripe_emulator import RunningStripeEmulator
 
 from .conftest import ExportRig, by_customer, make_rig, serve
 
@@ -26,24 +23,6 @@ from .conftest import ExportRig, by_customer, make_rig, serve
 # exercised many times in one test, and the raw queue is emptied between invocations (moto's SQS slows down
 # as a queue grows).
 SHORT_INVOCATIONS = ExportLimits(handover_reserve_s=898.5)
-
-
-def direct_snapshots(rig: ExportRig, customer_ids: list[str]) -> dict[str, str]:
-    """What fetching each customer on its own gives (the one-customer / incremental path)."""
-    api = rig.stripe_api()
-    catalog = Catalog(api)
-    now = datetime.now(UTC)
-    return by_customer(
-        [
-            RawMessage(
-                customer_external_id=customer_id,
-                snapshot_time=now,
-                correlation_id="direct",
-                payload=fetch_customer_snapshot(api, catalog, customer_id),
-            )
-            for customer_id in customer_ids
-        ]
-    )
 
 
 def customers_with_history(account: Account) -> list[str]:
@@ -102,7 +81,7 @@ def test_a_2000_customer_backfill_yields_the_snapshots_a_direct_fetch_of_each_cu
     deleted = sum(1 for c in large_account.store.customers if c.deleted_at is not None)
     assert large_rig.emulator.server.counter.count("GET /v1/customers/{object_id}", 200) <= deleted
 
-    direct = direct_snapshots(large_rig, expected_ids)
+    direct = large_rig.direct_snapshots(expected_ids)
     different = [customer_id for customer_id in expected_ids if backfilled[customer_id] != direct[customer_id]]
     assert different == []
 
@@ -113,17 +92,6 @@ def test_a_2000_customer_backfill_yields_the_snapshots_a_direct_fetch_of_each_cu
 @pytest.fixture(scope="module")
 def account() -> Account:
     return generate_account(customers=120, months=12, seed=11)
-
-
-@pytest.fixture
-def emulator(account: Account) -> Iterator[RunningStripeEmulator]:
-    with serve(account) as running:
-        yield running
-
-
-@pytest.fixture
-def rig(emulator: RunningStripeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExportRig]:
-    yield from make_rig(emulator, monkeypatch)
 
 
 def test_a_bounded_backfill_sends_the_customers_created_in_its_range_each_with_its_whole_history(
@@ -139,7 +107,7 @@ def test_a_bounded_backfill_sends_the_customers_created_in_its_range_each_with_i
     assert outcomes[-1]["finished"] is True
     backfilled = by_customer(rig.raw_messages)
     assert sorted(backfilled) == in_range
-    direct = direct_snapshots(rig, in_range)
+    direct = rig.direct_snapshots(in_range)
     assert all(backfilled[customer_id] == direct[customer_id] for customer_id in in_range)
 
 
@@ -195,7 +163,7 @@ def test_429_and_500_storms_are_survived_with_nothing_lost(
     expected_ids = customers_with_history(account)
     backfilled = by_customer(rig.raw_messages)
     assert sorted(backfilled) == expected_ids
-    direct = direct_snapshots(rig, expected_ids)
+    direct = rig.direct_snapshots(expected_ids)
     assert all(backfilled[customer_id] == direct[customer_id] for customer_id in expected_ids)
 
 
@@ -228,5 +196,5 @@ def test_a_backfill_whose_resume_point_was_deleted_in_stripe_restarts_from_its_c
     assert "restarting the list from its creation time" in caplog.text
     expected_ids = [c for c in customers_with_history(account) if c != owner]
     backfilled = by_customer(rig.take_raw_messages() + rig.raw_messages)
-    direct = direct_snapshots(rig, expected_ids)
+    direct = rig.direct_snapshots(expected_ids)
     assert all(backfilled[customer_id] == direct[customer_id] for customer_id in expected_ids)

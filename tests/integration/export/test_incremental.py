@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from chartmogul_sync.models.envelope import RawMessage
 from chartmogul_sync.queues import BadRecord
 from chartmogul_sync.sources.stripe.incremental import CURSOR_PK, CURSOR_SK
 from chartmogul_sync.sources.stripe.invocation import InvalidExportRequest
 from chartmogul_sync.sources.stripe.run import ExportLimits
-from chartmogul_sync.sources.stripe.snapshots import Catalog, fetch_customer_snapshot
 from chartmogul_sync.sources.stripe.wiring import export_wiring
 from localdev.scenarios import Account, generate_account
-from localdev.stripe_emulator import RunningStripeEmulator
 
-from .conftest import ExportRig, by_customer, make_rig, serve, snapshot_json
+from .conftest import ExportRig, by_customer
 
 DAY = 86_400
 
@@ -30,30 +26,10 @@ def account() -> Account:
     return generate_account(customers=80, months=12, seed=5)
 
 
-@pytest.fixture
-def emulator(account: Account) -> Iterator[RunningStripeEmulator]:
-    with serve(account) as running:
-        yield running
-
-
-@pytest.fixture
-def rig(emulator: RunningStripeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExportRig]:
-    yield from make_rig(emulator, monkeypatch)
-
-
 def schedule_event(rig: ExportRig) -> dict[str, Any]:
     """What EventBridge Scheduler sends (template.yaml's Input, its placeholder filled in)."""
     scheduled = datetime.fromtimestamp(rig.emulator.store.now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"mode": "incremental", "scheduled_time": scheduled}
-
-
-def direct_snapshot(rig: ExportRig, customer_id: str) -> str:
-    api = rig.stripe_api()
-    payload = fetch_customer_snapshot(api, Catalog(api), customer_id)
-    message = RawMessage(
-        customer_external_id=customer_id, snapshot_time=datetime.now(UTC), correlation_id="direct", payload=payload
-    )
-    return snapshot_json(message)
 
 
 def live_customers_on_a_plan(account: Account) -> list[str]:
@@ -99,8 +75,9 @@ def test_an_incremental_run_exports_exactly_the_changed_customers_and_a_second_r
     snapshots = by_customer(rig.raw_messages)
     assert set(snapshots) == changed
     assert all(m.correlation_id == outcomes[0]["run_id"] for m in rig.raw_messages)
-    for customer_id in changed - {deleted}:
-        assert snapshots[customer_id] == direct_snapshot(rig, customer_id), customer_id
+    direct = rig.direct_snapshots(sorted(changed - {deleted}))
+    for customer_id, snapshot in direct.items():
+        assert snapshots[customer_id] == snapshot, customer_id
     gone = json.loads(snapshots[deleted])
     assert gone["deleted"] is True
     assert gone["customer"]["deleted"] is True and "@example.com" in gone["customer"]["email"]  # last known
@@ -168,7 +145,7 @@ def test_a_one_customer_sync_sends_that_customer_now(rig: ExportRig, account: Ac
     outcomes = rig.run({"mode": "customer", "customer_id": customer_id})
 
     assert outcomes[-1]["customers_enqueued"] == 1
-    assert by_customer(rig.raw_messages) == {customer_id: direct_snapshot(rig, customer_id)}
+    assert by_customer(rig.raw_messages) == rig.direct_snapshots([customer_id])
 
 
 def test_a_bad_event_fails_with_the_field_named_and_is_kept_on_the_bad_records_queue(rig: ExportRig) -> None:

@@ -4,44 +4,19 @@ snapshot too large for SQS."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 
 from chartmogul_sync import queues
 from chartmogul_sync.models.envelope import RawMessage
-from chartmogul_sync.sources.stripe.snapshots import Catalog, fetch_customer_snapshot
 from localdev.scenarios import Account, generate_account
-from localdev.stripe_emulator import RunningStripeEmulator
 
-from .conftest import ExportRig, by_customer, make_rig, serve, snapshot_json
+from .conftest import ExportRig, by_customer, snapshot_json
 
 
 @pytest.fixture
 def account() -> Account:
     return generate_account(customers=60, months=12, seed=11)
-
-
-@pytest.fixture
-def emulator(account: Account) -> Iterator[RunningStripeEmulator]:
-    with serve(account) as running:
-        yield running
-
-
-@pytest.fixture
-def rig(emulator: RunningStripeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExportRig]:
-    yield from make_rig(emulator, monkeypatch)
-
-
-def direct(rig: ExportRig, customer_id: str) -> str:
-    api = rig.stripe_api()
-    payload = fetch_customer_snapshot(api, Catalog(api), customer_id)
-    return snapshot_json(
-        RawMessage(
-            customer_external_id=customer_id, snapshot_time=datetime.now(UTC), correlation_id="d", payload=payload
-        )
-    )
 
 
 def test_invoice_and_credit_note_lines_past_the_first_page_are_fetched_by_backfill_and_direct_fetch(
@@ -68,7 +43,7 @@ def test_invoice_and_credit_note_lines_past_the_first_page_are_fetched_by_backfi
     assert invoice_json["lines"]["has_more"] is False
     [note_json] = [n for n in backfilled.payload.credit_notes if n["id"] == note.id]
     assert [line["id"] for line in note_json["lines"]["data"]] == [line.id for line in note.lines]
-    assert by_customer(rig.raw_messages)[invoice.customer] == direct(rig, invoice.customer)
+    assert by_customer(rig.raw_messages)[invoice.customer] == rig.direct_snapshots([invoice.customer])[invoice.customer]
 
 
 def test_a_snapshot_too_large_for_sqs_travels_through_an_s3_claim_check(
@@ -88,4 +63,4 @@ def test_a_snapshot_too_large_for_sqs_travels_through_an_s3_claim_check(
     assert on_the_queue.payload is None and on_the_queue.claim_check is not None
     assert on_the_queue.claim_check.size_bytes > 2_000
     resolved = queues.load_message(rig.stack.clients.s3, raw["Body"], RawMessage)
-    assert snapshot_json(resolved) == direct(rig, customer_id)
+    assert snapshot_json(resolved) == rig.direct_snapshots([customer_id])[customer_id]

@@ -179,12 +179,17 @@ def partition_of(customer_id: str, partitions: int) -> int:
     return zlib.crc32(customer_id.encode()) % partitions
 
 
+def _partition_prefix(exporter: Exporter, step_name: str, partition: str) -> str:
+    """Where a step's objects of one partition are staged, as numbered JSON-lines chunks."""
+    return f"backfill/{exporter.run_id}/{step_name}/p={partition}/"
+
+
 class Stager:
     """Buffers staged objects per partition and writes them as JSON-lines chunks to S3."""
 
     def __init__(self, exporter: Exporter, step: Step) -> None:
         self._exporter = exporter
-        self._prefix = f"backfill/{exporter.run_id}/{step.name}"
+        self._step_name = step.name
         self._buffers: dict[str, list[str]] = {}
         self.size_bytes = 0
 
@@ -197,7 +202,7 @@ class Stager:
         for partition, lines in sorted(self._buffers.items()):
             self._exporter.s3.put_object(
                 Bucket=self._exporter.settings.staging_bucket,
-                Key=f"{self._prefix}/p={partition}/chunk-{chunk:06d}.jsonl",
+                Key=f"{_partition_prefix(self._exporter, self._step_name, partition)}chunk-{chunk:06d}.jsonl",
                 Body="\n".join(lines).encode(),
             )
         self._buffers.clear()
@@ -205,13 +210,15 @@ class Stager:
 
 
 def _read_staged(exporter: Exporter, step_name: str, partition: str) -> Iterator[StripeJson]:
-    s3 = exporter.s3
-    bucket = exporter.settings.staging_bucket
-    for chunk_key in _chunk_keys(exporter, f"backfill/{exporter.run_id}/{step_name}/p={partition}/"):
-        body: bytes = s3.get_object(Bucket=bucket, Key=chunk_key)["Body"].read()
-        for line in body.decode().splitlines():
-            if line:
-                yield json.loads(line)
+    for chunk_key in _chunk_keys(exporter, _partition_prefix(exporter, step_name, partition)):
+        yield from _read_chunk(exporter, chunk_key)
+
+
+def _read_chunk(exporter: Exporter, chunk_key: str) -> Iterator[StripeJson]:
+    body: bytes = exporter.s3.get_object(Bucket=exporter.settings.staging_bucket, Key=chunk_key)["Body"].read()
+    for line in body.decode().splitlines():
+        if line:
+            yield json.loads(line)
 
 
 def _chunk_keys(exporter: Exporter, prefix: str) -> list[str]:
@@ -325,7 +332,7 @@ def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource:
         owned = next(o for o in (*OWNED_LISTS, REFUNDS_WITH_OWNER) if o.resource is resource)
         params = {**owned.params, **rng.owned_filter()}
     stager = Stager(exporter, step)
-    pages = objects = customers = 0
+    pages = objects = 0
     starting_after, last_created, created_lte = (
         checkpoint.starting_after,
         checkpoint.last_created,
@@ -352,14 +359,9 @@ def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource:
             obj = complete(exporter.api, resource, obj, refunds_per_charge=False)
             if resource in CATALOG_LISTS or resource is StripeList.CUSTOMERS:
                 stager.add(UNPARTITIONED, obj)
-                customers += resource is StripeList.CUSTOMERS
-            else:
-                if resource is StripeList.REFUNDS:
-                    owner, obj = refund_with_owner(obj)
-                else:
-                    owner = customer_of(obj)
-                if owner is None:
-                    continue  # e.g. a guest charge: no customer, nothing to import
+                continue
+            owner, obj = refund_with_owner(obj) if resource is StripeList.REFUNDS else (customer_of(obj), obj)
+            if owner is not None:  # None: a guest charge, say; no customer, nothing to import
                 stager.add(str(partition_of(owner, checkpoint.partitions)), obj)
         pages += 1
         objects += len(page.data)
@@ -372,6 +374,7 @@ def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource:
         if listed_all or out_of_time or stager.size_bytes >= exporter.limits.flush_bytes:
             stager.flush(checkpoint.chunk)
             exporter.stats.pages_staged += pages
+            listed_customers = objects if resource is StripeList.CUSTOMERS else 0
             checkpoint = _save(
                 exporter,
                 checkpoint.model_copy(
@@ -382,11 +385,11 @@ def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource:
                         "chunk": checkpoint.chunk + 1,
                         "pages_staged": checkpoint.pages_staged + pages,
                         "objects_listed": checkpoint.objects_listed + objects,
-                        "customers_listed": checkpoint.customers_listed + customers,
+                        "customers_listed": checkpoint.customers_listed + listed_customers,
                     }
                 ),
             )
-            pages = objects = customers = 0
+            pages = objects = 0
             if listed_all:
                 return checkpoint, True
             if out_of_time:
@@ -402,16 +405,11 @@ def _created_at_most(params: dict[str, Any], created_lte: int | None) -> dict[st
 def _partition_customers(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, bool]:
     """Copy the listed customers into their partitions, one source chunk at a time."""
     stager = Stager(exporter, PARTITION_CUSTOMERS)
-    sources = _chunk_keys(exporter, f"backfill/{exporter.run_id}/{LIST_CUSTOMERS.name}/p={UNPARTITIONED}/")
+    sources = _chunk_keys(exporter, _partition_prefix(exporter, LIST_CUSTOMERS.name, UNPARTITIONED))
     position = checkpoint.position
     while position < len(sources):
-        body: bytes = exporter.s3.get_object(Bucket=exporter.settings.staging_bucket, Key=sources[position])[
-            "Body"
-        ].read()
-        for line in body.decode().splitlines():
-            if line:
-                customer = json.loads(line)
-                stager.add(str(partition_of(str(customer["id"]), checkpoint.partitions)), customer)
+        for customer in _read_chunk(exporter, sources[position]):
+            stager.add(str(partition_of(str(customer["id"]), checkpoint.partitions)), customer)
         position += 1
         last = position == len(sources)
         out_of_time = exporter.time_to_hand_over()
@@ -449,7 +447,6 @@ def _assemble(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, b
             drafts += customer_records.drafts_skipped
             snapshots.append((assemble_snapshot(customer_records, catalog), snapshot_time))
         del records
-        exporter.stats.drafts_skipped += drafts
         # A backfill's many customers go to ChartMogul through bulk imports (DESIGN.md "Upload modes").
         sent = exporter.send_snapshots(snapshots, upload_mode="bulk")
         checkpoint = _save(

@@ -77,12 +77,14 @@ def collect_changes(exporter: Exporter, cursor: EventCursor | None, now: datetim
     now_s = int(now.timestamp())
     oldest_kept = now_s - EVENT_RETENTION_S + RETENTION_SAFETY_S
     changes = ChangeSet(cursor=cursor)
+    if cursor is not None and cursor.created >= oldest_kept:  # the usual run: every event since is still kept
+        _read_events(exporter, changes, since=cursor.created, seen=cursor.event_ids)
+        return changes
     if cursor is None:
         exporter.log.warning(
             "no incremental cursor yet: reading the events still kept (30 days); run a backfill for older history"
         )
-        _read_events(exporter, changes, since=oldest_kept, seen=frozenset())
-    elif cursor.created < oldest_kept:
+    else:
         gap_days = (now_s - cursor.created) / 86400
         exporter.log.warning(
             "incremental cursor is older than Stripe's 30-day event retention: rescanning objects created since "
@@ -91,10 +93,7 @@ def collect_changes(exporter: Exporter, cursor: EventCursor | None, now: datetim
         )
         changes.rescanned_since = cursor.created
         _rescan_created_since(exporter, changes, cursor.created)
-        _read_events(exporter, changes, since=oldest_kept, seen=frozenset())
-    else:
-        _read_events(exporter, changes, since=cursor.created, seen=cursor.event_ids)
-        return changes
+    _read_events(exporter, changes, since=oldest_kept, seen=frozenset())
     # Without a usable cursor the run covered everything up to now: the next one starts here even if no event
     # was found, instead of scanning again.
     if changes.cursor is None or changes.cursor.created < now_s:

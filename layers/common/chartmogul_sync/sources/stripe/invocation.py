@@ -80,16 +80,14 @@ class ContinuationRequest(_Request):
 ExportRequest = Annotated[
     IncrementalRequest | BackfillRequest | CustomerRequest | ContinuationRequest, Field(discriminator="mode")
 ]
-_adapter: TypeAdapter[IncrementalRequest | BackfillRequest | CustomerRequest | ContinuationRequest] = TypeAdapter(
-    ExportRequest
-)
+_adapter: TypeAdapter[ExportRequest] = TypeAdapter(ExportRequest)
 
 
 class InvalidExportRequest(ValueError):
     """The event is not one the export function understands; the message names each field at fault."""
 
 
-def parse_export_request(event: Any) -> IncrementalRequest | BackfillRequest | CustomerRequest | ContinuationRequest:
+def parse_export_request(event: Any) -> ExportRequest:
     try:
         return _adapter.validate_python(event)
     except ValidationError as error:
@@ -123,6 +121,7 @@ __all__ = [
     "BackfillRequest",
     "ContinuationRequest",
     "CustomerRequest",
+    "ExportRequest",
     "IncrementalRequest",
     "InvalidExportRequest",
     "parse_export_request",

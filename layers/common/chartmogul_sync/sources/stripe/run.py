@@ -39,8 +39,6 @@ class ExportStats:
     objects_listed: int = 0
     customers_enqueued: int = 0
     pages_staged: int = 0
-    deleted_customers: int = 0
-    drafts_skipped: int = 0
 
 
 @dataclass
@@ -72,21 +70,19 @@ class Exporter:
 
         `upload_mode` travels to the upload function: "bulk" for a backfill, None for its configured mode.
         """
-        messages = (self._message(snapshot, at, upload_mode) for snapshot, at in snapshots)
+        messages = (
+            RawMessage(
+                customer_external_id=snapshot.customer_id,
+                snapshot_time=snapshot_time,
+                correlation_id=self.run_id,
+                payload=snapshot,
+                upload_mode=upload_mode,
+            )
+            for snapshot, snapshot_time in snapshots
+        )
         sent = self.sender.send(self.settings.raw_queue_url, messages)
         self.stats.customers_enqueued += sent
         return sent
-
-    def _message(self, snapshot: CustomerSnapshot, snapshot_time: datetime, upload_mode: UploadModeHint) -> RawMessage:
-        if snapshot.deleted:
-            self.stats.deleted_customers += 1
-        return RawMessage(
-            customer_external_id=snapshot.customer_id,
-            snapshot_time=snapshot_time,
-            correlation_id=self.run_id,
-            payload=snapshot,
-            upload_mode=upload_mode,
-        )
 
 
 class Continuation(BaseModel):

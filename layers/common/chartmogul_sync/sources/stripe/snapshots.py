@@ -157,17 +157,11 @@ class CustomerRecords:
             if obj.get("status") == "draft":
                 self.drafts_skipped += 1
                 return
-            invoice = dict(obj)
-            for payment in _embedded(invoice.pop("payments", None)):
-                self.invoice_payments[str(payment["id"])] = payment
-            self.invoices[object_id] = invoice
+            self.invoices[object_id] = _lift_embedded(obj, "payments", self.invoice_payments)
         elif resource is StripeList.INVOICE_ITEMS:
             self.invoice_items[object_id] = obj
         elif resource is StripeList.CHARGES:
-            charge = dict(obj)
-            for refund in _embedded(charge.pop("refunds", None)):
-                self.refunds[str(refund["id"])] = refund
-            self.charges[object_id] = charge
+            self.charges[object_id] = _lift_embedded(obj, "refunds", self.refunds)
         elif resource is StripeList.CREDIT_NOTES:
             self.credit_notes[object_id] = obj
         elif resource is StripeList.REFUNDS:
@@ -182,6 +176,15 @@ class CustomerRecords:
             self.customer = {**(last_known or {}), **customer}
         else:
             self.customer = customer
+
+
+def _lift_embedded(obj: StripeJson, field_name: str, into: dict[str, StripeJson]) -> StripeJson:
+    """The object without its embedded list `field_name`, whose items are filed by id in `into` (a snapshot
+    holds invoice payments and refunds as lists of their own)."""
+    rest = dict(obj)
+    for item in _embedded(rest.pop(field_name, None)):
+        into[str(item["id"])] = item
+    return rest
 
 
 def _embedded(nested: Any) -> list[StripeJson]:
