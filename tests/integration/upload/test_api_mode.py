@@ -339,3 +339,24 @@ def test_a_cancellation_of_a_subscription_chartmogul_never_billed_is_skipped_not
     state = chartmogul_state(emulator)
     assert state["cancellations"] == []
     assert state["invoices"] == expected_state(bundle)["invoices"]
+
+
+def test_listing_a_live_work_queue_is_refused_and_moves_nothing(stack, emulator):
+    from click.testing import CliRunner
+
+    from chartmogul_sync.cli import main
+    from chartmogul_sync.models import UploadMessage
+
+    bundle = full_bundle("cus_alice")
+    message = UploadMessage(
+        customer_external_id="cus_alice", snapshot_time=bundle.snapshot_time, correlation_id="run-1", payload=bundle
+    )
+    stack.send("UploadQueue", message.model_dump_json(exclude_none=True))
+    runner = CliRunner()
+    with _patched_env(stack.environment):
+        for _ in range(6):  # more listings than the queue's maxReceiveCount (5)
+            refused = runner.invoke(main, ["dlq", "list", stack.queue_url("UploadQueue")])
+            assert refused.exit_code != 0 and "work queue" in refused.output
+    assert stack.receive_all("UploadDeadLetterQueue") == []
+    stack.drain()
+    assert chartmogul_state(emulator) == expected_state(bundle)

@@ -7,7 +7,15 @@ import click
 
 from chartmogul_sync.config import get_settings
 
-from .dlq import QUEUE_NAMES, QueuedMessage, QueueNotFound, ReplayTargets, list_messages, replay, resolve_queue
+from .dlq import (
+    QUEUE_NAMES,
+    QueuedMessage,
+    QueueNotFound,
+    ReplayTargets,
+    list_messages,
+    replay,
+    resolve_terminal_queue,
+)
 
 _QUEUE_HELP = f"QUEUE: {', '.join(QUEUE_NAMES)} (from the environment the functions use), a queue name or URL."
 
@@ -20,7 +28,7 @@ def _sqs() -> Any:
 
 def _queue_url(queue: str, sqs: Any) -> str:
     try:
-        return resolve_queue(queue, get_settings(), sqs)
+        return resolve_terminal_queue(queue, get_settings(), sqs)
     except QueueNotFound as error:
         raise click.ClickException(str(error)) from error
 

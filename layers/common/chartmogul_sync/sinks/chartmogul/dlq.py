@@ -28,15 +28,36 @@ _MAX_IDLE_RECEIVES = 2
 _LISTING_VISIBILITY_S = 30
 _REPLAY_VISIBILITY_S = 60
 
-QUEUE_NAMES = ("bad-records", "raw", "upload", "raw-dlq", "upload-dlq")
+QUEUE_NAMES = ("bad-records", "raw-dlq", "upload-dlq")
 
 
 class QueueNotFound(ValueError):
     pass
 
 
+class LiveQueueRefused(QueueNotFound):
+    """Listing or replaying a queue a function consumes would count as receives and could dead-letter it."""
+
+
+def resolve_terminal_queue(name_or_url: str, settings: Settings, sqs: Any) -> str:
+    """Like `resolve_queue`, but only for a queue nothing consumes: bad-records, a DLQ.
+
+    Every listing receives the messages it shows; on a work queue with a redrive policy that counts towards
+    `maxReceiveCount`, so a few listings would move a healthy message to the DLQ.
+    """
+    url = resolve_queue(name_or_url, settings, sqs)
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
+    if "RedrivePolicy" in attributes:
+        raise LiveQueueRefused(
+            f"{name_or_url} is a work queue a function consumes (it has a dead-letter queue): listing it would count "
+            f"as receives and could dead-letter healthy messages; give {', '.join(QUEUE_NAMES)} instead"
+        )
+    return url
+
+
 def resolve_queue(name_or_url: str, settings: Settings, sqs: Any) -> str:
-    """A queue URL from a template name (`bad-records`, `raw-dlq`, `upload-dlq`, …), a queue name or a URL."""
+    """A queue URL from a template name (`bad-records`, `raw-dlq`, `upload-dlq`, and the work queues `raw`,
+    `upload`), a queue name or a URL."""
     if name_or_url.startswith(("http://", "https://")):
         return name_or_url
     configured = {
