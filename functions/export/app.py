@@ -72,7 +72,7 @@ def _run(exporter: Exporter, request: ExportRequest) -> ExportOutcome:
     if isinstance(request, IncrementalRequest):
         return run_incremental(exporter)
     if isinstance(request, BackfillRequest):
-        return start_backfill(exporter, request.range)
+        return start_backfill(exporter, request.range, request.effective_upload_mode)
     if isinstance(request, CustomerRequest):
         return export_customer(exporter, request.customer_id)
     if request.resume == "backfill":

@@ -7,7 +7,7 @@ time through Powertools Parameters (cached), never logged.
 from enum import StrEnum
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # stripe==16.1.0 pins this API version (reference stripe-export-and-mapping.md §0.4); we pin it again explicitly
@@ -39,7 +39,8 @@ class Settings(BaseSettings):
 
     chartmogul_data_source_name: str = "chartmogul-sync (Stripe)"
     upload_mode: UploadMode = UploadMode.API
-    # Path of the mapping config YAML (see chartmogul_sync.transform.config); unset = the documented defaults.
+    # Path of the mapping config YAML (see chartmogul_sync.transform.config); unset or empty = the documented
+    # defaults (the template passes "" when its MappingConfigPath parameter is left empty).
     mapping_config_path: str | None = None
 
     # Upload limits, shared by every concurrent upload (DESIGN.md: 40 requests/s and 20 connections per account).
@@ -51,6 +52,12 @@ class Settings(BaseSettings):
     # Timeouts for outside calls: (connect, read) seconds. Neither client has a sane default (reference §10.1).
     http_connect_timeout_s: float = Field(default=3.05, gt=0)
     http_read_timeout_s: float = Field(default=30.0, gt=0)
+
+
+    @field_validator("mapping_config_path")
+    @classmethod
+    def _empty_means_unset(cls, value: str | None) -> str | None:
+        return value or None
 
 
 @lru_cache(maxsize=1)

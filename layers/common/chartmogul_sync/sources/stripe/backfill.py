@@ -36,9 +36,9 @@ from pydantic import BaseModel, ConfigDict
 
 from ...models.snapshot import CustomerSnapshot, StripeJson
 from ...state import key
-from .client import StripeList
+from .client import MAX_PAGES_PER_LIST, PagingError, StripeList, is_permanent_for_object
 from .incremental import EventCursor, load_cursor, save_cursor
-from .run import Continuation, Exporter, ExportOutcome
+from .run import Continuation, Exporter, ExportOutcome, UploadMode
 from .snapshots import (
     OWNED_LISTS,
     REFUNDS_WITH_OWNER,
@@ -118,6 +118,9 @@ class Checkpoint(BaseModel):
     run_id: str
     range: BackfillRange
     started_at: datetime  # also the snapshots' time: every snapshot of the run is at least this fresh
+    # How the upload function imports the run's customers; every raw message of the run carries it. Bulk unless
+    # the backfill asked otherwise (DESIGN.md "Upload modes"); a checkpoint written before this field was bulk.
+    upload_mode: UploadMode = "bulk"
     sequence: int = 0  # write counter: two invocations of one run cannot both write the same one
     step: int = 0
     starting_after: str | None = None  # listing steps: the last object of the last staged page
@@ -132,6 +135,7 @@ class Checkpoint(BaseModel):
     customers_enqueued: int = 0
     orphans_skipped: int = 0
     drafts_skipped: int = 0
+    customers_set_aside: int = 0
     finished: bool = False
 
 
@@ -232,14 +236,22 @@ def _chunk_keys(exporter: Exporter, prefix: str) -> list[str]:
 # -- the run ---------------------------------------------------------------------------------------------------
 
 
-def start_backfill(exporter: Exporter, backfill_range: BackfillRange) -> ExportOutcome:
+def start_backfill(
+    exporter: Exporter, backfill_range: BackfillRange, upload_mode: UploadMode = "bulk"
+) -> ExportOutcome:
     """Start a run (or, if this run id has a checkpoint already, resume it: an invocation retried by Lambda)."""
     checkpoint = load_checkpoint(exporter, exporter.run_id)
     if checkpoint is None:
         checkpoint = _save(
-            exporter, Checkpoint(run_id=exporter.run_id, range=backfill_range, started_at=exporter.clock())
+            exporter,
+            Checkpoint(
+                run_id=exporter.run_id, range=backfill_range, started_at=exporter.clock(), upload_mode=upload_mode
+            ),
         )
-        exporter.log.info("backfill started", extra={"range": backfill_range.model_dump(mode="json")})
+        exporter.log.info(
+            "backfill started",
+            extra={"range": backfill_range.model_dump(mode="json"), "upload_mode": upload_mode},
+        )
     else:
         exporter.log.info("backfill resumed from its checkpoint", extra={"step": STEPS[checkpoint.step].name})
     return _run(exporter, checkpoint)
@@ -304,7 +316,16 @@ def _next_step(exporter: Exporter, checkpoint: Checkpoint) -> Checkpoint:
 def _outcome(exporter: Exporter, checkpoint: Checkpoint, enqueued_before: int, *, hand_over: bool) -> ExportOutcome:
     detail = checkpoint.model_dump(
         mode="json",
-        include={"step", "partitions", "customers_listed", "objects_listed", "pages_staged", "customers_enqueued"},
+        include={
+            "step",
+            "partitions",
+            "customers_listed",
+            "objects_listed",
+            "pages_staged",
+            "customers_enqueued",
+            "customers_set_aside",
+            "upload_mode",
+        },
     )
     detail["step_name"] = STEPS[checkpoint.step].name
     if hand_over:
@@ -338,7 +359,8 @@ def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource:
         checkpoint.last_created,
         checkpoint.created_lte,
     )
-    while True:
+    # Bounded like every list walk (`follow_pages`); a step's pages are few per invocation anyway.
+    for _ in range(MAX_PAGES_PER_LIST):
         cursor = {"starting_after": starting_after} if starting_after else {}
         bounded = _created_at_most(params, created_lte)
         try:
@@ -355,6 +377,8 @@ def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource:
             )
             starting_after, created_lte = None, last_created
             continue
+        if page.has_more and page.last_id is not None and page.last_id == starting_after:
+            raise PagingError(f"list {resource.value}: the page after {starting_after} ends on {starting_after} again")
         for obj in page.data:
             obj = complete(exporter.api, resource, obj, refunds_per_charge=False)
             if resource in CATALOG_LISTS or resource is StripeList.CUSTOMERS:
@@ -394,6 +418,7 @@ def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource:
                 return checkpoint, True
             if out_of_time:
                 return checkpoint, False
+    raise PagingError(f"list {resource.value}: more than {MAX_PAGES_PER_LIST} pages in one invocation")
 
 
 def _created_at_most(params: dict[str, Any], created_lte: int | None) -> dict[str, Any]:
@@ -434,21 +459,32 @@ def _assemble(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, b
     while checkpoint.position < checkpoint.partitions:
         partition = checkpoint.position
         records = _partition_records(exporter, partition)
-        orphans_skipped = drafts = 0
+        orphans_skipped = drafts = set_aside = 0
         snapshots: list[tuple[CustomerSnapshot, datetime]] = []
         for customer_id in sorted(records):
             customer_records = records[customer_id]
-            if customer_records.customer is None:
-                if checkpoint.range.bounded:
-                    # Objects of a customer outside the range (created before `from`, or after `to`).
-                    orphans_skipped += 1
-                    continue
-                customer_records = _adopt_orphan(exporter, customer_records, deletions)
+            if customer_records.customer is None and checkpoint.range.bounded:
+                # Objects of a customer outside the range (created before `from`, or after `to`).
+                orphans_skipped += 1
+                continue
+            try:
+                if customer_records.customer is None:
+                    customer_records = _adopt_orphan(exporter, customer_records, deletions)
+                snapshot = assemble_snapshot(customer_records, catalog)
+            except stripe.StripeError as error:
+                # The per-customer requests of assembly (an orphan's customer, a deleted price): one customer
+                # Stripe refuses for good is set aside; a passing failure fails the invocation, which resumes.
+                if not is_permanent_for_object(error):
+                    raise
+                exporter.set_aside_customer(customer_id, error)
+                set_aside += 1
+                continue
             drafts += customer_records.drafts_skipped
-            snapshots.append((assemble_snapshot(customer_records, catalog), snapshot_time))
+            snapshots.append((snapshot, snapshot_time))
         del records
-        # A backfill's many customers go to ChartMogul through bulk imports (DESIGN.md "Upload modes").
-        sent = exporter.send_snapshots(snapshots, upload_mode="bulk")
+        # Bulk imports by default for a backfill's many customers (DESIGN.md "Upload modes"); the run's request
+        # may ask for the per-object API instead.
+        sent = exporter.send_snapshots(snapshots, upload_mode=checkpoint.upload_mode)
         checkpoint = _save(
             exporter,
             checkpoint.model_copy(
@@ -457,6 +493,7 @@ def _assemble(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, b
                     "customers_enqueued": checkpoint.customers_enqueued + sent,
                     "orphans_skipped": checkpoint.orphans_skipped + orphans_skipped,
                     "drafts_skipped": checkpoint.drafts_skipped + drafts,
+                    "customers_set_aside": checkpoint.customers_set_aside + set_aside,
                 }
             ),
         )

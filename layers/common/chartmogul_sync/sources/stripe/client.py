@@ -8,6 +8,7 @@ errors for as long as the Lambda's remaining time allows, and counted, so a run 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from ...models.snapshot import StripeJson
 
 # Stripe's maximum page size (reference §2.2); every list the exporter makes uses it.
 PAGE_SIZE = 100
+# A bound on the pages of one list walk: 100 million objects, more than any real account holds of one type. A
+# walk that reaches it is a bug (a cursor that loops), not an account: it fails instead of paging forever.
+MAX_PAGES_PER_LIST = 1_000_000
 
 
 class TimeBudget:
@@ -93,6 +97,33 @@ class Page:
         return str(self.data[-1]["id"]) if self.data else None
 
 
+class PagingError(RuntimeError):
+    """A list walk that would never end: its cursor stopped moving, or it passed `MAX_PAGES_PER_LIST`."""
+
+
+def follow_pages(
+    next_page: Callable[[str | None], Page],
+    what: str,
+    *,
+    starting_after: str | None = None,
+    max_pages: int = MAX_PAGES_PER_LIST,
+) -> Iterator[Page]:
+    """Pages of one list, each asked for after the last object of the one before, until `has_more` is false.
+
+    Fails loudly rather than loop: a page that ends on the object it was asked to start after would be asked
+    for again and again, and no real list has more than `max_pages` pages.
+    """
+    for _ in range(max_pages):
+        page = next_page(starting_after)
+        yield page
+        if not page.has_more or page.last_id is None:
+            return
+        if page.last_id == starting_after:
+            raise PagingError(f"{what}: the page after {starting_after} ends on {starting_after} again")
+        starting_after = page.last_id
+    raise PagingError(f"{what}: more than {max_pages} pages; the list cursor is not getting anywhere")
+
+
 def is_transient(error: BaseException) -> bool:
     """A failure worth retrying: the same request can succeed later (reference §2.6)."""
     if isinstance(error, stripe.APIConnectionError):  # timeouts, resets, refused connections
@@ -104,6 +135,23 @@ def is_transient(error: BaseException) -> bool:
     status = error.http_status or 0
     # 429 covers both the rate limiter and lock timeouts; 409 is a conflicting concurrent request.
     return status in (409, 429) or status >= 500
+
+
+def is_permanent_for_object(error: BaseException) -> bool:
+    """Stripe refused a request about one object for good: asking again gets the same answer (a 404 for a
+    customer that is gone, a 400 for a request it cannot serve). 429 and 409 pass, and 401/403 are the API
+    key's fault, not the object's: those fail the run, which is retried, instead of setting a record aside."""
+    if not isinstance(error, stripe.StripeError) or isinstance(error, stripe.APIConnectionError):
+        return False
+    status = error.http_status or 0
+    return 400 <= status < 500 and status not in (401, 403, 409, 429)
+
+
+def stripe_error_body(error: stripe.StripeError) -> str | None:
+    """Stripe's answer to a refused request, verbatim when stripe-python kept it."""
+    if error.http_body:
+        return error.http_body
+    return json.dumps(error.json_body) if error.json_body else None
 
 
 def _header(error: stripe.StripeError, name: str) -> str | None:
@@ -168,14 +216,13 @@ class StripeApi:
 
     def list_all(self, resource: StripeList, params: Mapping[str, Any]) -> Iterator[StripeJson]:
         """Every object of a list, page by page (100 each), following `starting_after`."""
-        starting_after: str | None = None
-        while True:
+
+        def next_page(starting_after: str | None) -> Page:
             cursor = {"starting_after": starting_after} if starting_after else {}
-            page = self.list_page(resource, {**params, **cursor})
+            return self.list_page(resource, {**params, **cursor})
+
+        for page in follow_pages(next_page, f"list {resource.value}"):
             yield from page.data
-            if not page.has_more or page.last_id is None:
-                return
-            starting_after = page.last_id
 
     def list_lines(self, parent: StripeList, parent_id: str, starting_after: str) -> Page:
         """Lines past the first page embedded in an invoice or a credit note (GET /v1/invoices/{id}/lines)."""

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import stripe
 from pydantic import BaseModel, ConfigDict
 
 from ...models.snapshot import CustomerSnapshot, StripeJson
 from ...state import key
-from .client import StripeList
+from .client import StripeList, is_permanent_for_object
 from .events import CustomerChanged, CustomerDeleted, NeedsLookup, event_target
 from .run import Continuation, Exporter, ExportOutcome
 from .snapshots import OWNED_LISTS, Catalog, customer_of, fetch_customer_snapshot
@@ -180,9 +181,25 @@ def run_incremental(exporter: Exporter) -> ExportOutcome:
 
 
 def export_customer(exporter: Exporter, customer_id: str) -> ExportOutcome:
-    """One-customer sync: the same snapshot an incremental run would send for it, now."""
+    """One-customer sync: the same snapshot an incremental run would send for it, now.
+
+    A customer Stripe refuses for good (no such customer, say) is set aside on the bad-records queue and the
+    invocation ends normally: invoking it again would get the same answer.
+    """
     snapshot_time = exporter.clock()
-    snapshot = fetch_customer_snapshot(exporter.api, Catalog(exporter.api), customer_id)
+    try:
+        snapshot = fetch_customer_snapshot(exporter.api, Catalog(exporter.api), customer_id)
+    except stripe.StripeError as error:
+        if not is_permanent_for_object(error):
+            raise
+        record = exporter.set_aside_customer(customer_id, error)
+        return ExportOutcome(
+            mode="customer",
+            run_id=exporter.run_id,
+            finished=True,
+            customers_enqueued=0,
+            detail={"customers_set_aside": 1, "reason": record.reason},
+        )
     sent = exporter.send_snapshots([(snapshot, snapshot_time)])
     return ExportOutcome(mode="customer", run_id=exporter.run_id, finished=True, customers_enqueued=sent)
 
@@ -208,17 +225,28 @@ def _pending_key(run_id: str) -> str:
 def _export_changes(exporter: Exporter, changes: ChangeSet, *, previous: EventCursor | None) -> ExportOutcome:
     catalog = Catalog(exporter.api)
     remaining = sorted(changes.customers)
-    exported = 0
+    exported = set_aside = 0  # `exported` counts the customers done, set aside or not
 
     def snapshots() -> Iterator[tuple[CustomerSnapshot, datetime]]:
-        nonlocal exported
+        nonlocal exported, set_aside
         for customer_id in remaining:
             # At least one customer per invocation, so a chain of continuations always gets further.
             if exported and exporter.time_to_hand_over():
                 return
             snapshot_time = exporter.clock()  # the data fetched next is at least this fresh
             last_known = changes.customers[customer_id]
-            yield fetch_customer_snapshot(exporter.api, catalog, customer_id, last_known=last_known), snapshot_time
+            try:
+                snapshot = fetch_customer_snapshot(exporter.api, catalog, customer_id, last_known=last_known)
+            except stripe.StripeError as error:
+                # Refused for good: set aside, so one customer does not hold back every later change. A passing
+                # failure (429, 5xx, network, retries exhausted) fails the run and leaves the cursor unmoved.
+                if not is_permanent_for_object(error):
+                    raise
+                exporter.set_aside_customer(customer_id, error)
+                exported += 1
+                set_aside += 1
+                continue
+            yield snapshot, snapshot_time
             exported += 1
 
     exporter.send_snapshots(snapshots())
@@ -235,9 +263,9 @@ def _export_changes(exporter: Exporter, changes: ChangeSet, *, previous: EventCu
             mode="incremental",
             run_id=exporter.run_id,
             finished=False,
-            customers_enqueued=exported,
+            customers_enqueued=exported - set_aside,
             continuation=Continuation(resume="incremental", run_id=exporter.run_id),
-            detail={"customers_left": len(left)},
+            detail={"customers_left": len(left), "customers_set_aside": set_aside},
         )
     # Every snapshot is on the queue: only now may the cursor move past the events that announced them.
     cursor_saved = changes.cursor is not None and changes.cursor != previous and save_cursor(exporter, changes.cursor)
@@ -245,9 +273,10 @@ def _export_changes(exporter: Exporter, changes: ChangeSet, *, previous: EventCu
         mode="incremental",
         run_id=exporter.run_id,
         finished=True,
-        customers_enqueued=exported,
+        customers_enqueued=exported - set_aside,
         detail={
             "cursor": changes.cursor.model_dump(mode="json") if changes.cursor else None,
             "cursor_advanced": cursor_saved,
+            "customers_set_aside": set_aside,
         },
     )

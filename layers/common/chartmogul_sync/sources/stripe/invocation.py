@@ -41,6 +41,8 @@ class BackfillRequest(_Request):
     created_to: date | None = Field(default=None, alias="to")
     # Give one to resume a run by hand; otherwise the invocation id names it (a retry by Lambda keeps it).
     run_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    # How the upload function imports the run's customers; None: bulk (`json_imports`), a backfill's default.
+    upload_mode: Literal["api", "bulk"] | None = None
 
     @model_validator(mode="after")
     def _from_before_to(self) -> Self:
@@ -51,6 +53,10 @@ class BackfillRequest(_Request):
     @property
     def range(self) -> BackfillRange:
         return BackfillRange(created_from=self.created_from, created_to=self.created_to)
+
+    @property
+    def effective_upload_mode(self) -> Literal["api", "bulk"]:
+        return self.upload_mode or "bulk"
 
     def run_id_for(self, invocation_id: str) -> str:
         if self.run_id is not None:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import stripe
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict
 
 from ...config import Settings
 from ...models.envelope import RawMessage
 from ...models.snapshot import CustomerSnapshot
-from ...queues import MessageSender
+from ...queues import BadRecord, BadRecords, MessageSender, Stage
 from ...state import StateTable
-from .client import StripeApi, TimeBudget
+from .client import StripeApi, TimeBudget, stripe_error_body
 
 ExportMode = Literal["incremental", "backfill", "customer"]
-UploadModeHint = Literal["api", "bulk"] | None
+UploadMode = Literal["api", "bulk"]
+UploadModeHint = UploadMode | None
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class ExportStats:
     objects_listed: int = 0
     customers_enqueued: int = 0
     pages_staged: int = 0
+    customers_set_aside: int = 0
 
 
 @dataclass
@@ -83,6 +87,36 @@ class Exporter:
         sent = self.sender.send(self.settings.raw_queue_url, messages)
         self.stats.customers_enqueued += sent
         return sent
+
+
+    def set_aside_customer(self, customer_id: str, error: stripe.StripeError) -> BadRecord:
+        """A customer Stripe refuses for good (`client.is_permanent_for_object`) goes to the bad-records queue,
+        so the run can go on without it; its `original_body` is the one-customer event that exports it again.
+
+        Without a bad-records queue there is nowhere to keep it: the error is raised and the run fails, rather
+        than lose the customer.
+        """
+        queue_url = self.settings.bad_records_queue_url
+        if not queue_url:
+            raise error
+        status = error.http_status
+        message = error.user_message or str(error)
+        reason = f"Stripe refused a request for customer {customer_id} for good (HTTP {status}): {message}"
+        record = BadRecords(self.sender, queue_url, Stage.EXPORT).send(
+            json.dumps({"mode": "customer", "customer_id": customer_id}),
+            reason,
+            object_id=customer_id,
+            field=getattr(error, "param", None),
+            customer_external_id=customer_id,
+            correlation_id=self.run_id,
+            error_body=stripe_error_body(error),
+        )
+        self.stats.customers_set_aside += 1
+        self.log.error(
+            "customer set aside: Stripe refuses it for good",
+            extra={"customer_id": customer_id, "http_status": status, "reason": reason},
+        )
+        return record
 
 
 class Continuation(BaseModel):

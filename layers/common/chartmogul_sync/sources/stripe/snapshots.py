@@ -22,7 +22,7 @@ import stripe
 
 from ...config import STRIPE_API_VERSION
 from ...models.snapshot import CustomerSnapshot, StripeJson
-from .client import Page, StripeApi, StripeList
+from .client import Page, StripeApi, StripeList, follow_pages
 from .events import CustomerDeleted, event_target
 
 
@@ -118,11 +118,15 @@ def _complete_nested(api: StripeApi, obj: StripeJson, field_name: str, next_page
     if not isinstance(nested, dict) or not nested.get("has_more"):
         return obj
     items: list[StripeJson] = list(nested.get("data") or [])
-    has_more = bool(items)
-    while has_more:
-        page = next_page(str(items[-1]["id"]))
-        items.extend(page.data)
-        has_more = page.has_more and bool(page.data)
+    if items:
+
+        def after(starting_after: str | None) -> Page:
+            assert starting_after is not None  # the walk starts after the embedded page's last item
+            return next_page(starting_after)
+
+        what = f"{obj.get('object', 'object')} {obj.get('id')} {field_name}"
+        for page in follow_pages(after, what, starting_after=str(items[-1]["id"])):
+            items.extend(page.data)
     return {**obj, field_name: {**nested, "data": items, "has_more": False}}
 
 
