@@ -5,6 +5,7 @@ The one part of the kit that needs `click`; the package does not import it, so t
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,8 +15,26 @@ from localdev.emulator_kit.faults import FaultSpecError, parse_fault_spec
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
+def _loopback_only(context: click.Context, parameter: click.Parameter, host: str) -> str:
+    # An emulator accepts any API key and injects faults on request: it is a local tool, never a service on a
+    # network. Only loopback addresses (127.0.0.0/8, ::1) and the name localhost are accepted.
+    if host == "localhost":
+        return host
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return host
+    except ValueError:
+        pass
+    problem = f"{host!r} is not a loopback address (use 127.0.0.1, ::1 or localhost)"
+    raise click.BadParameter(problem, context, parameter)
+
+
 host_option = click.option(
-    "--host", default="127.0.0.1", show_default=True, help="Listen address (keep it on loopback)."
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    callback=_loopback_only,
+    help="Listen address: loopback only (127.0.0.0/8, ::1, localhost).",
 )
 
 

@@ -136,3 +136,13 @@ def test_counter_groups_by_route_and_status() -> None:
     assert counter.total() == 4 and counter.total(429) == 1 and counter.count("GET /v1/ping", 200) == 2
     counter.reset()
     assert counter.snapshot() == {}
+
+
+def test_emulator_command_lines_listen_on_loopback_only() -> None:
+    from click.testing import CliRunner
+
+    from chartmogul_sync.cli import main
+
+    for emulator, host in (("chartmogul", "0.0.0.0"), ("stripe", "192.168.1.10"), ("chartmogul", "example.com")):
+        result = CliRunner().invoke(main, ["emulate", emulator, "--host", host])
+        assert result.exit_code == 2 and "not a loopback address" in result.output
