@@ -84,7 +84,6 @@ def test_a_customer_already_in_chartmogul_is_applied_per_object_in_a_bulk_batch(
 
 
 def test_an_import_unfinished_within_the_time_budget_is_retried_without_duplicates(monkeypatch):
-    import time
 
     from moto import mock_aws
 
@@ -98,12 +97,13 @@ def test_an_import_unfinished_within_the_time_budget_is_retried_without_duplicat
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     good, _ = backfill_bundles()
-    with mock_aws(), start(now=EMULATOR_NOW, bulk_queued_seconds=0.1, bulk_processing_seconds=1.5) as emulator:
+    # The import stays in `processing` until the test lets it finish: no race with the wall clock.
+    with mock_aws(), start(now=EMULATOR_NOW, bulk_queued_seconds=0.1, bulk_processing_seconds=3600) as emulator:
         uploader, api = direct_uploader(emulator)
         bulk = BulkUploader(api, uploader)
         first = bulk.apply_many(good, TimeBudget.seconds(5.8))  # gives up polling <1 s in, before the import ends
         assert all(isinstance(o, ChartMogulError) and "still processing" in str(o) for o in first)
-        time.sleep(1.5)  # the import finishes meanwhile; SQS redelivers the records later
+        emulator.options.bulk_processing_seconds = 0  # the import finishes; SQS redelivers the records later
         second = bulk.apply_many(good, TimeBudget.seconds(60))
         assert all(isinstance(o, ApplyResult) for o in second), second
         assert chartmogul_state(emulator) == expected_state(*good)
