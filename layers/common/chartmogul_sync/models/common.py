@@ -9,7 +9,7 @@ own code fails loudly instead of being dropped.
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Strict, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict, StringConstraints
 
 # ISO 4217 active codes. ChartMogul accepts "a 3-letter ISO 4217 code from its supported list"
 # (reference chartmogul-import-api.md §1, Money); its exact list is not published in what we could read, so we
@@ -33,7 +33,8 @@ def _known_currency(code: str) -> str:
 
 
 def _as_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)
+    # Most moments arrive in UTC already (Stripe's epoch seconds): no new object for them.
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
 CurrencyCode = Annotated[str, StringConstraints(min_length=3, max_length=3), AfterValidator(_known_currency)]
@@ -42,18 +43,13 @@ CurrencyCode = Annotated[str, StringConstraints(min_length=3, max_length=3), Aft
 Cents = Annotated[int, Strict()]
 """Money in integer minor units; a float or a string is a bug upstream, never silently rounded."""
 
-NonNegativeCents = Annotated[int, Strict(), AfterValidator(lambda v: _non_negative(v))]
+# The bound is checked by pydantic-core itself (no Python call per value: the transform builds thousands a second).
+NonNegativeCents = Annotated[int, Strict(), Field(ge=0)]
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 """A timezone-aware moment, normalised to UTC; a naive datetime is refused (its zone would be a guess)."""
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
-
-
-def _non_negative(value: int) -> int:
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
 
 
 class InboundModel(BaseModel):
