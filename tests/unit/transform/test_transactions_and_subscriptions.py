@@ -341,4 +341,4 @@ def test_an_invalid_object_deep_in_the_bundle_is_reported_as_itself() -> None:
         map_snapshot(builder.snapshot())
 
     assert (raised.value.object_id, raised.value.field) == ("re_odd", "amount_in_cents")
-    assert "must not be negative" in raised.value.reason
+    assert "greater than or equal to 0" in raised.value.reason
