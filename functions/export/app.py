@@ -45,8 +45,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     try:
         request = parse_export_request(event)
     except InvalidExportRequest as error:
+        # No retry can make a bad event good: the invocation is asynchronous, and raising would have Lambda run
+        # it twice more (MaximumRetryAttempts), reporting it each time. Kept once, and answered with the reason.
         _report_bad_event(settings, event, error)
-        raise
+        return {"error": str(error), "field": error.field}
     run_id = request.run_id_for(context.aws_request_id)
     logger.set_correlation_id(run_id)
     logger.info("export run", extra={"mode": request.mode, "run_id": run_id})
@@ -112,6 +114,7 @@ def _publish_metrics(exporter: Exporter) -> None:
         ("ObjectsListed", stats.objects_listed),
         ("CustomersEnqueued", stats.customers_enqueued),
         ("PagesStaged", stats.pages_staged),
+        ("CustomersSetAside", stats.customers_set_aside),
         ("StripeRequests", requests.requests),
         ("StripeRetries", requests.retries),
     ):
@@ -119,11 +122,11 @@ def _publish_metrics(exporter: Exporter) -> None:
 
 
 def _report_bad_event(settings: Settings, event: Any, error: InvalidExportRequest) -> None:
-    """A bad invocation is kept on the bad-records queue with its reason, then the invocation fails."""
-    logger.error("rejected export event", extra={"reason": str(error)})
+    """A bad invocation is kept on the bad-records queue with its reason and field, and logged."""
+    logger.error("rejected export event", extra={"reason": str(error), "field": error.field})
     metrics.add_metric(name="RejectedEvents", unit=MetricUnit.Count, value=1)
     if not settings.bad_records_queue_url:
         return
     sender = MessageSender(boto3.client("sqs"), boto3.client("s3"), settings.staging_bucket)
     bad_records = BadRecords(sender, settings.bad_records_queue_url, Stage.EXPORT)
-    bad_records.send(json.dumps(event, default=str), str(error))
+    bad_records.send(json.dumps(event, default=str), str(error), field=error.field)

@@ -15,6 +15,7 @@ from localdev.emulator_kit.faults import FaultSpecError, parse_fault_spec
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
+
 def _loopback_only(context: click.Context, parameter: click.Parameter, host: str) -> str:
     # An emulator accepts any API key and injects faults on request: it is a local tool, never a service on a
     # network. Only loopback addresses (127.0.0.0/8, ::1) and the name localhost are accepted.

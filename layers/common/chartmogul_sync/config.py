@@ -53,7 +53,6 @@ class Settings(BaseSettings):
     http_connect_timeout_s: float = Field(default=3.05, gt=0)
     http_read_timeout_s: float = Field(default=30.0, gt=0)
 
-
     @field_validator("mapping_config_path")
     @classmethod
     def _empty_means_unset(cls, value: str | None) -> str | None:

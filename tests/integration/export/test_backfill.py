@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from chartmogul_sync.queues import BadRecord
 from chartmogul_sync.sources.stripe.backfill import STEPS
 from chartmogul_sync.sources.stripe.client import RetryPolicy
 from chartmogul_sync.sources.stripe.run import ExportLimits
@@ -105,6 +106,7 @@ def test_a_bounded_backfill_sends_the_customers_created_in_its_range_each_with_i
     outcomes = rig.run({"mode": "backfill", "from": start.isoformat(), "to": end.isoformat()})
 
     assert outcomes[-1]["finished"] is True
+    assert {m.upload_mode for m in rig.raw_messages} == {"bulk"}  # a backfill's default
     backfilled = by_customer(rig.raw_messages)
     assert sorted(backfilled) == in_range
     direct = rig.direct_snapshots(in_range)
@@ -198,3 +200,40 @@ def test_a_backfill_whose_resume_point_was_deleted_in_stripe_restarts_from_its_c
     backfilled = by_customer(rig.take_raw_messages() + rig.raw_messages)
     direct = rig.direct_snapshots(expected_ids)
     assert all(backfilled[customer_id] == direct[customer_id] for customer_id in expected_ids)
+
+
+def test_a_backfill_asked_for_api_uploads_carries_it_through_its_continuations_to_every_message(
+    rig: ExportRig, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One page or one partition per invocation: the upload mode has to survive the checkpoint.
+    monkeypatch.setattr(export_wiring, "limits", ExportLimits(handover_reserve_s=900, customers_per_partition=40))
+
+    outcomes = rig.run({"mode": "backfill", "upload_mode": "api"})
+
+    assert outcomes[-1]["finished"] is True
+    assert sum(1 for o in outcomes if o["detail"].get("step_name") == "assemble") > 1
+    assert {m.upload_mode for m in rig.raw_messages} == {"api"}
+    assert sorted(by_customer(rig.raw_messages)) == customers_with_history(account)
+
+
+def test_an_orphan_whose_customer_stripe_refuses_for_good_is_set_aside_and_the_backfill_finishes(
+    rig: ExportRig, account: Account
+) -> None:
+    # A subscription whose customer Stripe answers 404 for (test data deleted under it, say): the backfill finds
+    # the subscription, not its customer, and asks Stripe for the customer.
+    store = account.store
+    subscription = next(s for s in store.subscriptions if s.status == "canceled")
+    owner, subscription.customer = subscription.customer, "cus_Vanished1"
+    store.subscriptions.invalidate()
+    try:
+        expected = customers_with_history(account)
+        outcomes = rig.run({"mode": "backfill"})
+    finally:  # the account is the module's
+        subscription.customer = owner
+        store.subscriptions.invalidate()
+
+    assert outcomes[-1]["finished"] is True and outcomes[-1]["detail"]["customers_set_aside"] == 1
+    assert sorted(by_customer(rig.raw_messages)) == expected
+    [record] = [BadRecord.model_validate_json(m["Body"]) for m in rig.stack.receive_all("BadRecordsQueue")]
+    assert record.stage == "export" and record.object_id == "cus_Vanished1" and "HTTP 404" in record.reason
+    assert json.loads(record.original_body) == {"mode": "customer", "customer_id": "cus_Vanished1"}

@@ -57,23 +57,46 @@ def test_one_customer_and_a_continuation_parse() -> None:
     assert isinstance(continuation, ContinuationRequest) and continuation.run_id_for("req-1") == "backfill-1"
 
 
+def test_a_backfill_uploads_in_bulk_unless_it_asks_for_the_api() -> None:
+    default = parse_export_request({"mode": "backfill"})
+    api = parse_export_request({"mode": "backfill", "upload_mode": "api"})
+    bulk = parse_export_request({"mode": "backfill", "upload_mode": "bulk"})
+
+    assert isinstance(default, BackfillRequest) and default.upload_mode is None
+    assert default.effective_upload_mode == "bulk"
+    assert isinstance(api, BackfillRequest) and api.effective_upload_mode == "api"
+    assert isinstance(bulk, BackfillRequest) and bulk.effective_upload_mode == "bulk"
+    with pytest.raises(InvalidExportRequest, match="field 'upload_mode'") as refused:
+        parse_export_request({"mode": "backfill", "upload_mode": "csv"})
+    assert refused.value.field == "upload_mode"
+
+
 @pytest.mark.parametrize(
-    ("event", "message"),
+    ("event", "message", "field"),
     [
-        ({"mode": "backfill", "from": "2023-13-01"}, "field 'from'"),
-        ({"mode": "backfill", "from": "2024-01-01", "to": "2023-01-01"}, "'from' (2024-01-01) must be before 'to'"),
-        ({"mode": "backfill", "form": "2023-01-01"}, "field 'form' is not known"),
-        ({"mode": "customer", "customer_id": "in_123"}, "field 'customer_id'"),
-        ({"mode": "customer"}, "field 'customer_id': Field required"),
-        ({"mode": "incremental", "scheduled_time": "<aws.scheduler.scheduled-time>"}, "field 'scheduled_time'"),
-        ({"mode": "continuation", "resume": "transform", "run_id": "x"}, "field 'resume'"),
-        ({"mode": "replay"}, "field 'mode' must be one of"),
-        ({"customer_id": "cus_1"}, "field 'mode' is missing"),
-        (["backfill"], "must be a JSON object"),
+        ({"mode": "backfill", "from": "2023-13-01"}, "field 'from'", "from"),
+        (
+            {"mode": "backfill", "from": "2024-01-01", "to": "2023-01-01"},
+            "'from' (2024-01-01) must be before 'to'",
+            None,
+        ),
+        ({"mode": "backfill", "form": "2023-01-01"}, "field 'form' is not known", "form"),
+        ({"mode": "customer", "customer_id": "in_123"}, "field 'customer_id'", "customer_id"),
+        ({"mode": "customer"}, "field 'customer_id': Field required", "customer_id"),
+        (
+            {"mode": "incremental", "scheduled_time": "<aws.scheduler.scheduled-time>"},
+            "field 'scheduled_time'",
+            "scheduled_time",
+        ),
+        ({"mode": "continuation", "resume": "transform", "run_id": "x"}, "field 'resume'", "resume"),
+        ({"mode": "replay"}, "field 'mode' must be one of", "mode"),
+        ({"customer_id": "cus_1"}, "field 'mode' is missing", "mode"),
+        (["backfill"], "must be a JSON object", None),
     ],
 )
-def test_a_bad_event_is_refused_with_the_field_at_fault(event: object, message: str) -> None:
+def test_a_bad_event_is_refused_with_the_field_at_fault(event: object, message: str, field: str | None) -> None:
     with pytest.raises(InvalidExportRequest) as refused:
         parse_export_request(event)
 
     assert message in str(refused.value)
+    assert refused.value.field == field

@@ -40,6 +40,16 @@ def test_an_export_bad_record_stays_with_advice_instead():
     assert "run the export again for cus_1" in why
 
 
+def test_an_export_bad_record_names_the_event_to_invoke_the_export_function_with():
+    event = '{"mode":"customer","customer_id":"cus_1"}'
+    record = BadRecord(stage=Stage.EXPORT, reason="404", customer_external_id="cus_1", original_body=event)
+
+    destination, _, why = TARGETS.destination(describe(queued(record.model_dump_json())))
+
+    assert destination is None
+    assert f"invoke the export function with the record's original_body {event}" in why
+
+
 def test_dead_letters_go_back_by_their_kind_and_say_how_often_they_failed():
     snapshot = json.dumps({"kind": "customer_snapshot", "customer_external_id": "cus_2"})
     bundle = json.dumps({"kind": "customer_bundle", "customer_external_id": "cus_3"})

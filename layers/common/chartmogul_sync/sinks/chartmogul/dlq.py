@@ -193,8 +193,15 @@ class ReplayTargets:
                 return self.raw_queue_url or None, message.bad_record.original_body, "to the transform (raw queue)"
             if stage is Stage.UPLOAD:
                 return self.upload_queue_url or None, message.bad_record.original_body, "to the upload queue"
+            # No queue feeds the export function: its records are replayed by invoking it with their original
+            # body (for a customer Stripe refused, the one-customer event), which the advice spells out.
             customer = message.customer_external_id or "the customer"
-            return None, "", f"an export failure: run the export again for {customer} instead"
+            advice = (
+                f"an export failure: run the export again for {customer} instead, once the cause is fixed: invoke "
+                f"the export function with the record's original_body {message.bad_record.original_body} "
+                '(README "Operations"); the record is left in place'
+            )
+            return None, "", advice
         if message.kind == MessageKind.CUSTOMER_SNAPSHOT:
             return self.raw_queue_url or None, message.body, "to the transform (raw queue)"
         if message.kind == MessageKind.CUSTOMER_BUNDLE:

@@ -126,7 +126,18 @@ def _read_events(exporter: Exporter, changes: ChangeSet, *, since: int, seen: fr
     for kind, parent_id in sorted(lookups):
         owner = known_owners.get((kind, parent_id))
         if owner is None:  # the parent had no event of its own in the window: ask Stripe
-            owner = customer_of(exporter.api.retrieve(StripeList(kind), parent_id))
+            try:
+                owner = customer_of(exporter.api.retrieve(StripeList(kind), parent_id))
+            except stripe.StripeError as error:
+                # A parent Stripe refuses for good (a deleted draft invoice, say) names no customer to export,
+                # now or later: skipped with its reason, so the cursor is not held back by it.
+                if not is_permanent_for_object(error):
+                    raise
+                exporter.log.warning(
+                    "event parent is gone in Stripe: no customer to export for it",
+                    extra={"parent": parent_id, "http_status": error.http_status, "reason": str(error)[:200]},
+                )
+                continue
         if owner is not None:
             changes.add_changed(owner)
 

@@ -92,13 +92,30 @@ _adapter: TypeAdapter[ExportRequest] = TypeAdapter(ExportRequest)
 class InvalidExportRequest(ValueError):
     """The event is not one the export function understands; the message names each field at fault."""
 
+    def __init__(self, message: str, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = fields  # the fields at fault, in the event's terms ("from", "mode"); empty: the whole event
+
+    @property
+    def field(self) -> str | None:
+        return ", ".join(self.fields) or None
+
 
 def parse_export_request(event: Any) -> ExportRequest:
     try:
         return _adapter.validate_python(event)
     except ValidationError as error:
-        problems = "; ".join(_describe(problem) for problem in error.errors(include_url=False))
-        raise InvalidExportRequest(f"invalid export event: {problems}") from None
+        problems = error.errors(include_url=False)
+        described = "; ".join(_describe(problem) for problem in problems)
+        fields = tuple(dict.fromkeys(f for problem in problems if (f := _field_of(problem)) is not None))
+        raise InvalidExportRequest(f"invalid export event: {described}", fields) from None
+
+
+def _field_of(problem: Any) -> str | None:
+    if problem.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+        return "mode" if isinstance(problem.get("input"), dict) else None
+    location = [str(part) for part in problem.get("loc", ())]
+    return ".".join(location[1:]) or None
 
 
 def _describe(problem: Any) -> str:

@@ -88,7 +88,6 @@ class Exporter:
         self.stats.customers_enqueued += sent
         return sent
 
-
     def set_aside_customer(self, customer_id: str, error: stripe.StripeError) -> BadRecord:
         """A customer Stripe refuses for good (`client.is_permanent_for_object`) goes to the bad-records queue,
         so the run can go on without it; its `original_body` is the one-customer event that exports it again.
