@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 
 import click
 
 from localdev.chartmogul_emulator.app import create_server
 from localdev.chartmogul_emulator.options import DEFAULT_API_KEY, EmulatorOptions
-from localdev.emulator_kit.cli import faults_option, host_option
+from localdev.emulator_kit.cli import exit_after_option, faults_option, host_option
 
 
 def _rate(value: float) -> float | None:
@@ -41,6 +42,7 @@ def _rate(value: float) -> float | None:
 @click.option("--rates", "rates_json", default=None, help="Exchange rates to USD as JSON, e.g. '{\"EUR\": 1.1}'.")
 @click.option("--now", "now_text", default=None, help="Fixed 'now' (ISO 8601) for customer MRR and checks.")
 @click.option("--log-requests", is_flag=True, help="Log every request.")
+@exit_after_option
 def chartmogul(
     host: str,
     port: int,
@@ -57,6 +59,7 @@ def chartmogul(
     rates_json: str | None,
     now_text: str | None,
     log_requests: bool,
+    exit_after: float | None,
 ) -> None:
     """Run the ChartMogul Import API emulator (Ctrl-C stops it)."""
     options = EmulatorOptions(
@@ -83,6 +86,10 @@ def chartmogul(
     server, emulator = create_server(options)
     emulator.start_background()
     click.echo(f"ChartMogul emulator (state: {db_path or 'in memory'})")
+    if exit_after is not None:
+        timer = threading.Timer(exit_after, server.stop)
+        timer.daemon = True
+        timer.start()
     try:
         server.serve_forever(on_ready=lambda url: _announce(url, api_key, server.ca_cert_path))
     except KeyboardInterrupt:

@@ -39,6 +39,14 @@ host_option = click.option(
 )
 
 
+exit_after_option = click.option(
+    "--exit-after",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop by itself after this many seconds (scripts and tests: a server that outlives its caller ends).",
+)
+
+
 def faults_option(example: str) -> Callable[[Command], Command]:
     """`--faults SPEC`, refused at parse time when the spec does not parse (before anything is generated)."""
     return click.option("--faults", default="", callback=_check_fault_spec, help=f"Fault spec, e.g. {example}")

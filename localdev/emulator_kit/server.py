@@ -119,6 +119,7 @@ class EmulatorServer:
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._serving_in_caller = False  # serve_forever() runs in the caller's thread
         self._admin = self._build_admin_router(admin_router)
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -151,13 +152,19 @@ class EmulatorServer:
         httpd = self._bind()
         if on_ready is not None:
             on_ready(self.base_url)
+        self._serving_in_caller = True
         try:
             httpd.serve_forever(poll_interval=0.2)
         finally:
+            self._serving_in_caller = False
             self._close()
 
     def stop(self) -> None:
+        """Stop serving; from any thread but the one inside `serve_forever()` (a timer, a signal handler's thread)."""
         self._stopping.set()  # releases requests held by `timeout` faults
+        if self._httpd is not None and self._serving_in_caller:
+            self._httpd.shutdown()  # serve_forever() returns and closes the socket itself
+            return
         if self._httpd is not None and self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from localdev.emulator_kit.cli import faults_option, host_option
+from localdev.emulator_kit.cli import exit_after_option, faults_option, host_option
 from localdev.scenarios import generate_account
 from localdev.stripe_emulator.render import API_VERSION
 from localdev.stripe_emulator.server import STRIPE_RATE_LIMITS, RunningStripeEmulator
@@ -31,6 +31,7 @@ from localdev.stripe_emulator.server import STRIPE_RATE_LIMITS, RunningStripeEmu
 @click.option("--fault-seed", default=0, show_default=True, type=int, help="Seed of the fault sequence.")
 @click.option("--ground-truth", "truth_path", default=None, type=click.Path(dir_okay=False), help="Write it here.")
 @click.option("--log-requests", is_flag=True, help="Log every request.")
+@exit_after_option
 def stripe(
     host: str,
     port: int,
@@ -43,6 +44,7 @@ def stripe(
     fault_seed: int,
     truth_path: str | None,
     log_requests: bool,
+    exit_after: float | None,
 ) -> None:
     """Run the Stripe API emulator on a generated account (Ctrl-C stops it)."""
     account = generate_account(customers=customers, months=months, seed=seed)
@@ -67,7 +69,7 @@ def stripe(
         f"rate limit {limit or 'off'}/s. Admin: /_admin/state, /_admin/clock, /_admin/scenario-steps."
     )
     try:
-        threading.Event().wait()  # the server runs in its own thread until Ctrl-C
+        threading.Event().wait(exit_after)  # the server runs in its own thread until Ctrl-C (or --exit-after)
     except KeyboardInterrupt:
         pass
     finally:

@@ -224,7 +224,8 @@ def test_command_line_serves_until_stopped(tmp_path: Any) -> None:
     database = tmp_path / "state.sqlite"
     command = str(Path(sys.executable).parent / "cmsync")
     process = subprocess.Popen(
-        [command, "emulate", "chartmogul", "--port", "0", "--db", str(database)],
+        # --exit-after: should this test's worker die, the server still ends by itself.
+        [command, "emulate", "chartmogul", "--port", "0", "--db", str(database), "--exit-after", "120"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -257,6 +258,19 @@ def test_command_line_serves_until_stopped(tmp_path: Any) -> None:
         process.terminate()
         process.wait(timeout=10)
     assert database.exists() and database.stat().st_size > 0
+
+
+def test_command_line_server_ends_by_itself_after_exit_after() -> None:
+    command = str(Path(sys.executable).parent / "cmsync")
+    for emulator, extra in (("chartmogul", []), ("stripe", ["--customers", "3", "--months", "1"])):
+        finished = subprocess.run(
+            [command, "emulate", emulator, "--port", "0", "--exit-after", "1", *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,  # the assertion is that it ends; the bound only keeps a broken build from hanging CI
+        )
+        assert finished.returncode == 0, finished.stdout + finished.stderr
+        assert "127.0.0.1" in finished.stdout
 
 
 def test_a_bad_fault_spec_is_refused_by_the_command_line() -> None:
