@@ -2,11 +2,11 @@
 
     with LocalPipeline(generate_account(customers=200)) as pipeline:
         backfill = pipeline.backfill()                 # export (backfill) → transform → upload, drained
-        pipeline.apply_steps(pipeline.demo_steps())    # "after the backfill, these customers change"
+        pipeline.apply_demo_changes()                  # "after the backfill, these customers change"
         incremental = pipeline.incremental()           # export (incremental) → transform → upload, drained
 
-The demo (`cmsync demo`), the end-to-end tests and the pipeline benchmark all run through this one class, so
-what the demo shows is what the tests prove. The functions are the real handlers from `functions/`, called by
+The demo (`cmsync demo`) and the end-to-end tests both run through this one class, so what the demo shows is
+what the tests prove. The functions are the real handlers from `functions/`, called by
 the local runtime with Lambda's semantics (localdev/runtime.py); only their surroundings are local: moto for
 AWS, the emulators for Stripe and ChartMogul, and the export's continuation and clock (sources/stripe/wiring.py).
 """

@@ -52,14 +52,20 @@ def change(rig: ExportRig, kind: str, candidates: list[str], **step: Any) -> str
     raise AssertionError(f"no customer of the account accepts a {kind!r} step")
 
 
+def backfilled_then_a_minute_later(rig: ExportRig, account: Account) -> tuple[dict[str, Any] | None, list[str]]:
+    """History exported first (the backfill also hands the incremental cursor its start), its messages set aside,
+    the clock a minute on: the cursor the backfill left and the customers a change can be applied to."""
+    rig.run({"mode": "backfill"})
+    rig.raw_messages.clear()
+    cursor_after_backfill = rig.state_item(CURSOR_PK, CURSOR_SK)
+    rig.emulator.clock.advance(seconds=60)
+    return cursor_after_backfill, live_customers_on_a_plan(account)
+
+
 def test_an_incremental_run_exports_exactly_the_changed_customers_and_a_second_run_nothing(
     rig: ExportRig, account: Account
 ) -> None:
-    rig.run({"mode": "backfill"})  # history first: it also hands the incremental cursor its start
-    rig.raw_messages.clear()
-
-    rig.emulator.clock.advance(seconds=60)
-    candidates = live_customers_on_a_plan(account)
+    _, candidates = backfilled_then_a_minute_later(rig, account)
     changed = {
         change(rig, "upgrade", candidates),
         change(rig, "cancel", candidates),
@@ -98,11 +104,7 @@ def test_an_incremental_run_exports_exactly_the_changed_customers_and_a_second_r
 def test_the_cursor_moves_only_once_every_changed_customer_is_on_the_queue(
     rig: ExportRig, account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rig.run({"mode": "backfill"})
-    rig.raw_messages.clear()
-    cursor_after_backfill = rig.state_item(CURSOR_PK, CURSOR_SK)
-    rig.emulator.clock.advance(seconds=60)
-    candidates = live_customers_on_a_plan(account)
+    cursor_after_backfill, candidates = backfilled_then_a_minute_later(rig, account)
     changed = {change(rig, "cancel", candidates) for _ in range(4)}
     # Every invocation may export one customer, then must hand over.
     monkeypatch.setattr(export_wiring, "limits", ExportLimits(handover_reserve_s=900))
@@ -189,11 +191,7 @@ def bad_records(rig: ExportRig) -> list[BadRecord]:
 def test_a_customer_stripe_refuses_for_good_is_set_aside_and_the_run_goes_on_and_moves_the_cursor(
     rig: ExportRig, account: Account
 ) -> None:
-    rig.run({"mode": "backfill"})
-    rig.raw_messages.clear()
-    cursor_after_backfill = rig.state_item(CURSOR_PK, CURSOR_SK)
-    rig.emulator.clock.advance(seconds=60)
-    candidates = live_customers_on_a_plan(account)
+    cursor_after_backfill, candidates = backfilled_then_a_minute_later(rig, account)
     changed = {change(rig, "cancel", candidates), change(rig, "upgrade", candidates)}
     move_a_subscription_to_a_customer_stripe_does_not_know(rig, account)
 
@@ -224,10 +222,8 @@ def test_a_customer_stripe_refuses_for_good_is_set_aside_and_the_run_goes_on_and
 def test_an_event_whose_parent_stripe_no_longer_has_is_skipped_with_its_reason_and_the_cursor_moves(
     rig: ExportRig, account: Account, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rig.run({"mode": "backfill"})
-    rig.raw_messages.clear()
-    rig.emulator.clock.advance(seconds=60)
-    changed = change(rig, "cancel", live_customers_on_a_plan(account))
+    _, candidates = backfilled_then_a_minute_later(rig, account)
+    changed = change(rig, "cancel", candidates)
     # An invoice payment event (it names only its invoice) whose invoice Stripe answers 404 for.
     store = account.store
     payment = next(iter(store.invoice_payments))
@@ -247,11 +243,7 @@ def test_an_event_whose_parent_stripe_no_longer_has_is_skipped_with_its_reason_a
 def test_passing_stripe_failures_fail_the_run_without_moving_the_cursor_and_set_nothing_aside(
     rig: ExportRig, account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rig.run({"mode": "backfill"})
-    rig.raw_messages.clear()
-    cursor_after_backfill = rig.state_item(CURSOR_PK, CURSOR_SK)
-    rig.emulator.clock.advance(seconds=60)
-    candidates = live_customers_on_a_plan(account)
+    cursor_after_backfill, candidates = backfilled_then_a_minute_later(rig, account)
     changed = {change(rig, "cancel", candidates) for _ in range(6)}
     # Any request may fail with a 5xx and nothing retries it: the failures land in the per-customer fetches too.
     monkeypatch.setattr(export_wiring, "retry_policy", RetryPolicy(max_attempts=1, reserve_s=0.0))
