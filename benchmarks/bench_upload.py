@@ -38,6 +38,7 @@ from chartmogul_sync.sinks.chartmogul.apply import (
 from chartmogul_sync.sinks.chartmogul.bulk import BulkUploader
 from chartmogul_sync.sinks.chartmogul.client import ChartMogulApi, TimeBudget
 from chartmogul_sync.sinks.chartmogul.idmap import DataSources, IdMap
+from chartmogul_sync.sinks.chartmogul.leases import CustomerLeases
 from chartmogul_sync.sinks.chartmogul.limiter import ChartMogulLimiter
 from chartmogul_sync.sinks.chartmogul.uploader import BundleUploader
 from localdev.chartmogul_emulator import RunningEmulator, start
@@ -138,7 +139,7 @@ def our_upload(
 
     def run() -> None:
         ds_uuid = DataSources(state, api).ensure(DATA_SOURCE, budget)
-        uploader = BundleUploader(api, IdMap(state, api, ds_uuid))
+        uploader = BundleUploader(api, IdMap(state, api, ds_uuid), CustomerLeases(state, ds_uuid))
         if bulk_batch is None:
             for bundle in bundles:
                 uploader.apply(bundle, budget)

@@ -10,6 +10,10 @@ Key layout (one place, so two features never collide):
   pk="idmap#<data_source>"        sk="plan#<external_id>"   a plan's uuid and fields
   pk="datasource"                 sk="<data source name>"   the ChartMogul data source's uuid
   pk="applied#<data_source>"      sk="<customer_external_id>" snapshot time and digest of the last bundle applied
+  pk="lease#<data_source>"        sk="<customer_external_id>" who may apply a bundle of this customer now, and
+                                  until when (`holder`, `expires_at`; sinks/chartmogul/leases.py)
+  pk="idmap#<data_source>"        sk="customer#<external_id>#part#<n>#<i>" part i of n of a large customer's
+                                  invoices and transactions (sinks/chartmogul/idmap.py)
 Callers build keys with `key()` and never spell the separators themselves.
 """
 
@@ -46,6 +50,38 @@ class StateTable:
                 ConditionExpression="attribute_not_exists(pk) OR #v < :v",
                 ExpressionAttributeNames={"#v": version_field},
                 ExpressionAttributeValues={":v": version},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def put_if(
+        self, pk: str, sk: str, attributes: Mapping[str, Any], condition: str, values: Mapping[str, Any]
+    ) -> bool:
+        """Write only if `condition` (a DynamoDB condition expression over the stored item) holds; False if not.
+
+        >>> table.put_if("lease#ds", "cus_1", {"holder": "me"}, "attribute_not_exists(pk) OR expires_at < :now",
+        ...              {":now": 1_700_000_000})
+        """
+        try:
+            self._table.put_item(
+                Item={**_dynamo(attributes), "pk": pk, "sk": sk},
+                ConditionExpression=condition,
+                ExpressionAttributeValues=_dynamo(values),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def delete_if(self, pk: str, sk: str, condition: str, values: Mapping[str, Any]) -> bool:
+        """Delete only if `condition` holds; False if it did not (the item changed hands, or is gone)."""
+        try:
+            self._table.delete_item(
+                Key={"pk": pk, "sk": sk}, ConditionExpression=condition, ExpressionAttributeValues=_dynamo(values)
             )
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":

@@ -163,6 +163,7 @@ def direct_uploader(emulator: RunningEmulator, **settings_fields: Any) -> tuple[
     from chartmogul_sync.config import Settings
     from chartmogul_sync.sinks.chartmogul.client import ChartMogulApi, TimeBudget
     from chartmogul_sync.sinks.chartmogul.idmap import DataSources, IdMap
+    from chartmogul_sync.sinks.chartmogul.leases import CustomerLeases
     from chartmogul_sync.sinks.chartmogul.limiter import ChartMogulLimiter
     from chartmogul_sync.sinks.chartmogul.uploader import BundleUploader
     from tests.fixtures.state_table import create_state_table
@@ -171,4 +172,4 @@ def direct_uploader(emulator: RunningEmulator, **settings_fields: Any) -> tuple[
     state = create_state_table(settings.state_table)
     api = ChartMogulApi(emulator.api_key, settings, ChartMogulLimiter.share_of_account(settings))
     data_source = DataSources(state, api).ensure(settings.chartmogul_data_source_name, TimeBudget.seconds(30))
-    return BundleUploader(api, IdMap(state, api, data_source)), api
+    return BundleUploader(api, IdMap(state, api, data_source), CustomerLeases(state, data_source)), api

@@ -41,7 +41,9 @@ from .apply import (
     transaction_payload,
 )
 from .client import ChartMogulApi, ChartMogulError, ErrorDetail, FailureKind, TimeBudget, is_duplicate_only
-from .uploader import ApplyResult, BundleRefused, BundleUploader
+from .idmap import Overtaken
+from .leases import LeaseUnavailable
+from .uploader import ApplyResult, BundleRefused, BundleUploader, Outcome, snapshot_version
 
 logger = Logger(child=True)
 
@@ -203,7 +205,16 @@ def _messages(value: Any, path: str = "") -> list[str]:
 # ---------------------------------------------------------------- carrying it out
 
 
-BundleOutcome = ApplyResult | BundleRefused | ChartMogulError
+# An Exception other than these two is a failure of that one record (its handler raises it again: SQS retries).
+BundleOutcome = ApplyResult | BundleRefused | ChartMogulError | Exception
+
+
+def _record_failure(bundle: CustomerBundle, error: Exception) -> Exception:
+    logger.warning(
+        "bulk apply failed for one customer",
+        extra={"customer_external_id": bundle.customer.external_id, "error": f"{type(error).__name__}: {error}"},
+    )
+    return error
 
 
 class BulkUploader:
@@ -222,36 +233,56 @@ class BulkUploader:
         self.imports_made: list[str] = []  # ChartMogul import ids, for logs and reports
 
     def apply_many(self, bundles: Sequence[CustomerBundle], budget: TimeBudget) -> list[BundleOutcome]:
-        """Apply every bundle; one outcome per bundle, in order. Never raises for a single bundle's failure."""
+        """Apply every bundle; one outcome per bundle, in order. Never raises for a single bundle's failure.
+
+        Every customer of the batch is applied only while its lease is held (leases.py): a customer another
+        upload is applying right now fails transiently and is redelivered. The staleness checks happen after
+        the leases are taken.
+        """
         outcomes: dict[int, BundleOutcome] = {}
+        customer_ids = [b.customer.external_id for b in bundles]
+        with self._uploader.leases.hold_many(customer_ids, budget) as held:
+            for index, customer_id in enumerate(customer_ids):
+                if customer_id not in held:
+                    outcomes[index] = LeaseUnavailable(customer_id, 0.0)
+            self._apply_held(bundles, [i for i in range(len(bundles)) if i not in outcomes], budget, outcomes)
+        return [outcomes[i] for i in range(len(bundles))]
+
+    def _apply_held(
+        self, bundles: Sequence[CustomerBundle], indexes: list[int], budget: TimeBudget, outcomes: dict[int, Any]
+    ) -> None:
         newest: dict[str, int] = {}
-        for index, bundle in enumerate(bundles):
-            customer_id = bundle.customer.external_id
-            if customer_id not in newest or bundle.snapshot_time > bundles[newest[customer_id]].snapshot_time:
+        for index in indexes:
+            customer_id = bundles[index].customer.external_id
+            if customer_id not in newest or bundles[index].snapshot_time > bundles[newest[customer_id]].snapshot_time:
                 newest[customer_id] = index
         to_import: list[int] = []
         for customer_id, index in newest.items():
             bundle = bundles[index]
-            skipped = self._uploader.skip_reason(bundle)
-            if skipped is not None:
-                outcomes[index] = skipped
-            elif bundle.deleted_in_source or self._idmap.known_customer(customer_id).exists:
-                outcomes[index] = self._via_api(bundle, budget)
-            else:
-                to_import.append(index)
+            try:
+                skipped = self._uploader.skip_reason(bundle)
+                if skipped is not None:
+                    outcomes[index] = skipped
+                elif bundle.deleted_in_source or self._idmap.known_customer(customer_id).exists:
+                    outcomes[index] = self._via_api(bundle, budget)
+                else:
+                    to_import.append(index)
+            except Exception as error:  # only this record fails (e.g. its id map entry could not be read)
+                outcomes[index] = _record_failure(bundle, error)
         if to_import:
             self._import(bundles, to_import, budget, outcomes)
         # Older bundles of a customer in the same batch: after the newest is applied they are stale.
-        for index, bundle in enumerate(bundles):
+        for index in indexes:
             if index not in outcomes:
-                outcomes[index] = self._via_api(bundle, budget)
-        return [outcomes[i] for i in range(len(bundles))]
+                outcomes[index] = self._via_api(bundles[index], budget)
 
     def _via_api(self, bundle: CustomerBundle, budget: TimeBudget) -> BundleOutcome:
         try:
-            return self._uploader.apply(bundle, budget)
+            return self._uploader.apply_held(bundle, budget)
         except (BundleRefused, ChartMogulError) as failure:
             return failure
+        except Exception as error:  # only this record fails
+            return _record_failure(bundle, error)
 
     def _import(
         self, bundles: Sequence[CustomerBundle], indexes: list[int], budget: TimeBudget, outcomes: dict[int, Any]
@@ -316,7 +347,13 @@ class BulkUploader:
     ) -> BundleOutcome:
         customer_id = bundle.customer.external_id
         if status is not None and status.imported:
-            self._idmap.remember_customer(customer_id, _known_after_import(bundle))
+            try:
+                with self._idmap.writing(customer_id, snapshot_version(bundle)):
+                    self._idmap.remember_customer(customer_id, _known_after_import(bundle))
+            except Overtaken as overtaken:  # cannot happen while the lease holds; kept as the id map's guard
+                return ApplyResult(customer_id, Outcome.STALE, notes=[str(overtaken)])
+            except Exception as failure:  # only this record fails
+                return _record_failure(bundle, failure)
             result = self._via_api(bundle, budget)  # cancellations and attributes; no request when there are none
             if isinstance(result, ApplyResult):
                 result.writes["customers_bulk_imported"] += 1

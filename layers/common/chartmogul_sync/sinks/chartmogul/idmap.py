@@ -10,7 +10,11 @@ bundle costs one read and a few writes; one item per plan (plans are shared by c
 name; and the applied-bundle version per customer.
 """
 
+import hashlib
+import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import chartmogul
@@ -23,12 +27,65 @@ from .client import ChartMogulApi, ChartMogulError, FailureKind, TimeBudget
 
 _known_customer = TypeAdapter(KnownCustomer)
 _known_plan = TypeAdapter(KnownPlan)
-# DynamoDB items are limited to 400 KB. Past this size a customer's item drops its invoice uuids (they are looked up
-# by external id when needed) and keeps only the external ids, ~40 bytes per invoice.
+# DynamoDB items are limited to 400 KB. Past this size a customer's invoices and transactions go to part items of
+# at most about _PART_BYTES each (a 20,000-invoice customer needs ~2 MB: 16 parts).
 _MAX_CUSTOMER_ITEM_BYTES = 300_000
+_PART_BYTES = 200_000
 # Bounds on listing loops (reference §1.3: 200 per page): 1,000 pages = 200,000 invoices for one customer.
 _MAX_PAGES = 1_000
 _PER_PAGE = 200
+
+
+class Overtaken(Exception):
+    """A newer bundle of this customer was recorded while this one was being applied: this one must stop."""
+
+    def __init__(self, customer_external_id: str, version: str) -> None:
+        super().__init__(f"customer {customer_external_id}: a bundle newer than {version} was applied meanwhile")
+
+
+@dataclass(frozen=True)
+class IdPart:
+    """One part of a large customer's id map entry."""
+
+    invoices: dict[str, str | None]
+    transactions: tuple[str, ...]  # sorted, so that equal parts serialize alike
+
+
+_id_part = TypeAdapter(IdPart)
+
+
+def _part_count(document_bytes: int) -> int:
+    # A power of two, so that the split changes rarely as a customer grows.
+    count = 2
+    while document_bytes / count > _PART_BYTES:
+        count *= 2
+    return count
+
+
+def _split(known: KnownCustomer, count: int) -> list[IdPart]:
+    invoices: list[dict[str, str | None]] = [{} for _ in range(count)]
+    transactions: list[set[str]] = [set() for _ in range(count)]
+    for external_id, uuid in known.invoices.items():
+        invoices[_bucket(external_id, count)][external_id] = uuid
+    for external_id in known.transactions:
+        transactions[_bucket(external_id, count)].add(external_id)
+    return [IdPart(dict(sorted(invoices[i].items())), tuple(sorted(transactions[i]))) for i in range(count)]
+
+
+def _bucket(external_id: str, count: int) -> int:
+    return zlib.crc32(external_id.encode()) % count
+
+
+def _part_key(customer_external_id: str, count: int, index: int) -> str:
+    return key("customer", customer_external_id, "part", str(count), str(index))
+
+
+def _part_prefix(customer_external_id: str, count: int) -> str:
+    return key("customer", customer_external_id, "part", str(count), "")
+
+
+def _digest(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 class IdMap:
@@ -38,32 +95,97 @@ class IdMap:
         self.data_source_uuid = data_source_uuid
         self._pk = key("idmap", data_source_uuid)
         self._plans: dict[str, KnownPlan] = {}  # plans change rarely and are shared: cached for the process
+        self._versions: dict[str, str] = {}  # customer → the bundle version being applied (see `writing`)
+        # customer → (part count, digest of each part as last read or written): only changed parts are rewritten.
+        self._parts: dict[str, tuple[int, dict[int, str]]] = {}
 
     # ------------------------------------------------------------ customers
 
+    @contextmanager
+    def writing(self, customer_external_id: str, version: str) -> Iterator[None]:
+        """Within the block, writes of this customer's entry are conditional on `version` (a bundle's snapshot
+        version): one that finds a newer version stored raises Overtaken instead of writing."""
+        self._versions[customer_external_id] = version
+        try:
+            yield
+        finally:
+            self._versions.pop(customer_external_id, None)
+
     def known_customer(self, customer_external_id: str) -> KnownCustomer:
-        item = self._state.get(self._pk, key("customer", customer_external_id))
-        if item is None:
+        head = self._state.get(self._pk, key("customer", customer_external_id))
+        if head is None:
+            self._parts.pop(customer_external_id, None)
             return KnownCustomer()
-        return _known_customer.validate_json(item["known"])
+        known = _known_customer.validate_json(head["known"])
+        count = int(head.get("parts", 0))
+        if not count:
+            self._parts[customer_external_id] = (0, {})
+            return known
+        # A large customer: its invoices and transactions live in `count` part items (see remember_customer).
+        invoices: dict[str, str | None] = dict(known.invoices)
+        transactions = set(known.transactions)
+        digests: dict[int, str] = {}
+        for item in self._state.query(self._pk, _part_prefix(customer_external_id, count)):
+            part = _id_part.validate_json(item["part"])
+            invoices.update(part.invoices)
+            transactions.update(part.transactions)
+            digests[int(str(item["sk"]).rsplit("#", 1)[1])] = _digest(str(item["part"]))
+        self._parts[customer_external_id] = (count, digests)
+        return replace(known, invoices=invoices, transactions=frozenset(transactions))
 
     def remember_customer(self, customer_external_id: str, known: KnownCustomer) -> None:
+        """Store what ChartMogul confirmed for a customer (callers remember only after ChartMogul answered).
+
+        A customer whose entry would not fit one DynamoDB item (400 KB) keeps its invoices and transactions in
+        part items, split by a hash of the external id so that a change rewrites only the parts it touches:
+        written first, the head (which says how many parts there are) last, so a crash in between leaves parts
+        that hold only what ChartMogul confirmed.
+        """
         document = _known_customer.dump_json(known)
+        previous_count, previous_digests = self._parts.get(customer_external_id, (0, {}))
+        count = 0
+        head = known
+        digests: dict[int, str] = {}
         if len(document) > _MAX_CUSTOMER_ITEM_BYTES:
-            slim = KnownCustomer(
-                exists=known.exists,
-                uuid=known.uuid,
-                fields=known.fields,
-                invoices=dict.fromkeys(known.invoices),
-                transactions=known.transactions,
-                subscriptions=known.subscriptions,
-                events=known.events,
-            )
-            document = _known_customer.dump_json(slim)
-        self._state.put(self._pk, key("customer", customer_external_id), {"known": document.decode()})
+            count = _part_count(len(document))
+            head = replace(known, invoices={}, transactions=frozenset())
+            for index, part in enumerate(_split(known, count)):
+                body = _id_part.dump_json(part).decode()
+                digests[index] = _digest(body)
+                if count == previous_count and previous_digests.get(index) == digests[index]:
+                    continue  # unchanged since it was read or written
+                self._state.put(self._pk, _part_key(customer_external_id, count, index), {"part": body})
+            document = _known_customer.dump_json(head)
+        attributes = {"known": document.decode(), "parts": count}
+        version = self._versions.get(customer_external_id)
+        head_key = key("customer", customer_external_id)
+        if version is None:
+            self._state.put(self._pk, head_key, attributes)
+        elif not self._state.put_if(
+            self._pk,
+            head_key,
+            {**attributes, "applied_version": version},
+            "attribute_not_exists(applied_version) OR applied_version <= :v",
+            {":v": version},
+        ):
+            raise Overtaken(customer_external_id, version)
+        self._parts[customer_external_id] = (count, digests)
+        if previous_count and previous_count != count:
+            self._delete_parts(customer_external_id, previous_count)
 
     def forget_customer(self, customer_external_id: str) -> None:
+        count, _ = self._parts.pop(customer_external_id, (0, {}))
         self._state.delete(self._pk, key("customer", customer_external_id))
+        for stale_count in {count} - {0} or self._stored_part_counts(customer_external_id):
+            self._delete_parts(customer_external_id, stale_count)
+
+    def _stored_part_counts(self, customer_external_id: str) -> set[int]:
+        prefix = key("customer", customer_external_id, "part", "")
+        return {int(str(item["sk"]).split("#")[-2]) for item in self._state.query(self._pk, prefix)}
+
+    def _delete_parts(self, customer_external_id: str, count: int) -> None:
+        for item in list(self._state.query(self._pk, _part_prefix(customer_external_id, count))):
+            self._state.delete(self._pk, str(item["sk"]))
 
     def lookup_customer_uuid(self, customer_external_id: str, budget: TimeBudget) -> str | None:
         page = self._list_by_external_id("customer", chartmogul.Customer, customer_external_id, budget)

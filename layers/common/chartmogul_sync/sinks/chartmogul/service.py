@@ -22,6 +22,7 @@ from chartmogul_sync.state import StateTable
 from .bulk import BulkUploader, BundleOutcome
 from .client import ChartMogulApi, ChartMogulError, FailureKind, TimeBudget
 from .idmap import DataSources, IdMap
+from .leases import CustomerLeases
 from .limiter import ChartMogulLimiter
 from .uploader import ApplyResult, BundleRefused, BundleUploader
 
@@ -87,7 +88,8 @@ class UploadService:
         data_source_uuid = self._data_sources.ensure(self._settings.chartmogul_data_source_name, budget)
         if data_source_uuid not in self._uploaders:
             idmap = IdMap(self._state, self.api, data_source_uuid)
-            self._uploaders[data_source_uuid] = BundleUploader(self.api, idmap)
+            leases = CustomerLeases(self._state, data_source_uuid)
+            self._uploaders[data_source_uuid] = BundleUploader(self.api, idmap, leases)
         return self._uploaders[data_source_uuid]
 
     # ------------------------------------------------------------ one batch
@@ -134,6 +136,8 @@ class UploadService:
                 outcome = self.uploader(budget).apply(bundle, budget)
             except (BundleRefused, ChartMogulError) as failure:
                 outcome = failure
+        if isinstance(outcome, Exception) and not isinstance(outcome, BundleRefused | ChartMogulError):
+            raise outcome  # this record alone failed unexpectedly (bulk mode): SQS retries it
         if isinstance(outcome, ChartMogulError) and outcome.kind in (FailureKind.PERMANENT, FailureKind.NOT_FOUND):
             outcome = BundleRefused(customer_id, outcome)
         if isinstance(outcome, BundleRefused):

@@ -35,7 +35,8 @@ from .apply import (
     transaction_payload,
 )
 from .client import ChartMogulApi, ChartMogulError, FailureKind, TimeBudget
-from .idmap import IdMap, with_invoices
+from .idmap import IdMap, Overtaken, with_invoices
+from .leases import CustomerLeases
 
 logger = Logger(child=True)
 
@@ -85,15 +86,31 @@ def snapshot_version(bundle: CustomerBundle) -> str:
 
 
 class BundleUploader:
-    def __init__(self, api: ChartMogulApi, idmap: IdMap) -> None:
+    def __init__(self, api: ChartMogulApi, idmap: IdMap, leases: CustomerLeases) -> None:
         self._api = api
         self.idmap = idmap
+        self.leases = leases
 
     def apply(self, bundle: CustomerBundle, budget: TimeBudget) -> ApplyResult:
+        """Apply one bundle while holding its customer's lease (leases.py); raises LeaseUnavailable (transient)."""
+        with self.leases.hold_one(bundle.customer.external_id, budget):
+            return self.apply_held(bundle, budget)
+
+    def apply_held(self, bundle: CustomerBundle, budget: TimeBudget) -> ApplyResult:
+        """Apply one bundle; the caller holds the customer's lease. The staleness decision is taken here, inside
+        the exclusion, so a bundle overtaken by a newer one writes nothing."""
         customer_id = bundle.customer.external_id
         skipped = self.skip_reason(bundle)
         if skipped is not None:
             return skipped
+        with self.idmap.writing(customer_id, snapshot_version(bundle)):
+            try:
+                return self._apply_diff(bundle, budget)
+            except Overtaken as overtaken:
+                return ApplyResult(customer_id, Outcome.STALE, notes=[str(overtaken)])
+
+    def _apply_diff(self, bundle: CustomerBundle, budget: TimeBudget) -> ApplyResult:
+        customer_id = bundle.customer.external_id
         result = ApplyResult(customer_id, Outcome.UNCHANGED)
         for _round in range(MAX_ROUNDS):
             known = self.idmap.known_customer(customer_id)

@@ -1,0 +1,138 @@
+"""Per-customer leases: at most one apply of a customer's bundle at a time, across every concurrent upload.
+
+Why: the upload function runs several instances at once (`ScalingConfig.MaximumConcurrency`) and SQS standard
+queues deliver in any order, so an older and a newer bundle of one customer can be applied at the same moment.
+Without an exclusion the older one can pass its staleness check, let the newer one apply in full, then carry on
+and win: a deleted customer re-created, a cancellation undone. Every path into the uploader (the live queue, a
+bulk import, a DLQ replay, a manual invoke) goes through `BundleUploader`, which applies a bundle only while it
+holds its customer's lease, and takes the staleness decision inside it.
+
+The mechanism, and why this one: a lease item per customer in the state table, taken with a conditional put
+(`attribute_not_exists(pk) OR expires_at < :now`) and released with a conditional delete (`holder = :me`).
+SQS FIFO message groups would serialize too, but allow batches of 10 and no batching window, which rules out
+large bulk imports; conditional writes on every id-map item alone would not stop two applies from interleaving
+their ChartMogul writes. A lease costs two small writes per customer apply.
+
+Expiry: a lease lasts until the holder's invocation must have ended (its deadline, from the Lambda context) plus
+a margin for clock skew, never longer than `MAX_LEASE_S`. Lambda stops an invocation at its timeout, so a holder
+cannot outlive its lease; and a crash while holding one blocks the customer only until that moment, which is
+shorter than the upload queue's visibility timeout (6 x the function timeout), so the crashed record's redelivery
+always finds the lease free.
+
+A lease that cannot be had within the wait is a transient failure: the record is redelivered after the
+visibility timeout (by then the other apply has finished, and the staleness check decides).
+
+    leases = CustomerLeases(state, data_source_uuid)
+    with leases.hold_one("cus_123", budget):
+        ...  # read the applied version, decide, write
+"""
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+from aws_lambda_powertools import Logger
+
+from chartmogul_sync.state import StateTable, key
+
+from .client import ChartMogulError, FailureKind, TimeBudget
+
+logger = Logger(child=True)
+
+# Clock skew between Lambda hosts is far below this (they run NTP); the margin only keeps an expiry on the safe side.
+CLOCK_MARGIN_S = 30.0
+# A lease never lasts longer than this (the upload function's timeout is 300 s, its queue's visibility 1,800 s).
+MAX_LEASE_S = 900.0
+# How long one apply waits for a lease another instance holds before the record is given back to SQS.
+DEFAULT_WAIT_S = 20.0
+_FIRST_PAUSE_S = 0.05
+_MAX_PAUSE_S = 1.0
+
+
+class LeaseUnavailable(ChartMogulError):
+    """Another upload is applying this customer: a transient failure of this record."""
+
+    def __init__(self, customer_external_id: str, waited_s: float) -> None:
+        super().__init__(
+            f"lease customer {customer_external_id}",
+            FailureKind.TRANSIENT,
+            retry_now=False,
+            detail=f"another upload is applying this customer (waited {waited_s:.1f} s); SQS will redeliver",
+        )
+        self.customer_external_id = customer_external_id
+
+
+class CustomerLeases:
+    def __init__(
+        self,
+        state: StateTable,
+        data_source_uuid: str,
+        *,
+        wait_s: float = DEFAULT_WAIT_S,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._state = state
+        self._pk = key("lease", data_source_uuid)
+        self._wait_s = wait_s
+        self._clock = clock
+        self._sleep = sleep
+        # One holder id per instance of this class: a lease names the upload that holds it (in logs and items).
+        self.holder = uuid.uuid4().hex
+
+    @contextmanager
+    def hold_one(self, customer_external_id: str, budget: TimeBudget) -> Iterator[None]:
+        """Hold the customer's lease for the block, waiting for it (bounded); raises LeaseUnavailable."""
+        waited = self._acquire_waiting(customer_external_id, budget)
+        if not waited:
+            raise LeaseUnavailable(customer_external_id, self._wait_s)
+        try:
+            yield
+        finally:
+            self.release(customer_external_id)
+
+    @contextmanager
+    def hold_many(self, customer_external_ids: Iterable[str], budget: TimeBudget) -> Iterator[set[str]]:
+        """Hold as many of these customers' leases as are free now (no waiting); yields the held ones."""
+        held = {c for c in dict.fromkeys(customer_external_ids) if self.try_acquire(c, budget)}
+        try:
+            yield held
+        finally:
+            for customer_id in held:
+                self.release(customer_id)
+
+    def try_acquire(self, customer_external_id: str, budget: TimeBudget) -> bool:
+        now = self._clock()
+        return self._state.put_if(
+            self._pk,
+            customer_external_id,
+            {"holder": self.holder, "expires_at": int(now + self._duration(budget)) + 1},
+            "attribute_not_exists(pk) OR expires_at < :now",
+            {":now": int(now)},
+        )
+
+    def release(self, customer_external_id: str) -> None:
+        """Give the lease back (only ours: one that expired and was taken over is left to its new holder)."""
+        if not self._state.delete_if(self._pk, customer_external_id, "holder = :me", {":me": self.holder}):
+            logger.warning(
+                "a customer lease had expired before its apply ended",
+                extra={"customer_external_id": customer_external_id},
+            )
+
+    def _acquire_waiting(self, customer_external_id: str, budget: TimeBudget) -> bool:
+        give_up_at = time.monotonic() + min(self._wait_s, max(0.0, budget.remaining() - 5.0))
+        pause = _FIRST_PAUSE_S
+        # Bounded: each pass sleeps, and the loop ends at `give_up_at`.
+        while True:
+            if self.try_acquire(customer_external_id, budget):
+                return True
+            if time.monotonic() + pause > give_up_at:
+                return False
+            self._sleep(pause * random.uniform(0.5, 1.0))  # jitter: two waiters do not retry in step
+            pause = min(_MAX_PAUSE_S, pause * 2)
+
+    def _duration(self, budget: TimeBudget) -> float:
+        remaining = budget.remaining()
+        return min(MAX_LEASE_S, (remaining if remaining != float("inf") else MAX_LEASE_S) + CLOCK_MARGIN_S)
