@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,26 +42,34 @@ class LocalFunction:
         self.arn = arn
         self.environment = dict(environment)
         self._handler = handler
+        self._replaced = handler is not None  # a test's handler is shared by every environment
 
     @property
     def handler(self) -> Handler:
         if self._handler is None:
-            # Imported inside the function's environment: Powertools reads POWERTOOLS_SERVICE_NAME and the
-            # like when a handler module creates its Logger at import time.
-            with patched_environ(self.environment):
-                self._handler = load_handler(self.spec.code_dir, self.spec.handler, self.spec.logical_id)
+            self._handler = self._load_handler(self.spec.logical_id)
         return self._handler
 
     def replace_handler(self, handler: Handler) -> None:
         self._handler = handler
+        self._replaced = True
 
-    def invoke(self, event: dict[str, Any]) -> Invocation:
+    def execution_environment(self, index: int) -> ExecutionEnvironment:
+        """A separate warm instance of this function (see ExecutionEnvironment), loaded now."""
+        handler = self.handler if self._replaced else self._load_handler(f"{self.spec.logical_id}_env{index}")
+        return ExecutionEnvironment(self, index, handler)
+
+    def invoke(
+        self, event: dict[str, Any], *, handler: Handler | None = None, patch_environment: bool = True
+    ) -> Invocation:
+        """One invocation. With `patch_environment` off the caller has set the process environment already
+        (concurrent runs: os.environ is process-wide, so it is set once for all of them)."""
         context = LocalLambdaContext(self.name, self.arn, self.spec.memory_size, self.spec.timeout)
-        handler = self.handler
+        handler = handler or self.handler
         started = time.monotonic()
         response: Any = None
         error: Exception | None = None
-        with patched_environ(self.environment):
+        with patched_environ(self.environment if patch_environment else {}):
             try:
                 response = handler(event, context)
             except Exception as exc:  # a handler's exception is a failed invoke, as in Lambda
@@ -72,3 +81,45 @@ class LocalFunction:
         if timed_out:
             logger.warning("%s ran past its %s s Timeout", self.spec.logical_id, self.spec.timeout)
         return Invocation(response=None if timed_out else response, error=error, timed_out=timed_out)
+
+    def _load_handler(self, unique_prefix: str) -> Handler:
+        # Imported inside the function's environment: Powertools reads POWERTOOLS_SERVICE_NAME and the like when
+        # a handler module creates its Logger at import time. Each load gets its own Powertools metric store.
+        with patched_environ(self.environment), _own_metrics_store():
+            return load_handler(self.spec.code_dir, self.spec.handler, unique_prefix)
+
+
+class ExecutionEnvironment:
+    """One warm instance of a function, as Lambda keeps one per concurrent invocation.
+
+    In Lambda every execution environment is its own process. Locally they are threads of one process, so each
+    gets its own copy of the handler module (its module-level state: the batch processor, cached clients and
+    services, the limiter's share) and its own Powertools metric store. One environment runs one invocation at
+    a time; several environments of one function run at once.
+    """
+
+    def __init__(self, function: LocalFunction, index: int, handler: Handler) -> None:
+        self.function = function
+        self.index = index
+        self._handler = handler
+
+    def invoke(self, event: dict[str, Any], *, patch_environment: bool = False) -> Invocation:
+        return self.function.invoke(event, handler=self._handler, patch_environment=patch_environment)
+
+
+@contextmanager
+def _own_metrics_store() -> Iterator[None]:
+    """Powertools' `Metrics` keeps metrics, dimensions and metadata in class attributes shared by every instance
+    in a process (aws_lambda_powertools/metrics/metrics.py). A handler module loaded inside this block creates
+    its `Metrics` with fresh ones, so concurrent environments never flush or clear each other's metrics."""
+    from aws_lambda_powertools.metrics import Metrics
+
+    names = ("_metrics", "_dimensions", "_metadata", "_default_dimensions")
+    saved = {name: getattr(Metrics, name) for name in names}
+    for name in names:
+        setattr(Metrics, name, {})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(Metrics, name, value)

@@ -15,11 +15,12 @@ moto's own event source mapping cannot run our code without Docker and ignores p
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from localdev.functions import Invocation, LocalFunction
+from localdev.functions import ExecutionEnvironment, Invocation, LocalFunction
 from localdev.lambda_model import sqs_event_record
 from localdev.template import SqsEventSource
 
@@ -32,6 +33,14 @@ class PollerOptions:
     wait_for_batching_window: bool = True
     """Lambda waits up to MaximumBatchingWindowInSeconds to fill a batch. Off, a batch is whatever the queue
     holds now (up to BatchSize): tests and the demo turn it off to run fast."""
+
+    concurrent: bool = True
+    """Run each SQS-triggered function with as many invocations at once as Lambda would: its event source's
+    ScalingConfig.MaximumConcurrency, else its ReservedConcurrentExecutions, else `default_concurrency`. Off,
+    one batch at a time (sequential, deterministic runs)."""
+
+    default_concurrency: int = 3
+    """Concurrent invocations of a function whose template sets no limit (Lambda would scale far beyond it)."""
 
     failed_record_visibility_timeout: int | None = None
     """None: a failed record reappears after the queue's visibility timeout, as in Lambda. A number (0 in
@@ -76,14 +85,18 @@ class SqsEventSourcePoller:
         self.region = region
         self.options = options
 
-    def poll_once(self) -> BatchOutcome | None:
-        """Receive one batch and invoke the function with it; None when the queue gave nothing."""
+    def poll_once(self, environment: ExecutionEnvironment | None = None) -> BatchOutcome | None:
+        """Receive one batch and invoke the function with it; None when the queue gave nothing.
+
+        With an `environment` the batch runs in that warm instance of the function (concurrent drains, where
+        the caller has set the process environment); without one, in the function's own.
+        """
         messages = self._receive_batch()
         if not messages:
             return None
         event = {"Records": [sqs_event_record(m, self.queue_arn, self.region) for m in messages]}
         started = time.monotonic()
-        invocation = self.function.invoke(event)
+        invocation = environment.invoke(event) if environment is not None else self.function.invoke(event)
         duration_s = time.monotonic() - started
         batch_ids = [m["MessageId"] for m in messages]
         failed, error = self._failed_ids(invocation, batch_ids)
@@ -113,13 +126,14 @@ class SqsEventSourcePoller:
         batch: list[dict[str, Any]] = []
         # Bounded: every pass either fills the batch further or sleeps towards the deadline.
         while len(batch) < self.source.batch_size:
-            received = self.sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=min(SQS_MAX_MESSAGES_PER_RECEIVE, self.source.batch_size - len(batch)),
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
-                WaitTimeSeconds=0,
-            ).get("Messages", [])
+            with _receive_lock(self.queue_url):
+                received = self.sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=min(SQS_MAX_MESSAGES_PER_RECEIVE, self.source.batch_size - len(batch)),
+                    MessageSystemAttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                    WaitTimeSeconds=0,
+                ).get("Messages", [])
             batch.extend(received)
             if not received:
                 remaining = deadline - time.monotonic()
@@ -151,6 +165,18 @@ class SqsEventSourcePoller:
             self.sqs.change_message_visibility(
                 QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=seconds
             )
+
+
+_RECEIVE_LOCKS: dict[str, threading.Lock] = {}
+_RECEIVE_LOCKS_GUARD = threading.Lock()
+
+
+def _receive_lock(queue_url: str) -> threading.Lock:
+    """moto's in-process ReceiveMessage checks and marks a message in two steps without a lock
+    (moto/sqs/models.py), so two threads could both receive it. SQS hides a received message atomically (apart
+    from its documented rare at-least-once duplicates): concurrent pollers of one queue receive one at a time."""
+    with _RECEIVE_LOCKS_GUARD:
+        return _RECEIVE_LOCKS.setdefault(queue_url, threading.Lock())
 
 
 def _reported_failures(response: Any, batch_ids: list[str]) -> tuple[set[str], str | None]:

@@ -22,6 +22,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any, Literal
 
 import boto3
 
-from localdev.functions import LocalFunction
+from localdev.functions import ExecutionEnvironment, LocalFunction
 from localdev.intrinsics import StackValues
 from localdev.lambda_model import Handler, patched_environ
 from localdev.poller import BatchOutcome, PollerOptions, SqsEventSourcePoller
@@ -81,6 +82,21 @@ class DrainReport:
 
     def batches_of(self, function: str) -> list[BatchOutcome]:
         return [b for b in self.batches if b.function == function]
+
+
+@dataclass(frozen=True)
+class _DrainBounds:
+    max_batches: int
+    deadline: float  # time.monotonic()
+
+
+def _warm_up_boto3(region: str, endpoint_url: str | None) -> None:
+    """Create one client of each service a handler uses before threads start: boto3's default session builds
+    its shared components lazily on the first client, and that is not thread-safe (boto3 docs, "Multithreading
+    or multiprocessing with clients")."""
+    for service in ("sqs", "s3", "secretsmanager", "lambda", "cloudwatch", "events"):
+        boto3.client(service, region_name=region, endpoint_url=endpoint_url)
+    boto3.resource("dynamodb", region_name=region, endpoint_url=endpoint_url)
 
 
 @dataclass
@@ -232,20 +248,21 @@ class LocalStack:
         Bounded by `max_batches` invocations and `timeout_seconds`; raises DrainIncompleteError at a bound, so
         a stuck pipeline fails loudly. With `failed_record_visibility_timeout=None` a failed record stays in
         flight for the queue's visibility timeout, and draining waits for it (up to the bounds). `on_batch` is
-        called after every batch (the demo's progress bar).
+        called after every batch (the demo's progress bar), on the calling thread.
+
+        With `PollerOptions.concurrent` (the default) each SQS-triggered function runs up to its Lambda
+        concurrency of batches at once, in threads, each in its own execution environment; off, one batch at a
+        time, functions in turn.
         """
         report = DrainReport()
-        deadline = time.monotonic() + timeout_seconds
-        consumed_queues = sorted({p.source.queue for p in self.pollers})
+        bounds = _DrainBounds(max_batches, time.monotonic() + timeout_seconds)
+        if self.options.concurrent:
+            with patched_environ(self.environment):
+                self._drain_concurrently(report, bounds, on_batch)
+            return report
+        consumed_queues = self._consumed_queues
         while self._pending_async or any(self.queue_depth(q) for q in consumed_queues):
-            invocations = len(report.batches) + len(report.async_invocations)
-            if invocations >= max_batches or time.monotonic() > deadline:
-                depths = {q: self.queue_depth(q) for q in consumed_queues}
-                raise DrainIncompleteError(
-                    f"drain stopped after {invocations} invocations; queue depths {depths}, "
-                    f"{len(self._pending_async)} async invocations pending",
-                    report,
-                )
+            self._check_bounds(report, bounds)
             report.rounds += 1
             progressed = self._run_pending_async(report)
             for poller in self.pollers:
@@ -258,6 +275,73 @@ class LocalStack:
             if not progressed:  # only in-flight messages left: wait for their visibility timeout
                 time.sleep(_IDLE_PAUSE_SECONDS)
         return report
+
+    def concurrency_of(self, poller: SqsEventSourcePoller) -> int:
+        """How many invocations of the poller's function Lambda would run at once for this event source."""
+        limit = self.values.resolve(poller.source.maximum_concurrency)
+        if limit is None:
+            limit = self.values.resolve(poller.function.spec.properties.get("ReservedConcurrentExecutions"))
+        return max(1, int(limit)) if limit is not None else self.options.default_concurrency
+
+    def _drain_concurrently(
+        self, report: DrainReport, bounds: _DrainBounds, on_batch: Callable[[BatchOutcome], None] | None
+    ) -> None:
+        """Like Lambda: every poller keeps up to its function's concurrency of batches in flight at once, each in
+        an execution environment of its own; asynchronous invocations run between rounds."""
+        _warm_up_boto3(self.region, self.endpoint_url)
+        free: dict[int, list[ExecutionEnvironment]] = {
+            index: [poller.function.execution_environment(e) for e in range(self.concurrency_of(poller))]
+            for index, poller in enumerate(self.pollers)
+        }
+        workers = sum(len(environments) for environments in free.values())
+        running: dict[Future[BatchOutcome | None], tuple[int, ExecutionEnvironment]] = {}
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda") as pool:
+            try:
+                while True:
+                    self._check_bounds(report, bounds, running=len(running))
+                    report.rounds += 1
+                    if not running:
+                        self._run_pending_async(report)
+                    for index, poller in enumerate(self.pollers):
+                        if free[index] and self._visible_messages(poller.source.queue):
+                            environment = free[index].pop()
+                            running[pool.submit(poller.poll_once, environment)] = (index, environment)
+                    if not running:
+                        if not self._pending_async and not any(self.queue_depth(q) for q in self._consumed_queues):
+                            return
+                        time.sleep(_IDLE_PAUSE_SECONDS)  # only in-flight messages left: wait for their visibility
+                        continue
+                    done, _ = wait(running, timeout=_IDLE_PAUSE_SECONDS, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        index, environment = running.pop(future)
+                        free[index].append(environment)
+                        outcome = future.result()  # a poller's own failure (not the handler's) stops the drain
+                        if outcome is not None:
+                            report.batches.append(outcome)
+                            if on_batch is not None:
+                                on_batch(outcome)
+            finally:
+                wait(running)  # in-flight invocations end before the stack may be torn down
+
+    @property
+    def _consumed_queues(self) -> list[str]:
+        return sorted({p.source.queue for p in self.pollers})
+
+    def _visible_messages(self, queue: str) -> int:
+        attributes = self.clients.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url(queue), AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"])
+
+    def _check_bounds(self, report: DrainReport, bounds: _DrainBounds, running: int = 0) -> None:
+        invocations = len(report.batches) + len(report.async_invocations) + running
+        if invocations >= bounds.max_batches or time.monotonic() > bounds.deadline:
+            depths = {q: self.queue_depth(q) for q in self._consumed_queues}
+            raise DrainIncompleteError(
+                f"drain stopped after {invocations} invocations; queue depths {depths}, "
+                f"{len(self._pending_async)} async invocations pending",
+                report,
+            )
 
     # ------------------------------------------------------------------ internals
     def _run_pending_async(self, report: DrainReport) -> bool:

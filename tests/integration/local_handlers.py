@@ -103,3 +103,27 @@ class AlwaysRaise:
     def __call__(self, event: dict[str, Any], context: Any) -> None:
         self.calls += 1
         raise RuntimeError("export failed")
+
+
+class CountOverlap:
+    """Takes `seconds` per batch and records how many invocations were running at once (thread-safe)."""
+
+    def __init__(self, seconds: float) -> None:
+        import threading
+
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+        self.deliveries: Counter[str] = Counter()
+
+    def __call__(self, event: dict[str, Any], context: Any) -> None:
+        import time
+
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            self.deliveries.update(record["body"] for record in event["Records"])
+        time.sleep(self.seconds)
+        with self._lock:
+            self.running -= 1

@@ -22,6 +22,7 @@ from localdev.runtime import Backend, DrainIncompleteError, LocalStack, load_eve
 from localdev.template import DEFAULT_TEMPLATE, Template
 from tests.integration.local_handlers import (
     AlwaysRaise,
+    CountOverlap,
     ExportSnapshots,
     FailOneRecord,
     ForwardToUploadQueue,
@@ -322,3 +323,33 @@ def test_settings_follow_each_new_stack(template: Template) -> None:
                 7,
                 emulator,
             )
+
+
+# ------------------------------------------------------------------------------------ concurrency
+@pytest.mark.parametrize(
+    ("function", "queue", "concurrent", "expected_peak"),
+    [
+        # UploadFunction: ScalingConfig.MaximumConcurrency = the UploadMaximumConcurrency parameter (3 here).
+        ("UploadFunction", "UploadQueue", True, 3),
+        # TransformFunction sets no limit: the runtime's default_concurrency (3).
+        ("TransformFunction", "RawQueue", True, 3),
+        ("UploadFunction", "UploadQueue", False, 1),
+    ],
+)
+def test_sqs_functions_run_as_many_invocations_at_once_as_lambda_would(
+    function: str, queue: str, concurrent: bool, expected_peak: int, template: Template
+) -> None:
+    handler = CountOverlap(seconds=0.3)
+    options = PollerOptions(wait_for_batching_window=False, concurrent=concurrent, default_concurrency=3)
+    parameters = {"UploadMaximumConcurrency": "3"}
+    with local_stack(template, options=options, parameters=parameters, handlers={function: handler}) as stack:
+        # One message per batch would need BatchSize 1; instead enough messages for many batches of any size.
+        sent = [f"m{i}" for i in range(120)]
+        for body in sent:
+            stack.send(queue, body)
+        report = stack.drain(timeout_seconds=60)
+
+        assert handler.peak == expected_peak
+        assert handler.deliveries == Counter(sent)  # each message delivered once, none lost
+        assert sum(len(b.deleted_ids) for b in report.batches) == len(sent)
+        assert stack.queue_depth(queue) == 0

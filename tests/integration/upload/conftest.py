@@ -173,3 +173,25 @@ def direct_uploader(emulator: RunningEmulator, **settings_fields: Any) -> tuple[
     api = ChartMogulApi(emulator.api_key, settings, ChartMogulLimiter.share_of_account(settings))
     data_source = DataSources(state, api).ensure(settings.chartmogul_data_source_name, TimeBudget.seconds(30))
     return BundleUploader(api, IdMap(state, api, data_source), CustomerLeases(state, data_source)), api
+
+
+def upload_instances(emulator: RunningEmulator, count: int, *, lease_wait_s: float = 1.0) -> list[Any]:
+    """`count` BundleUploaders sharing one fresh state table and data source, each with its own client, id map
+    and leases, as concurrent Lambda instances of the upload function have (call inside `moto.mock_aws()`)."""
+    from chartmogul_sync.config import Settings
+    from chartmogul_sync.sinks.chartmogul.client import ChartMogulApi, TimeBudget
+    from chartmogul_sync.sinks.chartmogul.idmap import DataSources, IdMap
+    from chartmogul_sync.sinks.chartmogul.leases import CustomerLeases
+    from chartmogul_sync.sinks.chartmogul.limiter import ChartMogulLimiter
+    from chartmogul_sync.sinks.chartmogul.uploader import BundleUploader
+    from tests.fixtures.state_table import create_state_table
+
+    settings = Settings(chartmogul_api_url=emulator.api_url, upload_max_concurrency=count)
+    state = create_state_table(settings.state_table)
+    instances = []
+    for _ in range(count):
+        api = ChartMogulApi(emulator.api_key, settings, ChartMogulLimiter.share_of_account(settings))
+        data_source = DataSources(state, api).ensure(settings.chartmogul_data_source_name, TimeBudget.seconds(30))
+        leases = CustomerLeases(state, data_source, wait_s=lease_wait_s)
+        instances.append(BundleUploader(api, IdMap(state, api, data_source), leases))
+    return instances

@@ -130,7 +130,8 @@ class UploadService:
             return RecordResult(RecordOutcome.BAD_RECORD)
         bundle = _bundle(record)
         customer_id = bundle.customer.external_id
-        logger.append_keys(correlation_id=record.message.correlation_id, customer_external_id=customer_id)
+        # Thread-safe keys: the local runtime runs concurrent invocations as threads sharing one logger.
+        logger.thread_safe_append_keys(correlation_id=record.message.correlation_id, customer_external_id=customer_id)
         if outcome is None:
             try:
                 outcome = self.uploader(budget).apply(bundle, budget)
