@@ -100,14 +100,11 @@ SCENARIOS: dict[str, Callable[[str], tuple[CustomerBundle, CustomerBundle]]] = {
 }
 
 
-def state_of(emulator: RunningEmulator, bundle: CustomerBundle) -> dict[str, Any]:
-    """What ChartMogul holds of this bundle's customer, or what it must hold once the bundle is applied."""
-    customer = bundle.customer.external_id
+def expected_customer_state(bundle: CustomerBundle) -> dict[str, Any]:
+    """What ChartMogul must hold of this bundle's customer once the bundle is applied (`customer_state` terms)."""
     if bundle.deleted_in_source:
-        expected: dict[str, Any] = {"customers": [], "invoices": [], "cancellations": []}
-    else:
-        expected = {k: v for k, v in expected_state(bundle).items() if k != "plans"}
-    return expected
+        return {"customers": [], "invoices": [], "cancellations": []}
+    return {k: v for k, v in expected_state(bundle).items() if k != "plans"}
 
 
 def customer_state(emulator: RunningEmulator, customer: str) -> dict[str, Any]:
@@ -157,10 +154,10 @@ def test_an_older_bundle_that_passed_its_check_cannot_overwrite_a_newer_one(
     # SQS redelivers the newer bundle: it applies, and the older one, delivered again, is stale.
     redelivered = apply_in(mode, second, newer)
     assert isinstance(redelivered, ApplyResult) and redelivered.outcome is Outcome.APPLIED
-    assert customer_state(emulator, customer) == state_of(emulator, newer)
+    assert customer_state(emulator, customer) == expected_customer_state(newer)
     again = apply_in(mode, first, older)
     assert isinstance(again, ApplyResult) and again.outcome is Outcome.STALE
-    assert customer_state(emulator, customer) == state_of(emulator, newer)
+    assert customer_state(emulator, customer) == expected_customer_state(newer)
 
 
 # ---------------------------------------------------------------- many customers, many versions, at random
@@ -222,7 +219,7 @@ def test_concurrent_uploads_of_random_versions_always_end_at_the_newest(emulator
     assert all(isinstance(o, ApplyResult) for _, o in outcomes), [
         o for _, o in outcomes if not isinstance(o, ApplyResult)
     ][:3]
-    stale_wins = [c for c in customers if customer_state(emulator, c) != state_of(emulator, versions[c][-1])]
+    stale_wins = [c for c in customers if customer_state(emulator, c) != expected_customer_state(versions[c][-1])]
     assert stale_wins == [], f"{len(stale_wins)} of {len(customers)} customers ended at an older version"
     # No duplicates: every invoice external id exists once (the emulator would refuse a second, but a deleted
     # and re-created customer could hold two copies under two uuids).
