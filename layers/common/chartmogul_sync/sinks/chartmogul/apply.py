@@ -53,6 +53,9 @@ class KnownCustomer:
     subscriptions: Mapping[str, KnownSubscription] = field(default_factory=dict)
     events: frozenset[str] = frozenset()
     deleted: bool = False  # we deleted it (deleted in the source, config `deleted_customers: delete`)
+    # Merged in ChartMogul into another customer (`uuid` is the surviving one): its history goes there, its
+    # fields are the surviving customer's and are not written (docs/mapping-decisions.md "Merged customers").
+    merged: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,8 +119,11 @@ def plan_writes(bundle: CustomerBundle, known: KnownCustomer, known_plans: Mappi
         p for p in bundle.plans if p.external_id in known_plans and known_plans[p.external_id].fields != plan_fields(p)
     )
     desired_fields = customer_fields(bundle.customer)
+    customer_changes: JsonDict
     if not known.exists:
         customer_to_create, customer_changes = bundle.customer, {}
+    elif known.merged:
+        customer_to_create, customer_changes = None, {}
     elif known.fields is None:
         customer_to_create, customer_changes = None, {k: v for k, v in desired_fields.items() if v is not None}
     else:

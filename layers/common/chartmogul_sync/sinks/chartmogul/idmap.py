@@ -188,25 +188,40 @@ class IdMap:
             self._state.delete(self._pk, str(item["sk"]))
 
     def lookup_customer_uuid(self, customer_external_id: str, budget: TimeBudget) -> str | None:
+        found = self.lookup_customer(customer_external_id, budget)
+        return None if found is None else found[0]
+
+    def lookup_customer(self, customer_external_id: str, budget: TimeBudget) -> tuple[str, bool] | None:
+        """(uuid, merged) of the ChartMogul customer that answers to this external id in our data source.
+
+        `merged` when the customer's own external id is another one: ours was merged into it
+        (`POST /customers/merges`; a merged customer lists every merged external id in `external_ids`,
+        https://dev.chartmogul.com/reference/merge-customers).
+        """
         page = self._list_by_external_id("customer", chartmogul.Customer, customer_external_id, budget)
         for entry in page.entries:
             if getattr(entry, "external_id", customer_external_id) == customer_external_id:
-                return str(entry.uuid)
+                return str(entry.uuid), False
+        for entry in page.entries:
+            if customer_external_id in (getattr(entry, "external_ids", None) or []):
+                return str(entry.uuid), True
         return None
 
     def refresh_customer(self, customer_external_id: str, budget: TimeBudget) -> KnownCustomer:
         """Rebuild what is known about a customer from ChartMogul itself (after a duplicate answer)."""
         before = self.known_customer(customer_external_id)
         # A uuid we hold was good for the request that just answered (a 404 makes the caller forget it instead).
-        uuid = before.uuid or self.lookup_customer_uuid(customer_external_id, budget)
-        if uuid is None:
+        found = (before.uuid, before.merged) if before.uuid else self.lookup_customer(customer_external_id, budget)
+        if found is None:
             known = KnownCustomer()
         else:
+            uuid, merged = found
             invoices = list(self._customer_invoices(uuid, customer_external_id, budget))
             known = with_invoices(
                 KnownCustomer(
                     exists=True,
                     uuid=uuid,
+                    merged=merged,
                     # Fields we wrote stay known unless the uuid changed (the customer was recreated or merged).
                     fields=before.fields if before.uuid in (None, uuid) else None,
                     subscriptions={
@@ -229,7 +244,10 @@ class IdMap:
                 return chartmogul.Invoice.all(cfg, uuid=customer_uuid, per_page=_PER_PAGE, **paging).get()
 
             page = self._api.call(f"list invoices of customer {customer_external_id}", list_page, budget)
-            yield from page.invoices
+            # A merged customer also holds other data sources' invoices: only ours are ours to diff.
+            yield from (
+                i for i in page.invoices if getattr(i, "data_source_uuid", None) in (None, self.data_source_uuid)
+            )
             if not page.has_more or not page.cursor:
                 return
             cursor = page.cursor
@@ -334,15 +352,7 @@ def with_invoices(known: KnownCustomer, invoices: Iterable[Any]) -> KnownCustome
                 before = subscriptions.get(sub_external_id)
                 dates = before.cancellation_dates if before else None
                 subscriptions[sub_external_id] = KnownSubscription(uuid=sub_uuid, cancellation_dates=dates)
-    return KnownCustomer(
-        exists=known.exists,
-        uuid=known.uuid,
-        fields=known.fields,
-        invoices=invoice_uuids,
-        transactions=frozenset(transactions),
-        subscriptions=subscriptions,
-        events=known.events,
-    )
+    return replace(known, invoices=invoice_uuids, transactions=frozenset(transactions), subscriptions=subscriptions)
 
 
 class DataSources:

@@ -90,6 +90,9 @@ class BundleUploader:
         self._api = api
         self.idmap = idmap
         self.leases = leases
+        # Per customer being applied: the objects ChartMogul already answered "exists" for in this apply. A
+        # second such answer after relearning means the object is not ours to find: see `_unresolvable`.
+        self._duplicates: dict[str, set[str]] = {}
 
     def apply(self, bundle: CustomerBundle, budget: TimeBudget) -> ApplyResult:
         """Apply one bundle while holding its customer's lease (leases.py); raises LeaseUnavailable (transient)."""
@@ -110,6 +113,14 @@ class BundleUploader:
                 return ApplyResult(customer_id, Outcome.STALE, notes=[str(overtaken)])
 
     def _apply_diff(self, bundle: CustomerBundle, budget: TimeBudget) -> ApplyResult:
+        customer_id = bundle.customer.external_id
+        self._duplicates[customer_id] = set()
+        try:
+            return self._apply_rounds(bundle, budget)
+        finally:
+            del self._duplicates[customer_id]
+
+    def _apply_rounds(self, bundle: CustomerBundle, budget: TimeBudget) -> ApplyResult:
         customer_id = bundle.customer.external_id
         result = ApplyResult(customer_id, Outcome.UNCHANGED)
         for _round in range(MAX_ROUNDS):
@@ -308,11 +319,10 @@ class BundleUploader:
                 )
                 result.writes["events_created"] += 1
             except ChartMogulError as error:
-                if (
-                    error.kind is not FailureKind.ALREADY_EXISTS
-                    or self.idmap.lookup_event_id(event.external_id, budget) is None
-                ):
+                if error.kind is not FailureKind.ALREADY_EXISTS:
                     raise
+                if self.idmap.lookup_event_id(event.external_id, budget) is None:
+                    raise self._unresolvable(customer_id, event.external_id, error) from error
             known = replace(known, events=known.events | {event.external_id})
             self.idmap.remember_customer(customer_id, known)
 
@@ -361,6 +371,20 @@ class BundleUploader:
         return known
 
     def _delete_customer(self, customer_id: str, known: KnownCustomer, budget: TimeBudget, result: ApplyResult) -> None:
+        if known.merged:
+            # The surviving customer holds other customers' data too: deleting it would delete theirs.
+            raise BundleRefused(
+                customer_id,
+                ChartMogulError(
+                    f"delete customer {customer_id}",
+                    FailureKind.PERMANENT,
+                    detail=(
+                        f"customer {customer_id} was deleted in the billing system, but in ChartMogul it was merged "
+                        f"into customer {known.uuid}, which holds other data: delete or unmerge it in ChartMogul"
+                    ),
+                ),
+                customer_id,
+            )
         uuid = known.uuid or self.idmap.lookup_customer_uuid(customer_id, budget)
         if uuid is not None:
             deleted = self._delete(
@@ -402,7 +426,29 @@ class BundleUploader:
         except ChartMogulError as error:
             if error.kind is FailureKind.PERMANENT:
                 raise BundleRefused(customer_id, error, object_id) from error
+            if error.kind is FailureKind.ALREADY_EXISTS:
+                seen = self._duplicates.setdefault(customer_id, set())
+                if object_id in seen:
+                    raise self._unresolvable(customer_id, object_id, error) from error
+                seen.add(object_id)
             raise
+
+    def _unresolvable(self, customer_id: str, object_id: str, error: ChartMogulError) -> BundleRefused:
+        """ChartMogul says the object exists, yet it is not among this customer's objects in our data source
+        even after asking ChartMogul: another customer holds the external id. Retrying cannot help."""
+        refusal = ChartMogulError(
+            error.operation,
+            FailureKind.PERMANENT,
+            status=error.status,
+            body=error.body,
+            detail=(
+                f"{object_id} already exists in ChartMogul, but not under customer {customer_id} of this data "
+                f"source (ChartMogul said: {error}). Another customer holds this external id: if two customers "
+                "were merged in ChartMogul by hand, unmerge them; if the id is reused in the billing system, "
+                "delete the other object in ChartMogul; then replay this record (cmsync dlq replay)"
+            ),
+        )
+        return BundleRefused(customer_id, refusal, object_id)
 
     def _delete(self, customer_id: str, object_id: str, operation: str, request: Any, budget: TimeBudget) -> bool:
         """One delete; False when ChartMogul no longer had the object (gone already: that is what we wanted)."""
