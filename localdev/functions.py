@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +43,7 @@ class LocalFunction:
         self.environment = dict(environment)
         self._handler = handler
         self._replaced = handler is not None  # a test's handler is shared by every environment
+        self._wrapper: Callable[[Handler], Handler] | None = None
 
     @property
     def handler(self) -> Handler:
@@ -53,11 +54,19 @@ class LocalFunction:
     def replace_handler(self, handler: Handler) -> None:
         self._handler = handler
         self._replaced = True
+        self._wrapper = None
+
+    def wrap_handler(self, wrapper: Callable[[Handler], Handler]) -> None:
+        """Run every environment's own handler through `wrapper` (tests: a crash after the real work)."""
+        self._wrapper = wrapper
+        self._handler = wrapper(self._handler or self._load_handler(self.spec.logical_id))
 
     def execution_environment(self, index: int) -> ExecutionEnvironment:
         """A separate warm instance of this function (see ExecutionEnvironment), loaded now."""
-        handler = self.handler if self._replaced else self._load_handler(f"{self.spec.logical_id}_env{index}")
-        return ExecutionEnvironment(self, index, handler)
+        if self._replaced:
+            return ExecutionEnvironment(self, index, self.handler)
+        handler = self._load_handler(f"{self.spec.logical_id}_env{index}")
+        return ExecutionEnvironment(self, index, self._wrapper(handler) if self._wrapper else handler)
 
     def invoke(
         self, event: dict[str, Any], *, handler: Handler | None = None, patch_environment: bool = True

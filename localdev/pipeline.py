@@ -62,6 +62,10 @@ class StageReport:
 @dataclass
 class PipelineOptions:
     upload_mode: Literal["api", "bulk"] = "api"
+    # Like Lambda, several invocations of each SQS-triggered function at once (the upload function's
+    # MaximumConcurrency is `upload_concurrency`); False runs one batch at a time.
+    concurrent: bool = True
+    upload_concurrency: int = 3
     # Rate limits: the real ones by default (Stripe 25/s in test mode; ChartMogul 40/s); None switches one off.
     stripe_rate_limit: float | Literal["stripe"] | None = "stripe"
     chartmogul_rate_limit: float | None = 40.0
@@ -130,9 +134,10 @@ class LocalPipeline:
             "STRIPE_API_BASE": self.stripe.base_url,
             "CHARTMOGUL_API_URL": self.chartmogul.api_url,
             "UPLOAD_MODE": options.upload_mode,
-            # One local poller is one instance: it takes the account's whole request budget.
-            "UPLOAD_MAX_CONCURRENCY": "1",
             "HTTP_READ_TIMEOUT_S": "2",
+            # Sequential, the one running instance may take the account's whole request budget; concurrent, each
+            # of the upload_concurrency instances takes its share (the template passes the parameter on).
+            **({} if options.concurrent else {"UPLOAD_MAX_CONCURRENCY": "1"}),
             **options.extra_environment,
         }
         self.stack = self._cleanup.enter_context(
@@ -141,7 +146,9 @@ class LocalPipeline:
                 options=PollerOptions(
                     wait_for_batching_window=False,
                     failed_record_visibility_timeout=options.failed_record_visibility_timeout,
+                    concurrent=options.concurrent,
                 ),
+                parameters={"UploadMaximumConcurrency": str(options.upload_concurrency)},
                 environment=environment,
             )
         )
@@ -182,8 +189,7 @@ class LocalPipeline:
         return self._run("backfill", {"mode": "backfill", **request}, on_batch)
 
     def incremental(self, on_batch: Callable[[BatchOutcome], None] | None = None) -> StageReport:
-        scheduled = self.stripe_now().strftime("%Y-%m-%dT%H:%M:%SZ")
-        return self._run("incremental", {"mode": "incremental", "scheduled_time": scheduled}, on_batch)
+        return self._run("incremental", self.incremental_event(), on_batch)
 
     def sync_customer(self, customer_id: str) -> StageReport:
         return self._run(f"customer {customer_id}", {"mode": "customer", "customer_id": customer_id}, None)
@@ -211,6 +217,22 @@ class LocalPipeline:
             functions=figures,
             stripe_requests=self.stripe_request_total() - stripe_before,
             chartmogul_requests=self.chartmogul_request_total() - chartmogul_before,
+        )
+
+    def start_export(self, event: dict[str, Any]) -> None:
+        """Invoke the export function asynchronously (it runs in the next `drain`, beside whatever else runs)."""
+        self._sync_chartmogul_clock()
+        self.stack.invoke_async("ExportFunction", event)
+
+    def incremental_event(self) -> dict[str, Any]:
+        """The schedule's event for a run now."""
+        return {"mode": "incremental", "scheduled_time": self.stripe_now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    def drain(self, on_batch: Callable[[BatchOutcome], None] | None = None) -> DrainReport:
+        """Run everything queued until the pipeline is idle (with the run's bounds)."""
+        self._sync_chartmogul_clock()
+        return self.stack.drain(
+            max_batches=self.options.max_batches, timeout_seconds=self.options.drain_timeout_s, on_batch=on_batch
         )
 
     # ---- scenario changes ------------------------------------------------------------------------------

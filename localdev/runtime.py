@@ -18,6 +18,7 @@ import datetime
 import json
 import logging
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -30,7 +31,7 @@ from typing import Any, Literal
 
 import boto3
 
-from localdev.functions import ExecutionEnvironment, LocalFunction
+from localdev.functions import ExecutionEnvironment, Invocation, LocalFunction
 from localdev.intrinsics import StackValues
 from localdev.lambda_model import Handler, patched_environ
 from localdev.poller import BatchOutcome, PollerOptions, SqsEventSourcePoller
@@ -145,6 +146,10 @@ class LocalStack:
             for source in function.spec.sqs_events
         ]
         self._pending_async: list[_PendingAsync] = []
+        self._async_lock = threading.Lock()
+        # Warm execution environments, kept between drains as Lambda keeps them between invocations.
+        self._environments: dict[str, list[ExecutionEnvironment]] = {}
+        self._boto3_warm = False
 
     # ------------------------------------------------------------------ names of what was created
     def queue_url(self, logical_id: str) -> str:
@@ -183,8 +188,15 @@ class LocalStack:
         forget_cached_settings()
 
     def use_handler(self, function: str, handler: Handler) -> None:
-        """Run `handler` instead of the function's CodeUri handler (tests)."""
+        """Run `handler` instead of the function's CodeUri handler (tests). One handler object then serves every
+        concurrent environment: it must be thread-safe (see `wrap_handler` for the real handler with a twist)."""
         self.function(function).replace_handler(handler)
+        self._environments.clear()
+
+    def wrap_handler(self, function: str, wrapper: Callable[[Handler], Handler]) -> None:
+        """Run the function's real handler through `wrapper`, in every execution environment (tests)."""
+        self.function(function).wrap_handler(wrapper)
+        self._environments.clear()
 
     def put_secret_value(self, secret: str, value: str) -> None:
         """Give a template secret (logical id or name) its value, as an operator does after deploying."""
@@ -202,7 +214,7 @@ class LocalStack:
 
     def invoke_async(self, function: str, event: dict[str, Any]) -> None:
         """An asynchronous (Event) invocation, run by `drain` with Lambda's retries and on-failure destination."""
-        self._pending_async.append(_PendingAsync(self.function(function), event))
+        self._queue_async(_PendingAsync(self.function(function), event))
 
     def send(self, queue: str, body: str, **kwargs: Any) -> str:
         """Send one message to a template queue (logical id); returns its MessageId."""
@@ -255,11 +267,13 @@ class LocalStack:
         time, functions in turn.
         """
         report = DrainReport()
-        bounds = _DrainBounds(max_batches, time.monotonic() + timeout_seconds)
         if self.options.concurrent:
             with patched_environ(self.environment):
+                self._prepare_environments()  # before the clock starts: set-up, not the drain's work
+                bounds = _DrainBounds(max_batches, time.monotonic() + timeout_seconds)
                 self._drain_concurrently(report, bounds, on_batch)
             return report
+        bounds = _DrainBounds(max_batches, time.monotonic() + timeout_seconds)
         consumed_queues = self._consumed_queues
         while self._pending_async or any(self.queue_depth(q) for q in consumed_queues):
             self._check_bounds(report, bounds)
@@ -286,26 +300,35 @@ class LocalStack:
     def _drain_concurrently(
         self, report: DrainReport, bounds: _DrainBounds, on_batch: Callable[[BatchOutcome], None] | None
     ) -> None:
-        """Like Lambda: every poller keeps up to its function's concurrency of batches in flight at once, each in
-        an execution environment of its own; asynchronous invocations run between rounds."""
-        _warm_up_boto3(self.region, self.endpoint_url)
-        free: dict[int, list[ExecutionEnvironment]] = {
-            index: [poller.function.execution_environment(e) for e in range(self.concurrency_of(poller))]
-            for index, poller in enumerate(self.pollers)
+        """Like Lambda: every poller keeps up to its function's concurrency of batches in flight at once, and
+        asynchronous invocations run beside them, each invocation in an execution environment of its own."""
+        free = self._environments  # every environment is free between drains
+        async_slots = {
+            f: self._function_concurrency(f) for f in {i.function.spec.logical_id for i in self._pending_async}
         }
-        workers = sum(len(environments) for environments in free.values())
-        running: dict[Future[BatchOutcome | None], tuple[int, ExecutionEnvironment]] = {}
+        workers = sum(len(e) for e in free.values()) + sum(async_slots.values()) + self.options.default_concurrency
+        running: dict[Future[Any], tuple[str, ExecutionEnvironment, _PendingAsync | None]] = {}
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda") as pool:
             try:
                 while True:
                     self._check_bounds(report, bounds, running=len(running))
                     report.rounds += 1
-                    if not running:
-                        self._run_pending_async(report)
+                    for item in self._take_pending_async():
+                        slot = f"async-{item.function.spec.logical_id}"
+                        if slot not in free:
+                            count = self._function_concurrency(item.function.spec.logical_id)
+                            free[slot] = [item.function.execution_environment(100 + e) for e in range(count)]
+                        if not free[slot]:
+                            self._queue_async(item)  # every environment of the function is busy: later
+                            continue
+                        environment = free[slot].pop()
+                        item.attempts += 1
+                        running[pool.submit(environment.invoke, item.event)] = (slot, environment, item)
                     for index, poller in enumerate(self.pollers):
-                        if free[index] and self._visible_messages(poller.source.queue):
-                            environment = free[index].pop()
-                            running[pool.submit(poller.poll_once, environment)] = (index, environment)
+                        slot = f"poller-{index}"
+                        if free[slot] and self._visible_messages(poller.source.queue):
+                            environment = free[slot].pop()
+                            running[pool.submit(poller.poll_once, environment)] = (slot, environment, None)
                     if not running:
                         if not self._pending_async and not any(self.queue_depth(q) for q in self._consumed_queues):
                             return
@@ -313,15 +336,30 @@ class LocalStack:
                         continue
                     done, _ = wait(running, timeout=_IDLE_PAUSE_SECONDS, return_when=FIRST_COMPLETED)
                     for future in done:
-                        index, environment = running.pop(future)
-                        free[index].append(environment)
+                        slot, environment, item = running.pop(future)
+                        free[slot].append(environment)
                         outcome = future.result()  # a poller's own failure (not the handler's) stops the drain
-                        if outcome is not None:
+                        if item is not None:
+                            self._settle_async(item, outcome, report)
+                        elif outcome is not None:
                             report.batches.append(outcome)
                             if on_batch is not None:
                                 on_batch(outcome)
             finally:
                 wait(running)  # in-flight invocations end before the stack may be torn down
+
+    def _prepare_environments(self) -> None:
+        if not self._boto3_warm:
+            _warm_up_boto3(self.region, self.endpoint_url)
+            self._boto3_warm = True
+        for index, poller in enumerate(self.pollers):
+            if f"poller-{index}" not in self._environments:
+                count = self.concurrency_of(poller)
+                self._environments[f"poller-{index}"] = [poller.function.execution_environment(e) for e in range(count)]
+
+    def _function_concurrency(self, logical_id: str) -> int:
+        reserved = self.values.resolve(self.function(logical_id).spec.properties.get("ReservedConcurrentExecutions"))
+        return max(1, int(reserved)) if reserved is not None else self.options.default_concurrency
 
     @property
     def _consumed_queues(self) -> list[str]:
@@ -345,27 +383,37 @@ class LocalStack:
 
     # ------------------------------------------------------------------ internals
     def _run_pending_async(self, report: DrainReport) -> bool:
-        pending, self._pending_async = self._pending_async, []
+        pending = self._take_pending_async()
         for item in pending:
             item.attempts += 1
-            invocation = item.function.invoke(item.event)
-            if not invocation.failed:
-                report.async_invocations.append(
-                    AsyncOutcome(item.function.spec.logical_id, item.event, item.attempts, None)
-                )
-                continue
-            error = "Task timed out" if invocation.timed_out else repr(invocation.error)
-            config = item.function.spec.properties.get("EventInvokeConfig", {})
-            retries = int(config.get("MaximumRetryAttempts", DEFAULT_ASYNC_RETRY_ATTEMPTS))
-            # Lambda retries a failed async invocation after 1 and 2 minutes; locally the retry is immediate.
-            if item.attempts <= retries:
-                self._pending_async.append(item)
-                continue
-            report.async_invocations.append(
-                AsyncOutcome(item.function.spec.logical_id, item.event, item.attempts, error)
-            )
-            self._send_to_on_failure_destination(item, invocation.error, config)
+            self._settle_async(item, item.function.invoke(item.event), report)
         return bool(pending)
+
+    def _take_pending_async(self) -> list[_PendingAsync]:
+        with self._async_lock:
+            pending, self._pending_async = self._pending_async, []
+        return pending
+
+    def _queue_async(self, item: _PendingAsync) -> None:
+        # Handlers queue invocations too (an export's continuation), from the threads they run in.
+        with self._async_lock:
+            self._pending_async.append(item)
+
+    def _settle_async(self, item: _PendingAsync, invocation: Invocation, report: DrainReport) -> None:
+        """After one attempt: done, retried (Lambda's MaximumRetryAttempts), or sent to the on-failure destination."""
+        function = item.function.spec.logical_id
+        if not invocation.failed:
+            report.async_invocations.append(AsyncOutcome(function, item.event, item.attempts, None))
+            return
+        error = "Task timed out" if invocation.timed_out else repr(invocation.error)
+        config = item.function.spec.properties.get("EventInvokeConfig", {})
+        retries = int(config.get("MaximumRetryAttempts", DEFAULT_ASYNC_RETRY_ATTEMPTS))
+        # Lambda retries a failed async invocation after 1 and 2 minutes; locally the retry is immediate.
+        if item.attempts <= retries:
+            self._queue_async(item)
+            return
+        report.async_invocations.append(AsyncOutcome(function, item.event, item.attempts, error))
+        self._send_to_on_failure_destination(item, invocation.error, config)
 
     def _send_to_on_failure_destination(
         self, item: _PendingAsync, error: Exception | None, config: Mapping[str, Any]

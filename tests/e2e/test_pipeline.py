@@ -2,6 +2,7 @@
 emulators over loopback. What a user would check: ChartMogul holds exactly the objects a correct import gives,
 its MRR matches the billing system month by month, nothing is lost or duplicated, whatever the network does."""
 
+import threading
 from typing import Any
 
 import pytest
@@ -76,17 +77,23 @@ def test_a_crash_after_chartmogul_accepted_a_bundle_but_before_the_sqs_delete_du
     account: Account,
 ) -> None:
     with LocalPipeline(account, FAST) as pipeline:
-        real_upload = pipeline.stack.function("UploadFunction").handler
         crashed: list[int] = []
+        lock = threading.Lock()
 
-        def upload_then_crash_once(event: dict[str, Any], context: Any) -> Any:
-            response = real_upload(event, context)  # ChartMogul has the writes now
-            if not crashed:
-                crashed.append(len(event["Records"]))
-                raise RuntimeError("the Lambda died before returning: SQS will deliver the batch again")
-            return response
+        def crashing_once(real_upload: Any) -> Any:
+            def upload_then_crash_once(event: dict[str, Any], context: Any) -> Any:
+                response = real_upload(event, context)  # ChartMogul has the writes now
+                with lock:
+                    crash = not crashed
+                    if crash:
+                        crashed.append(len(event["Records"]))
+                if crash:
+                    raise RuntimeError("the Lambda died before returning: SQS will deliver the batch again")
+                return response
 
-        pipeline.stack.use_handler("UploadFunction", upload_then_crash_once)
+            return upload_then_crash_once
+
+        pipeline.stack.wrap_handler("UploadFunction", crashing_once)
         report = pipeline.backfill()
         upload = report.functions["UploadFunction"]
         assert crashed and upload.failed == crashed[0]
@@ -129,3 +136,37 @@ def test_records_chartmogul_refuses_wait_in_bad_records_with_the_reason_and_repl
         writes = pipeline.chartmogul_writes()
         again = CliRunner().invoke(main, ["dlq", "replay", "bad-records"], env=pipeline.stack.environment)
         assert again.exit_code == 0 and pipeline.chartmogul_writes() == writes  # nothing left to replay
+
+
+def test_a_re_backfill_overlapping_an_incremental_sync_with_concurrent_uploads_and_faults_ends_at_the_truth(
+    account: Account,
+) -> None:
+    """The production race: a re-backfill (bulk mode, snapshots as of its start) still uploading while Stripe
+    changes and the schedule's incremental run (api mode, newer snapshots) uploads the same customers, with three
+    upload instances at once and ChartMogul failing now and then. The newer version of every customer must win."""
+    options = PipelineOptions(
+        stripe_rate_limit=None,
+        chartmogul_rate_limit=None,
+        chartmogul_faults="429:0.05,500:0.03,503:0.02,reset:0.02",
+        fault_seed=7,
+        upload_concurrency=3,
+    )
+    with LocalPipeline(account, options) as pipeline:
+        pipeline.backfill()
+        pipeline.start_export({"mode": "backfill", "run_id": "re-backfill"})
+        overlapped: list[str] = []
+
+        def change_stripe_while_the_backfill_uploads(outcome: Any) -> None:
+            if overlapped or outcome.function != "UploadFunction":
+                return
+            steps = pipeline.apply_demo_changes()
+            assert [s for s in steps if "error" in s] == []
+            pipeline.start_export(pipeline.incremental_event())
+            overlapped.append(outcome.function)
+
+        report = pipeline.drain(on_batch=change_stripe_while_the_backfill_uploads)
+        assert overlapped, "the incremental run started while the re-backfill was uploading"
+        uploads = report.batches_of("UploadFunction")
+        assert len(uploads) > 3
+        assert_matches_ground_truth(pipeline, account)
+        assert_dead_letter_queues_empty(pipeline)

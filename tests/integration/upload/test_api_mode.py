@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 
 import pytest
 
@@ -190,17 +191,22 @@ def test_a_crash_after_a_write_makes_no_duplicate_on_redelivery(
 
 
 def test_a_crash_after_the_whole_batch_makes_no_duplicate_either(stack, emulator):
-    real_handler = stack.function("UploadFunction").handler
     calls = []
+    lock = threading.Lock()
 
-    def handler_that_crashes_before_the_delete(event, context):
-        calls.append(len(event["Records"]))
-        response = real_handler(event, context)
-        if len(calls) == 1:
-            raise TimeoutError("Task timed out")  # Lambda stopped: SQS keeps and redelivers the batch
-        return response
+    def crashing_before_the_delete(real_handler):
+        def handler(event, context):
+            response = real_handler(event, context)
+            with lock:
+                calls.append(len(event["Records"]))
+                first = len(calls) == 1
+            if first:
+                raise TimeoutError("Task timed out")  # Lambda stopped: SQS keeps and redelivers the batch
+            return response
 
-    stack.use_handler("UploadFunction", handler_that_crashes_before_the_delete)
+        return handler
+
+    stack.wrap_handler("UploadFunction", crashing_before_the_delete)
     bundles = [full_bundle("cus_alice"), full_bundle("cus_bob")]
     upload(stack, *bundles)
     assert len(calls) >= 2
