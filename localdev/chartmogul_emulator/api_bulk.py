@@ -268,11 +268,12 @@ def register(router: Router, emulator: Emulator) -> None:
 
     @router.route("GET", "/v1/data_sources/{uuid}/json_imports/{id}")
     def retrieve(request: Request) -> Response:
-        # reference §8: the id is the returned `id`, or the caller's own `external_id`
+        # The path parameter is the `external_id` the caller chose, nothing else: the docs define it so
+        # (https://dev.chartmogul.com/reference/bulk-import/track-status, "a unique identifier specified by you")
+        # and both doc examples and the Node SDK's test poll with it (chartmogul/chartmogul-node
+        # test/chartmogul/json-import.js, `importId = 'ds_import_1'`). The returned `id` is not promised to work.
         data_source_uuid, import_id = request.params["uuid"], request.params["id"]
-        doc = store.one("json_imports", data_source_uuid=data_source_uuid, uuid=import_id) or store.one(
-            "json_imports", data_source_uuid=data_source_uuid, external_id=import_id
-        )
+        doc = store.one("json_imports", data_source_uuid=data_source_uuid, external_id=import_id)
         if doc is None:
             raise APIProblem(coded_error(404, IMPORT_NOT_FOUND, "id"))
         return json_response(200, _render(doc))
