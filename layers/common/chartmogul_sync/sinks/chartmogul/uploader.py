@@ -262,16 +262,24 @@ class BundleUploader:
                 result.cancellations_skipped.add(sub_id)
                 continue
             dates = cancellation_dates(cancellation)
-            self._write(
-                customer_id,
-                sub_id,
-                f"set cancellation dates of subscription {sub_id}",
-                # Reference §6: `cancellation_dates` replaces the history whole, so re-sending it is harmless.
-                lambda cfg, uuid=sub.uuid, dates=dates: chartmogul.CustomerSubscription.cancel(
-                    cfg, uuid=uuid, data={"cancellation_dates": list(dates)}
-                ).get(),
-                budget,
-            )
+            try:
+                self._write(
+                    customer_id,
+                    sub_id,
+                    f"set cancellation dates of subscription {sub_id}",
+                    # Reference §6: `cancellation_dates` replaces the history whole, so re-sending it is harmless.
+                    lambda cfg, uuid=sub.uuid, dates=dates: chartmogul.CustomerSubscription.cancel(
+                        cfg, uuid=uuid, data={"cancellation_dates": list(dates)}
+                    ).get(),
+                    budget,
+                )
+            except ChartMogulError as error:
+                if error.kind is not FailureKind.NOT_FOUND:
+                    raise
+                # Deleted by hand in ChartMogul: heal as a customer 404 heals, by learning what ChartMogul holds
+                # now (its invoices, so missing ones are imported again) and making the diff again.
+                self.idmap.refresh_customer(customer_id, budget)
+                raise _Relearned from error
             subscriptions = {**known.subscriptions, sub_id: KnownSubscription(sub.uuid, dates)}
             known = replace(known, subscriptions=subscriptions)
             self.idmap.remember_customer(customer_id, known)

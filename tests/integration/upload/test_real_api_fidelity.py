@@ -1,0 +1,65 @@
+"""The uploader against the corners where the real ChartMogul API differs from what was first assumed (issue 12).
+
+Each test drives the domain (BundleUploader on a moto state table) against the emulator over loopback, with the
+`chartmogul` client between them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from chartmogul_sync.sinks.chartmogul.client import TimeBudget
+from chartmogul_sync.sinks.chartmogul.uploader import ApplyResult, BundleRefused
+from localdev.chartmogul_emulator import RunningEmulator, start
+from localdev.chartmogul_emulator.api_invoices import delete_invoices
+
+from ...unit.upload.bundles import customer_bundle, monthly_invoice
+from .conftest import EMULATOR_NOW, chartmogul_state, direct_uploader, expected_state, requests_made
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, RunningEmulator]]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws(), start(now=EMULATOR_NOW, rate_limit=None, max_connections=None) as emulator:
+        uploader, _api = direct_uploader(emulator)
+        yield uploader, emulator
+
+
+def budget() -> TimeBudget:
+    return TimeBudget.seconds(60)
+
+
+def test_a_line_item_id_taken_by_another_invoice_is_a_bad_record_not_a_loop(world):
+    # chartmogul-go `IsInvoiceAndItsEntitiesAlreadyExist`: a duplicate line id on a new invoice is not a replay.
+    uploader, emulator = world
+    uploader.apply(customer_bundle("cus_bob", months=1), budget())
+    clash = monthly_invoice("cus_alice", 1).model_copy(update={"line_items": monthly_invoice("cus_bob", 1).line_items})
+    with pytest.raises(BundleRefused) as refused:
+        uploader.apply(customer_bundle("cus_alice", invoices=[clash]), budget())
+    assert refused.value.object_id == "in_cus_alice_01"
+    assert "line item already exists" in str(refused.value)
+    assert requests_made(emulator)["POST /v1/import/customers/{uuid}/invoices 422"] == 1  # asked once, no loop
+
+
+def test_a_subscription_deleted_by_hand_in_chartmogul_heals_on_the_next_bundle(world):
+    uploader, emulator = world
+    uploader.apply(customer_bundle("cus_alice"), budget())
+    # Someone deletes the subscription in ChartMogul's app: the subscription and its invoices are gone.
+    store = emulator.emulator.store
+    [subscription] = store.docs("subscriptions")
+    invoices = store.column_values("line_items", "invoice_uuid", subscription_uuid=subscription["uuid"])
+    with store.transaction():
+        delete_invoices(emulator.emulator, invoices)
+    cancelled = customer_bundle(
+        "cus_alice", cancelled_at=dt.datetime(2025, 3, 20, tzinfo=dt.UTC), snapshot_time=EMULATOR_NOW
+    )
+    result = uploader.apply(cancelled, budget())  # a 404 on the cancellation, then the invoices again
+    assert isinstance(result, ApplyResult)
+    assert result.writes["invoices_created"] == 3 and result.writes["cancellations_set"] == 1
+    assert chartmogul_state(emulator) == expected_state(cancelled)
