@@ -53,4 +53,6 @@ def restore_defaults(emulator: RunningEmulator) -> None:
     options.reject_future_cancellations = TEST_OPTIONS.reject_future_cancellations
     options.bulk_queued_seconds = TEST_OPTIONS.bulk_queued_seconds
     options.bulk_processing_seconds = TEST_OPTIONS.bulk_processing_seconds
+    options.auto_churn_enabled = TEST_OPTIONS.auto_churn_enabled
+    options.auto_churn_interval_days = TEST_OPTIONS.auto_churn_interval_days
     emulator.reset()

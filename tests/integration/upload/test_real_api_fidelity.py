@@ -63,3 +63,19 @@ def test_a_subscription_deleted_by_hand_in_chartmogul_heals_on_the_next_bundle(w
     assert isinstance(result, ApplyResult)
     assert result.writes["invoices_created"] == 3 and result.writes["cancellations_set"] == 1
     assert chartmogul_state(emulator) == expected_state(cancelled)
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["on-as-recorded", "off"])
+def test_the_auto_churn_setting_is_read_once_and_warned_about_when_on(monkeypatch, caplog, enabled):
+    from chartmogul_sync.sinks.chartmogul import source_settings
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws(), start(now=EMULATOR_NOW, rate_limit=None, auto_churn_enabled=enabled) as emulator:
+        uploader, api = direct_uploader(emulator)
+        data_source = uploader.idmap.data_source_uuid
+        assert source_settings.warn_if_auto_churn(api, data_source, budget()) is enabled
+        assert source_settings.warn_if_auto_churn(api, data_source, budget()) is None  # once per process
+        assert requests_made(emulator)["GET /v1/data_sources/{uuid} 200"] == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("ChartMogul auto-churn is on for this data source" in w for w in warnings) is enabled
