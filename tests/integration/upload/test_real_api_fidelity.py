@@ -79,3 +79,32 @@ def test_the_auto_churn_setting_is_read_once_and_warned_about_when_on(monkeypatc
         assert requests_made(emulator)["GET /v1/data_sources/{uuid} 200"] == 1
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("ChartMogul auto-churn is on for this data source" in w for w in warnings) is enabled
+
+
+def test_a_line_item_chartmogul_stores_as_invalid_is_a_bad_record_naming_it(world):
+    # 201 with `errors` on the line (chartmogul-python test_invoice.py InvoiceErrorsTestCase): without this check
+    # the line would count as imported while ChartMogul leaves its MRR out.
+    uploader, emulator = world
+    negative = monthly_invoice("cus_alice", 2, amount=-4900, paid=False)
+    with pytest.raises(BundleRefused) as refused:
+        uploader.apply(customer_bundle("cus_alice", invoices=[monthly_invoice("cus_alice", 1), negative]), budget())
+    assert refused.value.object_id == "il_cus_alice_02"
+    assert (refused.value.field, "must be positive") == ("amount_in_cents", refused.value.error.details[0].message)
+    assert "must be positive" in str(refused.value)
+    # all-or-nothing per invoice: the invalid one is removed again, the valid one stays
+    assert [i["external_id"] for i in emulator.emulator.store.docs("invoices")] == ["in_cus_alice_01"]
+
+
+def test_a_transaction_chartmogul_stores_as_invalid_is_removed_and_a_bad_record(world):
+    uploader, emulator = world
+    unpaid = monthly_invoice("cus_alice", 1, paid=False)
+    uploader.apply(customer_bundle("cus_alice", invoices=[unpaid]), budget())
+    paid_later = monthly_invoice("cus_alice", 1)  # its payment dated after the emulator's clock: "in the future"
+    late = paid_later.transactions[0].model_copy(update={"date": EMULATOR_NOW + dt.timedelta(days=3)})
+    bundle = customer_bundle(
+        "cus_alice", invoices=[paid_later.model_copy(update={"transactions": [late]})], snapshot_time=EMULATOR_NOW
+    )
+    with pytest.raises(BundleRefused) as refused:
+        uploader.apply(bundle, budget())
+    assert refused.value.object_id == "inpay_cus_alice_01" and "is in the future" in str(refused.value)
+    assert emulator.emulator.store.docs("transactions") == []

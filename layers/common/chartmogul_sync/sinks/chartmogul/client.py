@@ -99,6 +99,10 @@ def error_details(body: str) -> list[ErrorDetail]:
     for invoice in parsed.get("invoices") or []:
         if isinstance(invoice, dict) and isinstance(invoice.get("errors"), dict):
             details += _field_messages(invoice["errors"], object_id=invoice.get("external_id"))
+    # Our own summary of a 201 answer that stored objects with `errors` (uploader.invalid_objects).
+    for stored in parsed.get("invalid_objects") or []:
+        if isinstance(stored, dict) and isinstance(stored.get("errors"), dict):
+            details += _field_messages(stored["errors"], object_id=stored.get("external_id"))
     for item in parsed.get("error_details") or []:
         if isinstance(item, dict) and item.get("message"):
             details.append(ErrorDetail(message=str(item["message"]), field=item.get("param")))

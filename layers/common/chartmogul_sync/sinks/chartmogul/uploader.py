@@ -231,7 +231,7 @@ class BundleUploader:
                 if txn.external_id in known.transactions:  # the lookup showed it there already
                     continue
             try:
-                self._write(
+                added = self._write(
                     customer_id,
                     txn.external_id,
                     f"add transaction {txn.external_id} to invoice {invoice_id}",
@@ -247,6 +247,16 @@ class BundleUploader:
                 found = self.idmap.lookup_invoice(invoice_id, budget)
                 self.idmap.remember_customer(customer_id, with_invoices(known, [found] if found else []))
                 raise _Relearned from error
+            if getattr(added, "errors", None):  # stored but invalid (reference §9.2): removed, a bad record naming it
+                self._delete(
+                    customer_id,
+                    txn.external_id,
+                    f"delete invalid transaction {txn.external_id}",
+                    lambda cfg, uuid=str(added.uuid): chartmogul.Transaction.destroy(cfg, uuid=uuid).get(),
+                    budget,
+                )
+                objects = [{"object": "transaction", "external_id": txn.external_id, "errors": added.errors}]
+                raise stored_invalid(customer_id, f"add transaction {txn.external_id} to invoice {invoice_id}", objects)
             known = replace(known, transactions=known.transactions | {txn.external_id})
             self.idmap.remember_customer(customer_id, known)
             result.writes["transactions_added"] += 1
@@ -333,22 +343,15 @@ class BundleUploader:
             known = with_invoices(known, imported)
             self.idmap.remember_customer(customer_id, known)
             result.writes["invoices_created"] += len(imported)
-            # Reference §9.2: ChartMogul may store an invoice it finds invalid instead of refusing it. Keep the
-            # outcome all-or-nothing per invoice: delete it again and send the record to the bad records.
-            invalid = [i for i in imported if getattr(i, "errors", None)]
+            # Reference §9.2: ChartMogul may store an invoice, line item or transaction it finds invalid instead of
+            # refusing it (201 with an `errors` map on that object: SDK 4.9+ test bodies). Keep the outcome
+            # all-or-nothing per invoice: delete it again and send the record to the bad records, naming the object.
+            invalid = [i for i in imported if invalid_objects(i)]
             for bad in invalid:
                 known = self._delete_invoice(customer_id, bad.external_id, known, budget)
             if invalid:
-                raise BundleRefused(
-                    customer_id,
-                    ChartMogulError(
-                        f"import invoices of customer {customer_id}",
-                        FailureKind.PERMANENT,
-                        status=201,
-                        body=_invalid_invoices_body(invalid),
-                    ),
-                    object_id=invalid[0].external_id,
-                )
+                objects = [found for i in invalid for found in invalid_objects(i)]
+                raise stored_invalid(customer_id, f"import invoices of customer {customer_id}", objects)
         return known
 
     def _delete_customer(self, customer_id: str, known: KnownCustomer, budget: TimeBudget, result: ApplyResult) -> None:
@@ -461,5 +464,31 @@ class BundleUploader:
         return str(found.uuid), known
 
 
-def _invalid_invoices_body(invoices: list[Any]) -> str:
-    return json.dumps({"invoices": [{"external_id": i.external_id, "errors": i.errors} for i in invoices]})
+def stored_invalid(customer_id: str, operation: str, objects: list[dict[str, Any]]) -> BundleRefused:
+    """The bad record for objects ChartMogul stored with `errors`: names the first one and ChartMogul's words."""
+    error = ChartMogulError(operation, FailureKind.PERMANENT, status=201, body=json.dumps({"invalid_objects": objects}))
+    return BundleRefused(customer_id, error, object_id=objects[0]["external_id"])
+
+
+def invalid_objects(invoice: Any) -> list[dict[str, Any]]:
+    """The objects of an imported invoice that ChartMogul stored with `errors`, invoice first, then its line items
+    and transactions: `{"object", "external_id", "invoice_external_id", "errors"}` each (a line without an
+    external id is named by its position)."""
+    found: list[dict[str, Any]] = []
+    invoice_id = str(getattr(invoice, "external_id", None) or "?")
+    parts = [("invoice", invoice_id, invoice)]
+    parts += [
+        ("line_item", str(getattr(li, "external_id", None) or f"{invoice_id}.line_items[{n}]"), li)
+        for n, li in enumerate(getattr(invoice, "line_items", None) or [])
+    ]
+    parts += [
+        ("transaction", str(getattr(tx, "external_id", None) or f"{invoice_id}.transactions[{n}]"), tx)
+        for n, tx in enumerate(getattr(invoice, "transactions", None) or [])
+    ]
+    for kind, external_id, part in parts:
+        errors = getattr(part, "errors", None)
+        if errors:
+            found.append(
+                {"object": kind, "external_id": external_id, "invoice_external_id": invoice_id, "errors": errors}
+            )
+    return found
