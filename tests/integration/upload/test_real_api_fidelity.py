@@ -108,3 +108,21 @@ def test_a_transaction_chartmogul_stores_as_invalid_is_removed_and_a_bad_record(
         uploader.apply(bundle, budget())
     assert refused.value.object_id == "inpay_cus_alice_01" and "is in the future" in str(refused.value)
     assert emulator.emulator.store.docs("transactions") == []
+
+
+@pytest.mark.parametrize("undeclared", ["refuse", "ignore"])
+def test_a_new_metadata_key_is_created_as_a_typed_attribute_before_the_update(world, undeclared):
+    # "Attribute must first be created using the POST call" (dev.chartmogul.com update-custom-attributes);
+    # what ChartMogul does otherwise is undocumented: both emulator variants end with the attribute set.
+    uploader, emulator = world
+    emulator.emulator.options.undeclared_custom_attributes = undeclared
+    uploader.apply(customer_bundle("cus_alice", custom_attributes=False), budget())
+    uploader.apply(customer_bundle("cus_alice", snapshot_time=EMULATOR_NOW), budget())
+    [stored] = emulator.emulator.store.docs("customers")
+    assert stored["attributes"]["custom"] == {"channel": "partner"}
+    assert emulator.emulator.store.docs("custom_attributes") == [{"key": "channel", "type": "String"}]
+    assert requests_made(emulator)["POST /v1/customers/{uuid}/attributes/custom 200"] == 1
+    # created once per process: the next customer's update needs no second creation
+    uploader.apply(customer_bundle("cus_bob", custom_attributes=False), budget())
+    uploader.apply(customer_bundle("cus_bob", snapshot_time=EMULATOR_NOW), budget())
+    assert requests_made(emulator)["POST /v1/customers/{uuid}/attributes/custom 200"] == 1

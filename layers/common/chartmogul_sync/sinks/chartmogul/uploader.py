@@ -34,6 +34,7 @@ from .apply import (
     plan_writes,
     transaction_payload,
 )
+from .attributes import CustomAttributeDefinitions
 from .client import ChartMogulApi, ChartMogulError, FailureKind, TimeBudget
 from .idmap import IdMap, with_invoices
 
@@ -88,6 +89,7 @@ class BundleUploader:
     def __init__(self, api: ChartMogulApi, idmap: IdMap) -> None:
         self._api = api
         self.idmap = idmap
+        self.custom_attributes = CustomAttributeDefinitions(api)  # created before an update uses them
 
     def apply(self, bundle: CustomerBundle, budget: TimeBudget) -> ApplyResult:
         customer_id = bundle.customer.external_id
@@ -204,6 +206,9 @@ class BundleUploader:
             uuid = self._customer_uuid(customer_id, known, budget)
             body = customer_patch_payload(writes.customer_changes)
             try:
+                # api mode and the API pass after a bulk import both update attributes here (attributes.py)
+                custom = (writes.customer_changes.get("attributes") or {}).get("custom") or []
+                self.custom_attributes.ensure_created(customer_id, uuid, custom, budget)
                 self._write(
                     customer_id,
                     customer_id,
