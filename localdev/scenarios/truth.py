@@ -8,8 +8,9 @@ It follows docs/mapping-decisions.md:
   `in_`, line `il_`, payment `inpay_`, failed attempt `ch_`, refund `re_`;
 - invoices: drafts and `void` are not imported; `open` and `uncollectible` are; $0 invoices are;
 - line `amount_in_cents` = after discount, including tax; `tax_amount_in_cents` = all tax;
-- cancellations at `ended_at`, per item; deleted customers keep history with tag `deleted-in-stripe` (those
-  deleted more than 30 days before the clock with only their id: Stripe no longer has their details);
+- cancellations at `ended_at`, per item; deleted customers keep history with tag `deleted-in-stripe`, without
+  name, email, address or attributes (mapping 1.1.0 scrubs them; those deleted more than 30 days before the clock
+  also without their creation date: Stripe no longer has it);
 - MRR rules 1–7 of "The MRR rules" (base MRR from non-prorated lines, prorations over their window,
   fixed FX table `localdev/fx.py`, evaluated at the end of each month, rounded per line item as ChartMogul
   documents; a customer who paid and moved to $0 still counts, as ChartMogul's free-customer handling). A month the
@@ -57,6 +58,7 @@ MAPPING = {
     "metered": "subscription",
     "unpaid": "no_action",
     "deleted_customers": "keep",
+    "deleted_personal_data": "scrub",
     "days_per_month": 365.25 / 12,
 }
 DAYS_PER_MONTH = 365.25 / 12  # mapping-decisions.md rule 2 (unverified against ChartMogul; one constant)
@@ -254,6 +256,13 @@ def _customer(ledger: lg.CustomerLedger, now: int) -> cm.Customer:
     if details_lost(ledger, now):
         return cm.Customer(
             external_id=ledger.customer_id,
+            free_trial_started_at=free_trial,
+            attributes=cm.CustomerAttributes(tags=tags),
+        )
+    if ledger.deleted_at is not None:  # mapping 1.1.0 default: a deleted customer's personal data is not sent
+        return cm.Customer(
+            external_id=ledger.customer_id,
+            lead_created_at=_moment(ledger.created),
             free_trial_started_at=free_trial,
             attributes=cm.CustomerAttributes(tags=tags),
         )

@@ -167,8 +167,10 @@ def test_deleted_customers_keep_their_history_with_a_tag(account: Account, truth
             assert expected["customer"]["attributes"]["tags"] == ["deleted-in-stripe"]
             assert expected["invoices"] and expected["cancellations"]
             assert expected["mrr"]["2026-10"] == 0
-            # Long-deleted customers are only an id in Stripe; a recent deletion's event still has the details.
-            assert bool(expected["customer"]["email"]) == (profile == "deleted_customer_recent")
+            # Mapping 1.1.0 scrubs a deleted customer's personal data (long-deleted ones are only an id anyway).
+            assert not expected["customer"]["email"] and not expected["customer"]["name"]
+            # a recent deletion's event still has the creation date; a long-deleted customer's is gone
+            assert ("lead_created_at" in expected["customer"]) == (profile == "deleted_customer_recent")
 
 
 def test_refunds_and_failed_attempts_are_transactions(account: Account, truth: dict[str, Any]) -> None:
