@@ -21,8 +21,9 @@ from localdev.chartmogul_emulator import metrics as mrr_engine
 if TYPE_CHECKING:
     from localdev.pipeline import LocalPipeline
 
-# MRR rules: rounding prorations may differ by a cent per subscription (docs/mapping-decisions.md).
-CENTS_TOLERANCE_PER_SUBSCRIPTION = 1
+# Both sides round each line item's MRR as ChartMogul documents (docs/mapping-decisions.md, rule 6), so a
+# difference of one cent is a difference: there is no tolerance.
+CENTS_TOLERANCE_PER_SUBSCRIPTION = 0
 _PAGE = 200
 
 
@@ -65,8 +66,16 @@ class Audit:
     missing_customers: list[str] = field(default_factory=list)
 
     @property
+    def month_differences(self) -> list[MonthFigures]:
+        """Months whose account MRR or customer count differs from the truth (by any amount)."""
+        return [m for m in self.months if m.mrr_difference != 0 or m.chartmogul_customers != m.truth_customers]
+
+    @property
     def matches(self) -> bool:
-        return not (self.customer_differences or self.object_differences or self.missing_customers)
+        """Every month's MRR and customer count equal, and every customer and object as expected."""
+        return not (
+            self.month_differences or self.customer_differences or self.object_differences or self.missing_customers
+        )
 
 
 def run_audit(pipeline: LocalPipeline, truth: dict[str, Any]) -> Audit:
@@ -131,7 +140,7 @@ def _customer_differences(
     differences = []
     for customer_id, expected in sorted(truth["customers"].items()):
         subscriptions = list(histories.get(uuid_by_external.get(customer_id, ""), {}).values())
-        tolerance = CENTS_TOLERANCE_PER_SUBSCRIPTION * max(1, len(subscriptions))
+        tolerance = CENTS_TOLERANCE_PER_SUBSCRIPTION * len(subscriptions)
         for label in labels:
             actual = mrr_engine.customer_mrr(subscriptions, days[label], emulator.options.rates) if subscriptions else 0
             wanted = int(expected["mrr"][label])

@@ -206,8 +206,8 @@ def print_report(report: DemoReport, console: Console) -> None:
         months.add_column(column, justify="right")
     for month in audit["months"]:
         difference = month["chartmogul_mrr"] - month["truth_mrr"]
-        # Per-customer differences within the rounding tolerance add up to a cent or two here: not an error.
-        style = "" if audit["matches"] else "red"
+        matches = difference == 0 and month["chartmogul_customers"] == month["truth_customers"]
+        style = "" if matches else "red"
         months.add_row(
             month["month"],
             _dollars(month["chartmogul_mrr"]),

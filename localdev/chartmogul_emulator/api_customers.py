@@ -44,33 +44,60 @@ def _check_fields(body: dict[str, Any]) -> None:
         raise SchemaError("attributes[tags]")
 
 
-def _custom_from_create(custom: Any) -> dict[str, Any]:
+def _custom_from_create(custom: Any, param: str = "custom") -> dict[str, Any]:
     """reference §3: create takes a list of `{type,key,value,source}`; answers a map keyed by attribute key."""
     if custom is None:
         return {}
     if not isinstance(custom, list):
-        raise SchemaError("custom")
+        raise SchemaError(param)
     result: dict[str, Any] = {}
     for index, item in enumerate(custom):
         if not isinstance(item, dict):
-            raise SchemaError(f"custom[{index}]")
+            raise SchemaError(f"{param}[{index}]")
         if item.get("type") not in CUSTOM_TYPES:
-            raise SchemaError(f"custom[{index}][type]")  # reference §9.1: the recorded example message
+            raise SchemaError(f"{param}[{index}][type]")  # reference §9.1: the recorded example message
         if not isinstance(item.get("key"), str) or not item["key"]:
-            raise SchemaError(f"custom[{index}][key]")
+            raise SchemaError(f"{param}[{index}][key]")
         result[item["key"]] = item.get("value")
     return result
 
 
-def _custom_from_update(custom: Any) -> dict[str, Any]:
-    """reference §3: update takes `{KEY: value}` or `{KEY: {"value": .., "source": ..}}`."""
+def declare_custom(emulator: Emulator, custom: Any) -> None:
+    """Create the typed definitions of a create call's custom list (account-wide); a key keeps its first type."""
+    for item in custom or []:
+        existing = emulator.store.one("custom_attributes", key=item["key"])
+        if existing is None:
+            doc = {"key": item["key"], "type": item["type"]}
+            emulator.store.insert("custom_attributes", doc, key=item["key"])
+        elif existing["type"] != item["type"]:
+            # [inf] not documented: one key, one type
+            raise APIProblem(field_errors({"custom": f"{item['key']} is a {existing['type']} attribute"}))
+
+
+def _custom_from_update(emulator: Emulator, custom: Any, param: str = "attributes[custom]") -> dict[str, Any]:
+    """reference §3: update takes `{KEY: value}` or `{KEY: {"value": .., "source": ..}}`, for created keys only.
+
+    "Attribute must first be created using the POST call"
+    (https://dev.chartmogul.com/reference/update-custom-attributes-of-customer); the refusal's wording is [inf].
+    """
     if custom is None:
         return {}
     if not isinstance(custom, dict):
-        raise SchemaError("attributes[custom]")
-    return {
+        raise SchemaError(param)
+    values = {
         key: value["value"] if isinstance(value, dict) and "value" in value else value for key, value in custom.items()
     }
+    undeclared = [key for key in values if not emulator.store.exists("custom_attributes", key=key)]
+    if undeclared and emulator.options.undeclared_custom_attributes == "refuse":
+        raise APIProblem(
+            field_errors(
+                {
+                    "custom": f"Custom attribute {undeclared[0]} does not exist; "
+                    "it must first be created using the POST call"
+                }
+            )
+        )
+    return {key: value for key, value in values.items() if key not in undeclared}
 
 
 def _timestamp_or_none(body: dict[str, Any], key: str) -> str | None:
@@ -115,6 +142,7 @@ def create_customer(emulator: Emulator, body: dict[str, Any]) -> dict[str, Any]:
     _check_fields(body)
     attributes = body.get("attributes") or {}
     custom = _custom_from_create(attributes.get("custom"))
+    declare_custom(emulator, attributes.get("custom"))
     external_id = body.get("external_id")
     if is_blank(external_id):
         raise APIProblem(field_errors({"external_id": "can't be blank"}))
@@ -249,9 +277,34 @@ def register(router: Router, emulator: Emulator) -> None:
         if isinstance(attributes, dict):
             if "tags" in attributes:
                 doc["attributes"]["tags"] = list(attributes["tags"] or [])
-            doc["attributes"]["custom"].update(_custom_from_update(attributes.get("custom")))
+            doc["attributes"]["custom"].update(_custom_from_update(emulator, attributes.get("custom")))
         store.update("customers", {"uuid": doc["uuid"]}, doc, email=doc["email"])
         return json_response(200, emulator.render_customer(doc))  # reference §3 (recorded): 200, full customer
+
+    @router.route("GET", "/v1/customers/{uuid}/attributes")
+    def attributes(request: Request) -> Response:
+        doc = emulator.require("customers", CUSTOMER_NOT_FOUND, uuid=request.params["uuid"])
+        return json_response(200, doc["attributes"])  # reference §3 (recorded)
+
+    @router.route("POST", "/v1/customers/{uuid}/attributes/custom")
+    def add_custom(request: Request) -> Response:
+        """https://dev.chartmogul.com/reference/add-custom-attributes-to-customer: creates (typed) and sets."""
+        doc = emulator.require("customers", CUSTOMER_NOT_FOUND, uuid=request.params["uuid"])
+        custom = emulator.body_object(request).get("custom")
+        values = _custom_from_create(custom)
+        declare_custom(emulator, custom)
+        doc["attributes"]["custom"].update(values)
+        store.update("customers", {"uuid": doc["uuid"]}, doc)
+        return json_response(200, {"custom": doc["attributes"]["custom"]})  # recorded: 200, every attribute
+
+    @router.route("PUT", "/v1/customers/{uuid}/attributes/custom")
+    def update_custom(request: Request) -> Response:
+        """https://dev.chartmogul.com/reference/update-custom-attributes-of-customer: created keys only."""
+        doc = emulator.require("customers", CUSTOMER_NOT_FOUND, uuid=request.params["uuid"])
+        values = _custom_from_update(emulator, emulator.body_object(request).get("custom"), "custom")
+        doc["attributes"]["custom"].update(values)
+        store.update("customers", {"uuid": doc["uuid"]}, doc)
+        return json_response(200, {"custom": doc["attributes"]["custom"]})
 
     router.add("PATCH", "/v1/customers/{uuid}", update)
     router.add("PUT", "/v1/customers/{uuid}", update)  # the legacy `Customer.update`

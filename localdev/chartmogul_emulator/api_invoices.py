@@ -29,6 +29,20 @@ LINE_ITEM_EXISTS = "The external ID for this line item already exists in our sys
 TRANSACTION_EXISTS = "has already been taken"
 BLANK = "can't be blank"  # [inf] the Rails wording of ChartMogul's newer 422s (reference §1.1)
 
+# Objects ChartMogul stores (201) but marks invalid with an `errors` map, excluded from metrics. The cases and
+# their words are the SDK maintainers' test bodies since chartmogul-python 4.9 / chartmogul-node: an invoice dated
+# in the future and an invalid currency (chartmogul/chartmogul-python test/api/test_invoice.py, chartmogul-node
+# test/chartmogul/invoice.js: `"currency": ["Currency is invalid", "Currency must be supported"]`,
+# `"date": ["Date is in the future"]`), a negative line amount and a future transaction (test_invoice.py
+# InvoiceErrorsTestCase: `"amount_in_cents": ["must be positive"]`, `"date": ["is in the future"]`), and a missing
+# plan (chartmogul-node test/chartmogul/invoice.js `'Plan not found'`; chartmogul-python PR #133: "I was able to
+# get a plan missing error in line item").
+INVALID_CURRENCY = ["Currency is invalid", "Currency must be supported"]
+DATE_IN_FUTURE = ["Date is in the future"]
+AMOUNT_NOT_POSITIVE = ["must be positive"]
+PLAN_NOT_FOUND = ["Plan not found"]
+TRANSACTION_IN_FUTURE = ["is in the future"]
+
 LINE_ITEM_TYPES = ("subscription", "one_time", "trial")  # reference §5.1
 PRORATION_TYPES = ("differential", "differential_mrr", "full")  # reference §5.1
 TRANSACTION_TYPES = ("payment", "refund")
@@ -118,7 +132,7 @@ class InvoiceCheck:
                 add(key, BLANK)
         currency = invoice.get("currency")
         if isinstance(currency, str) and currency and currency.upper() not in ISO_CURRENCIES:
-            add("currency", "is not a valid ISO 4217 currency code")  # [inf] reference §9.1
+            pass  # stored with `errors` (stored_errors below), not refused
         elif isinstance(currency, str) and currency and currency.upper() not in self.emulator.options.rates:
             # An emulator limit, not ChartMogul's: MRR needs a rate, and a silent 0 would hide the line.
             add("currency", f"the emulator has no exchange rate for {currency.upper()}; start it with --rates")
@@ -150,11 +164,6 @@ class InvoiceCheck:
             for key in ("subscription_external_id", "plan_uuid", "service_period_start", "service_period_end"):
                 if is_blank(item.get(key)):
                     errors.setdefault(key, BLANK)  # reference §5.1; plan_uuid: chartmogul-node#9
-            plan_uuid = item.get("plan_uuid")
-            if plan_uuid and not self.emulator.store.exists(
-                "plans", uuid=plan_uuid, data_source_uuid=self.data_source_uuid
-            ):
-                errors["plan_uuid"] = "Plan not found in this data source"  # [inf] message
             start, end = (
                 parse_timestamp(item.get("service_period_start")),
                 parse_timestamp(item.get("service_period_end")),
@@ -164,6 +173,40 @@ class InvoiceCheck:
         if self._taken("line_items", item.get("external_id")):
             errors["external_id"] = LINE_ITEM_EXISTS
         return errors
+
+    def stored_errors(
+        self, invoice: dict[str, Any]
+    ) -> tuple[dict[str, list[str]], list[dict[str, list[str]]], list[dict[str, list[str]]]]:
+        """The `errors` maps of an invoice ChartMogul stores but marks invalid: (invoice, per line, per transaction).
+
+        Only the documented cases (constants above); everything else is valid or refused with a 422.
+        """
+        now = self.emulator.now()
+        invoice_errors: dict[str, list[str]] = {}
+        currency = invoice.get("currency")
+        if isinstance(currency, str) and currency and currency.upper() not in ISO_CURRENCIES:
+            invoice_errors["currency"] = list(INVALID_CURRENCY)
+        date = parse_timestamp(invoice.get("date"))
+        if date is not None and date > now:
+            invoice_errors["date"] = list(DATE_IN_FUTURE)
+        line_errors: list[dict[str, list[str]]] = []
+        for item in invoice.get("line_items") or []:
+            errors: dict[str, list[str]] = {}
+            if item.get("type") in ("subscription", "trial"):
+                plan_uuid = item.get("plan_uuid")
+                if plan_uuid and not self.emulator.store.exists(
+                    "plans", uuid=plan_uuid, data_source_uuid=self.data_source_uuid
+                ):
+                    errors["plan_uuid"] = list(PLAN_NOT_FOUND)
+                amount = item.get("amount_in_cents")
+                if not item.get("prorated") and isinstance(amount, int) and amount < 0:
+                    errors["amount_in_cents"] = list(AMOUNT_NOT_POSITIVE)
+            line_errors.append(errors)
+        transaction_errors = []
+        for transaction in invoice.get("transactions") or []:
+            moment = parse_timestamp(transaction.get("date"))
+            transaction_errors.append({"date": list(TRANSACTION_IN_FUTURE)} if moment and moment > now else {})
+        return invoice_errors, line_errors, transaction_errors
 
     def transaction_errors(self, transaction: dict[str, Any]) -> dict[str, str]:
         errors = {key: BLANK for key in ("type", "result", "date") if is_blank(transaction.get(key))}
@@ -191,9 +234,11 @@ def _timestamp(value: Any) -> str | None:
     return format_timestamp(moment) if moment else None
 
 
-def transaction_doc(invoice_uuid: str, data_source_uuid: str, body: dict[str, Any]) -> dict[str, Any]:
+def transaction_doc(
+    invoice_uuid: str, data_source_uuid: str, body: dict[str, Any], errors: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     # reference §5.1 (recorded): absent amount/fees answer null, which the client's schema allows.
-    return {
+    doc = {
         "uuid": new_uuid("tr"),
         "external_id": body.get("external_id"),
         "type": body["type"],
@@ -205,6 +250,9 @@ def transaction_doc(invoice_uuid: str, data_source_uuid: str, body: dict[str, An
         "_invoice_uuid": invoice_uuid,
         "_data_source_uuid": data_source_uuid,
     }
+    if errors:
+        doc["errors"] = errors  # stored but invalid (InvoiceCheck.stored_errors)
+    return doc
 
 
 class InvoiceWriter:
@@ -244,7 +292,11 @@ class InvoiceWriter:
             subscription["subscription_set_external_id"] = item["subscription_set_external_id"]
         return subscription
 
-    def write(self, invoice: dict[str, Any]) -> dict[str, Any]:
+    def write(self, invoice: dict[str, Any], check: InvoiceCheck | None = None) -> dict[str, Any]:
+        """Store one checked invoice; with `check`, the documented invalid cases are stored with `errors`."""
+        invoice_errors, line_errors, transaction_errors = (
+            check.stored_errors(invoice) if check is not None else ({}, [], [])
+        )
         invoice_uuid = new_uuid("inv")
         doc = {
             "uuid": invoice_uuid,
@@ -256,7 +308,7 @@ class InvoiceWriter:
             "customer_external_id": self.customer["external_id"],
             "data_source_uuid": self.data_source_uuid,
             "collection_method": invoice.get("collection_method"),
-            "errors": {},
+            "errors": invoice_errors,
         }
         self.store.insert(
             "invoices",
@@ -266,10 +318,12 @@ class InvoiceWriter:
             customer_uuid=self.customer["uuid"],
             external_id=doc["external_id"],
         )
-        for item in invoice["line_items"]:
-            self.write_line_item(invoice_uuid, doc["currency"], item)
-        for transaction in invoice.get("transactions") or []:
-            tx = transaction_doc(invoice_uuid, self.data_source_uuid, transaction)
+        for index, item in enumerate(invoice["line_items"]):
+            errors = line_errors[index] if index < len(line_errors) else {}
+            self.write_line_item(invoice_uuid, doc["currency"], item, errors, counts=not invoice_errors)
+        for index, transaction in enumerate(invoice.get("transactions") or []):
+            errors = transaction_errors[index] if index < len(transaction_errors) else {}
+            tx = transaction_doc(invoice_uuid, self.data_source_uuid, transaction, errors)
             self.store.insert(
                 "transactions",
                 tx,
@@ -280,7 +334,16 @@ class InvoiceWriter:
             )
         return render_invoice(self.emulator, doc)
 
-    def write_line_item(self, invoice_uuid: str, currency: str, item: dict[str, Any]) -> None:
+    def write_line_item(
+        self,
+        invoice_uuid: str,
+        currency: str,
+        item: dict[str, Any],
+        errors: dict[str, list[str]] | None = None,
+        counts: bool = True,
+    ) -> None:
+        """Store one line; an invalid one (its own `errors`, or an invalid invoice: `counts` false) belongs to no
+        subscription, so it makes no MRR (ChartMogul excludes invalid objects from metrics, reference §9.2)."""
         # reference §5.1 / §13.3: numeric fields are never null (0 defaults), `prorated` is a boolean.
         doc: dict[str, Any] = {
             "uuid": new_uuid("li"),
@@ -300,14 +363,18 @@ class InvoiceWriter:
             "_currency": currency,
             "_invoice_uuid": invoice_uuid,
         }
+        if errors:
+            doc["errors"] = errors
         subscription_uuid = None
         if item["type"] in ("subscription", "trial"):
-            subscription = self.subscription_for(item)
+            valid = counts and not errors
+            subscription = self.subscription_for(item) if valid else None
             cancelled_at = _timestamp(item.get("cancelled_at"))
-            if cancelled_at and cancelled_at not in subscription["cancellation_dates"]:
-                subscription["cancellation_dates"] = sorted([*subscription["cancellation_dates"], cancelled_at])
-            self.store.update("subscriptions", {"uuid": subscription["uuid"]}, subscription)
-            subscription_uuid = subscription["uuid"]
+            if subscription is not None:
+                if cancelled_at and cancelled_at not in subscription["cancellation_dates"]:
+                    subscription["cancellation_dates"] = sorted([*subscription["cancellation_dates"], cancelled_at])
+                self.store.update("subscriptions", {"uuid": subscription["uuid"]}, subscription)
+                subscription_uuid = subscription["uuid"]
             doc.update(
                 {
                     "subscription_uuid": subscription_uuid,
@@ -417,7 +484,7 @@ def register(router: Router, emulator: Emulator) -> None:
                     for inv, errs in zip(invoices, all_errors, strict=True)
                 ]
                 return json_response(422, {"invoices": listed})
-            return json_response(201, {"invoices": [writer.write(invoice) for invoice in invoices]})
+            return json_response(201, {"invoices": [writer.write(invoice, check) for invoice in invoices]})
         results: list[dict[str, Any]] = []
         failed = False
         for invoice in invoices:
@@ -426,7 +493,7 @@ def register(router: Router, emulator: Emulator) -> None:
                 failed = True
                 results.append({"external_id": invoice.get("external_id"), "errors": errors})
             else:
-                results.append(writer.write(invoice))
+                results.append(writer.write(invoice, check))
         # "partial" (reference §9.3 [inf]): valid invoices are stored even when the answer is 422.
         return json_response(422 if failed else 201, {"invoices": results})
 
@@ -486,7 +553,9 @@ def register(router: Router, emulator: Emulator) -> None:
         errors = check.transaction_errors(body)
         if errors:
             return field_errors(errors)  # reference §0: duplicate → {"errors":{"external_id":"has already been taken"}}
-        tx = transaction_doc(invoice["uuid"], invoice["data_source_uuid"], body)
+        moment = parse_timestamp(body.get("date"))
+        stored_errors = {"date": list(TRANSACTION_IN_FUTURE)} if moment and moment > emulator.now() else {}
+        tx = transaction_doc(invoice["uuid"], invoice["data_source_uuid"], body, stored_errors)
         store.insert(
             "transactions",
             tx,
@@ -496,6 +565,13 @@ def register(router: Router, emulator: Emulator) -> None:
             external_id=tx["external_id"],
         )
         return json_response(201, _public(tx))  # reference §5.3
+
+    @router.route("DELETE", "/v1/transactions/{uuid}")
+    def delete_transaction(request: Request) -> Response:
+        # https://dev.chartmogul.com/reference/transactions/delete ; chartmogul-python 4.11 `Transaction.destroy`
+        emulator.require("transactions", "Transaction not found", uuid=request.params["uuid"])
+        store.delete("transactions", uuid=request.params["uuid"])
+        return empty_response(204)
 
     @router.route("GET", "/v1/import/customers/{uuid}/subscriptions")
     def list_subscriptions(request: Request) -> Response:

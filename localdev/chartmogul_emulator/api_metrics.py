@@ -179,7 +179,8 @@ def register(router: Router, emulator: Emulator) -> None:
                 starts = [line.start for line in history.lines]
                 ends = [line.end for line in history.lines]
                 latest_quantity = _latest_quantity(emulator, doc["uuid"])
-                cancelled = mrr == 0 and history.cancellations
+                live = metrics.subscription_live(history, metrics.end_of_day(today))  # a $0 one is active too
+                cancelled = not live and history.cancellations
                 end = max(history.cancellations) if cancelled else (max(ends) if ends else None)
                 rendered.append(
                     {
@@ -190,7 +191,7 @@ def register(router: Router, emulator: Emulator) -> None:
                         "uuid": doc["uuid"].removeprefix("sub_"),
                         "mrr": mrr,
                         "arr": mrr * 12,
-                        "status": "active" if mrr > 0 else "cancelled",
+                        "status": "active" if live else "cancelled",
                         "plan": plan.get("name", ""),
                         "billing-cycle": plan.get("interval_unit"),
                         "billing-cycle-count": plan.get("interval_count"),

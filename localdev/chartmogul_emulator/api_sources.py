@@ -34,13 +34,13 @@ def register(router: Router, emulator: Emulator) -> None:
 
     def render(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
         """reference §2: the optional blocks appear only when their flag is `true`."""
-        rendered = dict(doc)
+        rendered = {key: value for key, value in doc.items() if not key.startswith("_")}
         if request.query_one("with_processing_status") == "true":
             pending = store.count("json_imports", data_source_uuid=doc["uuid"], status=["queued", "processing"])
             processed = store.count("invoices", data_source_uuid=doc["uuid"])
             rendered["processing_status"] = {"processed": processed, "failed": 0, "pending": pending}
         if request.query_one("with_auto_churn_subscription_setting") == "true":
-            rendered["auto_churn_subscription_setting"] = {"enabled": False, "interval": None}
+            rendered["auto_churn_subscription_setting"] = doc.get("_auto_churn") or {"enabled": False, "interval": None}
         if request.query_one("with_invoice_handling_setting") == "true":
             rendered["invoice_handling_setting"] = {"manual": _INVOICE_HANDLING, "automatic": _INVOICE_HANDLING}
         return rendered
@@ -64,9 +64,14 @@ def register(router: Router, emulator: Emulator) -> None:
             "system": "Import API",  # reference §2: recorded responses say "Import API"
             "created_at": format_timestamp(emulator.now()),
             "status": "idle",
+            # The setting the new source reports (EmulatorOptions.auto_churn_*, default as recorded in 2025).
+            "_auto_churn": {
+                "enabled": emulator.options.auto_churn_enabled,
+                "interval": emulator.options.auto_churn_interval_days if emulator.options.auto_churn_enabled else None,
+            },
         }
         store.insert("data_sources", doc, uuid=doc["uuid"], name=name)
-        return json_response(201, doc)
+        return json_response(201, {key: value for key, value in doc.items() if not key.startswith("_")})
 
     @router.route("GET", "/v1/data_sources")
     def list_all(request: Request) -> Response:

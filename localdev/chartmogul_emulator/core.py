@@ -143,8 +143,8 @@ class Emulator:
             subscriptions = list(histories.get(customer_uuid, {}).values())
             mrr = metrics.customer_mrr(subscriptions, today, self.options.rates) if subscriptions else 0
             first_active = metrics.first_active_day(subscriptions, self.options.rates) if subscriptions else None
-            if mrr > 0:
-                status = "Active"
+            if metrics.customer_counted(subscriptions, today, mrr, first_active):
+                status = "Active"  # MRR > 0, or paid before and on $0 now (free-customer handling)
             elif first_active is not None and first_active <= today:
                 status = "Cancelled"
             else:

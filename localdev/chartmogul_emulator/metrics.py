@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from localdev.fx import DEFAULT_RATES, to_account_currency
+from localdev.fx import DEFAULT_RATES, round_cents, to_account_currency
 
 # Rule 2: a day plan's month is 365.25/12 days. Unverified against ChartMogul; one constant, one place.
 DAYS_PER_MONTH = 365.25 / 12
@@ -68,35 +68,48 @@ def full_interval_seconds(line: SubscriptionLine) -> float:
     return (line.end - add_months(line.end, -months)).total_seconds()
 
 
-def line_monthly(line: SubscriptionLine, rates: dict[str, float] | None = None) -> float:
-    """Rules 1-2: amount minus tax, in the account currency, per month (unrounded cents)."""
+def line_mrr(line: SubscriptionLine, rates: dict[str, float] | None = None, prorate_factor: float = 1.0) -> int:
+    """Rules 1-2 and 4 for one line, rounded to whole cents (rule 6): ChartMogul's documented per-line formula
+    `(amount_in_cents − tax_amount_in_cents) × subscription_duration_ratio × prorate_factor`, "rounded to the
+    closest integer value, in cents" (dev.chartmogul.com/docs/how-mrr-is-calculated-from-prorated-invoices)."""
     net = line.amount_in_cents - line.tax_amount_in_cents
-    return to_account_currency(net, line.currency, rates) * months_factor(line.interval_unit, line.interval_count)
+    monthly = to_account_currency(net, line.currency, rates) * months_factor(line.interval_unit, line.interval_count)
+    return round_cents(monthly * prorate_factor)
 
 
-def subscription_mrr(
-    history: SubscriptionHistory, instant: dt.datetime, rates: dict[str, float] | None = None
-) -> float:
-    """The subscription's MRR (unrounded cents) just before `instant`.
+def subscription_live(history: SubscriptionHistory, instant: dt.datetime) -> bool:
+    """Started and not cancelled just before `instant` (rule 5), whatever its MRR: a $0 subscription is live."""
+    started = [line for line in history.lines if line.start < instant]
+    if not started:
+        return False
+    base_starts = [line.start for line in started if not line.prorated]
+    last_base_start = max(base_starts) if base_starts else None
+    cancellations = [moment for moment in history.cancellations if moment < instant]
+    last_cancellation = max(cancellations) if cancellations else None
+    return last_cancellation is None or (last_base_start is not None and last_cancellation < last_base_start)
+
+
+def subscription_mrr(history: SubscriptionHistory, instant: dt.datetime, rates: dict[str, float] | None = None) -> int:
+    """The subscription's MRR (whole cents, each line rounded) just before `instant`.
 
     `instant` is exclusive, which is how rule 6's "at the end of day D" is expressed: pass midnight of D+1.
     """
     started = [line for line in history.lines if line.start < instant]
     if not started:
-        return 0.0  # rule 5: nothing before the first line's start
+        return 0  # rule 5: nothing before the first line's start
     base_starts = [line.start for line in started if not line.prorated]
     last_base_start = max(base_starts) if base_starts else None
     cancellations = [moment for moment in history.cancellations if moment < instant]
     last_cancellation = max(cancellations) if cancellations else None
     # Rule 5: nothing from the cancellation on, until a later non-prorated line starts the subscription again.
     if last_cancellation is not None and (last_base_start is None or last_cancellation >= last_base_start):
-        return 0.0
+        return 0
     # Rule 3: the latest non-prorated start sets the base. Two such lines with the same start overwrite
     # each other, as in ChartMogul (docs/mapping-decisions.md): the one imported last wins.
     base_lines = [line for line in started if not line.prorated and line.start == last_base_start]
-    base = line_monthly(base_lines[-1], rates) if base_lines else 0.0
+    base = line_mrr(base_lines[-1], rates) if base_lines else 0
     # Rule 4: prorated lines add their monthly amount scaled up to a full interval, within their period.
-    prorations = 0.0
+    prorations = 0
     for line in started:
         if not line.prorated or instant > line.end:
             continue
@@ -104,7 +117,7 @@ def subscription_mrr(
             continue
         period_seconds = (line.end - line.start).total_seconds()
         if period_seconds > 0:
-            prorations += line_monthly(line, rates) * full_interval_seconds(line) / period_seconds
+            prorations += line_mrr(line, rates, full_interval_seconds(line) / period_seconds)
     return base + prorations
 
 
@@ -116,15 +129,30 @@ def end_of_day(day: dt.date) -> dt.datetime:
 def customer_mrr(
     subscriptions: Iterable[SubscriptionHistory], day: dt.date, rates: dict[str, float] | None = None
 ) -> int:
-    """Rule 6: Σ subscriptions at the end of `day`, rounded to whole cents once, at the end."""
+    """Rule 6: Σ subscriptions at the end of `day` (each line rounded to whole cents)."""
     instant = end_of_day(day)
-    return round(sum(subscription_mrr(history, instant, rates) for history in subscriptions))
+    return sum(subscription_mrr(history, instant, rates) for history in subscriptions)
+
+
+def customer_counted(
+    subscriptions: Iterable[SubscriptionHistory], day: dt.date, mrr: int, first_paid: dt.date | None
+) -> bool:
+    """Rule 6: a customer counts (is Active) at the end of `day` with MRR > 0, or, having paid before, with a live
+    subscription at $0: ChartMogul's free-customer handling keeps a paying customer who moves to $0 or a 100 %
+    coupon Active (the default, and the only option for accounts opened since 2025-01-30: help.chartmogul.com
+    "Free customer handling"; help.chartmogul.com/hc/en-us/articles/203299492)."""
+    if mrr > 0:
+        return True
+    if first_paid is None or first_paid > day:
+        return False  # never paid: a lead (free trials, free from the start)
+    instant = end_of_day(day)
+    return any(subscription_live(history, instant) for history in subscriptions)
 
 
 def first_active_day(
     subscriptions: Sequence[SubscriptionHistory], rates: dict[str, float] | None = None
 ) -> dt.date | None:
-    """The first day at whose end the customer's MRR is > 0 (MRR only rises on a day a line starts)."""
+    """The first day at whose end the customer's MRR is > 0, i.e. it paid (MRR only rises on a day a line starts)."""
     start_days = sorted({line.start.date() for history in subscriptions for line in history.lines})
     for day in start_days:
         if customer_mrr(subscriptions, day, rates) > 0:
@@ -148,14 +176,26 @@ class PeriodFigures:
     movements: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MOVEMENTS, 0))
 
 
-def classify_movement(previous: int, current: int, was_active_before: bool) -> str | None:
-    """Rule 7 for one customer between two consecutive period ends."""
+def classify_movement(
+    previous: int,
+    current: int,
+    was_active_before: bool,
+    previously_counted: bool | None = None,
+    counted: bool | None = None,
+) -> str | None:
+    """Rule 7 for one customer between two consecutive period ends.
+
+    `previously_counted` / `counted` (default: MRR > 0) say whether the customer counted at each end: a counted
+    customer moving to $0 contracts, it does not churn (customer_counted).
+    """
+    was = previous > 0 if previously_counted is None else previously_counted
+    now = current > 0 if counted is None else counted
+    if not was and now:
+        return "reactivation" if was_active_before else "new_business"
+    if was and not now:
+        return "churn"
     if previous == current:
         return None
-    if previous == 0:
-        return "reactivation" if was_active_before else "new_business"
-    if current == 0:
-        return "churn"
     return "expansion" if current > previous else "contraction"
 
 
@@ -213,15 +253,16 @@ def account_series(
     for subscriptions in customers.values():
         first_active = first_active_day(subscriptions, rates)
         values = [customer_mrr(subscriptions, date, rates) for date in dates]
+        counted = [customer_counted(subscriptions, d, v, first_active) for d, v in zip(dates, values, strict=True)]
         for index, value in enumerate(values):
             period = figures[index]
             period.mrr += value
-            period.customers += value > 0
+            period.customers += counted[index]
             if index == 0:
                 continue
             previous = values[index - 1]
             was_active_before = first_active is not None and first_active <= dates[index - 1]
-            movement = classify_movement(previous, value, was_active_before)
+            movement = classify_movement(previous, value, was_active_before, counted[index - 1], counted[index])
             if movement is None:
                 continue
             period.movements[movement] += value - previous

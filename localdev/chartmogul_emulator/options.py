@@ -27,6 +27,16 @@ class EmulatorOptions:
     now: dt.datetime | None = None
     # reference §6: ChartMogul requires cancellation dates in the past; switch off for synthetic futures.
     reject_future_cancellations: bool = True
+    # A custom attribute must be created (typed) before it is updated: "Attribute must first be created using the
+    # POST call" (https://dev.chartmogul.com/reference/update-custom-attributes-of-customer). What ChartMogul answers
+    # otherwise is not documented: "refuse" (default) answers 422; "ignore" drops the undeclared keys silently.
+    undeclared_custom_attributes: Literal["refuse", "ignore"] = "refuse"
+    # The auto-churn setting a new data source reports (`with_auto_churn_subscription_setting`). Default as
+    # recorded for a source created through the API in December 2025: enabled, 30 days (chartmogul/chartmogul-ruby
+    # spec/fixtures/vcr_cassettes/ChartMogul_DataSource/API_Interactions/correctly_interracts_with_the_API.yml).
+    # Reported only: the metrics follow docs/mapping-decisions.md's MRR rules, which assume it off (README).
+    auto_churn_enabled: bool = True
+    auto_churn_interval_days: int | None = 30
     # reference §8: bulk import lifecycle timing (queued → processing → completed) and the 5 MB limit.
     bulk_queued_seconds: float = 0.2
     bulk_processing_seconds: float = 0.2

@@ -53,4 +53,7 @@ def restore_defaults(emulator: RunningEmulator) -> None:
     options.reject_future_cancellations = TEST_OPTIONS.reject_future_cancellations
     options.bulk_queued_seconds = TEST_OPTIONS.bulk_queued_seconds
     options.bulk_processing_seconds = TEST_OPTIONS.bulk_processing_seconds
+    options.undeclared_custom_attributes = TEST_OPTIONS.undeclared_custom_attributes
+    options.auto_churn_enabled = TEST_OPTIONS.auto_churn_enabled
+    options.auto_churn_interval_days = TEST_OPTIONS.auto_churn_interval_days
     emulator.reset()

@@ -37,6 +37,8 @@ _SCHEMA: dict[str, str] = {
     "subscription_events": "data_source_uuid TEXT NOT NULL, external_id TEXT, customer_external_id TEXT, "
     "subscription_external_id TEXT, event_type TEXT, UNIQUE(data_source_uuid, external_id)",
     "json_imports": "uuid TEXT UNIQUE NOT NULL, data_source_uuid TEXT NOT NULL, external_id TEXT, status TEXT",
+    # custom attribute definitions (key → type), account-wide like ChartMogul's custom attribute settings
+    "custom_attributes": "key TEXT UNIQUE NOT NULL",
 }
 _COLUMNS: dict[str, set[str]] = {
     table: {part.split()[0] for part in re.sub(r"UNIQUE\([^)]*\)", "", schema).split(",") if part.strip()} | {"seq"}

@@ -808,6 +808,18 @@ class SubscriptionBiller:
 
     # ---- actions a scenario or a step schedules ---------------------------------------------------------
 
+    def apply_coupon(self, at: int, coupon: str) -> None:
+        """Add a coupon to a running subscription: it discounts the invoices from the next renewal on."""
+        if self.ended or self.coupon is not None:
+            return
+        the_coupon = self.sim.store.coupons.get(coupon)
+        assert the_coupon is not None, coupon
+        discount = r.Discount(self.sim.ids.new("di"), coupon, self.owner.customer.id, self.record.id, at, None)
+        self.sim.store.discounts.add(discount)
+        self.record.discounts.append(discount.id)
+        self.coupon = _Coupon(discount, the_coupon)
+        self.sim.emit(at, "customer.discount.created", "discounts", discount.id)
+
     def cancel_now(self, at: int, reason: str = "cancellation_requested") -> None:
         if not self.ended:
             self._end(at, at, reason)

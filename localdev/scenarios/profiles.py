@@ -102,6 +102,12 @@ def coupon_100(ctx: Context) -> None:
     ctx.subscribe([(ctx.plan("Pro"), 1)], coupon="FREE100")
 
 
+def paying_then_free(ctx: Context) -> None:
+    """A paying customer moved to a 100 % coupon: still a customer, at $0 (ChartMogul's free-customer handling)."""
+    sub = ctx.subscribe([(ctx.plan("Pro"), 1)])
+    ctx.in_period(sub, 2, lambda at: sub.apply_coupon(at, "FREE100"))
+
+
 def coupon_amount_off(ctx: Context) -> None:
     ctx.subscribe([(ctx.plan("Starter"), 1)], coupon="WELCOME5")
 
@@ -257,6 +263,7 @@ PROFILES: dict[str, tuple[Profile, str | None, int]] = {
     "coupon_repeating": (coupon_repeating, None, 2),
     "coupon_forever": (coupon_forever, None, 2),
     "coupon_100": (coupon_100, None, 1),
+    "paying_then_free": (paying_then_free, None, 1),
     "coupon_amount_off": (coupon_amount_off, "usd", 1),
     "tax_inclusive": (tax_inclusive, "eur", 3),
     "tax_exclusive": (tax_exclusive, "usd", 3),

@@ -8,15 +8,18 @@ It follows docs/mapping-decisions.md:
   `in_`, line `il_`, payment `inpay_`, failed attempt `ch_`, refund `re_`;
 - invoices: drafts and `void` are not imported; `open` and `uncollectible` are; $0 invoices are;
 - line `amount_in_cents` = after discount, including tax; `tax_amount_in_cents` = all tax;
-- cancellations at `ended_at`, per item; deleted customers keep history with tag `deleted-in-stripe` (those
-  deleted more than 30 days before the clock with only their id: Stripe no longer has their details);
+- cancellations at `ended_at`, per item; deleted customers keep history with tag `deleted-in-stripe`, without
+  name, email, address or attributes (mapping 1.1.0 scrubs them; those deleted more than 30 days before the clock
+  also without their creation date: Stripe no longer has it);
 - MRR rules 1–7 of "The MRR rules" (base MRR from non-prorated lines, prorations over their window,
-  fixed FX table `localdev/fx.py`, evaluated at the end of each month, rounded per customer). A month the
+  fixed FX table `localdev/fx.py`, evaluated at the end of each month, rounded per line item as ChartMogul
+  documents; a customer who paid and moved to $0 still counts, as ChartMogul's free-customer handling). A month the
   clock is still in (after scenario steps) is evaluated at the end of the clock's day (rule 6), over the
   invoices that exist.
 
 Format (`FORMAT`): `{"format", "mapping", "account", "months", "plans", "totals", "customers"}` where
-`customers[cus_id] = {"scenarios", "customer", "plans", "invoices", "cancellations", "mrr"}` and `totals` holds
+`customers[cus_id] = {"scenarios", "customer", "plans", "invoices", "cancellations", "mrr", "active"}` (`active`:
+counted as a customer that month) and `totals` holds
 `mrr`, `customers` (active count) and `movements` per month. `customer`, `plans`, `invoices` (with line items
 and transactions) and `cancellations` are the project's ChartMogul models (`chartmogul_sync.models.chartmogul`)
 dumped as JSON without `None` fields, so they compare directly with a bundle's. Amounts are integer cents in the
@@ -25,7 +28,6 @@ invoice's currency; `mrr` is USD cents per `YYYY-MM`.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from chartmogul_sync.models import chartmogul as cm
-from localdev.fx import ACCOUNT_CURRENCY, to_account_currency
+from localdev.fx import ACCOUNT_CURRENCY, round_cents, to_account_currency
 from localdev.scenarios import ledger as lg
 from localdev.scenarios.calendar import DAY, add_months, iso, months_between
 from localdev.stripe_emulator import records as r
@@ -56,6 +58,7 @@ MAPPING = {
     "metered": "subscription",
     "unpaid": "no_action",
     "deleted_customers": "keep",
+    "deleted_personal_data": "scrub",
     "days_per_month": 365.25 / 12,
 }
 DAYS_PER_MONTH = 365.25 / 12  # mapping-decisions.md rule 2 (unverified against ChartMogul; one constant)
@@ -169,36 +172,66 @@ def _json(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_none=True)
 
 
-def subscription_mrr(
-    lines: list[tuple[lg.BilledLine, str]], plans: _Plans, ended_at: int | None, instant: int
-) -> float:
-    """One subscription's MRR (USD cents, unrounded) at `instant`, by rules 1–5 of mapping-decisions.md."""
+def subscription_mrr(lines: list[tuple[lg.BilledLine, str]], plans: _Plans, ended_at: int | None, instant: int) -> int:
+    """One subscription's MRR (USD cents, each line rounded) at `instant`, by rules 1–6 of mapping-decisions.md."""
     if ended_at is not None and ended_at <= instant:
-        return 0.0
-    base: float | None = None
+        return 0
+    base: int | None = None
     base_start = -1
-    prorations = 0.0
+    prorations = 0
     for line, currency in lines:
         if line.period_start > instant:
             continue
         price = plans.price(line.price_id)
-        net = to_account_currency(line.charged - line.tax, currency)
-        monthly = net * months_factor(price)
+        monthly = to_account_currency(line.charged - line.tax, currency) * months_factor(price)
         if not line.prorated:
             if line.period_start >= base_start:  # the latest non-prorated line holds the base
-                base, base_start = monthly, line.period_start
+                base, base_start = round_cents(monthly), line.period_start
         elif instant < line.period_end and line.period_end > line.period_start:
             full = full_period_seconds(price, line.period_end)
-            prorations += monthly * full / (line.period_end - line.period_start)
-    return (base or 0.0) + prorations
+            # rounded per line (dev.chartmogul.com/docs/how-mrr-is-calculated-from-prorated-invoices)
+            prorations += round_cents(monthly * full / (line.period_end - line.period_start))
+    return (base or 0) + prorations
 
 
-def _round(value: float) -> int:
-    return math.floor(value + 0.5)
+def subscription_live(lines: list[tuple[lg.BilledLine, str]], ended_at: int | None, instant: int) -> bool:
+    """Started and not ended at `instant`, whatever its MRR (a $0 subscription is live)."""
+    return any(line.period_start <= instant for line, _ in lines) and (ended_at is None or ended_at > instant)
 
 
 def customer_mrr(ledger: lg.CustomerLedger, plans: _Plans, instants: list[tuple[str, int]]) -> dict[str, int]:
     """MRR per month at the given instants (rule 6: the last second of the month, or the clock if earlier)."""
+    by_item, ended = _subscriptions(ledger)
+    return {
+        label: sum(subscription_mrr(lines, plans, ended.get(item), instant) for item, lines in by_item.items())
+        for label, instant in instants
+    }
+
+
+def customer_counted(
+    ledger: lg.CustomerLedger, mrr: dict[str, int], instants: list[tuple[str, int]]
+) -> dict[str, bool]:
+    """Whether the customer counts (is Active) each month: MRR > 0, or paid before and a live $0 subscription.
+
+    ChartMogul's free-customer handling keeps a paying customer who moves to $0 or a 100 % coupon Active, the
+    drop being contraction, not churn (the default, and the only option for accounts opened since 2025-01-30);
+    a customer who never paid stays a lead.
+    """
+    by_item, ended = _subscriptions(ledger)
+    counted: dict[str, bool] = {}
+    paid = False
+    for label, instant in instants:
+        paid = paid or mrr[label] > 0
+        counted[label] = mrr[label] > 0 or (
+            paid and any(subscription_live(lines, ended.get(item), instant) for item, lines in by_item.items())
+        )
+    return counted
+
+
+def _subscriptions(
+    ledger: lg.CustomerLedger,
+) -> tuple[dict[str, list[tuple[lg.BilledLine, str]]], dict[str, int | None]]:
+    """The imported subscription lines per item, and each item's end."""
     by_item: dict[str, list[tuple[lg.BilledLine, str]]] = defaultdict(list)
     for invoice in ledger.invoices:
         if invoice.state not in IMPORTED_STATES:
@@ -207,10 +240,7 @@ def customer_mrr(ledger: lg.CustomerLedger, plans: _Plans, instants: list[tuple[
             if line.kind == "subscription" and line.item_id is not None:
                 by_item[line.item_id].append((line, invoice.currency))
     ended = {item: sub.ended_at for sub in ledger.subscriptions for item in sub.item_ids}
-    return {
-        label: _round(sum(subscription_mrr(lines, plans, ended.get(item), instant) for item, lines in by_item.items()))
-        for label, instant in instants
-    }
+    return by_item, ended
 
 
 def details_lost(ledger: lg.CustomerLedger, now: int) -> bool:
@@ -226,6 +256,13 @@ def _customer(ledger: lg.CustomerLedger, now: int) -> cm.Customer:
     if details_lost(ledger, now):
         return cm.Customer(
             external_id=ledger.customer_id,
+            free_trial_started_at=free_trial,
+            attributes=cm.CustomerAttributes(tags=tags),
+        )
+    if ledger.deleted_at is not None:  # mapping 1.1.0 default: a deleted customer's personal data is not sent
+        return cm.Customer(
+            external_id=ledger.customer_id,
+            lead_created_at=_moment(ledger.created),
             free_trial_started_at=free_trial,
             attributes=cm.CustomerAttributes(tags=tags),
         )
@@ -248,25 +285,27 @@ def _customer(ledger: lg.CustomerLedger, now: int) -> cm.Customer:
     )
 
 
-def _movements(per_customer: dict[str, dict[str, int]], labels: list[str]) -> dict[str, dict[str, int]]:
-    """Rule 7: compare each customer's MRR with the previous month's."""
+def _movements(
+    per_customer: dict[str, dict[str, int]], counted: dict[str, dict[str, bool]], labels: list[str]
+) -> dict[str, dict[str, int]]:
+    """Rule 7: compare each customer's MRR with the previous month's; a customer still counted at $0 contracts."""
     kinds = ("new_business", "expansion", "contraction", "churn", "reactivation")
     movements = {label: dict.fromkeys(kinds, 0) for label in labels}
-    for mrr in per_customer.values():
-        previous, was_active = 0, False
+    for customer_id, mrr in per_customer.items():
+        previous, previously_counted, was_active = 0, False, False
         for label in labels:
-            current = mrr[label]
+            current, now_counted = mrr[label], counted[customer_id][label]
             delta = current - previous
-            if previous == 0 and current > 0:
+            if not previously_counted and now_counted:
                 movements[label]["reactivation" if was_active else "new_business"] += current
                 was_active = True
-            elif previous > 0 and current == 0:
+            elif previously_counted and not now_counted:
                 movements[label]["churn"] += delta
             elif delta > 0:
                 movements[label]["expansion"] += delta
             elif delta < 0:
                 movements[label]["contraction"] += delta
-            previous = current
+            previous, previously_counted = current, now_counted
     return movements
 
 
@@ -279,6 +318,7 @@ def build(ledgers: dict[str, lg.CustomerLedger], store: StripeStore, spec: Accou
     labels = [label for label, _ in instants]
     customers: dict[str, Any] = {}
     per_customer_mrr: dict[str, dict[str, int]] = {}
+    per_customer_counted: dict[str, dict[str, bool]] = {}
     used_plans: set[str] = set()
     for customer_id, ledger in ledgers.items():
         invoices = [_json(_invoice(invoice)) for invoice in ledger.invoices if invoice.state in IMPORTED_STATES]
@@ -288,6 +328,7 @@ def build(ledgers: dict[str, lg.CustomerLedger], store: StripeStore, spec: Accou
         used_plans.update(plan_ids)
         mrr = customer_mrr(ledger, plans, instants)
         per_customer_mrr[customer_id] = mrr
+        per_customer_counted[customer_id] = customer_counted(ledger, mrr, instants)
         customers[customer_id] = {
             "scenarios": list(ledger.scenarios),
             "customer": _json(_customer(ledger, now)),
@@ -300,11 +341,12 @@ def build(ledgers: dict[str, lg.CustomerLedger], store: StripeStore, spec: Accou
                 for item in sub.item_ids
             ],
             "mrr": mrr,
+            "active": per_customer_counted[customer_id],
         }
     totals = {
         "mrr": {label: sum(mrr[label] for mrr in per_customer_mrr.values()) for label in labels},
-        "customers": {label: sum(1 for mrr in per_customer_mrr.values() if mrr[label] > 0) for label in labels},
-        "movements": _movements(per_customer_mrr, labels),
+        "customers": {label: sum(1 for counted in per_customer_counted.values() if counted[label]) for label in labels},
+        "movements": _movements(per_customer_mrr, per_customer_counted, labels),
     }
     return {
         "format": FORMAT,

@@ -34,7 +34,7 @@ def test_transform_sample_maps_one_customer_and_sets_the_broken_one_aside(
     assert local.invoke("TransformFunction", event) == {"batchItemFailures": []}
     bundles = [json.loads(m["Body"]) for m in local.receive_all("UploadQueue")]
     assert [b["customer_external_id"] for b in bundles] == ["cus_jsYUDZ5TLwz8K6"]
-    assert bundles[0]["payload"]["mapping_version"] == "1.0.0"
+    assert bundles[0]["payload"]["mapping_version"] == "1.1.0"
     (bad,) = [BadRecord.model_validate_json(m["Body"]) for m in local.receive_all("BadRecordsQueue")]
     assert (bad.stage, bad.customer_external_id, bad.object_id) == (
         "transform",

@@ -58,7 +58,22 @@ def test_data_source_optional_blocks_appear_only_when_asked(chartmogul_config: A
         chartmogul_config, uuid=created.uuid, with_processing_status=True, with_auto_churn_subscription_setting=True
     ).get()
     assert (flagged.processing_status.pending, flagged.processing_status.processed) == (0, 0)
-    assert flagged.auto_churn_subscription_setting.enabled is False
+    # As recorded for a source created through the API in 2025 (chartmogul-ruby VCR cassette
+    # ChartMogul_DataSource/API_Interactions/correctly_interracts_with_the_API.yml).
+    setting = flagged.auto_churn_subscription_setting
+    assert (setting.enabled, setting.interval) == (True, 30)
+
+
+def test_a_data_source_created_with_auto_churn_off_reports_it_off(
+    chartmogul_emulator: RunningEmulator, chartmogul_config: Any
+) -> None:
+    chartmogul_emulator.emulator.options.auto_churn_enabled = False
+    created = data_source(chartmogul_config)
+    flagged = chartmogul.DataSource.retrieve(
+        chartmogul_config, uuid=created.uuid, with_auto_churn_subscription_setting=True
+    ).get()
+    setting = flagged.auto_churn_subscription_setting
+    assert (setting.enabled, setting.interval) == (False, None)
 
 
 def test_unknown_data_source_delete_is_404(chartmogul_config: Any) -> None:

@@ -69,7 +69,7 @@ def test_lifecycle_queued_processing_completed_with_per_customer_status(
     created = chartmogul.JsonImport.create(chartmogul_config, data_source_uuid=ds.uuid, data=_payload()).get()
     assert (created.status, created.external_id, created.data_source_uuid) == ("queued", "import_1", ds.uuid)
     assert isinstance(created.id, str) and created.status_details == {}
-    statuses, done = _wait_until_completed(chartmogul_config, ds.uuid, created.id)
+    statuses, done = _wait_until_completed(chartmogul_config, ds.uuid, created.external_id)
     assert statuses[-2:] == ["processing", "completed"] and statuses[0] in ("queued", "processing")
     assert done.status_details["plans"] == {"status": "imported"}
     assert done.status_details["scus_1"]["status"] == "imported"
@@ -81,9 +81,22 @@ def test_lifecycle_queued_processing_completed_with_per_customer_status(
     assert [(c.external_id, c.mrr) for c in customers] == [("scus_1", 9900)]
     [stored] = chartmogul.Invoice.all(chartmogul_config, data_source_uuid=ds.uuid).get().invoices
     assert (stored.external_id, len(stored.line_items), len(stored.transactions)) == ("inv_1", 1, 1)
-    # reference §8: the status can also be fetched by the caller's own external_id
+    assert done.id == created.id
+
+
+def test_status_is_polled_by_the_callers_external_id_only(
+    chartmogul_emulator: RunningEmulator, chartmogul_config: Any
+) -> None:
+    # https://dev.chartmogul.com/reference/bulk-import/track-status: the path parameter is the external_id the
+    # caller chose; ChartMogul's returned `id` is not promised to work there.
+    ds = data_source(chartmogul_config)
+    created = chartmogul.JsonImport.create(chartmogul_config, data_source_uuid=ds.uuid, data=_payload()).get()
     by_external = chartmogul.JsonImport.retrieve(chartmogul_config, data_source_uuid=ds.uuid, id="import_1").get()
     assert by_external.id == created.id
+    status, body = api_error(
+        lambda: chartmogul.JsonImport.retrieve(chartmogul_config, data_source_uuid=ds.uuid, id=created.id).get()
+    )
+    assert (status, body["message"]) == (404, "Import not found")
 
 
 def test_processing_status_counts_pending_imports(chartmogul_emulator: RunningEmulator, chartmogul_config: Any) -> None:

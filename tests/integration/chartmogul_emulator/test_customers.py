@@ -111,6 +111,9 @@ def test_per_page_is_capped_at_200(chartmogul_emulator: RunningEmulator, chartmo
 def test_retrieve_update_delete(chartmogul_config: Any) -> None:
     ds = data_source(chartmogul_config)
     created = customer(chartmogul_config, ds.uuid, "cus_u", name="Old")
+    chartmogul.CustomAttributes.add(
+        chartmogul_config, uuid=created.uuid, data={"custom": [{"type": "Integer", "key": "seats", "value": 1}]}
+    ).get()
     updated = chartmogul.Customer.modify(
         chartmogul_config,
         uuid=created.uuid,
@@ -122,6 +125,47 @@ def test_retrieve_update_delete(chartmogul_config: Any) -> None:
     assert chartmogul.Customer.destroy(chartmogul_config, uuid=created.uuid).get() is None
     status, body = api_error(lambda: chartmogul.Customer.retrieve(chartmogul_config, uuid=created.uuid).get())
     assert (status, body) == (404, {"error": "Customer not found"})
+
+
+def test_a_custom_attribute_must_be_created_before_it_is_updated(
+    chartmogul_emulator: RunningEmulator, chartmogul_config: Any
+) -> None:
+    # https://dev.chartmogul.com/reference/update-custom-attributes-of-customer: "Attribute must first be created
+    # using the POST call" (the refusal's wording is the emulator's).
+    ds = data_source(chartmogul_config)
+    created = customer(chartmogul_config, ds.uuid, "cus_a")
+    undeclared = {"attributes": {"custom": {"channel": "partner"}}}
+    status, body = api_error(
+        lambda: chartmogul.Customer.modify(chartmogul_config, uuid=created.uuid, data=undeclared).get()
+    )
+    assert status == 422 and "must first be created" in body["errors"]["custom"]
+    status, _ = api_error(
+        lambda: chartmogul.CustomAttributes.update(
+            chartmogul_config, uuid=created.uuid, data={"custom": {"channel": "partner"}}
+        ).get()
+    )
+    assert status == 422
+    added = chartmogul.CustomAttributes.add(
+        chartmogul_config, uuid=created.uuid, data={"custom": [{"type": "String", "key": "channel", "value": "ads"}]}
+    ).get()
+    assert added.custom == {"channel": "ads"}
+    # created once, for the account: another customer may set it by update now
+    other = customer(chartmogul_config, ds.uuid, "cus_b")
+    updated = chartmogul.Customer.modify(chartmogul_config, uuid=other.uuid, data=undeclared).get()
+    assert updated.attributes.custom == {"channel": "partner"}
+    # created at customer creation too (the create call carries typed attributes)
+    typed = {"custom": [{"type": "Boolean", "key": "pro", "value": True}]}
+    third = chartmogul.Customer.create(
+        chartmogul_config, data={"data_source_uuid": ds.uuid, "external_id": "cus_c", "attributes": typed}
+    ).get()
+    assert chartmogul.CustomAttributes.update(
+        chartmogul_config, uuid=third.uuid, data={"custom": {"pro": False}}
+    ).get().custom == {"pro": False}
+    chartmogul_emulator.emulator.options.undeclared_custom_attributes = "ignore"
+    ignored = chartmogul.Customer.modify(
+        chartmogul_config, uuid=other.uuid, data={"attributes": {"custom": {"never_created": 1}}}
+    ).get()
+    assert ignored.attributes.custom == {"channel": "partner"}
 
 
 def test_search_by_email(chartmogul_config: Any) -> None:

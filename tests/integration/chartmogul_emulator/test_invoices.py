@@ -154,7 +154,6 @@ def _sub(**overrides: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"currency": "XYZ"}, {"currency": "is not a valid ISO 4217 currency code"}),
         ({"currency": None}, {"currency": "can't be blank"}),
         ({"currency": "JPY"}, {"currency": "the emulator has no exchange rate for JPY; start it with --rates"}),
         ({"date": None}, {"date": "can't be blank"}),
@@ -183,13 +182,48 @@ def test_semantic_problems_are_422(account: dict[str, Any], change: dict[str, An
     assert (status, answer) == (422, {"invoices": [{"external_id": "in_bad", "errors": expected}]})
 
 
-def test_a_plan_of_another_data_source_is_rejected(account: dict[str, Any]) -> None:
-    other = data_source(account["config"], "Other")
-    foreign = plan(account["config"], other.uuid, "price_foreign")
-    body = invoice("in_x", "2024-03-01", [subscription_line(foreign.uuid, "2024-03-01", "2024-04-01", 100)])
-    status, answer = api_error(lambda: import_invoices(account["config"], account["customer"].uuid, body))
-    assert status == 422
-    assert answer["invoices"][0]["errors"] == {"line_items.plan_uuid": "Plan not found in this data source"}
+FUTURE = "2099-01-01"
+
+
+@pytest.mark.parametrize(
+    ("case", "level", "errors"),
+    [
+        ("future invoice date", "invoice", {"date": ["Date is in the future"]}),
+        ("invalid currency", "invoice", {"currency": ["Currency is invalid", "Currency must be supported"]}),
+        ("negative non-prorated amount", "line item", {"amount_in_cents": ["must be positive"]}),
+        ("plan of another data source", "line item", {"plan_uuid": ["Plan not found"]}),
+        ("future transaction", "transaction", {"date": ["is in the future"]}),
+    ],
+)
+def test_documented_invalid_objects_are_stored_with_errors_and_make_no_mrr(
+    account: dict[str, Any], case: str, level: str, errors: dict[str, list[str]]
+) -> None:
+    # chartmogul-python test/api/test_invoice.py and chartmogul-node test/chartmogul/invoice.js (SDK 4.9+): 201,
+    # the object stored with an `errors` map.
+    plan_uuid = account["plan"].uuid
+    if case == "plan of another data source":
+        plan_uuid = plan(account["config"], data_source(account["config"], "Other").uuid, "price_foreign").uuid
+    line = subscription_line(plan_uuid, "2024-03-01", "2024-04-01", -100 if "negative" in case else 100)
+    body = invoice(
+        "in_x",
+        FUTURE if case == "future invoice date" else "2024-03-01",
+        [line],
+        currency="XYZ" if case == "invalid currency" else "USD",
+        transactions=[
+            {"type": "payment", "result": "successful", "date": FUTURE if "transaction" in case else "2024-03-02"}
+        ],
+    )
+    [stored] = import_invoices(account["config"], account["customer"].uuid, body).invoices  # 201, not 422
+    found = {
+        "invoice": stored.errors,
+        "line item": getattr(stored.line_items[0], "errors", None),
+        "transaction": getattr(stored.transactions[0], "errors", None),
+    }
+    assert {key: value for key, value in found.items() if value} == {level: errors}
+    [listed] = chartmogul.Invoice.all(account["config"], uuid=account["customer"].uuid).get().invoices
+    assert listed.external_id == "in_x"
+    if level != "transaction":  # an invalid invoice or line is excluded from metrics
+        assert chartmogul.Customer.retrieve(account["config"], uuid=account["customer"].uuid).get().mrr == 0
 
 
 @pytest.mark.parametrize(
@@ -234,12 +268,12 @@ def test_accepted_date_forms_normalise_to_utc(account: dict[str, Any], date: str
 
 def test_atomic_batch_stores_nothing_when_one_invoice_is_invalid(account: dict[str, Any]) -> None:
     good = invoice("in_good", "2024-03-01", [{"type": "one_time", "amount_in_cents": 1}])
-    bad = invoice("in_bad", "2024-03-01", [{"type": "one_time", "amount_in_cents": 1}], currency="XYZ")
+    bad = invoice("in_bad", "2024-03-01", [{"type": "one_time", "amount_in_cents": 1}], currency="JPY")
     status, answer = api_error(lambda: import_invoices(account["config"], account["customer"].uuid, good, bad))
     assert status == 422
     assert [entry["errors"] for entry in answer["invoices"]] == [
         {},
-        {"currency": "is not a valid ISO 4217 currency code"},
+        {"currency": "the emulator has no exchange rate for JPY; start it with --rates"},
     ]
     assert chartmogul.Invoice.all(account["config"], uuid=account["customer"].uuid).get().invoices == []
 
@@ -249,7 +283,7 @@ def test_partial_batch_mode_keeps_the_valid_invoices(
 ) -> None:
     chartmogul_emulator.emulator.options.invoice_batch_mode = "partial"
     good = invoice("in_good", "2024-03-01", [{"type": "one_time", "amount_in_cents": 1}])
-    bad = invoice("in_bad", "2024-03-01", [{"type": "one_time", "amount_in_cents": 1}], currency="XYZ")
+    bad = invoice("in_bad", "2024-03-01", [{"type": "one_time", "amount_in_cents": 1}], currency="JPY")
     status, answer = api_error(lambda: import_invoices(account["config"], account["customer"].uuid, good, bad))
     assert status == 422
     assert answer["invoices"][0]["uuid"].startswith("inv_") and answer["invoices"][1]["errors"]

@@ -95,9 +95,32 @@ def test_prorated_full_interval_uses_calendar_months() -> None:
     assert mrr(history, "2024-02-25") == round(2900 + 1000 * 29 / 10)
 
 
-def test_customer_mrr_rounds_once_over_subscriptions() -> None:
+def test_mrr_is_rounded_per_line_item_as_chartmogul_documents() -> None:
+    # dev.chartmogul.com/docs/how-mrr-is-calculated-from-prorated-invoices: each line's MRR "is rounded to the
+    # closest integer value, in cents" — so three quarterly $1 lines make 3 × 33 = 99 cents, not 100.
     thirds = [SubscriptionHistory([line("2024-01-01", "2024-04-01", 100, count=3)]) for _ in range(3)]
-    assert metrics.customer_mrr(thirds, dt.date(2024, 1, 1)) == 100  # 3 × 33.33… → 100, not 99
+    assert metrics.customer_mrr(thirds, dt.date(2024, 1, 1)) == 99
+    two_halves = SubscriptionHistory([line("2024-01-01", "2024-03-01", 101, count=2)])  # 50.5 → 51 (half up)
+    assert metrics.customer_mrr([two_halves], dt.date(2024, 1, 1)) == 51
+
+
+def test_a_paying_customer_moving_to_zero_stays_counted_and_contracts() -> None:
+    # ChartMogul's free-customer handling (default; the only option for accounts opened since 2025-01-30).
+    paying_then_free = [
+        SubscriptionHistory([line("2024-01-01", "2024-02-01", 5000), line("2024-02-01", "2024-03-01", 0)])
+    ]
+    free_from_start = [SubscriptionHistory([line("2024-01-01", "2024-02-01", 0)])]
+    free_then_cancelled = [
+        SubscriptionHistory(
+            [line("2024-01-01", "2024-02-01", 5000), line("2024-02-01", "2024-03-01", 0)],
+            cancellations=[at("2024-03-10")],
+        )
+    ]
+    customers = {"a": paying_then_free, "b": free_from_start, "c": free_then_cancelled}
+    _baseline, periods = metrics.account_series(customers, dt.date(2024, 1, 1), dt.date(2024, 3, 31), "month")
+    assert [p.customers for p in periods] == [2, 2, 1]  # b never counts; c churns only when cancelled
+    assert (periods[1].movements["contraction"], periods[1].movements["churn"]) == (-10000, 0)
+    assert periods[2].churned_customers == 1 and periods[2].movements["churn"] == 0
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,8 @@ def test_totals_are_the_sum_of_customers(truth: dict[str, Any]) -> None:
     for month in truth["months"]:
         per_customer = [c["mrr"][month] for c in truth["customers"].values()]
         assert truth["totals"]["mrr"][month] == sum(per_customer)
-        assert truth["totals"]["customers"][month] == sum(1 for mrr in per_customer if mrr > 0)
+        assert truth["totals"]["customers"][month] == sum(c["active"][month] for c in truth["customers"].values())
+        assert all(c["active"][month] for c in truth["customers"].values() if c["mrr"][month] > 0)
     assert truth["totals"]["mrr"]["2026-10"] > 0
 
 
@@ -121,6 +122,25 @@ def test_customers_who_never_pay_are_not_active(account: Account, truth: dict[st
     for profile in ("coupon_100", "trial_paused", "lead_only"):
         for customer in account.customers_with(profile):
             assert set(truth["customers"][customer]["mrr"].values()) == {0}, profile
+            assert not any(truth["customers"][customer]["active"].values()), profile
+
+
+def test_a_paying_customer_moved_to_a_100_percent_coupon_stays_active_and_contracts(
+    account: Account, truth: dict[str, Any]
+) -> None:
+    # ChartMogul's free-customer handling: still a customer at $0, the MRR drop is contraction, not churn.
+    customer = account.customers_with("paying_then_free")[0]  # the early one: room for the whole story
+    expected = truth["customers"][customer]
+    months = truth["months"]
+    paid = [m for m in months if expected["mrr"][m] > 0]
+    free = [m for m in months if m > paid[-1]]
+    assert paid and free and all(expected["mrr"][m] == 0 and expected["active"][m] for m in free)
+    # this customer's own movements: a contraction to $0, no churn
+    from localdev.scenarios.truth import _movements
+
+    own = _movements({customer: expected["mrr"]}, {customer: expected["active"]}, months)
+    assert own[free[0]]["contraction"] == -expected["mrr"][paid[-1]]
+    assert all(own[m]["churn"] == 0 for m in months)
 
 
 def test_a_cancellation_at_period_end_churns_at_ended_at(account: Account, truth: dict[str, Any]) -> None:
@@ -147,8 +167,10 @@ def test_deleted_customers_keep_their_history_with_a_tag(account: Account, truth
             assert expected["customer"]["attributes"]["tags"] == ["deleted-in-stripe"]
             assert expected["invoices"] and expected["cancellations"]
             assert expected["mrr"]["2026-10"] == 0
-            # Long-deleted customers are only an id in Stripe; a recent deletion's event still has the details.
-            assert bool(expected["customer"]["email"]) == (profile == "deleted_customer_recent")
+            # Mapping 1.1.0 scrubs a deleted customer's personal data (long-deleted ones are only an id anyway).
+            assert not expected["customer"]["email"] and not expected["customer"]["name"]
+            # a recent deletion's event still has the creation date; a long-deleted customer's is gone
+            assert ("lead_created_at" in expected["customer"]) == (profile == "deleted_customer_recent")
 
 
 def test_refunds_and_failed_attempts_are_transactions(account: Account, truth: dict[str, Any]) -> None:

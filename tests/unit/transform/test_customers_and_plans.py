@@ -2,7 +2,7 @@
 
 import pytest
 
-from chartmogul_sync.models import CustomAttributeType, IntervalUnit
+from chartmogul_sync.models import CustomAttributeType, CustomerSnapshot, IntervalUnit
 from chartmogul_sync.transform import CustomerExcluded, MappingConfig, MappingError, map_snapshot
 from tests.fixtures.stripe_objects import DAY, Line, SnapshotBuilder, at, moment
 
@@ -248,6 +248,31 @@ def test_deleted_customer_is_kept_tagged_and_its_subscriptions_end_at_the_deleti
     assert [(c.subscription_external_id, c.cancellation_dates) for c in bundle.cancellations] == [
         ("si_1", [moment(FEB + 10 * DAY)])
     ]
+
+
+def test_a_deleted_customers_personal_data_is_scrubbed_unless_configured_to_keep() -> None:
+    # Deletion in Stripe is often a GDPR erasure; ChartMogul's own "include deleted customers" removes personal data.
+    # A recent deletion: the exporter's stub carries the `customer.deleted` event's object, details included.
+    builder = deleted_customer_with_active_subscription()
+    builder.deleted = False
+    raw = builder.raw()
+    raw["customer"] = {**raw["customer"], "deleted": True, "deleted_at": FEB + 10 * DAY, "metadata": {"plan": "x"}}
+    raw["deleted"] = True
+    snapshot = CustomerSnapshot.model_validate(raw)
+    scrubbed = map_snapshot(snapshot)
+    customer = scrubbed.customer
+    assert (customer.name, customer.email, customer.company, customer.country, customer.city) == (
+        "",
+        "",
+        "",
+        None,
+        None,
+    )
+    assert customer.attributes.custom == [] and customer.attributes.tags == ["deleted-in-stripe"]
+    assert customer.lead_created_at is not None and scrubbed.mapping_version == "1.1.0"
+    kept = map_snapshot(snapshot, config(customers={"deleted_personal_data": "keep"})).customer
+    assert (kept.name, kept.email) == ("Ada Lovelace", "ada@example.com")
+    assert [a.key for a in kept.attributes.custom] == ["plan"]
 
 
 def test_deleted_customer_with_delete_config_leaves_chartmogul() -> None:

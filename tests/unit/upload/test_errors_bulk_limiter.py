@@ -40,6 +40,23 @@ def test_per_invoice_errors_name_the_invoice_and_the_field():
     assert not is_duplicate_only(details)
 
 
+LINE_EXISTS = "The external ID for this line item already exists in our system."
+INVOICE_EXISTS = "The external ID for this invoice already exists in our system."
+
+
+def test_a_line_or_transaction_duplicate_of_a_new_invoice_is_not_already_imported():
+    # chartmogul-go `IsInvoiceAndItsEntitiesAlreadyExist`: only with the invoice itself there is it a replay.
+    new_invoice = {"line_items.external_id": LINE_EXISTS, "transactions.external_id": "has already been taken"}
+    body = json.dumps({"invoices": [{"external_id": "in_1", "errors": new_invoice}]})
+    assert not is_duplicate_only(error_details(body))
+    assert not is_duplicate_only(error_details(json.dumps({"errors": new_invoice})))
+    replay = {"external_id": INVOICE_EXISTS, **new_invoice}
+    assert is_duplicate_only(error_details(json.dumps({"invoices": [{"external_id": "in_1", "errors": replay}]})))
+    assert is_duplicate_only(error_details(json.dumps({"errors": replay})))
+    # a transaction added to an existing invoice on its own (POST /import/invoices/{uuid}/transactions)
+    assert is_duplicate_only(error_details('{"errors":{"external_id":"has already been taken"}}'))
+
+
 def test_duplicates_mixed_with_a_real_error_are_not_a_duplicate():
     body = json.dumps(
         {

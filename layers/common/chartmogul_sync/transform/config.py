@@ -133,6 +133,10 @@ class TagsConfig(_ConfigModel):
 class CustomersConfig(_ConfigModel):
     attributes: AttributesConfig = Field(default_factory=AttributesConfig)
     tags: TagsConfig = Field(default_factory=TagsConfig)
+    # A customer deleted in Stripe (and kept in ChartMogul): `scrub` sends no name, email, company, address or
+    # metadata attributes for it (deletion is often a GDPR erasure, and ChartMogul's own "include deleted
+    # customers" handling removes personal data); `keep` keeps them.
+    deleted_personal_data: Literal["scrub", "keep"] = "scrub"
 
 
 class MappingConfig(_ConfigModel):

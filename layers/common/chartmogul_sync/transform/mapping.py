@@ -53,7 +53,7 @@ from .errors import CustomerExcluded, MappingError
 from .snapshot_view import SnapshotView, parse_snapshot
 
 # Recorded in every bundle; docs/mapping-changelog.md says what each version does to the numbers.
-MAPPING_VERSION = "1.0.0"
+MAPPING_VERSION = "1.1.0"
 
 _COLLECTION_METHODS = {"charge_automatically": "automatic", "send_invoice": "manual"}
 FINALIZED_STATUSES = frozenset({"open", "paid", "uncollectible", "void"})
@@ -233,6 +233,16 @@ class _BundleMapper:
                 tags.add(value)
         if self.view.deleted:
             tags.add(self.config.customers.tags.deleted_customer)
+            if self.config.customers.deleted_personal_data == "scrub":
+                # docs/mapping-decisions.md "Deleted customers": personal data is not sent (mapping 1.1.0).
+                return build(
+                    stripe_customer.id,
+                    Customer,
+                    external_id=stripe_customer.id,
+                    lead_created_at=ts(stripe_customer.created) if stripe_customer.created else None,
+                    free_trial_started_at=ts(min(trial_starts)) if trial_starts else None,
+                    attributes=CustomerAttributes(tags=sorted(tags), custom=[]),
+                )
         return build(
             stripe_customer.id,
             Customer,

@@ -312,7 +312,7 @@ class BulkUploader:
             )
             import_id = str(created.id)
             self.imports_made.append(import_id)
-            finished = self._poll(import_id, created, budget)
+            finished = self._poll(payload.external_id, created, budget)
         except ChartMogulError as error:
             if error.kind is FailureKind.PERMANENT:  # the whole document was refused (too large, malformed)
                 return [BundleRefused(c, error, payload.external_id) for c in customer_ids]
@@ -380,8 +380,13 @@ class BulkUploader:
         )
         return BundleRefused(customer_id, error, customer_id)
 
-    def _poll(self, import_id: str, created: Any, budget: TimeBudget) -> Any | None:
-        """The import once finished, or None when the budget ran out first (bounded: MAX_POLLS looks)."""
+    def _poll(self, external_id: str, created: Any, budget: TimeBudget) -> Any | None:
+        """The import once finished, or None when the budget ran out first (bounded: MAX_POLLS looks).
+
+        Polled by the import's `external_id` (ours): the status endpoint's path parameter is defined as the
+        identifier the caller specified (https://dev.chartmogul.com/reference/bulk-import/track-status; the
+        Node SDK's test polls with it, chartmogul/chartmogul-node test/chartmogul/json-import.js).
+        """
         current, delay = created, FIRST_POLL_DELAY_S
         ds = self._idmap.data_source_uuid
         for _look in range(MAX_POLLS):
@@ -392,8 +397,8 @@ class BulkUploader:
             self._sleep(delay)
             delay = min(MAX_POLL_DELAY_S, delay * 1.5)
             current = self._api.call(
-                f"poll bulk import {import_id}",
-                lambda cfg: chartmogul.JsonImport.retrieve(cfg, data_source_uuid=ds, id=import_id).get(),
+                f"poll bulk import {external_id}",
+                lambda cfg: chartmogul.JsonImport.retrieve(cfg, data_source_uuid=ds, id=external_id).get(),
                 budget,
             )
         return None

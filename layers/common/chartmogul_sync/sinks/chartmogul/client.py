@@ -99,6 +99,10 @@ def error_details(body: str) -> list[ErrorDetail]:
     for invoice in parsed.get("invoices") or []:
         if isinstance(invoice, dict) and isinstance(invoice.get("errors"), dict):
             details += _field_messages(invoice["errors"], object_id=invoice.get("external_id"))
+    # Our own summary of a 201 answer that stored objects with `errors` (uploader.invalid_objects).
+    for stored in parsed.get("invalid_objects") or []:
+        if isinstance(stored, dict) and isinstance(stored.get("errors"), dict):
+            details += _field_messages(stored["errors"], object_id=stored.get("external_id"))
     for item in parsed.get("error_details") or []:
         if isinstance(item, dict) and item.get("message"):
             details.append(ErrorDetail(message=str(item["message"]), field=item.get("param")))
@@ -121,8 +125,31 @@ def _field_messages(errors: dict[str, Any], object_id: str | None) -> list[Error
     return details
 
 
+def _is_duplicate(detail: ErrorDetail) -> bool:
+    return any(marker in detail.message.lower() for marker in DUPLICATE_MARKERS)
+
+
+# The parts of an invoice whose external ids are checked with it (reference §9.1: `line_items.external_id`,
+# `transactions.external_id` next to the invoice's own `external_id`).
+_INVOICE_PARTS = ("line_items", "transactions")
+
+
 def is_duplicate_only(details: list[ErrorDetail]) -> bool:
-    return bool(details) and all(any(m in d.message.lower() for m in DUPLICATE_MARKERS) for d in details)
+    """True when every complaint says "already exists", and the objects it names exist as a whole.
+
+    ChartMogul's Go SDK rule (chartmogul/chartmogul-go `chartmogul.go`, `IsInvoiceAndItsEntitiesAlreadyExist`): a
+    line item's or transaction's duplicate external id counts as "already imported" only when the invoice itself
+    already exists. Naming only a line item or transaction while the invoice is new is "a different problem
+    (duplicating txns)": an id used by another invoice, which no lookup will resolve, so it is permanent.
+    """
+    if not details or not all(_is_duplicate(d) for d in details):
+        return False
+    existing_invoices = {d.object_id for d in details if d.field == "external_id"}
+    return all(
+        d.object_id in existing_invoices
+        for d in details
+        if d.field is not None and d.field.split(".", 1)[0] in _INVOICE_PARTS
+    )
 
 
 _NETWORK_ERRORS = (

@@ -24,6 +24,7 @@ from .client import ChartMogulApi, ChartMogulError, FailureKind, TimeBudget
 from .idmap import DataSources, IdMap
 from .leases import CustomerLeases
 from .limiter import ChartMogulLimiter
+from .source_settings import warn_if_auto_churn
 from .uploader import ApplyResult, BundleRefused, BundleUploader
 
 logger = Logger(child=True)
@@ -87,6 +88,7 @@ class UploadService:
         """The uploader for the configured data source (ensured by name, created once)."""
         data_source_uuid = self._data_sources.ensure(self._settings.chartmogul_data_source_name, budget)
         if data_source_uuid not in self._uploaders:
+            warn_if_auto_churn(self.api, data_source_uuid, budget)  # once per process (source_settings.py)
             idmap = IdMap(self._state, self.api, data_source_uuid)
             leases = CustomerLeases(self._state, data_source_uuid)
             self._uploaders[data_source_uuid] = BundleUploader(self.api, idmap, leases)

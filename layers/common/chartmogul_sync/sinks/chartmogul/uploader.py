@@ -34,6 +34,7 @@ from .apply import (
     plan_writes,
     transaction_payload,
 )
+from .attributes import CustomAttributeDefinitions
 from .client import ChartMogulApi, ChartMogulError, FailureKind, TimeBudget
 from .idmap import IdMap, Overtaken, with_invoices
 from .leases import CustomerLeases
@@ -93,6 +94,7 @@ class BundleUploader:
         # Per customer being applied: the objects ChartMogul already answered "exists" for in this apply. A
         # second such answer after relearning means the object is not ours to find: see `_unresolvable`.
         self._duplicates: dict[str, set[str]] = {}
+        self.custom_attributes = CustomAttributeDefinitions(api)  # created before an update uses them
 
     def apply(self, bundle: CustomerBundle, budget: TimeBudget) -> ApplyResult:
         """Apply one bundle while holding its customer's lease (leases.py); raises LeaseUnavailable (transient)."""
@@ -232,6 +234,9 @@ class BundleUploader:
             uuid = self._customer_uuid(customer_id, known, budget)
             body = customer_patch_payload(writes.customer_changes)
             try:
+                # api mode and the API pass after a bulk import both update attributes here (attributes.py)
+                custom = (writes.customer_changes.get("attributes") or {}).get("custom") or []
+                self.custom_attributes.ensure_created(customer_id, uuid, custom, budget)
                 self._write(
                     customer_id,
                     customer_id,
@@ -259,7 +264,7 @@ class BundleUploader:
                 if txn.external_id in known.transactions:  # the lookup showed it there already
                     continue
             try:
-                self._write(
+                added = self._write(
                     customer_id,
                     txn.external_id,
                     f"add transaction {txn.external_id} to invoice {invoice_id}",
@@ -275,6 +280,16 @@ class BundleUploader:
                 found = self.idmap.lookup_invoice(invoice_id, budget)
                 self.idmap.remember_customer(customer_id, with_invoices(known, [found] if found else []))
                 raise _Relearned from error
+            if getattr(added, "errors", None):  # stored but invalid (reference §9.2): removed, a bad record naming it
+                self._delete(
+                    customer_id,
+                    txn.external_id,
+                    f"delete invalid transaction {txn.external_id}",
+                    lambda cfg, uuid=str(added.uuid): chartmogul.Transaction.destroy(cfg, uuid=uuid).get(),
+                    budget,
+                )
+                objects = [{"object": "transaction", "external_id": txn.external_id, "errors": added.errors}]
+                raise stored_invalid(customer_id, f"add transaction {txn.external_id} to invoice {invoice_id}", objects)
             known = replace(known, transactions=known.transactions | {txn.external_id})
             self.idmap.remember_customer(customer_id, known)
             result.writes["transactions_added"] += 1
@@ -290,16 +305,24 @@ class BundleUploader:
                 result.cancellations_skipped.add(sub_id)
                 continue
             dates = cancellation_dates(cancellation)
-            self._write(
-                customer_id,
-                sub_id,
-                f"set cancellation dates of subscription {sub_id}",
-                # Reference §6: `cancellation_dates` replaces the history whole, so re-sending it is harmless.
-                lambda cfg, uuid=sub.uuid, dates=dates: chartmogul.CustomerSubscription.cancel(
-                    cfg, uuid=uuid, data={"cancellation_dates": list(dates)}
-                ).get(),
-                budget,
-            )
+            try:
+                self._write(
+                    customer_id,
+                    sub_id,
+                    f"set cancellation dates of subscription {sub_id}",
+                    # Reference §6: `cancellation_dates` replaces the history whole, so re-sending it is harmless.
+                    lambda cfg, uuid=sub.uuid, dates=dates: chartmogul.CustomerSubscription.cancel(
+                        cfg, uuid=uuid, data={"cancellation_dates": list(dates)}
+                    ).get(),
+                    budget,
+                )
+            except ChartMogulError as error:
+                if error.kind is not FailureKind.NOT_FOUND:
+                    raise
+                # Deleted by hand in ChartMogul: heal as a customer 404 heals, by learning what ChartMogul holds
+                # now (its invoices, so missing ones are imported again) and making the diff again.
+                self.idmap.refresh_customer(customer_id, budget)
+                raise _Relearned from error
             subscriptions = {**known.subscriptions, sub_id: KnownSubscription(sub.uuid, dates)}
             known = replace(known, subscriptions=subscriptions)
             self.idmap.remember_customer(customer_id, known)
@@ -352,22 +375,15 @@ class BundleUploader:
             known = with_invoices(known, imported)
             self.idmap.remember_customer(customer_id, known)
             result.writes["invoices_created"] += len(imported)
-            # Reference §9.2: ChartMogul may store an invoice it finds invalid instead of refusing it. Keep the
-            # outcome all-or-nothing per invoice: delete it again and send the record to the bad records.
-            invalid = [i for i in imported if getattr(i, "errors", None)]
+            # Reference §9.2: ChartMogul may store an invoice, line item or transaction it finds invalid instead of
+            # refusing it (201 with an `errors` map on that object: SDK 4.9+ test bodies). Keep the outcome
+            # all-or-nothing per invoice: delete it again and send the record to the bad records, naming the object.
+            invalid = [i for i in imported if invalid_objects(i)]
             for bad in invalid:
                 known = self._delete_invoice(customer_id, bad.external_id, known, budget)
             if invalid:
-                raise BundleRefused(
-                    customer_id,
-                    ChartMogulError(
-                        f"import invoices of customer {customer_id}",
-                        FailureKind.PERMANENT,
-                        status=201,
-                        body=_invalid_invoices_body(invalid),
-                    ),
-                    object_id=invalid[0].external_id,
-                )
+                objects = [found for i in invalid for found in invalid_objects(i)]
+                raise stored_invalid(customer_id, f"import invoices of customer {customer_id}", objects)
         return known
 
     def _delete_customer(self, customer_id: str, known: KnownCustomer, budget: TimeBudget, result: ApplyResult) -> None:
@@ -516,5 +532,31 @@ class BundleUploader:
         return str(found.uuid), known
 
 
-def _invalid_invoices_body(invoices: list[Any]) -> str:
-    return json.dumps({"invoices": [{"external_id": i.external_id, "errors": i.errors} for i in invoices]})
+def stored_invalid(customer_id: str, operation: str, objects: list[dict[str, Any]]) -> BundleRefused:
+    """The bad record for objects ChartMogul stored with `errors`: names the first one and ChartMogul's words."""
+    error = ChartMogulError(operation, FailureKind.PERMANENT, status=201, body=json.dumps({"invalid_objects": objects}))
+    return BundleRefused(customer_id, error, object_id=objects[0]["external_id"])
+
+
+def invalid_objects(invoice: Any) -> list[dict[str, Any]]:
+    """The objects of an imported invoice that ChartMogul stored with `errors`, invoice first, then its line items
+    and transactions: `{"object", "external_id", "invoice_external_id", "errors"}` each (a line without an
+    external id is named by its position)."""
+    found: list[dict[str, Any]] = []
+    invoice_id = str(getattr(invoice, "external_id", None) or "?")
+    parts = [("invoice", invoice_id, invoice)]
+    parts += [
+        ("line_item", str(getattr(li, "external_id", None) or f"{invoice_id}.line_items[{n}]"), li)
+        for n, li in enumerate(getattr(invoice, "line_items", None) or [])
+    ]
+    parts += [
+        ("transaction", str(getattr(tx, "external_id", None) or f"{invoice_id}.transactions[{n}]"), tx)
+        for n, tx in enumerate(getattr(invoice, "transactions", None) or [])
+    ]
+    for kind, external_id, part in parts:
+        errors = getattr(part, "errors", None)
+        if errors:
+            found.append(
+                {"object": kind, "external_id": external_id, "invoice_external_id": invoice_id, "errors": errors}
+            )
+    return found
