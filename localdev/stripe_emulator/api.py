@@ -20,11 +20,13 @@ from localdev.stripe_emulator.errors import StripeApiError, invalid, no_such
 from localdev.stripe_emulator.listing import (
     Page,
     as_list,
+    check_expand_depth,
     expand,
     expand_list_element,
     paginate,
     parse_params,
 )
+from localdev.stripe_emulator.params import check_params
 from localdev.stripe_emulator.render import (
     API_VERSION,
     SUPPORTED_API_VERSIONS,
@@ -45,15 +47,32 @@ Params = dict[str, Any]
 Predicate = Callable[[Any], bool]
 
 
+# Parameters every list takes (pagination, `created`, `expand`) and every retrieve takes (`expand`).
+LIST_PARAMS = frozenset({"limit", "starting_after", "ending_before", "created", "expand"})
+RETRIEVE_PARAMS = frozenset({"expand"})
+
+
 @dataclass(frozen=True)
 class Listing:
-    """One list endpoint: its collection, the object kind named in errors, and its filters."""
+    """One list endpoint: its collection, the object kind named in errors, its filters and its parameters.
+
+    `params` names the stripe package's params classes (`<params>ListParams`, `<params>RetrieveParams`): what
+    Stripe accepts (`params.py`); `implemented` are the filters `filters` acts on, on top of `LIST_PARAMS`.
+    """
 
     resource: str
     kind: str
+    params: str
     filters: Callable[[StripeStore, Params], tuple[list[tuple[str, str]], list[Predicate]]] = field(
         default=lambda store, params: ([], [])
     )
+    implemented: tuple[str, ...] = ()
+
+    def check_list(self, params: Params) -> None:
+        check_params(f"{self.params}ListParams", params, implemented=LIST_PARAMS | frozenset(self.implemented))
+
+    def check_retrieve(self, params: Params) -> None:
+        check_params(f"{self.params}RetrieveParams", params, implemented=RETRIEVE_PARAMS)
 
 
 def _equal(params: Params, *names: str) -> list[tuple[str, str]]:
@@ -181,22 +200,50 @@ def _by_equal(*names: str) -> Callable[[StripeStore, Params], tuple[list[tuple[s
 
 
 LISTINGS: dict[str, Listing] = {
-    "customers": Listing("customers", "customer", _customer_filters),
-    "products": Listing("products", "product"),
-    "prices": Listing("prices", "price", _price_filters),
-    "coupons": Listing("coupons", "coupon"),
-    "tax_rates": Listing("tax_rates", "tax_rate"),
-    "subscriptions": Listing("subscriptions", "subscription", _subscription_filters),
-    "subscription_items": Listing("subscription_items", "subscription_item", _subscription_item_filters),
-    "subscription_schedules": Listing("subscription_schedules", "subscription_schedule", _by_equal("customer")),
-    "invoices": Listing("invoices", "invoice", _invoice_filters),
-    "invoiceitems": Listing("invoiceitems", "invoiceitem", _invoice_item_filters),
-    "invoice_payments": Listing("invoice_payments", "invoice_payment", _invoice_payment_filters),
-    "payment_intents": Listing("payment_intents", "payment_intent", _by_equal("customer")),
-    "charges": Listing("charges", "charge", _by_equal("customer", "payment_intent")),
-    "refunds": Listing("refunds", "refund", _by_equal("charge", "payment_intent")),
-    "credit_notes": Listing("credit_notes", "credit_note", _by_equal("customer", "invoice")),
-    "events": Listing("events", "event", _event_filters),
+    "customers": Listing("customers", "customer", "Customer", _customer_filters, ("email",)),
+    "products": Listing("products", "product", "Product"),
+    "prices": Listing("prices", "price", "Price", _price_filters, ("currency", "type", "recurring", "product")),
+    "coupons": Listing("coupons", "coupon", "Coupon"),
+    "tax_rates": Listing("tax_rates", "tax_rate", "TaxRate"),
+    "subscriptions": Listing(
+        "subscriptions",
+        "subscription",
+        "Subscription",
+        _subscription_filters,
+        ("status", "collection_method", "price", "plan", "customer"),
+    ),
+    "subscription_items": Listing(
+        "subscription_items", "subscription_item", "SubscriptionItem", _subscription_item_filters, ("subscription",)
+    ),
+    "subscription_schedules": Listing(
+        "subscription_schedules", "subscription_schedule", "SubscriptionSchedule", _by_equal("customer"), ("customer",)
+    ),
+    "invoices": Listing(
+        "invoices", "invoice", "Invoice", _invoice_filters, ("status", "collection_method", "customer", "subscription")
+    ),
+    "invoiceitems": Listing(
+        "invoiceitems", "invoiceitem", "InvoiceItem", _invoice_item_filters, ("pending", "customer", "invoice")
+    ),
+    "invoice_payments": Listing(
+        "invoice_payments",
+        "invoice_payment",
+        "InvoicePayment",
+        _invoice_payment_filters,
+        ("invoice", "payment", "status"),
+    ),
+    "payment_intents": Listing(
+        "payment_intents", "payment_intent", "PaymentIntent", _by_equal("customer"), ("customer",)
+    ),
+    "charges": Listing(
+        "charges", "charge", "Charge", _by_equal("customer", "payment_intent"), ("customer", "payment_intent")
+    ),
+    "refunds": Listing(
+        "refunds", "refund", "Refund", _by_equal("charge", "payment_intent"), ("charge", "payment_intent")
+    ),
+    "credit_notes": Listing(
+        "credit_notes", "credit_note", "CreditNote", _by_equal("customer", "invoice"), ("customer", "invoice")
+    ),
+    "events": Listing("events", "event", "Event", _event_filters, ("type", "types")),
 }
 
 
@@ -214,6 +261,7 @@ class StripeApi:
 
     def list_objects(self, resource: str, params: Params) -> Json:
         listing = LISTINGS[resource]
+        listing.check_list(params)
         store = self.store
         page = Page.parse(params)
         collection = store.collection(resource)
@@ -245,6 +293,8 @@ class StripeApi:
 
     def retrieve(self, resource: str, object_id: str, params: Params) -> Json:
         listing = LISTINGS[resource]
+        listing.check_retrieve(params)
+        check_expand_depth(as_list(params.get("expand")))
         store = self.store
         record = store.collection(resource).get(object_id)
         if record is None:
@@ -259,6 +309,7 @@ class StripeApi:
         return obj
 
     def invoice_lines(self, invoice_id: str, params: Params) -> Json:
+        check_params("InvoiceLineItemListParams", params, implemented=LIST_PARAMS - {"created"})
         invoice = self.store.invoices.get(invoice_id)
         if invoice is None:
             raise no_such("invoice", invoice_id, param="invoice")
@@ -266,6 +317,7 @@ class StripeApi:
         return self._page_of_embedded(lines, params, f"/v1/invoices/{invoice_id}/lines", "line_item")
 
     def credit_note_lines(self, note_id: str, params: Params) -> Json:
+        check_params("CreditNoteLineItemListParams", params, implemented=LIST_PARAMS - {"created"})
         note = self.store.credit_notes.get(note_id)
         if note is None:
             raise no_such("credit_note", note_id, param="credit_note")
