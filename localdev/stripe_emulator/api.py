@@ -10,6 +10,7 @@ import base64
 import binascii
 import itertools
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +41,7 @@ from localdev.stripe_emulator.render import (
 from localdev.stripe_emulator.store import Collection, StripeStore
 
 _REQUEST_ID_HEADER = "x-emulator-request-id"
-EVENT_RETENTION_SECONDS = 30 * 86_400  # events are listable for 30 days (reference §2.3)
+EVENT_RETENTION_SECONDS = 30 * 86_400  # events are listable for 30 days (docs.stripe.com/api/events/list)
 MAX_EVENT_TYPES = 20
 
 Params = dict[str, Any]
@@ -250,8 +251,13 @@ LISTINGS: dict[str, Listing] = {
 class StripeApi:
     """Answers API requests from a store; `store.now` is the emulator's clock."""
 
-    def __init__(self, store: StripeStore, lock: threading.RLock | None = None) -> None:
+    def __init__(self, store: StripeStore, lock: threading.RLock | None = None, event_list_lag_s: int = 0) -> None:
         self.store = store
+        # Stripe's events list is eventually consistent: an event may show up in it a while after its `created`,
+        # behind newer ones (connectors lag their cursor for it, e.g. Airbyte source-stripe's lookback window).
+        # With a lag, each event joins the list between 0 and `event_list_lag_s` seconds after its `created`
+        # (fixed per event id); retrieving it by id works at once.
+        self.event_list_lag_s = event_list_lag_s
         # Requests run on the server's threads; scenario steps and clock moves change the store. One lock keeps
         # a page from seeing a half-applied step (and the lazy indexes from being rebuilt twice at once).
         self.lock = lock or threading.RLock()
@@ -266,6 +272,9 @@ class StripeApi:
         page = Page.parse(params)
         collection = store.collection(resource)
         equal, checks = listing.filters(store, params)
+        if resource == "events" and self.event_list_lag_s > 0:
+            lag, now = self.event_list_lag_s, store.now
+            checks.append(lambda event: event_listed_after(event.id, lag) + event.created <= now)
         if resource == "events":
             page = Page(
                 page.limit,
@@ -416,6 +425,11 @@ class StripeApi:
         return lambda request: self.respond(
             request, lambda params: self.retrieve(resource, request.params["object_id"], params)
         )
+
+
+def event_listed_after(event_id: str, max_lag_s: int) -> int:
+    """Seconds after its `created` an event joins the events list, in [0, max_lag_s]: the same for every run."""
+    return zlib.crc32(event_id.encode()) % (max_lag_s + 1)
 
 
 def _field_equals(name: str, value: str) -> Predicate:
