@@ -25,6 +25,10 @@ from ...models.snapshot import CustomerSnapshot, StripeJson
 from .client import Page, StripeApi, StripeList, follow_pages
 from .events import CustomerDeleted, event_target
 
+# The line expansions of an invoice list, and the same for lines paged past the embedded first page.
+INVOICE_LINES_EXPAND = ("data.lines.data.discounts",)
+LINES_PAGE_EXPAND = ("data.discounts",)
+
 
 @dataclass(frozen=True)
 class OwnedList:
@@ -41,8 +45,12 @@ OWNED_LISTS: tuple[OwnedList, ...] = (
     # Without status=all the list leaves out canceled subscriptions (reference §2.1).
     OwnedList(StripeList.SUBSCRIPTIONS, {"status": "all"}),
     # Discounts expanded: a line's `discount_amounts` name only the discount id; its coupon (ChartMogul's
-    # `discount_code`) is on the expanded discount (`source.coupon` since clover, reference §0.4).
-    OwnedList(StripeList.INVOICES, {"expand": ["data.payments", "data.discounts"]}),
+    # `discount_code`) is on the expanded discount (`source.coupon` since clover, reference §0.4). The invoice's
+    # `discounts` hold the invoice-level ones only; an item-level coupon is on the line's own `discounts`
+    # (stripe/_invoice_line_item.py: "Line item discounts are applied before invoice discounts"), so those are
+    # expanded too: `data.lines.data.discounts` is four levels, Stripe's deepest
+    # (docs.stripe.com/api/expanding_objects).
+    OwnedList(StripeList.INVOICES, {"expand": ["data.payments", "data.discounts", *INVOICE_LINES_EXPAND]}),
     OwnedList(StripeList.INVOICE_ITEMS, {}),
     OwnedList(StripeList.CHARGES, {}),
     OwnedList(StripeList.CREDIT_NOTES, {}),
@@ -88,7 +96,9 @@ def complete(api: StripeApi, resource: StripeList, obj: StripeJson, *, refunds_p
     `refunds_per_charge=False`: the caller lists refunds on their own (`REFUNDS_WITH_OWNER`, the backfill).
     """
     if resource is StripeList.INVOICES:
-        obj = _complete_nested(api, obj, "lines", lambda after: api.list_lines(resource, str(obj["id"]), after))
+        obj = _complete_nested(
+            api, obj, "lines", lambda after: api.list_lines(resource, str(obj["id"]), after, expand=LINES_PAGE_EXPAND)
+        )
         obj = _complete_nested(
             api, obj, "payments", lambda after: _page(api, StripeList.INVOICE_PAYMENTS, {"invoice": obj["id"]}, after)
         )
