@@ -203,9 +203,8 @@ class Line:
     invoice_item: str | None = None  # set => parent.type = invoice_item_details
     proration: bool = False
     discountable: bool = True
-    discount_amounts: list[tuple[str, int]] = field(
-        default_factory=list
-    )  # every discount: the line's, then the invoice's
+    # Every discount's amount, the line's own first, then the invoice's.
+    discount_amounts: list[tuple[str, int]] = field(default_factory=list)
     discounts: list[str] = field(default_factory=list)  # the line's own (item-level) discounts
     taxes: list[TaxAmount] = field(default_factory=list)
 
