@@ -115,6 +115,12 @@ _ENDED = frozenset({"canceled", "incomplete_expired"})
 def _subscription_filters(store: StripeStore, params: Params) -> tuple[list[tuple[str, str]], list[Predicate]]:
     status = params.get("status")
     checks: list[Predicate] = []
+    if status != "canceled":
+        # Stripe documents only `status=canceled` as returning "all canceled subscriptions, including those
+        # belonging to deleted customers" (stripe/params/_subscription_list_params.py `status`): every other
+        # status, `all` included, leaves a deleted customer's subscriptions out here.
+        customers, now = store.customers, store.now
+        checks.append(lambda s: not _deleted_at(customers.get(s.customer), now))
     # The default list omits canceled subscriptions; `all` lists every status (reference §2.1, §5).
     if status is None:
         checks.append(lambda s: s.status != "canceled")
@@ -131,6 +137,10 @@ def _subscription_filters(store: StripeStore, params: Params) -> tuple[list[tupl
         items = store.subscription_items
         checks.append(lambda s: any(_item_price(items, item_id) == price_id for item_id in s.items))
     return _equal(params, "customer"), checks
+
+
+def _deleted_at(customer: r.Customer | None, now: int) -> bool:
+    return customer is not None and customer.deleted_at is not None and customer.deleted_at <= now
 
 
 def _item_price(items: Collection[r.SubscriptionItem], item_id: str) -> str | None:

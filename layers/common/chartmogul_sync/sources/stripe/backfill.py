@@ -45,6 +45,7 @@ from .snapshots import (
     Catalog,
     CustomerRecords,
     RecentDeletions,
+    add_subscriptions_of_deleted_customer,
     assemble_snapshot,
     complete,
     created_of,
@@ -521,10 +522,12 @@ def _adopt_orphan(exporter: Exporter, staged: CustomerRecords, deletions: Recent
     if last_known is not None:
         # Deleted in the last 30 days: Stripe would answer its deleted-object stub, so no request for it.
         staged.set_customer({"id": staged.customer_id, "object": "customer", "deleted": True}, last_known=last_known)
+        add_subscriptions_of_deleted_customer(exporter.api, staged)  # the global `status=all` list left them out
         return staged
     customer = exporter.api.retrieve(StripeList.CUSTOMERS, staged.customer_id)
     if customer.get("deleted") is True:
         staged.set_customer(customer)
+        add_subscriptions_of_deleted_customer(exporter.api, staged)
         return staged
     # Created while the backfill ran: its staged objects may be partial, so fetch it whole (rare).
     return fetch_customer_records(exporter.api, staged.customer_id, deletions=deletions)

@@ -346,6 +346,8 @@ def fetch_customer_records(
         last_known = (deletions or RecentDeletions(api)).last_known(customer_id)
     records.set_customer(customer, last_known=last_known)
     for owned in OWNED_LISTS:
+        if records.deleted and owned.resource is StripeList.SUBSCRIPTIONS:
+            continue  # `status=all` may leave them out: `add_subscriptions_of_deleted_customer` below
         try:
             for obj in api.list_all(owned.resource, {**owned.params, "customer": customer_id}):
                 records.add(owned.resource, complete(api, owned.resource, obj))
@@ -353,7 +355,46 @@ def fetch_customer_records(
             # A deleted customer's lists may answer "No such customer": it has nothing more to list.
             if not (records.deleted and error.http_status == 404):
                 raise
+    if records.deleted:
+        add_subscriptions_of_deleted_customer(api, records)
     return records
+
+
+def add_subscriptions_of_deleted_customer(api: StripeApi, records: CustomerRecords) -> None:
+    """A deleted customer's subscriptions, listed the way Stripe documents them, into `records`.
+
+    Deleting a customer cancels its subscriptions, and Stripe documents only `status=canceled` as returning "all
+    canceled subscriptions, including those belonging to deleted customers" (stripe/params/
+    _subscription_list_params.py `status`); `status=all` is not promised to. Without them the churn of a
+    customer deleted more than 30 days ago (no `customer.deleted` event left) could not be dated from `ended_at`.
+    A subscription its invoices name that the list still left out is retrieved by id.
+    """
+    subscriptions = StripeList.SUBSCRIPTIONS
+    try:
+        for obj in api.list_all(subscriptions, {"customer": records.customer_id, "status": "canceled"}):
+            records.add(subscriptions, complete(api, subscriptions, obj))
+    except stripe.InvalidRequestError as error:
+        if error.http_status != 404:  # "No such customer": the invoices below still name its subscriptions
+            raise
+    named = {sub for invoice in records.invoices.values() if (sub := _invoice_subscription(invoice)) is not None}
+    for subscription_id in sorted(named - set(records.subscriptions)):
+        try:
+            found = api.retrieve(subscriptions, subscription_id)
+        except stripe.InvalidRequestError as error:
+            if error.http_status != 404:
+                raise
+            continue  # gone for good: the transform dates what it can without it
+        records.add(subscriptions, complete(api, subscriptions, found))
+
+
+def _invoice_subscription(invoice: StripeJson) -> str | None:
+    # Since basil the subscription is at `parent.subscription_details.subscription` (reference §0.4).
+    parent = invoice.get("parent")
+    details = parent.get("subscription_details") if isinstance(parent, dict) else None
+    value = details.get("subscription") if isinstance(details, dict) else None
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
 
 
 def fetch_customer_snapshot(
