@@ -14,7 +14,7 @@ on the path that built it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,6 +182,19 @@ class CustomerRecords:
             self.refunds[object_id] = obj
         else:
             raise ValueError(f"{resource.value} objects do not belong to a customer (object {object_id})")
+
+    def objects(self) -> Iterator[StripeJson]:
+        """Every object of the customer's lists (not the customer itself)."""
+        for kept in (
+            self.subscriptions,
+            self.invoices,
+            self.invoice_items,
+            self.invoice_payments,
+            self.charges,
+            self.refunds,
+            self.credit_notes,
+        ):
+            yield from kept.values()
 
     def set_customer(self, customer: StripeJson, *, last_known: StripeJson | None = None) -> None:
         if customer.get("deleted") is True:
