@@ -264,7 +264,8 @@ class StripeApi:
     def __init__(self, store: StripeStore, lock: threading.RLock | None = None, event_list_lag_s: int = 0) -> None:
         self.store = store
         # Stripe's events list is eventually consistent: an event may show up in it a while after its `created`,
-        # behind newer ones (connectors lag their cursor for it, e.g. Airbyte source-stripe's lookback window).
+        # behind newer ones (connectors re-read a window behind their cursor, e.g. Airbyte source-stripe's
+        # `lookback_window_days`, airbyte-integrations/connectors/source-stripe/source_stripe/spec.yaml).
         # With a lag, each event joins the list between 0 and `event_list_lag_s` seconds after its `created`
         # (fixed per event id); retrieving it by id works at once.
         self.event_list_lag_s = event_list_lag_s

@@ -2,13 +2,14 @@
 
 The cursor is the `created` second of the newest event handled plus the ids of the events handled in the
 overlap window before it (`EVENT_OVERLAP_S`). Stripe's events list is eventually consistent: an event can appear
-in the list some time after its `created`, behind newer events already listed (third-party connectors lag their
-cursor by a minute or more for this reason, e.g. Airbyte's source-stripe `lookback_window_days`,
-docs.airbyte.com/integrations/sources/stripe). So each run lists again from `created - EVENT_OVERLAP_S` and skips
-the events it has handled by id; an event that turned up late in the window is handled then. The cursor advances
-only after every changed customer's snapshot is on the queue, so a run that dies re-exports instead of losing
-changes. A run with no new events makes one Stripe request: the first page of `/v1/events` (the window's events
-are skipped by id).
+in the list some time after its `created`, behind newer events already listed (third-party connectors re-read a
+window behind their cursor, e.g. Airbyte's source-stripe `lookback_window_days`, "the connector will always
+re-export data from the past N days": airbytehq/airbyte
+`airbyte-integrations/connectors/source-stripe/source_stripe/spec.yaml`). So each run lists again from
+`created - EVENT_OVERLAP_S` and skips the events it has handled by id; an event that turned up late in the
+window is handled then. The cursor advances only after every changed customer's snapshot is on the queue, so a
+run that dies re-exports instead of losing changes. A run with no new events makes one Stripe request: the
+first page of `/v1/events` (the window's events are skipped by id).
 
 Events are kept 30 days (reference stripe-export-and-mapping.md §2.3). A cursor older than that cannot be
 served by events: the run rescans objects created since the cursor (customer-owned lists, 100 per page) and
