@@ -138,13 +138,17 @@ class CustomerBiller:
         trial_days: int = 0,
         trial_ends_paused: bool = False,
         coupon: str | None = None,
+        item_coupons: dict[int, str] | None = None,
         tax_rate: str | None = None,
         send_invoice_days: int | None = None,
         outcomes: dict[int, Outcome] | None = None,
         one_time_fees: list[r.Price] | None = None,
         schedule: list[tuple[int, list[tuple[r.Price, int | None]]]] | None = None,
     ) -> SubscriptionBiller:
-        """Start a subscription at `at` and bill it until the simulation stops."""
+        """Start a subscription at `at` and bill it until the simulation stops.
+
+        `coupon` discounts the subscription; `item_coupons` (item index -> coupon) discount single items.
+        """
         sub = SubscriptionBiller(
             self,
             at,
@@ -152,6 +156,7 @@ class CustomerBiller:
             trial_days=trial_days,
             trial_ends_paused=trial_ends_paused,
             coupon=coupon,
+            item_coupons=item_coupons or {},
             tax_rate=tax_rate,
             send_invoice_days=send_invoice_days,
             outcomes=outcomes or {},
@@ -200,6 +205,7 @@ class SubscriptionBiller:
         trial_days: int,
         trial_ends_paused: bool,
         coupon: str | None,
+        item_coupons: dict[int, str],
         tax_rate: str | None,
         send_invoice_days: int | None,
         outcomes: dict[int, Outcome],
@@ -253,22 +259,16 @@ class SubscriptionBiller:
         )
         self.coupon: _Coupon | None = None
         if coupon is not None:
-            the_coupon = store.coupons.get(coupon)
-            assert the_coupon is not None, coupon
-            end = (
-                add_months(at, the_coupon.duration_in_months)
-                if the_coupon.duration == "repeating" and the_coupon.duration_in_months
-                else None
-            )
-            discount = r.Discount(ids.new("di"), coupon, customer.id, sub_id, at, end)
-            store.discounts.add(discount)
-            self.record.discounts.append(discount.id)
-            self.coupon = _Coupon(discount, the_coupon)
-            sim.emit(at, "customer.discount.created", "discounts", discount.id)
-            if end is not None:  # a repeating coupon's discount expires (unless the subscription ended first)
-                sim.at(
-                    end, lambda when: self._emit_if_live(when, "customer.discount.deleted", "discounts", discount.id)
-                )
+            self.coupon = self._apply_coupon(at, coupon, None)
+            self.record.discounts.append(self.coupon.discount.id)
+        # Item-level coupons (forever ones: a `once` or `repeating` item coupon is not modelled), by item id.
+        self.item_coupons: dict[str, _Coupon] = {}
+        for index, item_coupon in sorted(item_coupons.items()):
+            item = self.items[index]
+            applied = self._apply_coupon(at, item_coupon, item.id)
+            assert applied.coupon.duration == "forever" and applied.coupon.percent_off, item_coupon
+            item.discounts.append(applied.discount.id)
+            self.item_coupons[item.id] = applied
         store.subscriptions.add(self.record)
         for item in self.items:
             store.subscription_items.add(item)
@@ -291,6 +291,25 @@ class SubscriptionBiller:
                 lambda when: self._emit_if_live(when, "customer.subscription.trial_will_end", "subscriptions", sub_id),
             )
         sim.at(first_end, self._renew)
+
+    def _apply_coupon(self, at: int, coupon_id: str, item_id: str | None) -> _Coupon:
+        """The discount of `coupon_id` on the subscription (`item_id` None) or on one of its items, announced."""
+        sim, store = self.sim, self.sim.store
+        the_coupon = store.coupons.get(coupon_id)
+        assert the_coupon is not None, coupon_id
+        end = (
+            add_months(at, the_coupon.duration_in_months)
+            if the_coupon.duration == "repeating" and the_coupon.duration_in_months
+            else None
+        )
+        discount = r.Discount(
+            sim.ids.new("di"), coupon_id, self.owner.customer.id, self.record.id, at, end, subscription_item=item_id
+        )
+        store.discounts.add(discount)
+        sim.emit(at, "customer.discount.created", "discounts", discount.id)
+        if end is not None:  # a repeating coupon's discount expires (unless the subscription ended first)
+            sim.at(end, lambda when: self._emit_if_live(when, "customer.discount.deleted", "discounts", discount.id))
+        return _Coupon(discount, the_coupon)
 
     def _emit_if_live(self, at: int, event_type: str, resource: str, object_id: str) -> None:
         if not self.ended:
@@ -415,25 +434,39 @@ class SubscriptionBiller:
             return False
         return discount.start <= at
 
-    def _discounts(self, at: int, specs: list[LineSpec]) -> list[int]:
-        """Discount per line: percentage per line; a fixed amount spread over the discountable lines."""
-        amounts = [0] * len(specs)
-        if self.coupon is None or not self._coupon_active(at):
-            return amounts
-        coupon = self.coupon.coupon
+    def _discounts(self, at: int, specs: list[LineSpec]) -> list[list[tuple[_Coupon, int]]]:
+        """Discounts per line, the line's own (item-level) first, then the subscription's on what is left
+        (stripe/_invoice_line_item.py: "Line item discounts are applied before invoice discounts"): percentages per
+        line; a fixed amount spread over the discountable lines."""
+        applied: list[list[tuple[_Coupon, int]]] = [[] for _ in specs]
+        left = [spec.gross for spec in specs]
         discountable = [i for i, spec in enumerate(specs) if not spec.proration and spec.gross > 0]
+        for i in discountable:
+            item = specs[i].item
+            item_coupon = self.item_coupons.get(item.id) if item is not None else None
+            if item_coupon is not None and item_coupon.coupon.percent_off:
+                amount = round_half_up(specs[i].gross * item_coupon.coupon.percent_off / 100)
+                applied[i].append((item_coupon, amount))
+                left[i] -= amount
+        if self.coupon is None or not self._coupon_active(at):
+            return applied
+        coupon = self.coupon.coupon
+        amounts = [0] * len(specs)
         if coupon.percent_off is not None:
             for i in discountable:
-                amounts[i] = round_half_up(specs[i].gross * coupon.percent_off / 100)
+                amounts[i] = round_half_up(left[i] * coupon.percent_off / 100)
         elif coupon.amount_off is not None and discountable:
-            base = sum(specs[i].gross for i in discountable)
+            base = sum(left[i] for i in discountable)
             total = min(coupon.amount_off, base)
             for position, i in enumerate(discountable):
                 if position == len(discountable) - 1:
                     amounts[i] = total - sum(amounts)
                 else:
-                    amounts[i] = round_half_up(total * specs[i].gross / base)
-        return amounts
+                    amounts[i] = round_half_up(total * left[i] / base)
+        for i, amount in enumerate(amounts):
+            if amount:
+                applied[i].append((self.coupon, amount))
+        return applied
 
     def _tax(self, net: int) -> r.TaxAmount | None:
         if self.tax is None:
@@ -462,11 +495,12 @@ class SubscriptionBiller:
         sim, store, ids = self.sim, self.sim.store, self.sim.ids
         customer = self.owner.customer
         invoice_id = ids.new("in")
-        discounts = self._discounts(at, specs)
-        coupon_code = self.coupon.coupon.id if self.coupon is not None else None
+        per_line = self._discounts(at, specs)
+        subscription_discounted = any(c is self.coupon for line_discounts in per_line for c, _ in line_discounts)
         lines: list[r.Line] = []
         billed: list[lg.BilledLine] = []
-        for spec, discount in zip(specs, discounts, strict=True):
+        for spec, line_discounts in zip(specs, per_line, strict=True):
+            discount = sum(amount for _, amount in line_discounts)
             tax = self._tax(spec.gross - discount)
             line = r.Line(
                 id=ids.new("il"),
@@ -483,7 +517,8 @@ class SubscriptionBiller:
                 invoice_item=spec.invoice_item.id if spec.invoice_item is not None else None,
                 proration=spec.proration,
                 discountable=not spec.proration,
-                discount_amounts=[(self.coupon.discount.id, discount)] if discount and self.coupon else [],
+                discount_amounts=[(c.discount.id, amount) for c, amount in line_discounts],
+                discounts=[c.discount.id for c, _ in line_discounts if c.discount.subscription_item is not None],
                 taxes=[tax] if tax is not None else [],
             )
             lines.append(line)
@@ -503,7 +538,8 @@ class SubscriptionBiller:
                     period_end=spec.period[1],
                     gross=spec.gross,
                     discount=discount,
-                    discount_code=coupon_code if discount else None,
+                    # ChartMogul takes one code per line: the first discount applied (the item's).
+                    discount_code=line_discounts[0][0].coupon.id if line_discounts else None,
                     tax=tax.amount if tax is not None else 0,
                     tax_inclusive=bool(tax and tax.inclusive),
                     prorated=spec.proration,
@@ -523,7 +559,7 @@ class SubscriptionBiller:
             period_end=period[1],
             lines=lines,
             subscription=self.record.id,
-            discounts=[self.coupon.discount.id] if self.coupon is not None and any(discounts) else [],
+            discounts=[self.coupon.discount.id] if self.coupon is not None and subscription_discounted else [],
         )
         assert invoice.total >= 0, f"negative invoice {invoice_id}: scenario timing is wrong"
         store.add_invoice(invoice)
@@ -542,7 +578,7 @@ class SubscriptionBiller:
                 self.record.id,
                 {"latest_invoice": previous_latest},
             )
-        if self.coupon is not None and any(discounts):
+        if self.coupon is not None and subscription_discounted:
             self.coupon.used += 1
             if self.coupon.coupon.duration == "once":  # used up by its first invoice
                 self.coupon.discount.removed_at = at

@@ -128,6 +128,13 @@ def multi_item(ctx: Context) -> None:
     ctx.subscribe([(ctx.plan("Pro"), 1), (ctx.catalog.seat_prices[("monthly", ctx.currency)], 3)])
 
 
+def coupon_item_level(ctx: Context) -> None:
+    """A coupon on one item of a two-item subscription, not on the subscription: the item's invoice lines name it
+    in their own `discounts` and the invoice's `discounts` stay empty (stripe/_subscription_item.py `discounts`)."""
+    seats = ctx.catalog.seat_prices[("monthly", ctx.currency)]
+    ctx.subscribe([(ctx.plan("Pro"), 1), (seats, 3)], item_coupons={1: "FOREVER10"})
+
+
 def many_add_ons(ctx: Context) -> None:
     """A plan with eleven add-ons: twelve lines per invoice, more than the ten an invoice object embeds."""
     add_ons = [(price, 1) for (_, currency), price in ctx.catalog.add_on_prices.items() if currency == ctx.currency]
@@ -290,6 +297,7 @@ PROFILES: dict[str, tuple[Profile, str | None, int]] = {
     "one_time_fee": (one_time_fee, None, 2),
     "lead_only": (lead_only, None, 2),
     "reactivation": (reactivation, None, 2),
+    "coupon_item_level": (coupon_item_level, None, 1),
 }
 
 # Profiles that start at a time relative to "now" rather than early in the window.

@@ -10,6 +10,7 @@ import base64
 import binascii
 import itertools
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,11 +21,13 @@ from localdev.stripe_emulator.errors import StripeApiError, invalid, no_such
 from localdev.stripe_emulator.listing import (
     Page,
     as_list,
+    check_expand_depth,
     expand,
     expand_list_element,
     paginate,
     parse_params,
 )
+from localdev.stripe_emulator.params import check_params
 from localdev.stripe_emulator.render import (
     API_VERSION,
     SUPPORTED_API_VERSIONS,
@@ -38,22 +41,39 @@ from localdev.stripe_emulator.render import (
 from localdev.stripe_emulator.store import Collection, StripeStore
 
 _REQUEST_ID_HEADER = "x-emulator-request-id"
-EVENT_RETENTION_SECONDS = 30 * 86_400  # events are listable for 30 days (reference §2.3)
+EVENT_RETENTION_SECONDS = 30 * 86_400  # events are listable for 30 days (docs.stripe.com/api/events/list)
 MAX_EVENT_TYPES = 20
 
 Params = dict[str, Any]
 Predicate = Callable[[Any], bool]
 
 
+# Parameters every list takes (pagination, `created`, `expand`) and every retrieve takes (`expand`).
+LIST_PARAMS = frozenset({"limit", "starting_after", "ending_before", "created", "expand"})
+RETRIEVE_PARAMS = frozenset({"expand"})
+
+
 @dataclass(frozen=True)
 class Listing:
-    """One list endpoint: its collection, the object kind named in errors, and its filters."""
+    """One list endpoint: its collection, the object kind named in errors, its filters and its parameters.
+
+    `params` names the stripe package's params classes (`<params>ListParams`, `<params>RetrieveParams`): what
+    Stripe accepts (`params.py`); `implemented` are the filters `filters` acts on, on top of `LIST_PARAMS`.
+    """
 
     resource: str
     kind: str
+    params: str
     filters: Callable[[StripeStore, Params], tuple[list[tuple[str, str]], list[Predicate]]] = field(
         default=lambda store, params: ([], [])
     )
+    implemented: tuple[str, ...] = ()
+
+    def check_list(self, params: Params) -> None:
+        check_params(f"{self.params}ListParams", params, implemented=LIST_PARAMS | frozenset(self.implemented))
+
+    def check_retrieve(self, params: Params) -> None:
+        check_params(f"{self.params}RetrieveParams", params, implemented=RETRIEVE_PARAMS)
 
 
 def _equal(params: Params, *names: str) -> list[tuple[str, str]]:
@@ -95,6 +115,12 @@ _ENDED = frozenset({"canceled", "incomplete_expired"})
 def _subscription_filters(store: StripeStore, params: Params) -> tuple[list[tuple[str, str]], list[Predicate]]:
     status = params.get("status")
     checks: list[Predicate] = []
+    if status != "canceled":
+        # Stripe documents only `status=canceled` as returning "all canceled subscriptions, including those
+        # belonging to deleted customers" (stripe/params/_subscription_list_params.py `status`): every other
+        # status, `all` included, leaves a deleted customer's subscriptions out here.
+        customers, now = store.customers, store.now
+        checks.append(lambda s: not _deleted_at(customers.get(s.customer), now))
     # The default list omits canceled subscriptions; `all` lists every status (reference §2.1, §5).
     if status is None:
         checks.append(lambda s: s.status != "canceled")
@@ -111,6 +137,10 @@ def _subscription_filters(store: StripeStore, params: Params) -> tuple[list[tupl
         items = store.subscription_items
         checks.append(lambda s: any(_item_price(items, item_id) == price_id for item_id in s.items))
     return _equal(params, "customer"), checks
+
+
+def _deleted_at(customer: r.Customer | None, now: int) -> bool:
+    return customer is not None and customer.deleted_at is not None and customer.deleted_at <= now
 
 
 def _item_price(items: Collection[r.SubscriptionItem], item_id: str) -> str | None:
@@ -181,30 +211,64 @@ def _by_equal(*names: str) -> Callable[[StripeStore, Params], tuple[list[tuple[s
 
 
 LISTINGS: dict[str, Listing] = {
-    "customers": Listing("customers", "customer", _customer_filters),
-    "products": Listing("products", "product"),
-    "prices": Listing("prices", "price", _price_filters),
-    "coupons": Listing("coupons", "coupon"),
-    "tax_rates": Listing("tax_rates", "tax_rate"),
-    "subscriptions": Listing("subscriptions", "subscription", _subscription_filters),
-    "subscription_items": Listing("subscription_items", "subscription_item", _subscription_item_filters),
-    "subscription_schedules": Listing("subscription_schedules", "subscription_schedule", _by_equal("customer")),
-    "invoices": Listing("invoices", "invoice", _invoice_filters),
-    "invoiceitems": Listing("invoiceitems", "invoiceitem", _invoice_item_filters),
-    "invoice_payments": Listing("invoice_payments", "invoice_payment", _invoice_payment_filters),
-    "payment_intents": Listing("payment_intents", "payment_intent", _by_equal("customer")),
-    "charges": Listing("charges", "charge", _by_equal("customer", "payment_intent")),
-    "refunds": Listing("refunds", "refund", _by_equal("charge", "payment_intent")),
-    "credit_notes": Listing("credit_notes", "credit_note", _by_equal("customer", "invoice")),
-    "events": Listing("events", "event", _event_filters),
+    "customers": Listing("customers", "customer", "Customer", _customer_filters, ("email",)),
+    "products": Listing("products", "product", "Product"),
+    "prices": Listing("prices", "price", "Price", _price_filters, ("currency", "type", "recurring", "product")),
+    "coupons": Listing("coupons", "coupon", "Coupon"),
+    "tax_rates": Listing("tax_rates", "tax_rate", "TaxRate"),
+    "subscriptions": Listing(
+        "subscriptions",
+        "subscription",
+        "Subscription",
+        _subscription_filters,
+        ("status", "collection_method", "price", "plan", "customer"),
+    ),
+    "subscription_items": Listing(
+        "subscription_items", "subscription_item", "SubscriptionItem", _subscription_item_filters, ("subscription",)
+    ),
+    "subscription_schedules": Listing(
+        "subscription_schedules", "subscription_schedule", "SubscriptionSchedule", _by_equal("customer"), ("customer",)
+    ),
+    "invoices": Listing(
+        "invoices", "invoice", "Invoice", _invoice_filters, ("status", "collection_method", "customer", "subscription")
+    ),
+    "invoiceitems": Listing(
+        "invoiceitems", "invoiceitem", "InvoiceItem", _invoice_item_filters, ("pending", "customer", "invoice")
+    ),
+    "invoice_payments": Listing(
+        "invoice_payments",
+        "invoice_payment",
+        "InvoicePayment",
+        _invoice_payment_filters,
+        ("invoice", "payment", "status"),
+    ),
+    "payment_intents": Listing(
+        "payment_intents", "payment_intent", "PaymentIntent", _by_equal("customer"), ("customer",)
+    ),
+    "charges": Listing(
+        "charges", "charge", "Charge", _by_equal("customer", "payment_intent"), ("customer", "payment_intent")
+    ),
+    "refunds": Listing(
+        "refunds", "refund", "Refund", _by_equal("charge", "payment_intent"), ("charge", "payment_intent")
+    ),
+    "credit_notes": Listing(
+        "credit_notes", "credit_note", "CreditNote", _by_equal("customer", "invoice"), ("customer", "invoice")
+    ),
+    "events": Listing("events", "event", "Event", _event_filters, ("type", "types")),
 }
 
 
 class StripeApi:
     """Answers API requests from a store; `store.now` is the emulator's clock."""
 
-    def __init__(self, store: StripeStore, lock: threading.RLock | None = None) -> None:
+    def __init__(self, store: StripeStore, lock: threading.RLock | None = None, event_list_lag_s: int = 0) -> None:
         self.store = store
+        # Stripe's events list is eventually consistent: an event may show up in it a while after its `created`,
+        # behind newer ones (connectors re-read a window behind their cursor, e.g. Airbyte source-stripe's
+        # `lookback_window_days`, airbyte-integrations/connectors/source-stripe/source_stripe/spec.yaml).
+        # With a lag, each event joins the list between 0 and `event_list_lag_s` seconds after its `created`
+        # (fixed per event id); retrieving it by id works at once.
+        self.event_list_lag_s = event_list_lag_s
         # Requests run on the server's threads; scenario steps and clock moves change the store. One lock keeps
         # a page from seeing a half-applied step (and the lazy indexes from being rebuilt twice at once).
         self.lock = lock or threading.RLock()
@@ -214,10 +278,14 @@ class StripeApi:
 
     def list_objects(self, resource: str, params: Params) -> Json:
         listing = LISTINGS[resource]
+        listing.check_list(params)
         store = self.store
         page = Page.parse(params)
         collection = store.collection(resource)
         equal, checks = listing.filters(store, params)
+        if resource == "events" and self.event_list_lag_s > 0:
+            lag, now = self.event_list_lag_s, store.now
+            checks.append(lambda event: event_listed_after(event.id, lag) + event.created <= now)
         if resource == "events":
             page = Page(
                 page.limit,
@@ -245,6 +313,8 @@ class StripeApi:
 
     def retrieve(self, resource: str, object_id: str, params: Params) -> Json:
         listing = LISTINGS[resource]
+        listing.check_retrieve(params)
+        check_expand_depth(as_list(params.get("expand")))
         store = self.store
         record = store.collection(resource).get(object_id)
         if record is None:
@@ -259,6 +329,7 @@ class StripeApi:
         return obj
 
     def invoice_lines(self, invoice_id: str, params: Params) -> Json:
+        check_params("InvoiceLineItemListParams", params, implemented=LIST_PARAMS - {"created"})
         invoice = self.store.invoices.get(invoice_id)
         if invoice is None:
             raise no_such("invoice", invoice_id, param="invoice")
@@ -266,6 +337,7 @@ class StripeApi:
         return self._page_of_embedded(lines, params, f"/v1/invoices/{invoice_id}/lines", "line_item")
 
     def credit_note_lines(self, note_id: str, params: Params) -> Json:
+        check_params("CreditNoteLineItemListParams", params, implemented=LIST_PARAMS - {"created"})
         note = self.store.credit_notes.get(note_id)
         if note is None:
             raise no_such("credit_note", note_id, param="credit_note")
@@ -364,6 +436,11 @@ class StripeApi:
         return lambda request: self.respond(
             request, lambda params: self.retrieve(resource, request.params["object_id"], params)
         )
+
+
+def event_listed_after(event_id: str, max_lag_s: int) -> int:
+    """Seconds after its `created` an event joins the events list, in [0, max_lag_s]: the same for every run."""
+    return zlib.crc32(event_id.encode()) % (max_lag_s + 1)
 
 
 def _field_equals(name: str, value: str) -> Predicate:

@@ -30,6 +30,13 @@ from localdev.stripe_emulator.server import STRIPE_RATE_LIMITS, RunningStripeEmu
 @faults_option("429:0.05,500:0.05,timeout:0.01,reset:0.01")
 @click.option("--fault-seed", default=0, show_default=True, type=int, help="Seed of the fault sequence.")
 @click.option("--ground-truth", "truth_path", default=None, type=click.Path(dir_okay=False), help="Write it here.")
+@click.option(
+    "--event-list-lag",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seconds: each event joins the events list up to this long after its `created` (eventual consistency).",
+)
 @click.option("--log-requests", is_flag=True, help="Log every request.")
 @exit_after_option
 def stripe(
@@ -43,6 +50,7 @@ def stripe(
     faults: str,
     fault_seed: int,
     truth_path: str | None,
+    event_list_lag: int,
     log_requests: bool,
     exit_after: float | None,
 ) -> None:
@@ -59,6 +67,7 @@ def stripe(
         seed=fault_seed,
         host=host,
         port=port,
+        event_list_lag_s=event_list_lag,
     )
     emulator.server.settings.log_requests = log_requests
     emulator.start()

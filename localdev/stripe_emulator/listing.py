@@ -4,7 +4,10 @@
   (indexed arrays); curl users write `expand[]=...`. Both decode to nested dicts and lists.
 - Lists are newest first; `limit` 1–100 (default 10); `starting_after` / `ending_before` take an object id;
   the answer is `{"object": "list", "data", "has_more", "url"}`.
-- `expand` replaces an id by its object; list responses take `data.`-prefixed paths; at most 4 levels.
+- `expand` replaces an id by its object; list responses take `data.`-prefixed paths; at most 4 levels, counted
+  as the path's dot-separated parts (`data.payment_intent.customer.default_source` is the deepest expansion a
+  charge list allows: docs.stripe.com/api/expanding_objects; localstripe counts the same way,
+  adrienverge/localstripe `localstripe/resources.py`, PR #118 "Like the real Stripe API does").
 """
 
 from __future__ import annotations
@@ -144,8 +147,19 @@ class Page:
             starting_after=starting_after,
             ending_before=ending_before,
             created=CreatedRange.parse(params.get("created")),
-            expand=as_list(params.get("expand")),
+            expand=check_expand_depth(as_list(params.get("expand"))),
         )
+
+
+def check_expand_depth(paths: list[str]) -> list[str]:
+    """The paths, unless one is deeper than Stripe allows (4 levels, the `data.` of a list included)."""
+    for path in paths:
+        if len(path.split(".")) > MAX_EXPAND_DEPTH:
+            raise invalid(
+                f"You cannot expand more than {MAX_EXPAND_DEPTH} levels of a property. Property: {path}",
+                param="expand",
+            )
+    return paths
 
 
 def paginate(
@@ -254,40 +268,36 @@ def _includable(store: StripeStore, obj: Json, field: str, at: int) -> Json | No
     return None
 
 
-def expand(store: StripeStore, obj: Json, path: str, at: int, depth: int = 0) -> None:
-    """Expand one dotted path in place."""
+def expand(store: StripeStore, obj: Json, path: str, at: int) -> None:
+    """Expand one dotted path in place (its depth is checked before: `check_expand_depth`)."""
     head, _, rest = path.partition(".")
     if head not in obj:
         included = _includable(store, obj, head, at)
         if included is None:
             raise invalid(f"This property cannot be expanded ({head}).", param="expand")
         obj[head] = included
-        depth += 1
     value = obj[head]
     if value is None:
         return
     if not isinstance(value, str | list | dict):
         raise invalid(f"This property cannot be expanded ({head}).", param="expand")
     if isinstance(value, str):
-        if depth + 1 > MAX_EXPAND_DEPTH:
-            raise invalid("You cannot expand more than 4 levels of a property.", param="expand")
         obj[head] = value = _lookup(store, head, value, at)
-        depth += 1
     if isinstance(value, list):
         for index, element in enumerate(value):
             if isinstance(element, str):
                 value[index] = element = _lookup(store, head, element, at)
             if rest and isinstance(element, dict):
-                expand(store, element, rest, at, depth + 1)
+                expand(store, element, rest, at)
         return
     if not rest:
         return
     if isinstance(value, dict):
         if value.get("object") == "list" and rest.startswith("data."):
             for element in value["data"]:
-                expand(store, element, rest[len("data.") :], at, depth)
+                expand(store, element, rest[len("data.") :], at)
             return
-        expand(store, value, rest, at, depth)
+        expand(store, value, rest, at)
         return
     raise invalid(f"This property cannot be expanded ({head}).", param="expand")
 
@@ -305,6 +315,7 @@ __all__ = [
     "CreatedRange",
     "Page",
     "as_list",
+    "check_expand_depth",
     "expand",
     "expand_list_element",
     "paginate",

@@ -91,7 +91,10 @@ class Coupon:
 
 @dataclass(slots=True)
 class Discount:
-    """A coupon applied to a subscription (Stripe's `di_` object, only reachable through `expand`)."""
+    """A coupon applied to a subscription, or to one of its items (Stripe's `di_` object, reachable through
+    `expand` only). An item's discount sits on `subscription_item.discounts` and on its invoice lines' `discounts`;
+    a subscription's on `subscription.discounts` and `invoice.discounts` (stripe/_discount.py,
+    stripe/_invoice_line_item.py: "Line item discounts are applied before invoice discounts")."""
 
     id: str
     coupon: str
@@ -100,6 +103,7 @@ class Discount:
     start: int
     end: int | None = None  # repeating coupons end after `duration_in_months`
     removed_at: int | None = None  # `once` coupons leave the subscription after the first invoice
+    subscription_item: str | None = None  # set: an item-level discount
 
     @property
     def created(self) -> int:
@@ -120,6 +124,7 @@ class SubscriptionItem:
     subscription: str
     history: list[ItemState]
     deleted_at: int | None = None
+    discounts: list[str] = field(default_factory=list)  # item-level discounts (`di_` ids)
 
     def at(self, instant: int) -> ItemState:
         current = self.history[0]
@@ -198,7 +203,9 @@ class Line:
     invoice_item: str | None = None  # set => parent.type = invoice_item_details
     proration: bool = False
     discountable: bool = True
+    # Every discount's amount, the line's own first, then the invoice's.
     discount_amounts: list[tuple[str, int]] = field(default_factory=list)
+    discounts: list[str] = field(default_factory=list)  # the line's own (item-level) discounts
     taxes: list[TaxAmount] = field(default_factory=list)
 
     @property

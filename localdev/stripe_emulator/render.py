@@ -221,7 +221,7 @@ def discount(store: StripeStore, d: r.Discount, at: int) -> Json:
         "source": {"coupon": d.coupon, "type": "coupon"},
         "start": d.start,
         "subscription": d.subscription,
-        "subscription_item": None,
+        "subscription_item": d.subscription_item,
     }
 
 
@@ -239,7 +239,7 @@ def subscription_item(store: StripeStore, item: r.SubscriptionItem, at: int) -> 
         "created": item.created,
         "current_period_end": period_end,
         "current_period_start": period_start,
-        "discounts": [],
+        "discounts": _live_discounts(store, item.discounts, at),
         "metadata": {},
         "plan": plan(store, the_price),
         "price": price(store, the_price, at),
@@ -247,6 +247,19 @@ def subscription_item(store: StripeStore, item: r.SubscriptionItem, at: int) -> 
         "subscription": item.subscription,
         "tax_rates": [],
     }
+
+
+def _live_discounts(store: StripeStore, discount_ids: list[str], at: int) -> list[str]:
+    """The discounts applied at `at`: started, not removed (a used `once` coupon), not ended (a repeating one)."""
+    live = []
+    for discount_id in discount_ids:
+        d = store.discounts.get(discount_id)
+        if d is None or d.start > at or (d.removed_at is not None and d.removed_at <= at):
+            continue
+        if d.end is not None and d.end <= at:
+            continue
+        live.append(discount_id)
+    return live
 
 
 def _live_items(store: StripeStore, sub: r.Subscription, at: int) -> list[r.SubscriptionItem]:
@@ -267,14 +280,7 @@ def subscription(store: StripeStore, sub: r.Subscription, at: int) -> Json:
     pause_behavior = r.state_at(sub.pause_collection_changes, at, None)
     ended_at = _at_or_none(sub.ended_at, at)
     period_end = sub.period_at(at)[1]
-    live_discounts = []
-    for discount_id in sub.discounts:
-        d = store.discounts.get(discount_id)
-        if d is None or d.start > at or (d.removed_at is not None and d.removed_at <= at):
-            continue
-        if d.end is not None and d.end <= at:
-            continue
-        live_discounts.append(discount_id)
+    live_discounts = _live_discounts(store, sub.discounts, at)
     items = [subscription_item(store, item, at) for item in _live_items(store, sub, at)]
     tax_rates = [store.tax_rates.get(rate_id) for rate_id in sub.default_tax_rates]
     return {
@@ -377,7 +383,7 @@ def line_item(store: StripeStore, line: r.Line, at: int) -> Json:
         "description": line.description,
         "discount_amounts": [{"amount": amount, "discount": d} for d, amount in line.discount_amounts],
         "discountable": line.discountable,
-        "discounts": [],
+        "discounts": list(line.discounts),
         "invoice": line.invoice,
         "livemode": store.livemode,
         "metadata": {},

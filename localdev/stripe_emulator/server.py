@@ -128,13 +128,14 @@ class RunningStripeEmulator:
         seed: int | None = 0,
         host: str = "127.0.0.1",
         port: int = 0,
+        event_list_lag_s: int = 0,
     ) -> None:
         self.account = None if isinstance(account, StripeStore) else account
         self._store = account if isinstance(account, StripeStore) else account.store
         self._store.livemode = mode == "live"
         self.mode = mode
         self.lock = threading.RLock()
-        self.api = StripeApi(self._store, self.lock)
+        self.api = StripeApi(self._store, self.lock, event_list_lag_s=event_list_lag_s)
         self.clock = EmulatorClock(self)
         rate = STRIPE_RATE_LIMITS[mode] if rate_limit == "stripe" else rate_limit
         self.server = EmulatorServer(
@@ -177,7 +178,12 @@ class RunningStripeEmulator:
     # ---- admin ----------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        return {"now": self.store.now, "mode": self.mode, "objects": self.store.counts()}
+        return {
+            "now": self.store.now,
+            "mode": self.mode,
+            "objects": self.store.counts(),
+            "event_list_lag_s": self.api.event_list_lag_s,
+        }
 
     def reset_state(self) -> None:
         if self.account is not None:
@@ -239,6 +245,7 @@ def start(
     seed: int | None = 0,
     host: str = "127.0.0.1",
     port: int = 0,
+    event_list_lag_s: int = 0,
 ) -> RunningStripeEmulator:
     """Serve `account` on loopback in a daemon thread; use as a context manager or call `.stop()`.
 
@@ -246,7 +253,16 @@ def start(
     in test mode, 100 in live mode); a number sets requests/s.
     `faults` is the kit's spec, e.g. `"500:0.05,429:0.05,timeout:0.01"` (an injected 429 is a retryable
     `lock_timeout`; the rate limiter's 429 is a plain `rate_limit`).
+    `event_list_lag_s` > 0 makes the events list eventually consistent: each event joins it up to that many seconds
+    after its `created`.
     """
     return RunningStripeEmulator(
-        account, mode=mode, rate_limit=rate_limit, faults=faults, seed=seed, host=host, port=port
+        account,
+        mode=mode,
+        rate_limit=rate_limit,
+        faults=faults,
+        seed=seed,
+        host=host,
+        port=port,
+        event_list_lag_s=event_list_lag_s,
     ).start()

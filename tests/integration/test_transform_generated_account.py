@@ -112,3 +112,17 @@ def test_mrr_per_month_equals_the_truth(mapped: Any) -> None:
                 expected["scenarios"],
                 label,
             )
+
+
+def test_an_item_level_coupon_keeps_its_discount_code(mapped: Any) -> None:
+    """The coupon of one subscription item is on its lines' own `discounts`, not the invoice's: the exporter
+    expands those too (`data.lines.data.discounts`), so ChartMogul gets the code (issue: item-level discounts)."""
+    truth, bundles, _ = mapped
+    customer_id = next(c for c, expected in truth["customers"].items() if "coupon_item_level" in expected["scenarios"])
+    discounted = [
+        line
+        for invoice in bundles[customer_id].invoices
+        for line in invoice.line_items
+        if line.discount_amount_in_cents
+    ]
+    assert discounted and {line.discount_code for line in discounted} == {"FOREVER10"}

@@ -64,9 +64,12 @@ def test_a_2000_customer_backfill_yields_the_snapshots_a_direct_fetch_of_each_cu
     assert sorted(backfilled) == expected_ids
     assert sum(1 for m in large_rig.raw_messages if m.payload and m.payload.deleted) > 0  # the account has some
 
-    # Global lists only: each type costs its pages, never a request per customer, continuations included.
+    # Global lists only: each type costs its pages, never a request per customer, continuations included; but a
+    # deleted customer's subscriptions, which only `status=canceled` is documented to list, cost one list each.
     counts = large_account.store.counts()
     listed = large_rig.list_requests()
+    deleted = sum(1 for c in large_account.store.customers if c.deleted_at is not None)
+    listed["GET /v1/subscriptions"] -= deleted
     for route, collection in [
         ("GET /v1/customers", "customers"),
         ("GET /v1/subscriptions", "subscriptions"),
@@ -79,7 +82,6 @@ def test_a_2000_customer_backfill_yields_the_snapshots_a_direct_fetch_of_each_cu
         ("GET /v1/products", "products"),
     ]:
         assert listed.get(route, 0) <= math.ceil(counts[collection] / 100) + 1, route
-    deleted = sum(1 for c in large_account.store.customers if c.deleted_at is not None)
     assert large_rig.emulator.server.counter.count("GET /v1/customers/{object_id}", 200) <= deleted
 
     direct = large_rig.direct_snapshots(expected_ids)
@@ -100,7 +102,7 @@ def test_a_bounded_backfill_sends_the_customers_created_in_its_range_each_with_i
 ) -> None:
     start, end = date(2026, 2, 1), date(2026, 6, 1)
     start_s, end_s = (int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp()) for d in (start, end))
-    in_range = sorted(c.id for c in account.store.customers if start_s <= c.created < end_s and c.deleted_at is None)
+    in_range = sorted(c.id for c in account.store.customers if start_s <= c.created < end_s)
     assert 5 < len(in_range) < len(account.store.customers)  # the range picks some customers, not all
 
     outcomes = rig.run({"mode": "backfill", "from": start.isoformat(), "to": end.isoformat()})
@@ -111,6 +113,34 @@ def test_a_bounded_backfill_sends_the_customers_created_in_its_range_each_with_i
     assert sorted(backfilled) == in_range
     direct = rig.direct_snapshots(in_range)
     assert all(backfilled[customer_id] == direct[customer_id] for customer_id in in_range)
+
+
+def test_a_bounded_backfill_keeps_customers_created_in_its_range_and_deleted_since(
+    rig: ExportRig, account: Account
+) -> None:
+    """Deleted customers are never listed: one deleted ten days ago (its `customer.deleted` event tells when it was
+    created) and one deleted half a year ago (only its objects are left) must still be exported, whole."""
+    start, end = date(2025, 11, 20), date(2026, 7, 10)
+    start_s, end_s = (int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp()) for d in (start, end))
+    now = account.store.now
+    deleted = {
+        c.id: now - c.deleted_at for c in account.store.customers if c.deleted_at and start_s <= c.created < end_s
+    }
+    assert any(ago < 30 * 86_400 for ago in deleted.values()) and any(ago > 90 * 86_400 for ago in deleted.values())
+    in_range = sorted(c.id for c in account.store.customers if start_s <= c.created < end_s)
+    assert len(in_range) < len(account.store.customers)
+
+    outcomes = rig.run({"mode": "backfill", "from": start.isoformat(), "to": end.isoformat()})
+
+    assert outcomes[-1]["finished"] is True
+    backfilled = by_customer(rig.raw_messages)
+    assert sorted(backfilled) == in_range
+    direct = rig.direct_snapshots(sorted(deleted))
+    for customer_id in deleted:
+        assert backfilled[customer_id] == direct[customer_id], customer_id
+        gone = json.loads(backfilled[customer_id])
+        assert gone["deleted"] is True and gone["subscriptions"], customer_id  # churn can be dated: `ended_at`
+        assert {s["status"] for s in gone["subscriptions"]} == {"canceled"}
 
 
 def test_a_backfill_that_crashes_at_random_pages_resumes_to_the_same_result_without_relisting_finished_pages(

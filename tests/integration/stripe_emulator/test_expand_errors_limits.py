@@ -24,11 +24,10 @@ def test_expand_on_lists_and_retrieve(account: Account, client: stripe.StripeCli
     plain = client.v1.invoices.retrieve(discounted.id).to_dict()
     assert isinstance(plain["customer"], str)
     assert "payments" not in plain  # includable: absent unless expanded
-    deep = client.v1.invoices.retrieve(
-        discounted.id, {"expand": ["lines.data.pricing.price_details.price", "discounts.source.coupon"]}
-    ).to_dict()
-    assert deep["lines"]["data"][0]["pricing"]["price_details"]["price"]["object"] == "price"
+    deep = client.v1.invoices.retrieve(discounted.id, {"expand": ["discounts.source.coupon"]}).to_dict()
     assert deep["discounts"][0]["source"]["coupon"]["object"] == "coupon"
+    lines = client.v1.invoices.line_items.list(discounted.id, {"expand": ["data.pricing.price_details.price"]})
+    assert lines.data[0].to_dict()["pricing"]["price_details"]["price"]["object"] == "price"
     subscription_id = deep["parent"]["subscription_details"]["subscription"]
     sub = client.v1.subscriptions.retrieve(subscription_id, {"expand": ["latest_invoice"]}).to_dict()
     assert sub["latest_invoice"]["object"] == "invoice"
@@ -50,7 +49,15 @@ def test_expand_refuses_unknown_paths_and_depth_over_four(client: stripe.StripeC
                 ]
             }
         )
-    assert "4 levels" in too_deep.value.user_message or "cannot be expanded" in too_deep.value.user_message
+    assert too_deep.value.http_status == 400 and too_deep.value.param == "expand"
+    assert "more than 4 levels" in str(too_deep.value.user_message)
+    # Levels are the path's parts, a list's `data` included (docs.stripe.com/api/expanding_objects).
+    with pytest.raises(stripe.InvalidRequestError, match="more than 4 levels"):
+        client.v1.invoices.retrieve(invoice_id, {"expand": ["lines.data.pricing.price_details.price"]})
+    with pytest.raises(stripe.InvalidRequestError, match="more than 4 levels"):
+        client.v1.invoices.list({"expand": ["data.lines.data.discounts.source"]})
+    deepest = client.v1.invoices.list({"limit": 1, "expand": ["data.lines.data.discounts"]})
+    assert len(deepest.data) == 1
 
 
 def test_errors_use_stripe_s_envelope(client: stripe.StripeClient) -> None:
@@ -138,3 +145,47 @@ def test_injected_faults_lock_timeout_is_retried_and_500_surfaces() -> None:
         assert broken.value.http_status == 500
         faulty.server.set_faults("", seed=1)
         assert client_for(faulty).v1.customers.list({"limit": 1}).data
+
+
+def test_refuses_parameters_stripe_does_not_define(client: stripe.StripeClient, account: Account) -> None:
+    """Stripe's params (stripe/params/_refund_list_params.py...): anything else is a 400, never ignored."""
+    refunded = next(iter(account.store.refunds.values()))
+    # `customer` is not a refunds filter: answered as if absent, it would list every refund of the account.
+    with pytest.raises(stripe.InvalidRequestError) as unknown:
+        client.v1.refunds.list({"customer": refunded.customer})  # type: ignore[typeddict-unknown-key]
+    error = unknown.value
+    assert error.http_status == 400 and error.param == "customer" and error_code(error) == "parameter_unknown"
+    assert str(error.user_message) == "Received unknown parameter: customer"
+    with pytest.raises(stripe.InvalidRequestError) as nested:
+        client.v1.invoices.list({"created": {"after": 1}})  # type: ignore[typeddict-unknown-key]
+    assert nested.value.param == "created[after]" and error_code(nested.value) == "parameter_unknown"
+    with pytest.raises(stripe.InvalidRequestError) as on_lines:
+        client.v1.invoices.line_items.list(refunded.id, {"status": "paid"})  # type: ignore[typeddict-unknown-key]
+    assert on_lines.value.param == "status"
+    with pytest.raises(stripe.InvalidRequestError) as on_retrieve:
+        client.v1.customers.retrieve(refunded.customer, {"limit": 3})  # type: ignore[typeddict-unknown-key]
+    assert on_retrieve.value.param == "limit"
+
+
+def test_refuses_values_outside_an_enum(client: stripe.StripeClient) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as status:
+        client.v1.subscriptions.list({"status": "cancelled"})  # British spelling: not Stripe's
+    assert status.value.http_status == 400 and status.value.param == "status"
+    assert "must be one of active, all, canceled" in str(status.value.user_message)
+    with pytest.raises(stripe.InvalidRequestError) as nested:
+        client.v1.prices.list({"recurring": {"interval": "fortnight"}})
+    assert nested.value.param == "recurring[interval]"
+    with pytest.raises(stripe.InvalidRequestError) as boolean:
+        client.v1.invoice_items.list({"pending": "maybe"})  # type: ignore[typeddict-item]
+    assert boolean.value.param == "pending"
+    with pytest.raises(stripe.InvalidRequestError) as not_a_hash:
+        client.v1.prices.list({"recurring": "month"})  # type: ignore[typeddict-item]
+    assert not_a_hash.value.param == "recurring"
+
+
+def test_refuses_stripe_parameters_it_does_not_implement(client: stripe.StripeClient) -> None:
+    """A filter Stripe has and the emulator lacks would be silently ignored: it is refused, saying why."""
+    with pytest.raises(stripe.InvalidRequestError) as unsupported:
+        client.v1.invoices.list({"due_date": {"gte": 1}})
+    assert unsupported.value.http_status == 400 and unsupported.value.param == "due_date"
+    assert "does not implement" in str(unsupported.value.user_message)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import stripe
 
-from localdev.scenarios import Account
+from localdev.scenarios import Account, generate_account
 from localdev.stripe_emulator import RunningStripeEmulator, StripeStore, start
 from localdev.stripe_emulator import records as r
 
@@ -57,13 +57,24 @@ def test_deleted_customers_are_not_listed_but_retrievable(account: Account, clie
     assert shown.to_dict() == {"id": deleted[0], "object": "customer", "deleted": True}
 
 
-def test_subscriptions_default_omits_canceled_and_status_all_lists_them(client: stripe.StripeClient) -> None:
+def test_subscriptions_default_omits_canceled_and_status_all_lists_them(
+    account: Account, client: stripe.StripeClient
+) -> None:
     default = list(client.v1.subscriptions.list({"limit": 100}).auto_paging_iter())
     every = list(client.v1.subscriptions.list({"status": "all", "limit": 100}).auto_paging_iter())
     canceled = list(client.v1.subscriptions.list({"status": "canceled", "limit": 100}).auto_paging_iter())
     assert canceled and all(s.status == "canceled" for s in canceled)
     assert all(s.status != "canceled" for s in default)
-    assert len(every) == len(default) + len(canceled)
+    # Only `status=canceled` returns the subscriptions of deleted customers (stripe/params/
+    # _subscription_list_params.py `status`); `all` leaves them out.
+    deleted = {c.id for c in account.store.customers if c.deleted_at is not None}
+    of_deleted = {s.id for s in canceled if s.customer in deleted}
+    assert of_deleted and not of_deleted & {s.id for s in every}
+    assert len(every) == len(default) + len(canceled) - len(of_deleted)
+    customer = next(iter(deleted))
+    theirs = client.v1.subscriptions.list({"customer": customer, "status": "canceled"}).data
+    assert theirs and client.v1.subscriptions.list({"customer": customer, "status": "all"}).data == []
+    assert client.v1.subscriptions.retrieve(theirs[0].id).id == theirs[0].id  # by id, as ever
 
 
 @pytest.mark.parametrize(
@@ -197,6 +208,25 @@ def test_events_filters_and_30_day_retention(account: Account, client: stripe.St
     assert event.data.object.object == "invoice" and event.data.object.status == "paid"
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.events.list({"types": [f"type.{n}" for n in range(21)]})
+
+
+def test_an_event_list_lag_lists_each_event_late_but_retrieves_it_at_once() -> None:
+    """`event_list_lag_s`: Stripe's events list is eventually consistent (README "Events")."""
+    lag = 60
+    account = generate_account(customers=40, months=2, seed=3)  # its own: the test moves the clock
+    with start(account, rate_limit=None, event_list_lag_s=lag) as emulator:
+        client = client_for(emulator)
+        for _ in range(3):
+            emulator.apply_step({"kind": "new_customer", "plan": "Pro", "interval": "monthly", "currency": "usd"})
+        now = emulator.store.now
+        recent = [e for e in account.store.events.values() if e.created > now - lag]
+        assert len(recent) >= 6
+        listed = {e.id for e in client.v1.events.list({"created": {"gt": now - lag}, "limit": 100}).auto_paging_iter()}
+        hidden = [e for e in recent if e.id not in listed]
+        assert hidden and all(client.v1.events.retrieve(e.id).id == e.id for e in hidden[:3])
+        emulator.clock.advance(seconds=lag)
+        later = {e.id for e in client.v1.events.list({"created": {"gt": now - lag}, "limit": 100}).auto_paging_iter()}
+        assert {e.id for e in recent} <= later
 
 
 def test_the_remaining_filters(account: Account, client: stripe.StripeClient) -> None:

@@ -104,6 +104,16 @@ def assert_every_case_of_section_4_4(account: Account) -> None:
     coupons = {d.coupon for d in account.store.discounts.values()}
     assert {"ONCE20", "REPEAT25X3", "FOREVER10", "FREE100"} <= coupons
     assert any(invoice["total"] == 0 and invoice["discounts"] for invoice in invoices)  # 100 % coupon
+    # An item-level coupon: on the line's own `discounts` (and in its `discount_amounts`), not the invoice's.
+    item_discounts = {d.id for d in account.store.discounts.values() if d.subscription_item is not None}
+    item_lines = [
+        (invoice, line)
+        for invoice in invoices
+        for line in invoice["lines"]["data"]
+        if set(line["discounts"]) & item_discounts
+    ]
+    assert item_lines and all(not set(invoice["discounts"]) & item_discounts for invoice, _ in item_lines)
+    assert all({d["discount"] for d in line["discount_amounts"]} & item_discounts for _, line in item_lines)
     assert len({invoice["currency"] for invoice in invoices}) >= 4
     assert any(quantity_changed for quantity_changed in _seat_changes(account))
     charges = rendered(account, "charges")

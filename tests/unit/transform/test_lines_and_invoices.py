@@ -343,3 +343,26 @@ def test_invoice_date_is_finalization_and_manual_collection_is_kept() -> None:
         "manual",
     )
     assert invoice.transactions == []  # open: issued, not paid
+
+
+def test_a_line_s_discount_code_is_its_own_coupon_first_else_the_first_known_one() -> None:
+    """Item-level discounts come first on a line (stripe/_invoice_line_item.py `discounts`): expanded on the line,
+    the item's coupon is the code; not expanded (a snapshot of an older export), the invoice's is, not none."""
+    builder = pro_customer()
+    builder.add_subscription("sub_1", [("si_1", "price_pro_m", 1)], period=(JAN, FEB))
+    builder.add_invoice(
+        "in_0001",
+        [sub_line("il_1", 10_000, JAN, FEB, discounts=[("di_item", 1_000), ("di_sub", 1_800)])],
+        subscription="sub_1",
+        pay_with="pi_1",
+        discounts=[discount("di_sub", coupon("SPRING20", percent_off=20), subscription="sub_1")],
+    )
+    snapshot = builder.snapshot()
+
+    [unexpanded] = lines_of(map_snapshot(snapshot), "in_0001")
+    line_json = snapshot.invoices[0]["lines"]["data"][0]
+    line_json["discounts"] = [discount("di_item", coupon("SEATS10", percent_off=10)), "di_sub"]
+    [expanded] = lines_of(map_snapshot(snapshot), "in_0001")
+
+    assert (unexpanded.discount_amount_in_cents, unexpanded.discount_code) == (2_800, "SPRING20")
+    assert (expanded.discount_amount_in_cents, expanded.discount_code) == (2_800, "SEATS10")

@@ -513,13 +513,21 @@ class _BundleMapper:
                     )
 
     def discount_code(self, line: StripeInvoiceLine) -> str | None:
+        """The coupon of the first discount that took an amount off the line and whose coupon is known.
+
+        Stripe lists a line's own (item-level) discounts before the invoice's ("Line item discounts are applied
+        before invoice discounts", stripe/_invoice_line_item.py); the exporter expands both. A discount whose
+        coupon the snapshot does not show (an older export did not expand line discounts) gives way to the next
+        one rather than leave the line without a code (docs/mapping-changelog.md 1.1.0).
+        """
         for amount in line.discount_amounts:
             if amount.amount <= 0:
                 continue
             discount = amount.discount
             # An unexpanded discount id finds its coupon among the expanded discounts elsewhere in the snapshot.
             coupon = self.view.coupons_by_discount.get(discount) if isinstance(discount, str) else discount.coupon
-            return expandable_id(coupon)
+            if (code := expandable_id(coupon)) is not None:
+                return code
         return None
 
     # ------------------------------------------------------------ transactions

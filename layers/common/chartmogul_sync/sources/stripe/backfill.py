@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict
 from ...models.snapshot import CustomerSnapshot, StripeJson
 from ...state import key
 from .client import MAX_PAGES_PER_LIST, PagingError, StripeList, is_permanent_for_object
-from .incremental import EventCursor, load_cursor, save_cursor
+from .incremental import EVENT_RETENTION_S, RETENTION_SAFETY_S, EventCursor, load_cursor, save_cursor
 from .run import Continuation, Exporter, ExportOutcome, UploadMode
 from .snapshots import (
     OWNED_LISTS,
@@ -45,6 +45,7 @@ from .snapshots import (
     Catalog,
     CustomerRecords,
     RecentDeletions,
+    add_subscriptions_of_deleted_customer,
     assemble_snapshot,
     complete,
     created_of,
@@ -101,6 +102,12 @@ class BackfillRange(BaseModel):
         if self.created_to is not None:
             bounds["lt"] = _epoch(self.created_to)
         return {"created": bounds} if bounds else {}
+
+    def contains(self, created: int) -> bool:
+        """Whether a customer created at `created` (Unix seconds) is in the range."""
+        if self.created_from is not None and created < _epoch(self.created_from):
+            return False
+        return self.created_to is None or created < _epoch(self.created_to)
 
     def owned_filter(self) -> dict[str, Any]:
         # A customer's objects are created after it: objects older than the range belong to no customer in it.
@@ -463,12 +470,16 @@ def _assemble(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, b
         snapshots: list[tuple[CustomerSnapshot, datetime]] = []
         for customer_id in sorted(records):
             customer_records = records[customer_id]
-            if customer_records.customer is None and checkpoint.range.bounded:
-                # Objects of a customer outside the range (created before `from`, or after `to`).
-                orphans_skipped += 1
-                continue
             try:
-                if customer_records.customer is None:
+                if customer_records.customer is None and checkpoint.range.bounded:
+                    # Objects of a customer outside the range (created before `from`, or after `to`), or of one
+                    # created in it and deleted since: deleted customers are never listed.
+                    in_range = _deleted_in_range(exporter, customer_records, checkpoint.range, deletions)
+                    if in_range is None:
+                        orphans_skipped += 1
+                        continue
+                    customer_records = in_range
+                elif customer_records.customer is None:
                     customer_records = _adopt_orphan(exporter, customer_records, deletions)
                 snapshot = assemble_snapshot(customer_records, catalog)
             except stripe.StripeError as error:
@@ -521,13 +532,46 @@ def _adopt_orphan(exporter: Exporter, staged: CustomerRecords, deletions: Recent
     if last_known is not None:
         # Deleted in the last 30 days: Stripe would answer its deleted-object stub, so no request for it.
         staged.set_customer({"id": staged.customer_id, "object": "customer", "deleted": True}, last_known=last_known)
+        add_subscriptions_of_deleted_customer(exporter.api, staged)  # the global `status=all` list left them out
         return staged
     customer = exporter.api.retrieve(StripeList.CUSTOMERS, staged.customer_id)
     if customer.get("deleted") is True:
         staged.set_customer(customer)
+        add_subscriptions_of_deleted_customer(exporter.api, staged)
         return staged
     # Created while the backfill ran: its staged objects may be partial, so fetch it whole (rare).
     return fetch_customer_records(exporter.api, staged.customer_id, deletions=deletions)
+
+
+def _deleted_in_range(
+    exporter: Exporter, staged: CustomerRecords, backfill_range: BackfillRange, deletions: RecentDeletions
+) -> CustomerRecords | None:
+    """The records of an orphan of a bounded run whose customer was created in the range and deleted since; None
+    for the usual orphan, a live customer created outside the range.
+
+    Deleted in the last 30 days: its `customer.deleted` event keeps its `created`. Deleted before that, it has no
+    object since (an account's objects of a deleted customer stop at its deletion), so only an orphan whose newest
+    object is older than the event window is asked about (one request); if Stripe answers the deleted stub, which
+    no longer says when the customer was created, its first object stands in for that time, and its whole
+    history is fetched per customer (objects before `from` included).
+    """
+    last_known = deletions.last_known(staged.customer_id)
+    if last_known is not None:
+        created = last_known.get("created")
+        if not isinstance(created, int) or not backfill_range.contains(created):
+            return None
+        staged.set_customer({"id": staged.customer_id, "object": "customer", "deleted": True}, last_known=last_known)
+        add_subscriptions_of_deleted_customer(exporter.api, staged)  # the global `status=all` list left them out
+        return staged
+    newest = max((created_of(obj) or 0 for obj in staged.objects()), default=0)
+    if newest >= int(exporter.clock().timestamp()) - EVENT_RETENTION_S + RETENTION_SAFETY_S:
+        return None  # active within the event window, and no deletion event: a live customer outside the range
+    customer = exporter.api.retrieve(StripeList.CUSTOMERS, staged.customer_id)
+    if customer.get("deleted") is not True:
+        return None
+    whole = fetch_customer_records(exporter.api, staged.customer_id, deletions=deletions)
+    first = min((at for obj in whole.objects() if (at := created_of(obj)) is not None), default=None)
+    return whole if first is not None and backfill_range.contains(first) else None
 
 
 def _hand_cursor_to_incremental(exporter: Exporter, checkpoint: Checkpoint) -> None:

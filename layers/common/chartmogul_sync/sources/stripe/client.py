@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -224,9 +224,13 @@ class StripeApi:
         for page in follow_pages(next_page, f"list {resource.value}"):
             yield from page.data
 
-    def list_lines(self, parent: StripeList, parent_id: str, starting_after: str) -> Page:
+    def list_lines(
+        self, parent: StripeList, parent_id: str, starting_after: str, *, expand: Sequence[str] = ()
+    ) -> Page:
         """Lines past the first page embedded in an invoice or a credit note (GET /v1/invoices/{id}/lines)."""
-        query = {"limit": PAGE_SIZE, "starting_after": starting_after}
+        query: dict[str, Any] = {"limit": PAGE_SIZE, "starting_after": starting_after}
+        if expand:
+            query["expand"] = list(expand)
         answer = self._get(f"list {parent.value} lines", f"{parent.path}/{_path_id(parent_id)}/lines", query)
         return Page(data=list(answer["data"]), has_more=bool(answer["has_more"]))
 

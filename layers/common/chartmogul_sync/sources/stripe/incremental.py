@@ -1,9 +1,15 @@
 """Incremental export: Stripe events since the stored cursor → the changed customers → one snapshot each.
 
-The cursor is the `created` second of the newest event handled plus the ids of the events at that second (a
-second can hold more events than have arrived by the time we list it). It advances only after every changed
-customer's snapshot is on the queue, so a run that dies re-exports instead of losing changes. A run with no
-new events makes one Stripe request: the first page of `/v1/events`.
+The cursor is the `created` second of the newest event handled plus the ids of the events handled in the
+overlap window before it (`EVENT_OVERLAP_S`). Stripe's events list is eventually consistent: an event can appear
+in the list some time after its `created`, behind newer events already listed (third-party connectors re-read a
+window behind their cursor, e.g. Airbyte's source-stripe `lookback_window_days`, "the connector will always
+re-export data from the past N days": airbytehq/airbyte
+`airbyte-integrations/connectors/source-stripe/source_stripe/spec.yaml`). So each run lists again from
+`created - EVENT_OVERLAP_S` and skips the events it has handled by id; an event that turned up late in the
+window is handled then. The cursor advances only after every changed customer's snapshot is on the queue, so a
+run that dies re-exports instead of losing changes. A run with no new events makes one Stripe request: the
+first page of `/v1/events` (the window's events are skipped by id).
 
 Events are kept 30 days (reference stripe-export-and-mapping.md §2.3). A cursor older than that cannot be
 served by events: the run rescans objects created since the cursor (customer-owned lists, 100 per page) and
@@ -33,13 +39,19 @@ CURSOR_SK = "incremental"
 EVENT_RETENTION_S = 30 * 24 * 3600
 # Events near the retention edge may already be gone when the list reaches them: treat the last hour as lost.
 RETENTION_SAFETY_S = 3600
+# How far behind the newest event handled each run lists again: events that become visible in the list later than
+# this after their `created` are missed. Five times the minute connectors allow (module docstring).
+EVENT_OVERLAP_S = 300
 
 
 class EventCursor(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     created: int  # Unix seconds of the newest event handled
-    event_ids: frozenset[str] = frozenset()  # the events handled at that second
+    # The events handled with `created` in [created - EVENT_OVERLAP_S, created]: the next run lists that window
+    # again and skips them. (A cursor stored before the window existed holds the ids at `created` only; the
+    # other events of its window are handled once more, which re-exports their customers, nothing worse.)
+    event_ids: frozenset[str] = frozenset()
 
     def position(self) -> str:
         # put_if_newer compares strings: a later second, or more events in the same second, sorts higher.
@@ -79,7 +91,7 @@ def collect_changes(exporter: Exporter, cursor: EventCursor | None, now: datetim
     oldest_kept = now_s - EVENT_RETENTION_S + RETENTION_SAFETY_S
     changes = ChangeSet(cursor=cursor)
     if cursor is not None and cursor.created >= oldest_kept:  # the usual run: every event since is still kept
-        _read_events(exporter, changes, since=cursor.created, seen=cursor.event_ids)
+        _read_events(exporter, changes, since=max(cursor.created - EVENT_OVERLAP_S, oldest_kept), seen=cursor.event_ids)
         return changes
     if cursor is None:
         exporter.log.warning(
@@ -95,10 +107,11 @@ def collect_changes(exporter: Exporter, cursor: EventCursor | None, now: datetim
         changes.rescanned_since = cursor.created
         _rescan_created_since(exporter, changes, cursor.created)
     _read_events(exporter, changes, since=oldest_kept, seen=frozenset())
-    # Without a usable cursor the run covered everything up to now: the next one starts here even if no event
-    # was found, instead of scanning again.
+    # Without a usable cursor the run covered everything up to now: the next one starts here (less the overlap
+    # window) even if no event was found, instead of scanning again. The ids handled stay skipped.
     if changes.cursor is None or changes.cursor.created < now_s:
-        changes.cursor = EventCursor(created=now_s)
+        handled = changes.cursor.event_ids if changes.cursor is not None else frozenset()
+        changes.cursor = EventCursor(created=now_s, event_ids=handled)
     return changes
 
 
@@ -107,12 +120,13 @@ def _read_events(exporter: Exporter, changes: ChangeSet, *, since: int, seen: fr
     # parent, which usually has an event of its own (`invoice.paid` beside `invoice_payment.paid`).
     known_owners: dict[tuple[str, str], str] = {}
     lookups: set[tuple[str, str]] = set()
+    listed: dict[str, int] = {}  # every event of the list, handled now or before: id -> created
     for event in exporter.api.list_all(StripeList.EVENTS, {"created": {"gte": since}}):
+        listed[str(event["id"])] = int(event["created"])
         if str(event["id"]) in seen:
             continue
         changes.events_read += 1
         exporter.stats.objects_listed += 1
-        _advance(changes, event)
         target = event_target(event)
         if isinstance(target, NeedsLookup):
             lookups.add((target.parent_kind, target.parent_id))
@@ -140,6 +154,7 @@ def _read_events(exporter: Exporter, changes: ChangeSet, *, since: int, seen: fr
                 continue
         if owner is not None:
             changes.add_changed(owner)
+    _advance(changes, listed)
 
 
 def _parent_key(event: StripeJson) -> tuple[str, str] | None:
@@ -149,13 +164,16 @@ def _parent_key(event: StripeJson) -> tuple[str, str] | None:
     return (kind, str(obj["id"])) if kind and obj.get("id") else None
 
 
-def _advance(changes: ChangeSet, event: StripeJson) -> None:
-    created = int(event["created"])
-    cursor = changes.cursor
-    if cursor is None or created > cursor.created:
-        changes.cursor = EventCursor(created=created, event_ids=frozenset({str(event["id"])}))
-    elif created == cursor.created:
-        changes.cursor = EventCursor(created=created, event_ids=cursor.event_ids | {str(event["id"])})
+def _advance(changes: ChangeSet, listed: dict[str, int]) -> None:
+    """The cursor after a list that started at or before the old cursor's window: the newest second seen, and the
+    events of the window behind it. Every event of that window still in Stripe's list is in `listed` (the list
+    covered it whole), so the window's ids are known without storing each id's time."""
+    if not listed:
+        return
+    previous = changes.cursor
+    created = max(max(listed.values()), previous.created if previous is not None else 0)
+    in_window = frozenset(event_id for event_id, at in listed.items() if at >= created - EVENT_OVERLAP_S)
+    changes.cursor = EventCursor(created=created, event_ids=in_window)
 
 
 def _rescan_created_since(exporter: Exporter, changes: ChangeSet, since: int) -> None:

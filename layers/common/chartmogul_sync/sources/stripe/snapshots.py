@@ -14,7 +14,7 @@ on the path that built it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,10 @@ from ...config import STRIPE_API_VERSION
 from ...models.snapshot import CustomerSnapshot, StripeJson
 from .client import Page, StripeApi, StripeList, follow_pages
 from .events import CustomerDeleted, event_target
+
+# The line expansions of an invoice list, and the same for lines paged past the embedded first page.
+INVOICE_LINES_EXPAND = ("data.lines.data.discounts",)
+LINES_PAGE_EXPAND = ("data.discounts",)
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,12 @@ OWNED_LISTS: tuple[OwnedList, ...] = (
     # Without status=all the list leaves out canceled subscriptions (reference §2.1).
     OwnedList(StripeList.SUBSCRIPTIONS, {"status": "all"}),
     # Discounts expanded: a line's `discount_amounts` name only the discount id; its coupon (ChartMogul's
-    # `discount_code`) is on the expanded discount (`source.coupon` since clover, reference §0.4).
-    OwnedList(StripeList.INVOICES, {"expand": ["data.payments", "data.discounts"]}),
+    # `discount_code`) is on the expanded discount (`source.coupon` since clover, reference §0.4). The invoice's
+    # `discounts` hold the invoice-level ones only; an item-level coupon is on the line's own `discounts`
+    # (stripe/_invoice_line_item.py: "Line item discounts are applied before invoice discounts"), so those are
+    # expanded too: `data.lines.data.discounts` is four levels, Stripe's deepest
+    # (docs.stripe.com/api/expanding_objects).
+    OwnedList(StripeList.INVOICES, {"expand": ["data.payments", "data.discounts", *INVOICE_LINES_EXPAND]}),
     OwnedList(StripeList.INVOICE_ITEMS, {}),
     OwnedList(StripeList.CHARGES, {}),
     OwnedList(StripeList.CREDIT_NOTES, {}),
@@ -88,7 +96,9 @@ def complete(api: StripeApi, resource: StripeList, obj: StripeJson, *, refunds_p
     `refunds_per_charge=False`: the caller lists refunds on their own (`REFUNDS_WITH_OWNER`, the backfill).
     """
     if resource is StripeList.INVOICES:
-        obj = _complete_nested(api, obj, "lines", lambda after: api.list_lines(resource, str(obj["id"]), after))
+        obj = _complete_nested(
+            api, obj, "lines", lambda after: api.list_lines(resource, str(obj["id"]), after, expand=LINES_PAGE_EXPAND)
+        )
         obj = _complete_nested(
             api, obj, "payments", lambda after: _page(api, StripeList.INVOICE_PAYMENTS, {"invoice": obj["id"]}, after)
         )
@@ -172,6 +182,19 @@ class CustomerRecords:
             self.refunds[object_id] = obj
         else:
             raise ValueError(f"{resource.value} objects do not belong to a customer (object {object_id})")
+
+    def objects(self) -> Iterator[StripeJson]:
+        """Every object of the customer's lists (not the customer itself)."""
+        for kept in (
+            self.subscriptions,
+            self.invoices,
+            self.invoice_items,
+            self.invoice_payments,
+            self.charges,
+            self.refunds,
+            self.credit_notes,
+        ):
+            yield from kept.values()
 
     def set_customer(self, customer: StripeJson, *, last_known: StripeJson | None = None) -> None:
         if customer.get("deleted") is True:
@@ -336,6 +359,8 @@ def fetch_customer_records(
         last_known = (deletions or RecentDeletions(api)).last_known(customer_id)
     records.set_customer(customer, last_known=last_known)
     for owned in OWNED_LISTS:
+        if records.deleted and owned.resource is StripeList.SUBSCRIPTIONS:
+            continue  # `status=all` may leave them out: `add_subscriptions_of_deleted_customer` below
         try:
             for obj in api.list_all(owned.resource, {**owned.params, "customer": customer_id}):
                 records.add(owned.resource, complete(api, owned.resource, obj))
@@ -343,7 +368,46 @@ def fetch_customer_records(
             # A deleted customer's lists may answer "No such customer": it has nothing more to list.
             if not (records.deleted and error.http_status == 404):
                 raise
+    if records.deleted:
+        add_subscriptions_of_deleted_customer(api, records)
     return records
+
+
+def add_subscriptions_of_deleted_customer(api: StripeApi, records: CustomerRecords) -> None:
+    """A deleted customer's subscriptions, listed the way Stripe documents them, into `records`.
+
+    Deleting a customer cancels its subscriptions, and Stripe documents only `status=canceled` as returning "all
+    canceled subscriptions, including those belonging to deleted customers" (stripe/params/
+    _subscription_list_params.py `status`); `status=all` is not promised to. Without them the churn of a
+    customer deleted more than 30 days ago (no `customer.deleted` event left) could not be dated from `ended_at`.
+    A subscription its invoices name that the list still left out is retrieved by id.
+    """
+    subscriptions = StripeList.SUBSCRIPTIONS
+    try:
+        for obj in api.list_all(subscriptions, {"customer": records.customer_id, "status": "canceled"}):
+            records.add(subscriptions, complete(api, subscriptions, obj))
+    except stripe.InvalidRequestError as error:
+        if error.http_status != 404:  # "No such customer": the invoices below still name its subscriptions
+            raise
+    named = {sub for invoice in records.invoices.values() if (sub := _invoice_subscription(invoice)) is not None}
+    for subscription_id in sorted(named - set(records.subscriptions)):
+        try:
+            found = api.retrieve(subscriptions, subscription_id)
+        except stripe.InvalidRequestError as error:
+            if error.http_status != 404:
+                raise
+            continue  # gone for good: the transform dates what it can without it
+        records.add(subscriptions, complete(api, subscriptions, found))
+
+
+def _invoice_subscription(invoice: StripeJson) -> str | None:
+    # Since basil the subscription is at `parent.subscription_details.subscription` (reference §0.4).
+    parent = invoice.get("parent")
+    details = parent.get("subscription_details") if isinstance(parent, dict) else None
+    value = details.get("subscription") if isinstance(details, dict) else None
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
 
 
 def fetch_customer_snapshot(
