@@ -10,6 +10,8 @@ Key layout (one place, so two features never collide):
   pk="idmap#<data_source>"        sk="plan#<external_id>"   a plan's uuid and fields
   pk="datasource"                 sk="<data source name>"   the ChartMogul data source's uuid
   pk="applied#<data_source>"      sk="<customer_external_id>" snapshot time and digest of the last bundle applied
+  pk="failure#<sqs message id>"   sk="last"               why a transform or upload record last failed (`failure`
+                                  JSON; `expires_at` TTL after the DLQs' retention; failures.py), for its dead letter
 Callers build keys with `key()` and never spell the separators themselves.
 """
 

@@ -4,15 +4,25 @@ A payload too large for SQS travels in S3 and the envelope carries a claim check
 """
 
 from enum import StrEnum
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, Strict, model_validator
 
 from .bundle import CustomerBundle
 from .common import InboundModel, NonEmptyStr, UtcDatetime
 from .snapshot import CustomerSnapshot
 
 SCHEMA_VERSION: Literal[1] = 1
+
+
+def _exact_schema_version(version: int) -> int:
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"schema version {version} is not this code's ({SCHEMA_VERSION})")
+    return version
+
+
+# Exactly the integer 1: `1.0` or `true` (which a lax integer would take for 1) are another producer's bug.
+SchemaVersion = Annotated[int, Strict(), AfterValidator(_exact_schema_version)]
 
 
 class MessageKind(StrEnum):
@@ -28,7 +38,7 @@ class ClaimCheck(InboundModel):
 
 
 class _Envelope(InboundModel):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     source: NonEmptyStr = "stripe"
     customer_external_id: NonEmptyStr
     # The version of the customer's state: newer wins; an older one arriving late is dropped, not applied.
@@ -51,6 +61,8 @@ class RawMessage(_Envelope):
     @model_validator(mode="after")
     def _payload_or_claim_check(self) -> Self:
         _exactly_one_of(self.payload, self.claim_check)
+        if self.payload is not None:
+            _same_customer(self.customer_external_id, self.payload.customer_id, "payload.customer.id")
         return self
 
 
@@ -61,9 +73,21 @@ class UploadMessage(_Envelope):
     @model_validator(mode="after")
     def _payload_or_claim_check(self) -> Self:
         _exactly_one_of(self.payload, self.claim_check)
+        if self.payload is not None:
+            _same_customer(self.customer_external_id, self.payload.customer.external_id, "payload.customer.external_id")
         return self
 
 
 def _exactly_one_of(payload: object, claim_check: ClaimCheck | None) -> None:
     if (payload is None) == (claim_check is None):
         raise ValueError("a message carries either its payload or a claim_check to it in S3, exactly one")
+
+
+def _same_customer(envelope_customer: str, payload_customer: str, payload_field: str) -> None:
+    # The envelope's customer decides staleness and the per-customer lock downstream: a payload of another customer
+    # would be applied under the wrong one.
+    if envelope_customer != payload_customer:
+        raise ValueError(
+            f"customer_external_id {envelope_customer!r} differs from the payload's "
+            f"{payload_field} {payload_customer!r}"
+        )
