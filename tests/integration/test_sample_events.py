@@ -8,6 +8,7 @@ import chartmogul
 import pytest
 
 from chartmogul_sync.queues import BadRecord
+from chartmogul_sync.transform.mapping import MAPPING_VERSION
 from localdev import chartmogul_emulator
 from localdev.poller import PollerOptions
 from localdev.runtime import LocalStack, load_event, local_stack
@@ -34,7 +35,7 @@ def test_transform_sample_maps_one_customer_and_sets_the_broken_one_aside(
     assert local.invoke("TransformFunction", event) == {"batchItemFailures": []}
     bundles = [json.loads(m["Body"]) for m in local.receive_all("UploadQueue")]
     assert [b["customer_external_id"] for b in bundles] == ["cus_jsYUDZ5TLwz8K6"]
-    assert bundles[0]["payload"]["mapping_version"] == "1.0.0"
+    assert bundles[0]["payload"]["mapping_version"] == MAPPING_VERSION
     (bad,) = [BadRecord.model_validate_json(m["Body"]) for m in local.receive_all("BadRecordsQueue")]
     assert (bad.stage, bad.customer_external_id, bad.object_id) == (
         "transform",

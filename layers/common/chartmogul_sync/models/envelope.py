@@ -6,7 +6,7 @@ A payload too large for SQS travels in S3 and the envelope carries a claim check
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, Field, Strict, model_validator
+from pydantic import AfterValidator, Field, Strict, ValidationInfo, field_validator, model_validator
 
 from .bundle import CustomerBundle
 from .common import InboundModel, NonEmptyStr, UtcDatetime
@@ -58,11 +58,18 @@ class RawMessage(_Envelope):
     kind: Literal[MessageKind.CUSTOMER_SNAPSHOT] = MessageKind.CUSTOMER_SNAPSHOT
     payload: CustomerSnapshot | None = None
 
+    @field_validator("payload")
+    @classmethod
+    def _payload_of_this_customer(
+        cls, payload: CustomerSnapshot | None, info: ValidationInfo
+    ) -> CustomerSnapshot | None:
+        if payload is not None:
+            _same_customer(info.data.get("customer_external_id"), payload.customer_id, "customer.id")
+        return payload
+
     @model_validator(mode="after")
     def _payload_or_claim_check(self) -> Self:
         _exactly_one_of(self.payload, self.claim_check)
-        if self.payload is not None:
-            _same_customer(self.customer_external_id, self.payload.customer_id, "payload.customer.id")
         return self
 
 
@@ -70,11 +77,16 @@ class UploadMessage(_Envelope):
     kind: Literal[MessageKind.CUSTOMER_BUNDLE] = MessageKind.CUSTOMER_BUNDLE
     payload: CustomerBundle | None = None
 
+    @field_validator("payload")
+    @classmethod
+    def _payload_of_this_customer(cls, payload: CustomerBundle | None, info: ValidationInfo) -> CustomerBundle | None:
+        if payload is not None:
+            _same_customer(info.data.get("customer_external_id"), payload.customer.external_id, "customer.external_id")
+        return payload
+
     @model_validator(mode="after")
     def _payload_or_claim_check(self) -> Self:
         _exactly_one_of(self.payload, self.claim_check)
-        if self.payload is not None:
-            _same_customer(self.customer_external_id, self.payload.customer.external_id, "payload.customer.external_id")
         return self
 
 
@@ -83,10 +95,10 @@ def _exactly_one_of(payload: object, claim_check: ClaimCheck | None) -> None:
         raise ValueError("a message carries either its payload or a claim_check to it in S3, exactly one")
 
 
-def _same_customer(envelope_customer: str, payload_customer: str, payload_field: str) -> None:
+def _same_customer(envelope_customer: object, payload_customer: str, payload_field: str) -> None:
     # The envelope's customer decides staleness and the per-customer lock downstream: a payload of another customer
-    # would be applied under the wrong one.
-    if envelope_customer != payload_customer:
+    # would be applied under the wrong one. (No envelope customer: its own error is reported already.)
+    if isinstance(envelope_customer, str) and envelope_customer != payload_customer:
         raise ValueError(
             f"customer_external_id {envelope_customer!r} differs from the payload's "
             f"{payload_field} {payload_customer!r}"
