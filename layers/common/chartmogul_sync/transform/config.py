@@ -178,7 +178,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def parse_mapping_config(text: str, source: str = "<config>") -> MappingConfig:
     """Parse YAML text into a MappingConfig; an empty document is the defaults."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
