@@ -287,3 +287,13 @@ def test_malformed_snapshots_never_raise_past_the_handler(stack: Stack) -> None:
         assert outcomes == 1  # a bundle or a bad record with a reason: never lost, never retried
 
     each()
+
+
+def test_a_deeply_nested_body_is_a_bad_record_not_a_crash(stack: Stack) -> None:
+    deep = '{"customer_external_id": "cus_deep", "payload": ' + '{"a":' * 100_000 + "1" + "}" * 100_001
+
+    assert stack.invoke([deep, message_body(customer("cus_ok").raw(), "cus_ok")]) == {"batchItemFailures": []}
+
+    [bad] = stack.bad_records()
+    assert bad.stage == "transform" and "recursion limit exceeded" in bad.reason
+    assert [message.customer_external_id for message in stack.bundles()] == ["cus_ok"]
