@@ -6,9 +6,11 @@ moves it to the DLQ, without any reason attached: a DLQ message is only the body
 and upload) build their batch processor here, and each failed record is
 
 - logged at WARNING, with the stage, the customer, the reason and the run's correlation id, and its traceback;
-- kept as the message's *last failure* in the state table, keyed by the SQS message id, which the redrive keeps
-  (the DLQ message has the id the source queue gave it), so `cmsync dlq list` shows the reason of every dead
-  letter. The item expires (`expires_at`, the table's TTL attribute) after the DLQs' 14-day retention.
+- kept as the message's *last failure* in the state table, keyed by the SQS message id, which the redrive keeps:
+  SQS *moves* the message to the DLQ, with its id and its enqueue timestamp
+  (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html), so
+  `cmsync dlq list` shows the reason of every dead letter. The item expires (`expires_at`, the table's TTL
+  attribute) after the DLQs' 14-day retention.
 
 The processor is Powertools' own `BatchProcessor` with its documented extension point, `failure_handler`
 (https://docs.powertools.aws.dev/lambda/python/latest/utilities/batch/#extending-the-batch-processor), and it is
