@@ -136,3 +136,17 @@ def test_dlq_without_a_region_says_so_instead_of_botocores_message() -> None:
 
 def test_dlq_stack_without_a_region_says_so() -> None:
     assert_one_line_error(run("dlq", "list", "bad-records", "--stack", "prod", env=NO_AWS), 1, "no AWS region")
+
+
+def test_transform_of_a_deeply_nested_file_is_one_line(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+    assert_one_line_error(run("transform", str(deep)), 1, "not a JSON file", "recursion limit exceeded")
+
+
+def test_config_check_of_a_duplicate_key_names_its_line(tmp_path: Path) -> None:
+    config = tmp_path / "mapping.yaml"
+    config.write_text("metered: one_time\nmetered: subscription\n")
+    result = run("config", "check", str(config))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "line 2, column 1: not valid YAML (duplicate key 'metered' (first given on line 1))" in result.output
