@@ -4,12 +4,14 @@ A generated Stripe account (every scenario of the reference's §4.4), a backfill
 a round of changes in Stripe and an incremental run; then records per stage, dead-letter contents with their
 reasons, requests to Stripe and ChartMogul, time per stage, and the audit of ChartMogul's MRR and customer
 count month by month against the generator's ground truth. Exits non-zero if any record was lost: a Stripe
-customer that is neither in ChartMogul nor in a dead-letter queue with a reason.
+customer that is neither in ChartMogul nor in a dead-letter queue with a reason, and when the audit finds ChartMogul
+differing from the ground truth (the differences are printed).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import redirect_stdout
 from dataclasses import asdict
@@ -23,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from localdev.audit import Audit, run_audit
+from localdev.emulator_kit.faults import FaultSpecError, parse_fault_spec
 from localdev.pipeline import LocalPipeline, PipelineOptions, StageReport
 from localdev.poller import BatchOutcome
 from localdev.scenarios import generate_account
@@ -39,7 +42,8 @@ class DemoReport(BaseModel):
 
     @property
     def ok(self) -> bool:
-        return not self.lost_customers
+        """No record lost and ChartMogul's numbers match the ground truth: what `make demo` exits 0 for."""
+        return not self.lost_customers and bool(self.audit.get("matches"))
 
 
 def run_demo(
@@ -258,20 +262,58 @@ def _dollars(cents: int) -> str:
     return f"{cents / 100:,.2f}"
 
 
+def _fault_spec(context: click.Context, parameter: click.Parameter, spec: str) -> str:
+    try:
+        parse_fault_spec(spec)
+    except FaultSpecError as error:
+        raise click.BadParameter(str(error), context, parameter) from None
+    return spec
+
+
+def _writable_file(context: click.Context, parameter: click.Parameter, path: Path | None) -> Path | None:
+    """An output path is checked before the run, not found wanting after it (the report would be lost)."""
+    if path is None:
+        return None
+    directory = path.resolve().parent
+    if not directory.is_dir():
+        raise click.BadParameter(f"the directory {str(directory)!r} does not exist", context, parameter)
+    if not os.access(directory, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise click.BadParameter(f"{str(path)!r} cannot be written", context, parameter)
+    return path
+
+
 @click.command("demo")
-@click.option("--customers", default=200, show_default=True, help="Customers in the generated Stripe account.")
-@click.option("--months", default=24, show_default=True, help="Months of billing history.")
+@click.option(
+    "--customers",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Customers in the generated Stripe account.",
+)
+@click.option("--months", default=24, show_default=True, type=click.IntRange(min=1), help="Months of billing history.")
 @click.option("--seed", default=7, show_default=True, help="Generator seed (same seed, same account).")
 @click.option("--upload-mode", type=click.Choice(["api", "bulk"]), default="api", show_default=True)
-@click.option("--chartmogul-faults", default="", help="Fault spec for the ChartMogul emulator, e.g. 429:0.1,500:0.05")
+@click.option(
+    "--chartmogul-faults",
+    default="",
+    callback=_fault_spec,
+    help="Fault spec for the ChartMogul emulator, e.g. 429:0.1,500:0.05",
+)
 @click.option("--no-rate-limits", is_flag=True, help="Switch off the emulators' Stripe/ChartMogul rate limits.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON here.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    callback=_writable_file,
+    help="Also write JSON here.",
+)
 @click.option(
     "--logs",
     "log_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("demo-function-logs.jsonl"),
     show_default=True,
+    callback=_writable_file,
     help="Where the functions' logs go.",
 )
 def demo(
@@ -301,4 +343,16 @@ def demo(
     if report_path is not None:
         report_path.write_text(report.model_dump_json(indent=2))
         console.print(f"Report written to {report_path}")
+    if not report.ok:
+        problems = []
+        if report.lost_customers:
+            problems.append(f"{len(report.lost_customers)} customer(s) lost")
+        if not report.audit.get("matches"):
+            audit = report.audit
+            problems.append(
+                f"the audit differs: {len(audit['customer_differences'])} customer-month MRR difference(s), "
+                f"{len(audit['object_differences'])} object difference(s), "
+                f"{len(audit['missing_customers'])} customer(s) missing (listed above)"
+            )
+        console.print(f"[red bold]demo failed: {'; '.join(problems)}[/red bold]")
     sys.exit(0 if report.ok else 1)

@@ -17,7 +17,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chartmogul_sync.config import Settings, get_settings
 from chartmogul_sync.queues import BadRecords, MessageSender, Stage
-from chartmogul_sync.sources.stripe.backfill import resume_backfill, start_backfill
+from chartmogul_sync.sources.stripe.backfill import (
+    BackfillNotFound,
+    StagedDataMissing,
+    resume_backfill,
+    start_backfill,
+)
 from chartmogul_sync.sources.stripe.client import StripeApi, TimeBudget, make_stripe_client
 from chartmogul_sync.sources.stripe.incremental import export_customer, resume_incremental, run_incremental
 from chartmogul_sync.sources.stripe.invocation import (
@@ -56,6 +61,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     exporter = _exporter(settings, run_id, context)
     try:
         outcome = _run(exporter, request)
+    except (BackfillNotFound, StagedDataMissing) as failure:
+        # No retry can help (a run that never started; staged data that is gone): kept once with its reason on the
+        # bad-records queue, logged at ERROR, answered as a failed run, not retried by Lambda twice more.
+        field = "run_id" if isinstance(failure, BackfillNotFound) else None
+        _report_bad_event(settings, event, InvalidExportRequest(str(failure), (field,) if field else ()))
+        return {"error": str(failure), "field": field, "run_id": run_id, "finished": False}
     except Exception:
         # Lambda retries the invocation (a backfill resumes from its checkpoint, an incremental run re-reads
         # from its unmoved cursor); the log says why, under the run's correlation id.

@@ -13,11 +13,12 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chartmogul_sync.config import get_settings
+from chartmogul_sync.failures import FailureReportingProcessor
 from chartmogul_sync.queues import BadRecords, MessageSender, Stage
 from chartmogul_sync.transform.config import load_mapping_config
 from chartmogul_sync.transform.service import Outcome, SnapshotTransformer
@@ -25,7 +26,8 @@ from chartmogul_sync.transform.service import Outcome, SnapshotTransformer
 logger = Logger()
 metrics = Metrics(namespace="ChartMogulSync")
 tracer = Tracer()
-processor = BatchProcessor(event_type=EventType.SQS)
+# Every failed record is logged at WARNING with its reason, which is kept for its dead letter (failures.py).
+processor = FailureReportingProcessor(Stage.TRANSFORM, logger)
 OUTCOME_METRICS = {
     Outcome.BUNDLED: "BundlesSent",
     Outcome.BAD_RECORD: "BadRecords",

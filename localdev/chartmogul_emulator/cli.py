@@ -5,23 +5,73 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import sqlite3
 import threading
+from pathlib import Path
 
 import click
 
 from localdev.chartmogul_emulator.app import create_server
 from localdev.chartmogul_emulator.options import DEFAULT_API_KEY, EmulatorOptions
-from localdev.emulator_kit.cli import exit_after_option, faults_option, host_option
+from localdev.emulator_kit.cli import exit_after_option, faults_option, host_option, listening, port_option
 
 
 def _rate(value: float) -> float | None:
     return value if value > 0 else None
 
 
+# Each option is checked as it is parsed: a bad value ends in one line and exit 2 (click's BadParameter).
+
+
+def _parse_rates(context: click.Context, parameter: click.Parameter, text: str | None) -> dict[str, float] | None:
+    if text is None:
+        return None
+    try:
+        rates = json.loads(text)
+    except ValueError as error:
+        raise click.BadParameter(f"not valid JSON ({error}); e.g. '{{\"EUR\": 1.1}}'", context, parameter) from None
+    if not isinstance(rates, dict):
+        raise click.BadParameter(
+            f"expected a JSON object of currency codes to rates, got {type(rates).__name__}", context, parameter
+        )
+    parsed: dict[str, float] = {}
+    for code, rate in rates.items():
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
+            raise click.BadParameter(
+                f"the rate of {code!r} must be a positive number, got {rate!r}", context, parameter
+            )
+        parsed[str(code).upper()] = float(rate)
+    return parsed
+
+
+def _parse_now(context: click.Context, parameter: click.Parameter, text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO 8601 time, e.g. 2026-02-01T00:00:00Z", context, parameter
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _db_in_existing_directory(context: click.Context, parameter: click.Parameter, path: str | None) -> str | None:
+    if path is not None and not Path(path).resolve().parent.is_dir():
+        raise click.BadParameter(f"the directory of {path!r} does not exist", context, parameter)
+    return path
+
+
 @click.command("chartmogul")
 @host_option
-@click.option("--port", default=8787, show_default=True, type=int, help="Port; 0 picks a free one.")
-@click.option("--db", "db_path", default=None, help="SQLite file for the state (default: in memory).")
+@port_option(8787, "Port")
+@click.option(
+    "--db",
+    "db_path",
+    default=None,
+    callback=_db_in_existing_directory,
+    help="SQLite file for the state (default: in memory).",
+)
 @click.option("--api-key", default=DEFAULT_API_KEY, show_default=True, help="The API key (Basic-auth user).")
 @click.option("--rate-limit", default=40.0, show_default=True, type=float, help="Requests/s; 0 switches it off.")
 @click.option(
@@ -39,8 +89,16 @@ def _rate(value: float) -> float | None:
     show_default=True,
     help="A multi-invoice import with an invalid invoice: reject all, or store the valid ones.",
 )
-@click.option("--rates", "rates_json", default=None, help="Exchange rates to USD as JSON, e.g. '{\"EUR\": 1.1}'.")
-@click.option("--now", "now_text", default=None, help="Fixed 'now' (ISO 8601) for customer MRR and checks.")
+@click.option(
+    "--rates",
+    "rates",
+    default=None,
+    callback=_parse_rates,
+    help="Exchange rates to USD as JSON, e.g. '{\"EUR\": 1.1}'.",
+)
+@click.option(
+    "--now", "now", default=None, callback=_parse_now, help="Fixed 'now' (ISO 8601) for customer MRR and checks."
+)
 @click.option("--log-requests", is_flag=True, help="Log every request.")
 @exit_after_option
 def chartmogul(
@@ -56,8 +114,8 @@ def chartmogul(
     fault_hold_seconds: float,
     tls: bool,
     invoice_batch_mode: str,
-    rates_json: str | None,
-    now_text: str | None,
+    rates: dict[str, float] | None,
+    now: dt.datetime | None,
     log_requests: bool,
     exit_after: float | None,
 ) -> None:
@@ -77,13 +135,15 @@ def chartmogul(
         invoice_batch_mode="partial" if invoice_batch_mode == "partial" else "atomic",
         log_requests=log_requests,
     )
-    if rates_json:
-        options.rates = {key.upper(): float(value) for key, value in json.loads(rates_json).items()}
-    if now_text:
-        moment = dt.datetime.fromisoformat(now_text.replace("Z", "+00:00"))
-        options.now = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    if rates:
+        options.rates = rates
+    if now is not None:
+        options.now = now
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    server, emulator = create_server(options)
+    try:
+        server, emulator = create_server(options)
+    except sqlite3.Error as error:
+        raise click.ClickException(f"cannot open the state database {db_path!r}: {error}") from None
     emulator.start_background()
     click.echo(f"ChartMogul emulator (state: {db_path or 'in memory'})")
     if exit_after is not None:
@@ -91,7 +151,8 @@ def chartmogul(
         timer.daemon = True
         timer.start()
     try:
-        server.serve_forever(on_ready=lambda url: _announce(url, api_key, server.ca_cert_path))
+        with listening(host, port):
+            server.serve_forever(on_ready=lambda url: _announce(url, api_key, server.ca_cert_path))
     except KeyboardInterrupt:
         pass
     finally:

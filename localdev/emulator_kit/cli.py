@@ -6,7 +6,8 @@ The one part of the kit that needs `click`; the package does not import it, so t
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
@@ -58,3 +59,26 @@ def _check_fault_spec(context: click.Context, parameter: click.Parameter, spec: 
     except FaultSpecError as exc:
         raise click.BadParameter(str(exc), context, parameter) from None
     return spec
+
+
+def port_option(default: int, help_text: str) -> Callable[[Command], Command]:
+    return click.option(
+        "--port",
+        default=default,
+        show_default=True,
+        type=click.IntRange(0, 65_535),
+        help=f"{help_text}; 0 picks a free one.",
+    )
+
+
+@contextmanager
+def listening(host: str, port: int) -> Iterator[None]:
+    """Turns a failure to listen (the port in use, not permitted) into one line and exit 1, not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {reason} (another emulator running? give another --port, 0 picks a "
+            "free one)"
+        ) from None

@@ -8,17 +8,32 @@ from pathlib import Path
 
 import click
 
-from localdev.emulator_kit.cli import exit_after_option, faults_option, host_option
+from localdev.emulator_kit.cli import exit_after_option, faults_option, host_option, listening, port_option
 from localdev.scenarios import generate_account
 from localdev.stripe_emulator.render import API_VERSION
 from localdev.stripe_emulator.server import STRIPE_RATE_LIMITS, RunningStripeEmulator
 
 
+def _in_existing_directory(context: click.Context, parameter: click.Parameter, path: str | None) -> str | None:
+    # Checked before the account is generated, not when the file is written.
+    if path is not None and not Path(path).resolve().parent.is_dir():
+        raise click.BadParameter(f"the directory of {path!r} does not exist", context, parameter)
+    return path
+
+
 @click.command("stripe")
 @host_option
-@click.option("--port", default=12111, show_default=True, type=int, help="Port (stripe-mock's); 0 picks a free one.")
-@click.option("--customers", default=200, show_default=True, type=int, help="Customers in the generated account.")
-@click.option("--months", default=24, show_default=True, type=int, help="Months of simulated history.")
+@port_option(12111, "Port (stripe-mock's)")
+@click.option(
+    "--customers",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Customers in the generated account.",
+)
+@click.option(
+    "--months", default=24, show_default=True, type=click.IntRange(min=1), help="Months of simulated history."
+)
 @click.option("--seed", default=7, show_default=True, type=int, help="Seed: the same seed gives the same account.")
 @click.option("--mode", type=click.Choice(["test", "live"]), default="test", show_default=True, help="Key mode.")
 @click.option(
@@ -29,7 +44,14 @@ from localdev.stripe_emulator.server import STRIPE_RATE_LIMITS, RunningStripeEmu
 )
 @faults_option("429:0.05,500:0.05,timeout:0.01,reset:0.01")
 @click.option("--fault-seed", default=0, show_default=True, type=int, help="Seed of the fault sequence.")
-@click.option("--ground-truth", "truth_path", default=None, type=click.Path(dir_okay=False), help="Write it here.")
+@click.option(
+    "--ground-truth",
+    "truth_path",
+    default=None,
+    type=click.Path(dir_okay=False, writable=True),
+    callback=lambda context, parameter, path: _in_existing_directory(context, parameter, path),
+    help="Write it here.",
+)
 @click.option(
     "--event-list-lag",
     default=0,
@@ -70,7 +92,8 @@ def stripe(
         event_list_lag_s=event_list_lag,
     )
     emulator.server.settings.log_requests = log_requests
-    emulator.start()
+    with listening(host, port):
+        emulator.start()
     counts = account.store.counts()
     click.echo(
         f"Stripe emulator ({mode} mode, API {API_VERSION}) on {emulator.base_url}: "

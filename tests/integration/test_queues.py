@@ -84,8 +84,10 @@ def test_tampered_claim_check_is_refused_with_the_object_named(aws: dict[str, An
     with pytest.raises(ClaimCheckError, match=key):
         load_message(aws["s3"], body, RawMessage)
     aws["s3"].delete_object(Bucket=BUCKET, Key=key)
-    with pytest.raises(ClaimCheckError, match="could not be read"):
+    with pytest.raises(ClaimCheckError, match="is gone") as gone:
         load_message(aws["s3"], body, RawMessage)
+    # Gone for good: no retry brings it back, the one-customer export does.
+    assert gone.value.missing and '{"mode": "customer", "customer_id": "cus_big"}' in str(gone.value)
 
 
 def test_bad_record_keeps_reason_and_original_body(aws: dict[str, Any]) -> None:

@@ -19,11 +19,13 @@ from chartmogul_sync.config import get_settings
 from chartmogul_sync.models import ClaimCheck, RawMessage, UploadMessage
 from chartmogul_sync.queues import BadRecord
 from localdev.lambda_model import LocalLambdaContext, load_handler
+from tests.fixtures.state_table import create_state_table
 from tests.fixtures.stripe_objects import Line, SnapshotBuilder, at, moment
 
 ROOT = Path(__file__).parents[2]
 BATCH_TEMPLATE = json.loads((ROOT / "events" / "sqs-transform-batch.json").read_text())
 BUCKET = "chartmogul-sync-staging-test"
+STATE_TABLE = "chartmogul-sync-state-test"
 JAN, FEB = at(2025, 1, 1), at(2025, 2, 1)
 
 
@@ -71,8 +73,10 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         s3.create_bucket(Bucket=BUCKET)
         upload = sqs.create_queue(QueueName="upload")["QueueUrl"]
         bad = sqs.create_queue(QueueName="bad-records")["QueueUrl"]
+        create_state_table(STATE_TABLE)  # where a failed record's reason is kept for its dead letter
         for name, value in {
             "AWS_DEFAULT_REGION": "us-east-1",
+            "STATE_TABLE": STATE_TABLE,
             "STAGING_BUCKET": BUCKET,
             "UPLOAD_QUEUE_URL": upload,
             "BAD_RECORDS_QUEUE_URL": bad,
@@ -125,7 +129,9 @@ def message_body(raw_snapshot: dict[str, Any], customer_id: str) -> str:
     )
 
 
-def claim_checked_body(stack: Stack, raw_snapshot: dict[str, Any], customer_id: str, *, store: bool = True) -> str:
+def claim_checked_body(
+    stack: Stack, raw_snapshot: dict[str, Any], customer_id: str, *, store: bool = True, bucket: str = BUCKET
+) -> str:
     payload = json.dumps(raw_snapshot).encode()
     digest = hashlib.sha256(payload).hexdigest()
     key = f"claim-checks/customer_snapshot/{customer_id}/{digest}.json"
@@ -135,7 +141,7 @@ def claim_checked_body(stack: Stack, raw_snapshot: dict[str, Any], customer_id: 
         customer_external_id=customer_id,
         snapshot_time=moment(FEB),
         correlation_id="run-1",
-        claim_check=ClaimCheck(bucket=BUCKET, key=key, sha256=digest, size_bytes=len(payload)),
+        claim_check=ClaimCheck(bucket=bucket, key=key, sha256=digest, size_bytes=len(payload)),
     )
     return message.model_dump_json(exclude_none=True)
 
@@ -194,13 +200,24 @@ def test_a_message_that_is_not_a_snapshot_envelope_is_a_bad_record(stack: Stack)
 
 
 def test_an_unreadable_claim_check_fails_only_its_record_so_sqs_retries_it(stack: Stack) -> None:
-    missing = claim_checked_body(stack, customer("cus_gone").raw(), "cus_gone", store=False)
+    # A bucket S3 cannot read (here: one that does not exist) is passing trouble: access, throttling, an outage.
+    unreadable = claim_checked_body(stack, customer("cus_later").raw(), "cus_later", bucket="no-such-bucket")
 
-    response = stack.invoke([message_body(customer("cus_ok").raw(), "cus_ok"), missing])
+    response = stack.invoke([message_body(customer("cus_ok").raw(), "cus_ok"), unreadable])
 
     assert response == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
     assert [message.customer_external_id for message in stack.bundles()] == ["cus_ok"]
     assert stack.bad_records() == []  # transient: not a bad record, SQS redelivers and then the DLQ keeps it
+
+
+def test_a_claim_check_whose_object_is_gone_is_a_bad_record_naming_the_export_that_recovers_it(stack: Stack) -> None:
+    missing = claim_checked_body(stack, customer("cus_gone").raw(), "cus_gone", store=False)
+
+    assert stack.invoke([missing]) == {"batchItemFailures": []}  # no retry brings the object back
+
+    [bad] = stack.bad_records()
+    assert (bad.stage, bad.field, bad.customer_external_id) == ("transform", "claim_check", "cus_gone")
+    assert "is gone" in bad.reason and '{"mode": "customer", "customer_id": "cus_gone"}' in bad.reason
 
 
 def test_a_tampered_claim_check_is_a_bad_record(stack: Stack) -> None:
@@ -270,3 +287,13 @@ def test_malformed_snapshots_never_raise_past_the_handler(stack: Stack) -> None:
         assert outcomes == 1  # a bundle or a bad record with a reason: never lost, never retried
 
     each()
+
+
+def test_a_deeply_nested_body_is_a_bad_record_not_a_crash(stack: Stack) -> None:
+    deep = '{"customer_external_id": "cus_deep", "payload": ' + '{"a":' * 100_000 + "1" + "}" * 100_001
+
+    assert stack.invoke([deep, message_body(customer("cus_ok").raw(), "cus_ok")]) == {"batchItemFailures": []}
+
+    [bad] = stack.bad_records()
+    assert bad.stage == "transform" and "recursion limit exceeded" in bad.reason
+    assert [message.customer_external_id for message in stack.bundles()] == ["cus_ok"]

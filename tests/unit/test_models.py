@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
+from chartmogul_sync.config import STRIPE_API_VERSION
 from chartmogul_sync.models import (
     ClaimCheck,
     Customer,
@@ -176,14 +177,14 @@ def test_stripe_snapshot_ignores_fields_stripe_adds_but_needs_ids() -> None:
     assert snapshot.customer_id == "cus_1" and snapshot.customer["a_field_from_2030"] == {"x": 1}
     with pytest.raises(ValidationError) as excinfo:
         CustomerSnapshot.model_validate(
-            {"api_version": "v", "customer": {"id": "cus_1"}, "invoices": [{"object": "invoice"}]}
+            {"api_version": STRIPE_API_VERSION, "customer": {"id": "cus_1"}, "invoices": [{"object": "invoice"}]}
         )
     assert "invoices.0" in error_text(excinfo) and "without an 'id'" in error_text(excinfo)
 
 
 def test_envelope_carries_payload_or_claim_check_exactly_once() -> None:
     common = {"customer_external_id": "cus_1", "snapshot_time": JAN, "correlation_id": "run-1"}
-    snapshot = {"api_version": "v", "customer": {"id": "cus_1"}}
+    snapshot = {"api_version": STRIPE_API_VERSION, "customer": {"id": "cus_1"}}
     check = ClaimCheck(bucket="b", key="k", sha256="0" * 64, size_bytes=10)
     assert RawMessage.model_validate({**common, "payload": snapshot}).payload is not None
     assert RawMessage.model_validate({**common, "claim_check": check}).claim_check == check
@@ -198,7 +199,7 @@ def test_envelope_kind_must_match_queue() -> None:
             "customer_external_id": "cus_1",
             "snapshot_time": JAN,
             "correlation_id": "run-1",
-            "payload": {"api_version": "v", "customer": {"id": "cus_1"}},
+            "payload": {"api_version": STRIPE_API_VERSION, "customer": {"id": "cus_1"}},
         }
     )
     with pytest.raises(ValidationError, match="kind"):

@@ -193,6 +193,27 @@ def no_secret_values(t: Template) -> list[str]:
     ]
 
 
+def sqs_consumers_can_keep_failure_reasons(t: Template) -> list[str]:
+    """Every SQS consumer may write the state table: a failed record's reason is kept there for its dead letter
+    (chartmogul_sync/failures.py), or `cmsync dlq list` would show dead letters without a reason."""
+    problems = []
+    for function in t.functions.values():
+        if not function.sqs_events:
+            continue
+        policies = t.raw["Resources"][function.logical_id]["Properties"].get("Policies", [])
+        writes_table = any(
+            isinstance(policy, dict)
+            and any(
+                name in policy and policy[name].get("TableName") == {"Ref": "StateTable"}
+                for name in ("DynamoDBWritePolicy", "DynamoDBCrudPolicy")
+            )
+            for policy in policies
+        )
+        if not writes_table:
+            problems.append(f"{function.logical_id}: cannot write the StateTable, where failure reasons are kept")
+    return problems
+
+
 RULES: list[Rule] = [
     partial_batch_response,
     work_queues_have_dlq,
@@ -204,6 +225,7 @@ RULES: list[Rule] = [
     terminal_queues_keep_14_days,
     async_triggers_have_dead_letters,
     no_secret_values,
+    sqs_consumers_can_keep_failure_reasons,
 ]
 
 
@@ -428,6 +450,14 @@ MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
         "function DLQ on an SQS consumer",
         lambda raw: _r(raw, "TransformFunction").update(
             DeadLetterQueue={"Type": "SQS", "TargetArn": {"Fn::GetAtt": ["RawDeadLetterQueue", "Arn"]}}
+        ),
+        "TransformFunction",
+    ),
+    (
+        sqs_consumers_can_keep_failure_reasons,
+        "transform without write access to the state table",
+        lambda raw: _r(raw, "TransformFunction").update(
+            Policies=[p for p in _r(raw, "TransformFunction")["Policies"] if "DynamoDBWritePolicy" not in p]
         ),
         "TransformFunction",
     ),

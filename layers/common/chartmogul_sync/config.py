@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     raw_queue_url: str = ""
     upload_queue_url: str = ""
     bad_records_queue_url: str = ""
+    # Read by `cmsync dlq` only (the functions never need them); `--stack` finds them through CloudFormation.
+    export_failed_queue_url: str = ""
+    schedule_dead_letter_queue_url: str = ""
+    export_function_name: str = ""
 
     stripe_secret_name: str = "chartmogul-sync/stripe-api-key"
     chartmogul_secret_name: str = "chartmogul-sync/chartmogul-api-key"

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
 from pydantic import Field
+from pydantic_core import from_json
 
 from .models.common import InboundModel, NonEmptyStr, UtcDatetime
 from .models.envelope import ClaimCheck, RawMessage, UploadMessage
@@ -166,17 +167,40 @@ class BadRecords:
         return record
 
 
+def load_json(text: str | bytes) -> Any:
+    """JSON from a message body or a staged object, nesting bounded.
+
+    pydantic-core's parser refuses documents nested deeper than its recursion limit (200 levels) with a ValueError,
+    where `json.loads` would raise RecursionError (not a ValueError) on a deep enough body: every body an outside
+    party can shape is parsed here, so no depth of nesting crashes a handler. Stripe's objects nest < 15 levels.
+    """
+    return from_json(text)
+
+
 def _customer_hint(body: str) -> str | None:
     """The customer id a message body names, if its JSON still says it."""
     try:
-        value = json.loads(body).get("customer_external_id")
+        value = load_json(body).get("customer_external_id")
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None
 
 
+def one_customer_export_event(customer_id: str) -> str:
+    """The export event that exports one customer again: what recovers a record whose data was lost."""
+    return json.dumps({"mode": "customer", "customer_id": customer_id})
+
+
 class ClaimCheckError(ValueError):
-    """A claim check whose object is missing or does not match its checksum."""
+    """A claim check whose object is missing or does not match its checksum.
+
+    `missing`: S3 answered that the object does not exist (NoSuchKey): no retry brings it back, only a new export of
+    the customer does. Any other read failure (access, throttling, 5xx) keeps its cause and is transient.
+    """
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 def resolve_payload_json(s3: Any, message: RawMessage | UploadMessage) -> str | None:
@@ -187,6 +211,14 @@ def resolve_payload_json(s3: Any, message: RawMessage | UploadMessage) -> str | 
     try:
         body: bytes = s3.get_object(Bucket=check.bucket, Key=check.key)["Body"].read()
     except Exception as error:  # botocore's NoSuchKey and access errors alike: name the object, keep the cause
+        code = getattr(error, "response", {}).get("Error", {}).get("Code")
+        if code in ("NoSuchKey", "404"):
+            raise ClaimCheckError(
+                f"claim check s3://{check.bucket}/{check.key} is gone (S3: {code}): the payload is lost, no retry "
+                f"brings it back; export customer {message.customer_external_id} again with the export event "
+                f"{one_customer_export_event(message.customer_external_id)}",
+                missing=True,
+            ) from None
         raise ClaimCheckError(f"claim check s3://{check.bucket}/{check.key} could not be read: {error}") from error
     if hashlib.sha256(body).hexdigest() != check.sha256:
         raise ClaimCheckError(f"claim check s3://{check.bucket}/{check.key} does not match its sha256")
@@ -201,5 +233,5 @@ def load_message(s3: Any, body: str, model: type[Message]) -> Message:
         return message
     data = json.loads(message.model_dump_json(exclude_none=True))
     data.pop("claim_check")
-    data["payload"] = json.loads(payload_json)
+    data["payload"] = load_json(payload_json)
     return model.model_validate(data)

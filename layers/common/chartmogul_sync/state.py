@@ -14,6 +14,8 @@ Key layout (one place, so two features never collide):
                                   until when (`holder`, `expires_at`; sinks/chartmogul/leases.py)
   pk="idmap#<data_source>"        sk="customer#<external_id>#part#<n>#<i>" part i of n of a large customer's
                                   invoices and transactions (sinks/chartmogul/idmap.py)
+  pk="failure#<sqs message id>"   sk="last"               why a transform or upload record last failed (`failure`
+                                  JSON; `expires_at` TTL after the DLQs' retention; failures.py), for its dead letter
 Callers build keys with `key()` and never spell the separators themselves.
 """
 

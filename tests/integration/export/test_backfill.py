@@ -267,3 +267,43 @@ def test_an_orphan_whose_customer_stripe_refuses_for_good_is_set_aside_and_the_b
     [record] = [BadRecord.model_validate_json(m["Body"]) for m in rig.stack.receive_all("BadRecordsQueue")]
     assert record.stage == "export" and record.object_id == "cus_Vanished1" and "HTTP 404" in record.reason
     assert json.loads(record.original_body) == {"mode": "customer", "customer_id": "cus_Vanished1"}
+
+
+def test_a_staged_chunk_that_disappears_before_a_resume_fails_the_run_loudly_instead_of_finishing_without_it(
+    rig: ExportRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One page per invocation, each written and checkpointed: every continuation resumes the run.
+    monkeypatch.setattr(export_wiring, "limits", ExportLimits(handover_reserve_s=900, flush_bytes=1))
+    event: dict[str, object] = {"mode": "backfill", "run_id": "chunk-lost"}
+    for _ in range(200):
+        rig.invoke(event)
+        event = rig.continuations.pop(0).model_dump(mode="json")
+        item = rig.state_item("backfill#chunk-lost", "checkpoint")
+        assert item is not None
+        if STEPS[int(json.loads(item["checkpoint"]["S"])["step"])].name == "charges":
+            break  # invoices are staged, partition by partition
+    s3, bucket = rig.stack.clients.s3, rig.environment["STAGING_BUCKET"]
+    staged = s3.list_objects_v2(Bucket=bucket, Prefix="backfill/chunk-lost/invoices/p=")["Contents"]
+    lost = staged[len(staged) // 2]["Key"]
+    s3.delete_object(Bucket=bucket, Key=lost)
+
+    outcome = rig.invoke(event)
+
+    assert outcome["finished"] is False and rig.continuations == []  # no hand-over: the run stops here
+    assert (
+        "staged chunk(s) of step invoices are gone" in outcome["error"] and "start a new backfill" in outcome["error"]
+    )
+    assert f"first s3://{bucket}/{lost}" in outcome["error"]
+    [record] = [BadRecord.model_validate_json(m["Body"]) for m in rig.stack.receive_all("BadRecordsQueue")]
+    assert record.stage == "export" and "gone from S3" in record.reason
+    assert rig.take_raw_messages() == []  # nothing was assembled from incomplete data
+
+
+def test_a_continuation_of_a_run_that_never_started_is_refused_once_and_not_retried(rig: ExportRig) -> None:
+    outcome = rig.invoke({"mode": "continuation", "resume": "backfill", "run_id": "never-started"})
+
+    # Answered, not raised: Lambda would retry a raised error twice before the on-failure destination.
+    assert outcome["field"] == "run_id" and outcome["finished"] is False
+    assert "backfill never-started: no checkpoint to resume from" in outcome["error"]
+    [record] = [BadRecord.model_validate_json(m["Body"]) for m in rig.stack.receive_all("BadRecordsQueue")]
+    assert record.stage == "export" and record.field == "run_id"

@@ -310,6 +310,8 @@ def test_a_refused_api_key_sends_records_to_the_dlq_and_a_replay_imports_them_on
         rows = [json.loads(line) for line in listed.output.splitlines()]
         assert sorted(r["customer_external_id"] for r in rows) == ["cus_alice", "cus_bob"]
         assert all(r["kind"] == "customer_bundle" and r["receive_count"] >= 1 for r in rows)
+        # Each dead letter says why it died: the last failure the upload function recorded for its message id.
+        assert all(r["stage"] == "upload" and "401" in r["reason"] for r in rows), rows
 
         stack.put_secret_value("ChartMogulApiKeySecret", emulator.api_key)  # the fix
         parameters.clear_caches()  # in Lambda: the 5-minute secret cache expiring

@@ -77,10 +77,11 @@ def test_a_backfill_uploads_in_bulk_unless_it_asks_for_the_api() -> None:
         ({"mode": "backfill", "from": "2023-13-01"}, "field 'from'", "from"),
         (
             {"mode": "backfill", "from": "2024-01-01", "to": "2023-01-01"},
-            "'from' (2024-01-01) must be before 'to'",
-            None,
+            "field 'to': must be after 'from' (2024-01-01)",
+            "to",
         ),
         ({"mode": "backfill", "form": "2023-01-01"}, "field 'form' is not known", "form"),
+        ({"mode": "backfill", "from": "2024-01-01", "to": "2024-01-01"}, "field 'to': must be after", "to"),
         ({"mode": "customer", "customer_id": "in_123"}, "field 'customer_id'", "customer_id"),
         ({"mode": "customer"}, "field 'customer_id': Field required", "customer_id"),
         (

@@ -1,9 +1,11 @@
 """Where a replay sends each kind of message (sinks/chartmogul/dlq.py), decided without a queue."""
 
 import json
+from datetime import UTC, datetime
 
+from chartmogul_sync.failures import RecordFailure
 from chartmogul_sync.queues import BadRecord, Stage
-from chartmogul_sync.sinks.chartmogul.dlq import ReplayTargets, describe
+from chartmogul_sync.sinks.chartmogul.dlq import EXPORT, MessageFilter, ReplayTargets, describe
 
 TARGETS = ReplayTargets(raw_queue_url="https://sqs/raw", upload_queue_url="https://sqs/upload")
 
@@ -34,10 +36,10 @@ def test_bad_records_go_back_to_the_input_queue_of_the_stage_that_failed_with_th
     )
 
 
-def test_an_export_bad_record_stays_with_advice_instead():
+def test_an_export_bad_record_whose_event_is_invalid_stays_saying_a_replay_cannot_succeed():
     destination, _, why = TARGETS.destination(describe(queued(bad_record(Stage.EXPORT))))
     assert destination is None
-    assert "run the export again for cus_1" in why
+    assert "cannot succeed, the event itself is invalid" in why and "'mode' is missing" in why
 
 
 def test_an_export_bad_record_names_the_event_to_invoke_the_export_function_with():
@@ -47,7 +49,96 @@ def test_an_export_bad_record_names_the_event_to_invoke_the_export_function_with
     destination, _, why = TARGETS.destination(describe(queued(record.model_dump_json())))
 
     assert destination is None
-    assert f"invoke the export function with the record's original_body {event}" in why
+    assert f"invoke the export function asynchronously with {event}" in why
+
+
+def test_with_an_export_function_an_export_bad_record_is_replayed_by_invoking_it():
+    targets = ReplayTargets("https://sqs/raw", "https://sqs/upload", invoke_export=lambda event: None)
+    event = '{"mode":"customer","customer_id":"cus_1"}'
+    record = BadRecord(stage=Stage.EXPORT, reason="404", customer_external_id="cus_1", original_body=event)
+
+    assert targets.destination(describe(queued(record.model_dump_json())))[:2] == (EXPORT, event)
+
+
+def lambda_destination_record(event: dict) -> str:
+    # The record Lambda sends to an on-failure destination (Lambda developer guide, "Capturing records of
+    # asynchronous invocations").
+    return json.dumps(
+        {
+            "version": "1.0",
+            "timestamp": "2026-11-24T23:08:25.651Z",
+            "requestContext": {
+                "requestId": "c2a6f2ae-7dbb-4d22-8782-d0485c9877e2",
+                "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:chartmogul-sync-export:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": 3,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorMessage": "Stripe is down", "errorType": "APIConnectionError"},
+        }
+    )
+
+
+def test_an_export_failed_record_shows_the_lambda_error_and_replays_its_request_by_invoking_the_export():
+    message = describe(queued(lambda_destination_record({"mode": "customer", "customer_id": "cus_9"})))
+
+    assert (message.stage, message.customer_external_id, message.kind) == ("export", "cus_9", "export_failure")
+    assert message.reason == (
+        "export invocation failed (RetriesExhausted after 3 attempt(s)): APIConnectionError: Stripe is down"
+    )
+    targets = ReplayTargets("https://sqs/raw", "https://sqs/upload", invoke_export=lambda event: None)
+    assert targets.destination(message)[:2] == (EXPORT, '{"mode":"customer","customer_id":"cus_9"}')
+
+
+def test_a_schedule_dead_letter_shows_the_scheduler_error_attributes():
+    raw = queued('{"mode":"incremental","scheduled_time":"2026-11-30T10:00:00Z"}')
+    raw["MessageAttributes"] = {
+        "ERROR_CODE": {"StringValue": "AWS.Scheduler.ResourceNotFound", "DataType": "String"},
+        "ERROR_MESSAGE": {"StringValue": "Function not found", "DataType": "String"},
+    }
+    message = describe(raw)
+
+    assert message.stage == "export" and message.kind == "schedule_failure"
+    assert (
+        message.reason
+        == "the schedule could not invoke the export (AWS.Scheduler.ResourceNotFound): Function not found"
+    )
+    assert TARGETS.destination(message)[0] is None  # no export function configured: the advice names the event
+
+
+def test_a_dead_letter_shows_the_last_failure_its_function_recorded():
+    failure = RecordFailure(
+        message_id="m-1",
+        stage=Stage.UPLOAD,
+        reason="RetryLater: ChartMogul answered 503",
+        error_type="RetryLater",
+        receive_count=5,
+        failed_at=datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
+    )
+    bundle = json.dumps({"kind": "customer_bundle", "customer_external_id": "cus_3"})
+
+    message = describe(queued(bundle, receives=6), lambda message_id: failure if message_id == "m-1" else None)
+
+    assert message.reason == (
+        "last failure in upload at 2026-11-30 09:00:00Z (receive 5): RetryLater: ChartMogul answered 503"
+    )
+    assert MessageFilter(reason="503", stage="upload", customer="cus_3").matches(message)
+    assert not MessageFilter(reason="401").matches(message)
+    assert not MessageFilter(stage="transform").matches(message)
+    assert not MessageFilter(customer="cus_4").matches(message)
+
+
+def test_a_dead_letter_whose_claim_check_is_gone_stays_saying_which_export_recovers_it():
+    body = json.dumps(
+        {"kind": "customer_bundle", "customer_external_id": "cus_3", "claim_check": {"bucket": "b", "key": "k"}}
+    )
+    targets = ReplayTargets("https://sqs/raw", "https://sqs/upload", claim_check_exists=lambda bucket, key: False)
+
+    destination, _, why = targets.destination(describe(queued(body)))
+
+    assert destination is None
+    assert "s3://b/k is gone" in why and '{"mode": "customer", "customer_id": "cus_3"}' in why
 
 
 def test_dead_letters_go_back_by_their_kind_and_say_how_often_they_failed():
@@ -57,7 +148,7 @@ def test_dead_letters_go_back_by_their_kind_and_say_how_often_they_failed():
     dead_bundle = describe(queued(bundle, receives=6))
     assert TARGETS.destination(dead_bundle)[:2] == ("https://sqs/upload", bundle)
     assert dead_bundle.customer_external_id == "cus_3"
-    assert "received 6 times" in dead_bundle.reason
+    assert "no failure reason recorded for message m-1 (received 6 times" in dead_bundle.reason
 
 
 def test_a_foreign_message_is_left_in_place():

@@ -46,6 +46,15 @@ Cents = Annotated[int, Strict()]
 # The bound is checked by pydantic-core itself (no Python call per value: the transform builds thousands a second).
 NonNegativeCents = Annotated[int, Strict(), Field(ge=0)]
 
+# Stripe sends times as Unix seconds. A time before the epoch, or after 2100 (a time in milliseconds, 13 digits,
+# is one), is not a plausible Stripe time and is refused: `datetime.fromtimestamp` would overflow or, worse, a
+# value in the wrong unit would be mapped to a wrong date.
+MAX_UNIX_SECONDS = 4_102_444_800  # 2100-01-01T00:00:00Z
+UnixSeconds = Annotated[int, Strict(), Field(ge=0, lt=MAX_UNIX_SECONDS)]
+
+StrictInt = Annotated[int, Strict()]
+"""An amount or count as Stripe sends it: a JSON integer. `true` (a lax int would read 1), 1.5 or "1" are refused."""
+
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 """A timezone-aware moment, normalised to UTC; a naive datetime is refused (its zone would be a guess)."""
 

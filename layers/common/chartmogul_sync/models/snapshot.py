@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from .common import InboundModel, NonEmptyStr
+from ..config import STRIPE_API_VERSION
+from .common import InboundModel
 
 StripeJson = dict[str, Any]
 
@@ -22,8 +23,20 @@ def _has_id(obj: StripeJson) -> StripeJson:
 StripeObject = Annotated[StripeJson, AfterValidator(_has_id)]
 
 
+def _pinned_api_version(version: str) -> str:
+    # Shapes differ between API versions (lines, periods, discounts moved in basil and clover): a snapshot rendered
+    # in another one would map silently wrong (lines as one-time charges, MRR 0), so it is refused.
+    if version != STRIPE_API_VERSION:
+        raise ValueError(
+            f"the snapshot is rendered in Stripe API version {version!r}; this mapping reads only "
+            f"{STRIPE_API_VERSION!r} (the version the export pins): export it again with this release"
+        )
+    return version
+
+
 class CustomerSnapshot(InboundModel):
-    api_version: NonEmptyStr  # the Stripe-Version the objects are rendered in
+    # The Stripe-Version the objects are rendered in: the pinned one, nothing else.
+    api_version: Annotated[str, AfterValidator(_pinned_api_version)]
     customer: StripeObject
     # A customer deleted in Stripe: `customer` is then Stripe's `{"id":…, "deleted": true}` stub, enriched with
     # what the exporter still knew (its last `customer.deleted` event payload) where it had it.

@@ -4,7 +4,8 @@ Only the fields the transform uses are declared; everything else is ignored (Inb
 field never breaks parsing. Field names and nesting follow the resource classes of stripe==16.1.0
 (`stripe/_invoice.py`, `_invoice_line_item.py`, `_subscription.py`, …) and reference
 stripe-export-and-mapping.md §2.8 (the basil/clover shape changes). Timestamps stay Unix seconds, amounts integer
-minor units, exactly as Stripe sends them; the mapping converts.
+minor units, exactly as Stripe sends them; the mapping converts. Both are strict (docs/mapping-decisions.md,
+"What is refused"): times are plausible Unix seconds, amounts and counts JSON integers, never booleans or floats.
 
 Expandable fields (`ExpandableField[...]` in stripe-python) arrive either as an id or as the expanded object;
 `expandable_id()` reads both.
@@ -14,7 +15,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from .common import InboundModel
+from .common import InboundModel, StrictInt, UnixSeconds
 
 
 def _none_as_empty(value: Any) -> Any:
@@ -41,8 +42,8 @@ class StripeList(InboundModel):
 
 
 class Period(InboundModel):
-    start: int
-    end: int
+    start: UnixSeconds
+    end: UnixSeconds
 
 
 # ---------------------------------------------------------------- products, prices, coupons, discounts
@@ -55,7 +56,7 @@ class StripeProduct(_HasId):
 
 class Recurring(InboundModel):
     interval: str  # day | week | month | year
-    interval_count: int = Field(default=1, ge=1)
+    interval_count: StrictInt = Field(default=1, ge=1)
     usage_type: str = "licensed"  # licensed | metered
     meter: str | None = None
 
@@ -103,7 +104,7 @@ class Address(InboundModel):
 
 
 class StripeCustomer(_HasId):
-    created: int | None = None
+    created: UnixSeconds | None = None
     name: str | None = None
     individual_name: str | None = None
     business_name: str | None = None
@@ -112,7 +113,7 @@ class StripeCustomer(_HasId):
     metadata: dict[str, str] = Field(default_factory=dict)
     deleted: bool = False
     # Not a Stripe field: the exporter adds the `customer.deleted` event's time to a deleted customer's stub.
-    deleted_at: int | None = None
+    deleted_at: UnixSeconds | None = None
 
     @field_validator("metadata", mode="before")
     @classmethod
@@ -125,11 +126,11 @@ class StripeCustomer(_HasId):
 
 class StripeSubscriptionItem(_HasId):
     price: StripePrice
-    quantity: int | None = None
+    quantity: StrictInt | None = None
     subscription: str | None = None
     # Since basil the periods live on the item (reference §2.8).
-    current_period_start: int | None = None
-    current_period_end: int | None = None
+    current_period_start: UnixSeconds | None = None
+    current_period_end: UnixSeconds | None = None
 
 
 class SubscriptionItemList(StripeList):
@@ -138,20 +139,21 @@ class SubscriptionItemList(StripeList):
 
 class PauseCollection(InboundModel):
     behavior: str
-    resumes_at: int | None = None
+    resumes_at: UnixSeconds | None = None
 
 
 class StripeSubscription(_HasId):
+    customer: str | _HasId | None = None
     status: str  # active | canceled | incomplete | incomplete_expired | past_due | paused | trialing | unpaid
-    created: int
+    created: UnixSeconds
     items: SubscriptionItemList = Field(default_factory=SubscriptionItemList)
-    trial_start: int | None = None
-    trial_end: int | None = None
+    trial_start: UnixSeconds | None = None
+    trial_end: UnixSeconds | None = None
     cancel_at_period_end: bool = False
-    cancel_at: int | None = None
+    cancel_at: UnixSeconds | None = None
     # `canceled_at` is when cancellation was *requested*; `ended_at` is when the subscription ended (§1.4).
-    canceled_at: int | None = None
-    ended_at: int | None = None
+    canceled_at: UnixSeconds | None = None
+    ended_at: UnixSeconds | None = None
     pause_collection: PauseCollection | None = None
     latest_invoice: str | _HasId | None = None
 
@@ -160,12 +162,12 @@ class StripeSubscription(_HasId):
 
 
 class LineTax(InboundModel):
-    amount: int
+    amount: StrictInt
     tax_behavior: str  # inclusive | exclusive
 
 
 class LineDiscountAmount(InboundModel):
-    amount: int
+    amount: StrictInt
     discount: str | StripeDiscount
 
 
@@ -203,7 +205,7 @@ class LineParent(InboundModel):
 
 
 class StripeInvoiceLine(_HasId):
-    amount: int
+    amount: StrictInt
     currency: str = ""
     description: str | None = None
     discount_amounts: list[LineDiscountAmount] = Field(default_factory=list)
@@ -211,7 +213,7 @@ class StripeInvoiceLine(_HasId):
     parent: LineParent | None = None
     period: Period
     pricing: Pricing | None = None
-    quantity: int | None = None
+    quantity: StrictInt | None = None
     taxes: list[LineTax] = Field(default_factory=list)
 
     _empty_lists = field_validator("discount_amounts", "discounts", "taxes", mode="before")(_none_as_empty)
@@ -228,10 +230,10 @@ class InvoiceLineList(StripeList):
 
 
 class StatusTransitions(InboundModel):
-    finalized_at: int | None = None
-    paid_at: int | None = None
-    voided_at: int | None = None
-    marked_uncollectible_at: int | None = None
+    finalized_at: UnixSeconds | None = None
+    paid_at: UnixSeconds | None = None
+    voided_at: UnixSeconds | None = None
+    marked_uncollectible_at: UnixSeconds | None = None
 
 
 class InvoiceSubscriptionDetails(InboundModel):
@@ -250,15 +252,15 @@ class PaymentReference(InboundModel):
 
 
 class PaymentStatusTransitions(InboundModel):
-    paid_at: int | None = None
-    canceled_at: int | None = None
+    paid_at: UnixSeconds | None = None
+    canceled_at: UnixSeconds | None = None
 
 
 class StripeInvoicePayment(_HasId):
     invoice: str | _HasId
-    amount_paid: int | None = None
-    amount_requested: int = 0
-    created: int | None = None
+    amount_paid: StrictInt | None = None
+    amount_requested: StrictInt = 0
+    created: UnixSeconds | None = None
     status: str  # open | paid | canceled
     status_transitions: PaymentStatusTransitions = Field(default_factory=PaymentStatusTransitions)
     payment: PaymentReference
@@ -272,15 +274,15 @@ class StripeInvoice(_HasId):
     customer: str | _HasId | None = None
     currency: str
     status: str | None  # draft | open | paid | uncollectible | void
-    created: int
-    due_date: int | None = None
+    created: UnixSeconds
+    due_date: UnixSeconds | None = None
     collection_method: str | None = None  # charge_automatically | send_invoice
     status_transitions: StatusTransitions = Field(default_factory=StatusTransitions)
     lines: InvoiceLineList
     parent: InvoiceParent | None = None
     discounts: list[str | StripeDiscount] = Field(default_factory=list)
-    total: int
-    amount_paid: int = 0
+    total: StrictInt
+    amount_paid: StrictInt = 0
     # Includable list (`expand[]=payments`, reference §2.5); the snapshot also carries them separately.
     payments: InvoicePaymentList | None = None
 
@@ -304,6 +306,7 @@ class StripeInvoiceItemParent(InboundModel):
 
 
 class StripeInvoiceItem(_HasId):
+    customer: str | _HasId | None = None
     invoice: str | _HasId | None = None
     parent: StripeInvoiceItemParent | None = None
     proration: bool = False
@@ -313,37 +316,39 @@ class StripeInvoiceItem(_HasId):
 
 
 class StripeCharge(_HasId):
+    customer: str | _HasId | None = None
     status: str  # failed | pending | succeeded
-    created: int
-    amount: int = 0
+    created: UnixSeconds
+    amount: StrictInt = 0
     payment_intent: str | _HasId | None = None
     failure_code: str | None = None
     failure_message: str | None = None
 
 
 class StripeRefund(_HasId):
-    amount: int
-    created: int
+    amount: StrictInt
+    created: UnixSeconds
     charge: str | _HasId | None = None
     payment_intent: str | _HasId | None = None
     status: str | None = None  # pending | requires_action | succeeded | failed | canceled
 
 
 class CreditNoteRefund(InboundModel):
-    amount_refunded: int
+    amount_refunded: StrictInt
     refund: str | StripeRefund | None = None
     type: str | None = None
 
 
 class StripeCreditNote(_HasId):
+    customer: str | _HasId | None = None
     invoice: str | _HasId
     type: str  # pre_payment | post_payment | mixed
     status: str = "issued"  # issued | void
-    created: int
-    total: int = 0
-    pre_payment_amount: int = 0
-    post_payment_amount: int = 0
-    out_of_band_amount: int | None = None
+    created: UnixSeconds
+    total: StrictInt = 0
+    pre_payment_amount: StrictInt = 0
+    post_payment_amount: StrictInt = 0
+    out_of_band_amount: StrictInt | None = None
     refunds: list[CreditNoteRefund] = Field(default_factory=list)
 
     _empty_lists = field_validator("refunds", mode="before")(_none_as_empty)

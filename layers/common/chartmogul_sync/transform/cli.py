@@ -1,6 +1,5 @@
 """`cmsync transform` (a dry run of the mapping on one snapshot) and `cmsync config check`."""
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +8,7 @@ from pydantic import ValidationError
 
 from ..models.envelope import RawMessage
 from ..models.snapshot import CustomerSnapshot
+from ..queues import load_json
 from .config import MappingConfig, MappingConfigError, describe_validation_error, load_mapping_config
 from .errors import CustomerExcluded, MappingError
 from .mapping import map_snapshot
@@ -26,8 +26,8 @@ def _config(path: Path | None) -> MappingConfig:
 def _read_snapshot(path: Path) -> tuple[CustomerSnapshot, Any]:
     """A snapshot file: a bare CustomerSnapshot, or a raw-queue message (whose snapshot time is then used)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        data = load_json(path.read_text(encoding="utf-8"))  # nesting bounded: never a RecursionError
+    except (OSError, UnicodeDecodeError, ValueError) as error:
         raise click.ClickException(f"{path}: not a JSON file ({error})") from None
     is_message = isinstance(data, dict) and ("payload" in data or "claim_check" in data)
     try:

@@ -368,6 +368,7 @@ class _BundleMapper:
         if not invoice.lines.data:
             self.skip(invoice.id, "invoice without lines: ChartMogul needs at least one line item")
             return None
+        check_lines_add_up(invoice)
         lines = [built for line in invoice.lines.data if (built := self.line(invoice, line)) is not None]
         if not lines:
             self.skip(invoice.id, "no line of the invoice is left to import (each line says why)")
@@ -394,13 +395,11 @@ class _BundleMapper:
             self.skip(line.id, f"product {price.product_id} excluded by the mapping config (exclude.products)")
             return None
         discount = sum(d.amount for d in line.discount_amounts)
-        exclusive_tax = sum(t.amount for t in line.taxes if t.tax_behavior == "exclusive")
         draft: Draft = {
             "type": "one_time",
             "external_id": line.id,
-            # reference stripe-export-and-mapping.md §1.4 (Discounts, Tax): net of discounts, including tax;
-            # inclusive tax is already inside `line.amount`, exclusive tax is added.
-            "amount_in_cents": line.amount - discount + exclusive_tax,
+            # reference stripe-export-and-mapping.md §1.4 (Discounts, Tax): net of discounts, including tax.
+            "amount_in_cents": line_net_amount(line),
             "tax_amount_in_cents": sum(t.amount for t in line.taxes),
             "discount_amount_in_cents": discount,
             "discount_code": self.discount_code(line) if discount else None,
@@ -574,7 +573,9 @@ class _BundleMapper:
                     max(invoice.total - paid_total, 0),
                 )
             )
-        found += self.refunds.get(invoice.id, [])
+        refunds = self.refunds.get(invoice.id, [])
+        check_refunds_within_payments(invoice.id, found, refunds)
+        found += refunds
         return sorted(found, key=lambda t: (t["date"], t["type"].value, t["external_id"]))
 
     def refund_transactions(self) -> dict[str, list[Draft]]:
@@ -690,6 +691,47 @@ class _BundleMapper:
         last = max(lines, key=lambda line: (line.period.end, line.amount < 0, line.period.start))
         credit = last.amount < 0 and last.parent is not None
         return ts(last.period.start if credit else last.period.end)
+
+
+def line_net_amount(line: StripeInvoiceLine) -> int:
+    """What the customer is charged for a line: its amount, net of discounts, with exclusive tax added (inclusive
+    tax is inside `amount` already; reference stripe-export-and-mapping.md §1.4)."""
+    discount = sum(d.amount for d in line.discount_amounts)
+    exclusive_tax = sum(t.amount for t in line.taxes if t.tax_behavior == "exclusive")
+    return line.amount - discount + exclusive_tax
+
+
+def check_lines_add_up(invoice: StripeInvoice) -> None:
+    """An invoice's lines add up to its total; if they do not, a line is missing or altered, and importing the
+    rest would record the wrong revenue (docs/mapping-decisions.md, "What is refused")."""
+    lines_total = sum(line_net_amount(line) for line in invoice.lines.data)
+    if lines_total != invoice.total:
+        raise MappingError(
+            invoice.id,
+            "total",
+            f"the invoice's {len(invoice.lines.data)} line(s) add up to {lines_total} (net of discounts, with "
+            f"exclusive tax), but its total is {invoice.total}",
+        )
+
+
+def check_refunds_within_payments(invoice_id: str, payments: list[Draft], refunds: list[Draft]) -> None:
+    """Money cannot leave an invoice that did not come in: refunds larger than the payments are refused."""
+    paid = sum(
+        t["amount_in_cents"]
+        for t in payments
+        if t["type"] is TransactionType.PAYMENT and t["result"] is TransactionResult.SUCCESSFUL
+    )
+    refunded = 0
+    for refund in sorted(refunds, key=lambda t: (t["date"], t["external_id"])):
+        if refund["result"] is not TransactionResult.SUCCESSFUL:
+            continue
+        refunded += refund["amount_in_cents"]
+        if refunded > paid:
+            raise MappingError(
+                refund["external_id"],
+                "amount",
+                f"refunds of invoice {invoice_id} reach {refunded} with this one, more than the {paid} paid on it",
+            )
 
 
 def _transaction(

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from ..models.common import MAX_UNIX_SECONDS
 from ..models.snapshot import CustomerSnapshot
 from ..models.stripe import (
     StripeCharge,
@@ -41,7 +42,17 @@ def parse_object(model: type[View], raw: dict[str, Any]) -> View:
         problem = error.errors(include_url=False)[0]
         location = ".".join(str(part) for part in problem["loc"]) or "(object)"
         more = f" (and {error.error_count() - 1} more problems)" if error.error_count() > 1 else ""
-        raise MappingError(str(raw.get("id", "?")), location, f"{problem['msg']}{more}") from None
+        raise MappingError(str(raw.get("id", "?")), location, f"{_explain(problem)}{more}") from None
+
+
+def _explain(problem: Any) -> str:
+    """pydantic's message, with the rule behind it where the bare message would puzzle a user."""
+    bound = (problem.get("ctx") or {}).get("lt")
+    if problem["type"] == "less_than" and bound == MAX_UNIX_SECONDS:
+        return f"{problem['input']} is not a plausible Unix time in seconds (after 2100: milliseconds?)"
+    if problem["type"] == "int_type" and isinstance(problem["input"], bool | float | str):
+        return f"{problem['input']!r} is not an integer (Stripe sends amounts, counts and times as JSON integers)"
+    return str(problem["msg"])
 
 
 @cache
@@ -150,6 +161,7 @@ def parse_snapshot(snapshot: CustomerSnapshot) -> SnapshotView:
         charges_by_id={charge.id: charge for charge in charges},
         coupons_by_discount=coupons_by_discount,
     )
+    _check_owner(view)
     for attempt in sorted(charges, key=lambda c: (c.created, c.id)):
         if attempt.status == "failed" and (paid_invoice := view.invoice_for_charge(attempt.id)) is not None:
             view.failed_charges_by_invoice.setdefault(paid_invoice, []).append(attempt)
@@ -160,3 +172,22 @@ def _index_discounts(index: dict[str, StripeCoupon | str], discounts: Iterable[s
     for discount in discounts:
         if isinstance(discount, StripeDiscount) and discount.coupon is not None:
             index.setdefault(discount.id, discount.coupon)
+
+
+def _check_owner(view: SnapshotView) -> None:
+    """Every object that names its customer names the snapshot's: another customer's invoice would be imported as
+    this customer's revenue (docs/mapping-decisions.md, "What is refused")."""
+    owned: list[Iterable[Any]] = [
+        view.subscriptions.values(),
+        view.invoices,
+        view.invoice_items.values(),
+        view.charges,
+        view.credit_notes,
+    ]
+    for objects in owned:
+        for obj in objects:
+            owner = expandable_id(obj.customer)
+            if owner is not None and owner != view.customer.id:
+                raise MappingError(
+                    obj.id, "customer", f"belongs to customer {owner}, not to the snapshot's {view.customer.id}"
+                )

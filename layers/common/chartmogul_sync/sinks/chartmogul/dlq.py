@@ -7,19 +7,32 @@ send succeeded, so a crash in between leaves a duplicate, never a loss; the stag
 duplicate is harmless (DESIGN.md "Failures and bad records").
 
 Receive → send → delete works everywhere, moto included; the cloud's `StartMessageMoveTask` does not exist in moto
-and knows nothing of bad records (reference serverless-architecture.md §1.3).
+and knows nothing of bad records.
+
+Every queue of the stack is understood, each with its reason:
+- bad-records: a `BadRecord` (stage, object, field, reason, the API's answer);
+- raw-dlq, upload-dlq: the envelope the redrive policy moved, with the last failure the function recorded for that
+  message id (`chartmogul_sync.failures`; SQS keeps a message's id when it moves it to the DLQ);
+- export-failed: Lambda's invocation record of an asynchronous export that failed all its attempts
+  (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html): `requestContext.condition`,
+  `requestPayload` (the export event) and `responsePayload` (`errorType`, `errorMessage`);
+- schedule-dlq: the schedule's input that EventBridge Scheduler could not deliver, with its `ERROR_CODE` and
+  `ERROR_MESSAGE` message attributes (https://docs.aws.amazon.com/scheduler/latest/UserGuide/configuring-schedule-dlq.html).
+An export event (export-failed, schedule-dlq, an export bad record) is replayed by invoking the export function
+with it, asynchronously, as a person would.
 """
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from chartmogul_sync.config import Settings
+from chartmogul_sync.failures import RecordFailure
 from chartmogul_sync.models.envelope import MessageKind
-from chartmogul_sync.queues import BadRecord, Stage
+from chartmogul_sync.queues import BadRecord, Stage, load_json
 
 # Receives per run are bounded: at most this many empty-handed or repeated receives in a row end a run.
 _MAX_IDLE_RECEIVES = 2
@@ -28,7 +41,21 @@ _MAX_IDLE_RECEIVES = 2
 _LISTING_VISIBILITY_S = 30
 _REPLAY_VISIBILITY_S = 60
 
-QUEUE_NAMES = ("bad-records", "raw-dlq", "upload-dlq")
+QUEUE_NAMES = ("bad-records", "raw-dlq", "upload-dlq", "export-failed", "schedule-dlq")
+# The template's logical id of each queue name (cmsync dlq --stack finds their URLs through CloudFormation).
+STACK_QUEUES = {
+    "bad-records": "BadRecordsQueue",
+    "raw": "RawQueue",
+    "upload": "UploadQueue",
+    "raw-dlq": "RawDeadLetterQueue",
+    "upload-dlq": "UploadDeadLetterQueue",
+    "export-failed": "ExportFailedQueue",
+    "schedule-dlq": "ScheduleDeadLetterQueue",
+}
+# The last failure recorded for a message id (failures.FailureLedger.last_failure), if any.
+FailureLookup = Callable[[str], RecordFailure | None]
+# Invokes the export function asynchronously with an event (the CLI: Lambda's Invoke, InvocationType=Event).
+ExportInvoker = Callable[[dict[str, Any]], None]
 
 
 class QueueNotFound(ValueError):
@@ -60,15 +87,11 @@ def resolve_queue(name_or_url: str, settings: Settings, sqs: Any) -> str:
     `upload`), a queue name or a URL."""
     if name_or_url.startswith(("http://", "https://")):
         return name_or_url
-    configured = {
-        "bad-records": ("BAD_RECORDS_QUEUE_URL", settings.bad_records_queue_url),
-        "raw": ("RAW_QUEUE_URL", settings.raw_queue_url),
-        "upload": ("UPLOAD_QUEUE_URL", settings.upload_queue_url),
-    }
+    configured = configured_queue_urls(settings)
     if name_or_url in configured:
         variable, url = configured[name_or_url]
         if not url:
-            raise QueueNotFound(f"{variable} is not set: pass the queue URL instead of {name_or_url!r}")
+            raise QueueNotFound(unset_queue_message(name_or_url, variable))
         return url
     if name_or_url in ("raw-dlq", "upload-dlq"):
         source = resolve_queue(name_or_url.removesuffix("-dlq"), settings, sqs)
@@ -79,6 +102,63 @@ def resolve_queue(name_or_url: str, settings: Settings, sqs: Any) -> str:
         raise QueueNotFound(
             f"no queue {name_or_url!r}: give one of {', '.join(QUEUE_NAMES)}, a queue name or a queue URL"
         ) from error
+
+
+def configured_queue_urls(settings: Settings) -> dict[str, tuple[str, str]]:
+    """Queue name → (environment variable, URL or "") for the queues the settings name directly."""
+    return {
+        "bad-records": ("BAD_RECORDS_QUEUE_URL", settings.bad_records_queue_url),
+        "raw": ("RAW_QUEUE_URL", settings.raw_queue_url),
+        "upload": ("UPLOAD_QUEUE_URL", settings.upload_queue_url),
+        "export-failed": ("EXPORT_FAILED_QUEUE_URL", settings.export_failed_queue_url),
+        "schedule-dlq": ("SCHEDULE_DEAD_LETTER_QUEUE_URL", settings.schedule_dead_letter_queue_url),
+    }
+
+
+def unset_queue_message(name: str, variable: str) -> str:
+    return (
+        f"{variable} is not set, so {name!r} has no queue URL: give --stack STACK_NAME (the URLs are read from "
+        f"CloudFormation), export {variable} (the stack's {STACK_QUEUES.get(name, name)}), or pass the queue URL"
+    )
+
+
+def queue_url_of_name(name_or_url: str, settings: Settings) -> str | None:
+    """The URL a name resolves to without asking SQS (None: a DLQ found through its source, or a queue name)."""
+    if name_or_url.startswith(("http://", "https://")):
+        return name_or_url
+    configured = configured_queue_urls(settings)
+    if name_or_url in configured:
+        variable, url = configured[name_or_url]
+        if not url:
+            raise QueueNotFound(unset_queue_message(name_or_url, variable))
+        return url
+    if name_or_url in ("raw-dlq", "upload-dlq"):
+        return queue_url_of_name(name_or_url.removesuffix("-dlq"), settings)
+    return None
+
+
+def settings_from_stack(cloudformation: Any, stack_name: str, settings: Settings) -> Settings:
+    """The settings with every queue URL, the state table and the export function of a deployed stack, read from
+    CloudFormation (ListStackResources: the physical id of a queue is its URL, of a table or function its name)."""
+    physical: dict[str, str] = {}
+    for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack_name):
+        for resource in page.get("StackResourceSummaries", []):
+            physical[resource["LogicalResourceId"]] = resource.get("PhysicalResourceId", "")
+    wanted = {
+        "bad_records_queue_url": "BadRecordsQueue",
+        "raw_queue_url": "RawQueue",
+        "upload_queue_url": "UploadQueue",
+        "export_failed_queue_url": "ExportFailedQueue",
+        "schedule_dead_letter_queue_url": "ScheduleDeadLetterQueue",
+        "state_table": "StateTable",
+        "export_function_name": "ExportFunction",
+    }
+    found = {setting: physical[logical] for setting, logical in wanted.items() if physical.get(logical)}
+    if not found:
+        raise QueueNotFound(
+            f"stack {stack_name!r} has none of this application's resources ({', '.join(wanted.values())})"
+        )
+    return settings.model_copy(update=found)
 
 
 def dead_letter_queue_of(sqs: Any, source_url: str) -> str:
@@ -97,43 +177,143 @@ class QueuedMessage:
     message_id: str
     receive_count: int
     body: str
-    bad_record: BadRecord | None  # None: a dead letter, moved by a redrive policy, with no reason recorded
+    bad_record: BadRecord | None  # None: not a bad record (a dead letter, an export or schedule failure)
     customer_external_id: str | None
-    kind: str | None  # customer_snapshot / customer_bundle for dead letters
+    kind: str | None  # customer_snapshot / customer_bundle for dead letters; export_failure / schedule_failure
+    # Dead letters: the last failure the function recorded for this message id (failures.py).
+    failure: RecordFailure | None = None
+    # Export and schedule failures: why the invocation failed, and the export event to invoke again.
+    failure_reason: str | None = None
+    export_event: dict[str, Any] | None = None
+
+    @property
+    def stage(self) -> str | None:
+        if self.bad_record is not None:
+            return self.bad_record.stage.value
+        if self.failure is not None:
+            return self.failure.stage.value
+        if self.kind in (EXPORT_FAILURE, SCHEDULE_FAILURE):
+            return Stage.EXPORT.value
+        if self.kind == MessageKind.CUSTOMER_SNAPSHOT:
+            return Stage.TRANSFORM.value
+        if self.kind == MessageKind.CUSTOMER_BUNDLE:
+            return Stage.UPLOAD.value
+        return None
 
     @property
     def reason(self) -> str:
         if self.bad_record is not None:
             return self.bad_record.reason
+        if self.failure_reason is not None:
+            return self.failure_reason
+        if self.failure is not None:
+            return self.failure.summary()
         return (
-            "kept failing with transient errors until the redrive policy moved it here "
-            f"(received {self.receive_count} times, listings included; the function's logs have each error)"
+            f"no failure reason recorded for message {self.message_id} (received {self.receive_count} times, "
+            "listings included): it failed before this release kept reasons, or its record expired; the "
+            "function's logs have each error under its message id"
         )
 
 
-def describe(message: dict[str, Any]) -> QueuedMessage:
+EXPORT_FAILURE = "export_failure"
+SCHEDULE_FAILURE = "schedule_failure"
+
+
+def describe(message: dict[str, Any], failures: FailureLookup | None = None) -> QueuedMessage:
     body = message["Body"]
+    message_id = message["MessageId"]
     receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
     try:
         record = BadRecord.model_validate_json(body)
-        return QueuedMessage(message["MessageId"], receive_count, body, record, record.customer_external_id, None)
+        return QueuedMessage(message_id, receive_count, body, record, record.customer_external_id, None)
     except ValidationError:
         pass
     try:
-        parsed = json.loads(body)
+        parsed = load_json(body)
     except ValueError:
         parsed = None
     fields = parsed if isinstance(parsed, dict) else {}
+    if isinstance(fields.get("requestContext"), dict) and "requestPayload" in fields:
+        return _export_failure(message_id, receive_count, body, fields)
+    attributes = message.get("MessageAttributes") or {}
+    if "ERROR_CODE" in attributes or "ERROR_MESSAGE" in attributes:
+        return _schedule_failure(message_id, receive_count, body, fields, attributes)
     customer = fields.get("customer_external_id")
     kind = fields.get("kind")
     return QueuedMessage(
-        message["MessageId"],
+        message_id,
         receive_count,
         body,
         None,
         customer if isinstance(customer, str) else None,
         kind if isinstance(kind, str) else None,
+        failure=failures(message_id) if failures is not None else None,
     )
+
+
+def _export_failure(message_id: str, receive_count: int, body: str, record: dict[str, Any]) -> QueuedMessage:
+    """Lambda's on-failure destination record of an asynchronous export invocation."""
+    context = record["requestContext"]
+    payload = record.get("responsePayload")
+    response: dict[str, Any] = payload if isinstance(payload, dict) else {}
+    error = ": ".join(str(part) for part in (response.get("errorType"), response.get("errorMessage")) if part)
+    event = record.get("requestPayload")
+    reason = (
+        f"export invocation failed ({context.get('condition', '?')} after {context.get('approximateInvokeCount', '?')} "
+        f"attempt(s)): {error or 'no error message (a timeout or out-of-memory leaves none)'}"
+    )
+    customer = event.get("customer_id") if isinstance(event, dict) else None
+    return QueuedMessage(
+        message_id,
+        receive_count,
+        body,
+        None,
+        customer if isinstance(customer, str) else None,
+        EXPORT_FAILURE,
+        failure_reason=reason,
+        export_event=event if isinstance(event, dict) else None,
+    )
+
+
+def _schedule_failure(
+    message_id: str, receive_count: int, body: str, event: dict[str, Any], attributes: dict[str, Any]
+) -> QueuedMessage:
+    """A schedule's input EventBridge Scheduler could not deliver, with its error attributes."""
+
+    def attribute(name: str) -> str:
+        value = attributes.get(name) or {}
+        return str(value.get("StringValue", "")) if isinstance(value, dict) else ""
+
+    reason = (
+        f"the schedule could not invoke the export ({attribute('ERROR_CODE') or '?'}): "
+        f"{attribute('ERROR_MESSAGE') or 'no error message'}"
+    )
+    return QueuedMessage(
+        message_id,
+        receive_count,
+        body,
+        None,
+        None,
+        SCHEDULE_FAILURE,
+        failure_reason=reason,
+        export_event=event or None,
+    )
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """Which messages a listing or replay is about; every given criterion must match."""
+
+    reason: str | None = None  # a case-insensitive part of the reason
+    stage: str | None = None
+    customer: str | None = None
+
+    def matches(self, message: QueuedMessage) -> bool:
+        if self.reason is not None and self.reason.lower() not in message.reason.lower():
+            return False
+        if self.stage is not None and message.stage != self.stage:
+            return False
+        return self.customer is None or message.customer_external_id == self.customer
 
 
 def _receive(sqs: Any, queue_url: str, wanted: int, visibility_s: int, wait_s: int) -> Iterator[dict[str, Any]]:
@@ -156,11 +336,20 @@ def _receive(sqs: Any, queue_url: str, wanted: int, visibility_s: int, wait_s: i
             yield message
 
 
-def list_messages(sqs: Any, queue_url: str, max_messages: int = 100, wait_s: int = 0) -> list[QueuedMessage]:
-    """Up to `max_messages` messages of the queue, left in it (visible again when this returns)."""
+def list_messages(
+    sqs: Any,
+    queue_url: str,
+    max_messages: int = 100,
+    wait_s: int = 0,
+    *,
+    failures: FailureLookup | None = None,
+    only: MessageFilter | None = None,
+) -> list[QueuedMessage]:
+    """Up to `max_messages` messages of the queue (those `only` matches), left in it (visible again at once)."""
     received = list(_receive(sqs, queue_url, max_messages, _LISTING_VISIBILITY_S, wait_s))
     _make_visible(sqs, queue_url, received)
-    return [describe(m) for m in received]
+    described = [describe(m, failures) for m in received]
+    return [m for m in described if only is None or only.matches(m)]
 
 
 def _make_visible(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -> None:
@@ -176,59 +365,149 @@ def _make_visible(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -> N
 
 @dataclass(frozen=True)
 class ReplayTargets:
-    """The input queue of each stage a message can be replayed to."""
+    """Where each stage's messages are replayed to: its input queue, or an invocation of the export function."""
 
     raw_queue_url: str
     upload_queue_url: str
+    invoke_export: ExportInvoker | None = None
+    # Checks that a claim check's S3 object still exists (None: not checked).
+    claim_check_exists: Callable[[str, str], bool] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ReplayTargets":
-        return cls(raw_queue_url=settings.raw_queue_url, upload_queue_url=settings.upload_queue_url)
+    def from_settings(
+        cls,
+        settings: Settings,
+        invoke_export: ExportInvoker | None = None,
+        claim_check_exists: Callable[[str, str], bool] | None = None,
+    ) -> "ReplayTargets":
+        return cls(
+            raw_queue_url=settings.raw_queue_url,
+            upload_queue_url=settings.upload_queue_url,
+            invoke_export=invoke_export,
+            claim_check_exists=claim_check_exists,
+        )
 
     def destination(self, message: QueuedMessage) -> tuple[str | None, str, str]:
-        """(queue URL or None, body to send, why / why not)."""
+        """(queue URL, "export" for an invocation, or None; body to send; why / why not)."""
         if message.bad_record is not None:
             stage = message.bad_record.stage
+            body = message.bad_record.original_body
             if stage is Stage.TRANSFORM:
-                return self.raw_queue_url or None, message.bad_record.original_body, "to the transform (raw queue)"
+                return self._to_queue(self.raw_queue_url, body, "to the transform (raw queue)", message)
             if stage is Stage.UPLOAD:
-                return self.upload_queue_url or None, message.bad_record.original_body, "to the upload queue"
-            # No queue feeds the export function: its records are replayed by invoking it with their original
-            # body (for a customer Stripe refused, the one-customer event), which the advice spells out.
-            customer = message.customer_external_id or "the customer"
-            advice = (
-                f"an export failure: run the export again for {customer} instead, once the cause is fixed: invoke "
-                f"the export function with the record's original_body {message.bad_record.original_body} "
-                '(README "Operations"); the record is left in place'
-            )
-            return None, "", advice
+                return self._to_queue(self.upload_queue_url, body, "to the upload queue", message)
+            return self._to_export(_event_of(body), message)
+        if message.kind in (EXPORT_FAILURE, SCHEDULE_FAILURE):
+            return self._to_export(message.export_event, message)
         if message.kind == MessageKind.CUSTOMER_SNAPSHOT:
-            return self.raw_queue_url or None, message.body, "to the transform (raw queue)"
+            return self._to_queue(self.raw_queue_url, message.body, "to the transform (raw queue)", message)
         if message.kind == MessageKind.CUSTOMER_BUNDLE:
-            return self.upload_queue_url or None, message.body, "to the upload queue"
+            return self._to_queue(self.upload_queue_url, message.body, "to the upload queue", message)
         return None, "", "not a message of ours (neither a bad record nor an envelope): left in place"
+
+    def _to_queue(self, url: str, body: str, where: str, message: QueuedMessage) -> tuple[str | None, str, str]:
+        if not url:
+            return None, "", f"no queue configured {where}: left in place"
+        gone = self._missing_claim_check(body)
+        if gone is not None:
+            customer = message.customer_external_id or "the customer"
+            event = json.dumps({"mode": "customer", "customer_id": customer})
+            return (
+                None,
+                "",
+                f"its claim check {gone} is gone from S3, so a replay cannot succeed: export {customer} again "
+                f"(invoke the export function with {event}); left in place",
+            )
+        return url, body, where
+
+    def _to_export(self, event: dict[str, Any] | None, message: QueuedMessage) -> tuple[str | None, str, str]:
+        from chartmogul_sync.sources.stripe.invocation import InvalidExportRequest, parse_export_request
+
+        if event is None:
+            return None, "", "no export event to invoke again: left in place"
+        try:
+            parse_export_request(event)
+        except InvalidExportRequest as error:
+            return None, "", f"invoking the export again cannot succeed, the event itself is invalid ({error}); left"
+        body = json.dumps(event, separators=(",", ":"))
+        if self.invoke_export is None:
+            return (
+                None,
+                "",
+                f"an export failure: no export function configured (give --stack or EXPORT_FUNCTION_NAME); once the "
+                f"cause is fixed, invoke the export function asynchronously with {body}; left in place",
+            )
+        return EXPORT, body, "to the export function (asynchronous invocation)"
+
+    def _missing_claim_check(self, body: str) -> str | None:
+        if self.claim_check_exists is None:
+            return None
+        try:
+            check = load_json(body).get("claim_check")
+        except (ValueError, AttributeError):
+            return None
+        if (
+            not isinstance(check, dict)
+            or not isinstance(check.get("bucket"), str)
+            or not isinstance(check.get("key"), str)
+        ):
+            return None
+        if self.claim_check_exists(check["bucket"], check["key"]):
+            return None
+        return f"s3://{check['bucket']}/{check['key']}"
+
+
+EXPORT = "export"  # ReplayTargets.destination: invoke the export function instead of sending to a queue
+
+
+def _event_of(body: str) -> dict[str, Any] | None:
+    try:
+        event = load_json(body)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
 
 
 @dataclass
 class ReplayReport:
-    replayed: list[tuple[QueuedMessage, str]] = field(default_factory=list)  # (message, destination URL)
+    replayed: list[tuple[QueuedMessage, str]] = field(default_factory=list)  # (message, destination)
     left: list[tuple[QueuedMessage, str]] = field(default_factory=list)  # (message, why it stays)
+    dry_run: bool = False
 
 
 def replay(
-    sqs: Any, queue_url: str, targets: ReplayTargets, max_messages: int = 1_000, wait_s: int = 0
+    sqs: Any,
+    queue_url: str,
+    targets: ReplayTargets,
+    max_messages: int = 1_000,
+    wait_s: int = 0,
+    *,
+    only: MessageFilter | None = None,
+    dry_run: bool = False,
+    failures: FailureLookup | None = None,
 ) -> ReplayReport:
-    """Move up to `max_messages` messages back to their stage's input queue; send first, delete after."""
-    report = ReplayReport()
+    """Move up to `max_messages` messages back to their stage (send first, delete after); `dry_run`: only say so."""
+    report = ReplayReport(dry_run=dry_run)
     kept: list[dict[str, Any]] = []
     for raw in _receive(sqs, queue_url, max_messages, _REPLAY_VISIBILITY_S, wait_s):
-        message = describe(raw)
-        destination, body, why = targets.destination(message)
-        if destination is None:
-            report.left.append((message, why if "left" in why or "instead" in why else f"no queue configured {why}"))
+        message = describe(raw, failures)
+        if only is not None and not only.matches(message):
             kept.append(raw)
             continue
-        sqs.send_message(QueueUrl=destination, MessageBody=body)
+        destination, body, why = targets.destination(message)
+        if destination is None:
+            report.left.append((message, why))
+            kept.append(raw)
+            continue
+        if dry_run:
+            report.replayed.append((message, destination))
+            kept.append(raw)
+            continue
+        if destination == EXPORT:
+            assert targets.invoke_export is not None  # destination() says EXPORT only with an invoker
+            targets.invoke_export(json.loads(body))
+        else:
+            sqs.send_message(QueueUrl=destination, MessageBody=body)
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=raw["ReceiptHandle"])
         report.replayed.append((message, destination))
     _make_visible(sqs, queue_url, kept)

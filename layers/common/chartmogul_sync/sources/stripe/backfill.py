@@ -19,6 +19,13 @@ Steps, in order, each checkpointed in DynamoDB (`backfill#<run_id>` / `checkpoin
 Memory holds one staging buffer (`flush_bytes`), the catalog, and one partition. A run near its time limit
 writes its checkpoint and hands over to a continuation; a crashed run resumes from the last checkpoint: pages
 already written to S3 are not listed again, at most the unflushed buffer's pages are.
+
+Staged data is complete or the run fails loudly. Every flush writes a manifest beside its chunks
+(`backfill/<run_id>/<step>/manifest/chunk-<n>.json`: each chunk key and its object count) and the checkpoint counts
+the manifests of each step (`staged_chunks`). Each invocation that resumes a run checks that every manifest and
+every chunk it names is still in S3, and assembly checks a partition's chunks again as it reads them: a chunk
+that disappeared (deleted by hand, an early lifecycle rule) raises `StagedDataMissing`, naming it, instead of a
+run that "finishes" without its objects.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -143,7 +150,14 @@ class Checkpoint(BaseModel):
     orphans_skipped: int = 0
     drafts_skipped: int = 0
     customers_set_aside: int = 0
+    # Manifests written per step (step name → count); a checkpoint written before manifests existed has none.
+    staged_chunks: dict[str, int] = {}
     finished: bool = False
+
+
+class StagedDataMissing(RuntimeError):
+    """A staged chunk (or its manifest) is gone from S3: the run cannot finish complete. Retrying cannot bring
+    it back; a new backfill run (same range, new run id) stages everything again."""
 
 
 class ConcurrentRunError(RuntimeError):
@@ -210,18 +224,89 @@ class Stager:
         self.size_bytes += len(line)
 
     def flush(self, chunk: int) -> None:
+        """Write the buffered chunks, then their manifest (what the checkpoint about to be written vouches for)."""
+        written: dict[str, int] = {}
         for partition, lines in sorted(self._buffers.items()):
+            chunk_key = f"{_partition_prefix(self._exporter, self._step_name, partition)}chunk-{chunk:06d}.jsonl"
             self._exporter.s3.put_object(
-                Bucket=self._exporter.settings.staging_bucket,
-                Key=f"{_partition_prefix(self._exporter, self._step_name, partition)}chunk-{chunk:06d}.jsonl",
-                Body="\n".join(lines).encode(),
+                Bucket=self._exporter.settings.staging_bucket, Key=chunk_key, Body="\n".join(lines).encode()
             )
+            written[chunk_key] = len(lines)
+        self._exporter.s3.put_object(
+            Bucket=self._exporter.settings.staging_bucket,
+            Key=_manifest_key(self._exporter, self._step_name, chunk),
+            Body=json.dumps({"step": self._step_name, "chunk": chunk, "objects": written}, sort_keys=True).encode(),
+            ContentType="application/json",
+        )
         self._buffers.clear()
         self.size_bytes = 0
 
 
-def _read_staged(exporter: Exporter, step_name: str, partition: str) -> Iterator[StripeJson]:
-    for chunk_key in _chunk_keys(exporter, _partition_prefix(exporter, step_name, partition)):
+def _manifest_key(exporter: Exporter, step_name: str, chunk: int) -> str:
+    return f"backfill/{exporter.run_id}/{step_name}/manifest/chunk-{chunk:06d}.json"
+
+
+class StagedManifests:
+    """The chunks each step's manifests say were staged, read once per invocation and checked against S3."""
+
+    def __init__(self, exporter: Exporter, checkpoint: Checkpoint) -> None:
+        self._exporter = exporter
+        self._counts = dict(checkpoint.staged_chunks)
+        self._expected: dict[str, dict[str, int]] = {}
+
+    def expected(self, step_name: str) -> dict[str, int]:
+        """Chunk key → object count, over every manifest of the step."""
+        if step_name not in self._expected:
+            expected: dict[str, int] = {}
+            bucket = self._exporter.settings.staging_bucket
+            for chunk in range(self._counts.get(step_name, 0)):
+                manifest_key = _manifest_key(self._exporter, step_name, chunk)
+                try:
+                    body = self._exporter.s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
+                except Exception as error:
+                    if _s3_code(error) not in ("NoSuchKey", "404"):
+                        raise  # S3 failing to answer: the invocation fails and is retried
+                    raise StagedDataMissing(
+                        f"backfill {self._exporter.run_id}: the manifest s3://{bucket}/{manifest_key} of step "
+                        f"{step_name} is gone, so its staged data cannot be vouched for; start a new backfill run "
+                        "(same range, no run_id) to stage everything again"
+                    ) from None
+                expected.update(json.loads(body)["objects"])
+            self._expected[step_name] = expected
+        return self._expected[step_name]
+
+    def check(self, step_name: str, present: Iterable[str], prefix: str = "") -> None:
+        """Raise StagedDataMissing if a chunk a manifest names (under `prefix`) is not among `present`."""
+        missing = sorted(set(k for k in self.expected(step_name) if k.startswith(prefix)) - set(present))
+        if not missing:
+            return
+        bucket = self._exporter.settings.staging_bucket
+        objects = sum(self.expected(step_name)[k] for k in missing)
+        raise StagedDataMissing(
+            f"backfill {self._exporter.run_id}: {len(missing)} staged chunk(s) of step {step_name} are gone from S3 "
+            f"({objects} Stripe objects, first s3://{bucket}/{missing[0]}); the run stops rather than finish "
+            "without them: start a new backfill run (same range, no run_id) to stage everything again"
+        )
+
+    def verify_all(self, steps: Iterable[str]) -> None:
+        for step_name in steps:
+            if self._counts.get(step_name):
+                self.check(step_name, _chunk_keys(self._exporter, f"backfill/{self._exporter.run_id}/{step_name}/p="))
+
+
+def _s3_code(error: BaseException) -> str | None:
+    code = getattr(error, "response", {}).get("Error", {}).get("Code")
+    return str(code) if code is not None else None
+
+
+def _read_staged(
+    exporter: Exporter, step_name: str, partition: str, manifests: StagedManifests | None = None
+) -> Iterator[StripeJson]:
+    prefix = _partition_prefix(exporter, step_name, partition)
+    keys = _chunk_keys(exporter, prefix)
+    if manifests is not None:
+        manifests.check(step_name, keys, prefix)
+    for chunk_key in keys:
         yield from _read_chunk(exporter, chunk_key)
 
 
@@ -272,6 +357,9 @@ def resume_backfill(exporter: Exporter) -> ExportOutcome:
 
 
 def _run(exporter: Exporter, checkpoint: Checkpoint) -> ExportOutcome:
+    if checkpoint.staged_chunks:
+        # A resumed run: what earlier invocations staged must all still be there before anything builds on it.
+        StagedManifests(exporter, checkpoint).verify_all(checkpoint.staged_chunks)
     try:
         return _run_steps(exporter, checkpoint)
     except ConcurrentRunError as error:
@@ -414,6 +502,7 @@ def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource:
                         "last_created": last_created,
                         "created_lte": created_lte,
                         "chunk": checkpoint.chunk + 1,
+                        "staged_chunks": {**checkpoint.staged_chunks, step.name: checkpoint.chunk + 1},
                         "pages_staged": checkpoint.pages_staged + pages,
                         "objects_listed": checkpoint.objects_listed + objects,
                         "customers_listed": checkpoint.customers_listed + listed_customers,
@@ -437,7 +526,9 @@ def _created_at_most(params: dict[str, Any], created_lte: int | None) -> dict[st
 def _partition_customers(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, bool]:
     """Copy the listed customers into their partitions, one source chunk at a time."""
     stager = Stager(exporter, PARTITION_CUSTOMERS)
-    sources = _chunk_keys(exporter, _partition_prefix(exporter, LIST_CUSTOMERS.name, UNPARTITIONED))
+    prefix = _partition_prefix(exporter, LIST_CUSTOMERS.name, UNPARTITIONED)
+    sources = _chunk_keys(exporter, prefix)
+    StagedManifests(exporter, checkpoint).check(LIST_CUSTOMERS.name, sources, prefix)
     position = checkpoint.position
     while position < len(sources):
         for customer in _read_chunk(exporter, sources[position]):
@@ -447,8 +538,12 @@ def _partition_customers(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Ch
         out_of_time = exporter.time_to_hand_over()
         if last or out_of_time or stager.size_bytes >= exporter.limits.flush_bytes:
             stager.flush(checkpoint.chunk)
+            staged = {**checkpoint.staged_chunks, PARTITION_CUSTOMERS.name: checkpoint.chunk + 1}
             checkpoint = _save(
-                exporter, checkpoint.model_copy(update={"position": position, "chunk": checkpoint.chunk + 1})
+                exporter,
+                checkpoint.model_copy(
+                    update={"position": position, "chunk": checkpoint.chunk + 1, "staged_chunks": staged}
+                ),
             )
             if out_of_time and not last:
                 return checkpoint, False
@@ -458,14 +553,15 @@ def _partition_customers(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Ch
 def _assemble(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, bool]:
     """One partition at a time: read its staged objects back, build each customer's snapshot, send them."""
     catalog = Catalog(exporter.api)
+    manifests = StagedManifests(exporter, checkpoint)
     for resource in CATALOG_LISTS:
-        for obj in _read_staged(exporter, resource.value, UNPARTITIONED):
+        for obj in _read_staged(exporter, resource.value, UNPARTITIONED, manifests):
             catalog.add(resource, obj)
     deletions = RecentDeletions(exporter.api)
     snapshot_time = checkpoint.started_at
     while checkpoint.position < checkpoint.partitions:
         partition = checkpoint.position
-        records = _partition_records(exporter, partition)
+        records = _partition_records(exporter, partition, manifests)
         orphans_skipped = drafts = set_aside = 0
         snapshots: list[tuple[CustomerSnapshot, datetime]] = []
         for customer_id in sorted(records):
@@ -513,10 +609,10 @@ def _assemble(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, b
     return checkpoint, True
 
 
-def _partition_records(exporter: Exporter, partition: int) -> dict[str, CustomerRecords]:
+def _partition_records(exporter: Exporter, partition: int, manifests: StagedManifests) -> dict[str, CustomerRecords]:
     records: dict[str, CustomerRecords] = {}
     for step_name, resource in PARTITIONED_STEPS:
-        for obj in _read_staged(exporter, step_name, str(partition)):
+        for obj in _read_staged(exporter, step_name, str(partition), manifests):
             owner = str(obj["id"]) if resource is StripeList.CUSTOMERS else customer_of(obj)
             if owner is None:
                 continue

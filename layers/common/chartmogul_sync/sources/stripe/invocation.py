@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 from ...models.common import UtcDatetime
 from .backfill import BackfillRange
@@ -44,11 +44,14 @@ class BackfillRequest(_Request):
     # How the upload function imports the run's customers; None: bulk (`json_imports`), a backfill's default.
     upload_mode: Literal["api", "bulk"] | None = None
 
-    @model_validator(mode="after")
-    def _from_before_to(self) -> Self:
-        if self.created_from is not None and self.created_to is not None and self.created_from >= self.created_to:
-            raise ValueError(f"'from' ({self.created_from}) must be before 'to' ({self.created_to})")
-        return self
+    @field_validator("created_to")
+    @classmethod
+    def _from_before_to(cls, created_to: date | None, info: ValidationInfo) -> date | None:
+        # On `to`, so that the error names a field (a model-level error has no location).
+        created_from = info.data.get("created_from")
+        if created_from is not None and created_to is not None and created_from >= created_to:
+            raise ValueError(f"must be after 'from' ({created_from}): the range [from, to) would be empty")
+        return created_to
 
     @property
     def range(self) -> BackfillRange:

@@ -1,0 +1,225 @@
+"""`cmsync dlq` against a stack in moto found by its name (CloudFormation): every queue understood with its reason,
+filters, a dry run that changes nothing, and a replay of only what the filters select."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from click.testing import CliRunner, Result
+from moto import mock_aws
+
+from chartmogul_sync.cli import main
+from chartmogul_sync.config import get_settings
+from chartmogul_sync.failures import FailureLedger, RecordFailure
+from chartmogul_sync.queues import BadRecord, Stage
+from chartmogul_sync.state import StateTable
+
+STACK = "cmsync-dlq-test"
+# The queues and the table of template.yaml under their logical ids: what `--stack` looks up.
+TEMPLATE = {
+    "Resources": {
+        "BadRecordsQueue": {"Type": "AWS::SQS::Queue"},
+        "RawDeadLetterQueue": {"Type": "AWS::SQS::Queue"},
+        "UploadDeadLetterQueue": {"Type": "AWS::SQS::Queue"},
+        "ExportFailedQueue": {"Type": "AWS::SQS::Queue"},
+        "ScheduleDeadLetterQueue": {"Type": "AWS::SQS::Queue"},
+        "RawQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": {"Fn::GetAtt": ["RawDeadLetterQueue", "Arn"]},
+                    "maxReceiveCount": 5,
+                }
+            },
+        },
+        "UploadQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": {"Fn::GetAtt": ["UploadDeadLetterQueue", "Arn"]},
+                    "maxReceiveCount": 5,
+                }
+            },
+        },
+        "StateTable": {
+            "Type": "AWS::DynamoDB::Table",
+            "Properties": {
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            },
+        },
+    }
+}
+# Nothing from the environment: the stack name is all the command gets.
+ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "BAD_RECORDS_QUEUE_URL": "",
+    "RAW_QUEUE_URL": "",
+    "UPLOAD_QUEUE_URL": "",
+    "EXPORT_FAILED_QUEUE_URL": "",
+    "SCHEDULE_DEAD_LETTER_QUEUE_URL": "",
+    "STATE_TABLE": "not-this-table",
+}
+
+
+@dataclass
+class Deployed:
+    sqs: Any
+    urls: dict[str, str]
+    table: str
+
+    def send(self, logical_id: str, body: str, **attributes: str) -> str:
+        extra = {"MessageAttributes": {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()}}
+        answer = self.sqs.send_message(
+            QueueUrl=self.urls[logical_id], MessageBody=body, **(extra if attributes else {})
+        )
+        return str(answer["MessageId"])
+
+    def bodies(self, logical_id: str) -> list[str]:
+        answer = self.sqs.receive_message(QueueUrl=self.urls[logical_id], MaxNumberOfMessages=10, VisibilityTimeout=0)
+        return [m["Body"] for m in answer.get("Messages", [])]
+
+
+@pytest.fixture
+def deployed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployed]:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    with mock_aws():
+        cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+        cloudformation.create_stack(StackName=STACK, TemplateBody=json.dumps(TEMPLATE))
+        resources = cloudformation.describe_stack_resources(StackName=STACK)["StackResources"]
+        physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
+        yield Deployed(boto3.client("sqs", region_name="us-east-1"), physical, physical["StateTable"])
+    get_settings.cache_clear()
+
+
+def cmsync(*args: str) -> Result:
+    get_settings.cache_clear()
+    result = CliRunner().invoke(main, [*args, "--stack", STACK])
+    assert "Traceback" not in result.output
+    return result
+
+
+def rows(result: Result) -> list[dict[str, Any]]:
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+
+
+def bad_record(stage: Stage, customer: str, reason: str, original: str) -> str:
+    return BadRecord(
+        stage=stage, reason=reason, customer_external_id=customer, original_body=original
+    ).model_dump_json()
+
+
+def test_bad_records_are_found_by_stack_name_and_filtered_by_stage_customer_and_reason(deployed: Deployed) -> None:
+    deployed.send("BadRecordsQueue", bad_record(Stage.UPLOAD, "cus_a", "ChartMogul refused in_1: 422", '{"a":1}'))
+    deployed.send("BadRecordsQueue", bad_record(Stage.TRANSFORM, "cus_b", "in_2: total: lines add up", '{"b":1}'))
+
+    assert sorted(r["customer_external_id"] for r in rows(cmsync("dlq", "list", "bad-records", "--json"))) == [
+        "cus_a",
+        "cus_b",
+    ]
+    assert [
+        r["customer_external_id"] for r in rows(cmsync("dlq", "list", "bad-records", "--json", "--stage", "upload"))
+    ] == ["cus_a"]
+    assert [r["stage"] for r in rows(cmsync("dlq", "list", "bad-records", "--json", "--customer", "cus_b"))] == [
+        "transform"
+    ]
+    assert [
+        r["customer_external_id"] for r in rows(cmsync("dlq", "list", "bad-records", "--json", "--reason", "ADD UP"))
+    ] == ["cus_b"]
+
+
+def test_a_dry_run_changes_nothing_and_a_filtered_replay_moves_only_what_it_selects(deployed: Deployed) -> None:
+    deployed.send("BadRecordsQueue", bad_record(Stage.UPLOAD, "cus_a", "refused", '{"the":"bundle of a"}'))
+    deployed.send("BadRecordsQueue", bad_record(Stage.UPLOAD, "cus_b", "refused", '{"the":"bundle of b"}'))
+
+    dry = cmsync("dlq", "replay", "bad-records", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "2 would replay, 0 left" in dry.output
+    assert deployed.bodies("UploadQueue") == [] and len(deployed.bodies("BadRecordsQueue")) == 2
+
+    replayed = cmsync("dlq", "replay", "bad-records", "--customer", "cus_b")
+    assert replayed.exit_code == 0, replayed.output
+    assert "1 replayed, 0 left" in replayed.output
+    assert deployed.bodies("UploadQueue") == ['{"the":"bundle of b"}']
+    assert [BadRecord.model_validate_json(b).customer_external_id for b in deployed.bodies("BadRecordsQueue")] == [
+        "cus_a"
+    ]
+
+
+def test_a_dead_letter_shows_the_reason_its_function_recorded_for_its_message_id(deployed: Deployed) -> None:
+    body = json.dumps({"kind": "customer_snapshot", "customer_external_id": "cus_d", "correlation_id": "backfill-1"})
+    message_id = deployed.send("RawDeadLetterQueue", body)
+    ledger = FailureLedger(StateTable(boto3.resource("dynamodb", region_name="us-east-1"), deployed.table))
+    ledger.record(
+        RecordFailure(
+            message_id=message_id,
+            stage=Stage.TRANSFORM,
+            reason="ClaimCheckError: claim check s3://b/k could not be read: SlowDown",
+            error_type="ClaimCheckError",
+            customer_external_id="cus_d",
+            receive_count=5,
+        )
+    )
+
+    [row] = rows(cmsync("dlq", "list", "raw-dlq", "--json"))
+
+    assert row["stage"] == "transform" and row["customer_external_id"] == "cus_d"
+    assert "last failure in transform" in row["reason"] and "SlowDown" in row["reason"]
+    assert row["last_failure"]["receive_count"] == 5
+
+
+def test_an_export_failure_and_a_schedule_dead_letter_are_listed_with_their_reasons(deployed: Deployed) -> None:
+    record = {
+        "version": "1.0",
+        "timestamp": "2026-11-30T10:00:00.000Z",
+        "requestContext": {
+            "requestId": "req-1",
+            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:chartmogul-sync-export:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": {"mode": "backfill", "from": "2025-01-01"},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": "Stripe answered 500", "errorType": "APIError"},
+    }
+    deployed.send("ExportFailedQueue", json.dumps(record))
+    deployed.send(
+        "ScheduleDeadLetterQueue",
+        '{"mode":"incremental","scheduled_time":"2026-11-30T10:00:00Z"}',
+        ERROR_CODE="AWS.Scheduler.ResourceNotFound",
+        ERROR_MESSAGE="Function not found",
+    )
+
+    [failed] = rows(cmsync("dlq", "list", "export-failed", "--json"))
+    [scheduled] = rows(cmsync("dlq", "list", "schedule-dlq", "--json"))
+
+    assert failed["stage"] == "export" and failed["export_event"] == {"mode": "backfill", "from": "2025-01-01"}
+    assert (
+        failed["reason"]
+        == "export invocation failed (RetriesExhausted after 3 attempt(s)): APIError: Stripe answered 500"
+    )
+    assert scheduled["reason"] == (
+        "the schedule could not invoke the export (AWS.Scheduler.ResourceNotFound): Function not found"
+    )
+    # The stack here has no export function: the replay says how to run the event instead, and leaves it.
+    left = cmsync("dlq", "replay", "export-failed")
+    assert left.exit_code == 1 and '{"mode":"backfill","from":"2025-01-01"}' in left.output
+
+
+def test_an_unknown_stack_is_one_line(deployed: Deployed) -> None:
+    get_settings.cache_clear()
+    result = CliRunner().invoke(main, ["dlq", "list", "bad-records", "--stack", "no-such-stack"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output and result.output.startswith("Error: AWS: ")
