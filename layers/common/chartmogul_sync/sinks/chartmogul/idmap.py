@@ -195,8 +195,8 @@ class IdMap:
         """(uuid, merged) of the ChartMogul customer that answers to this external id in our data source.
 
         `merged` when the customer's own external id is another one: ours was merged into it
-        (`POST /customers/merges`; a merged customer lists every merged external id in `external_ids`,
-        https://dev.chartmogul.com/reference/merge-customers).
+        (`POST /customers/merges`, https://dev.chartmogul.com/reference/merge-customers; a customer lists every
+        external id it answers to in `external_ids`, chartmogul-python `chartmogul/api/customer.py`).
         """
         page = self._list_by_external_id("customer", chartmogul.Customer, customer_external_id, budget)
         for entry in page.entries:
