@@ -22,7 +22,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from localdev.audit import Audit, run_audit
+from chartmogul_sync.audit.render import print_audit
+from chartmogul_sync.audit.report import AuditReport
+from localdev.audit import audit_pipeline
 from localdev.pipeline import LocalPipeline, PipelineOptions, StageReport
 from localdev.poller import BatchOutcome
 from localdev.scenarios import generate_account
@@ -72,9 +74,9 @@ def run_demo(
         backfill = _with_progress(console, "backfill", customers, lambda tick: pipeline.backfill(on_batch=tick))
         steps = pipeline.apply_demo_changes()
         incremental = _with_progress(console, "incremental", len(steps), lambda tick: pipeline.incremental(tick))
-        with console.status("auditing ChartMogul against the ground truth…"):
+        with console.status("auditing ChartMogul against Stripe and the ground truth…"):
             truth = account.ground_truth()
-            audit = run_audit(pipeline, truth)
+            audit = audit_pipeline(pipeline, truth)
             dead_letters = pipeline.dead_letters()
         requests = {
             "stripe": pipeline.stripe.server.request_report(),
@@ -145,16 +147,8 @@ def _describe_dead_letter(body: str) -> dict[str, Any]:
     }
 
 
-def _audit_dict(audit: Audit) -> dict[str, Any]:
-    return {
-        "matches": audit.matches,
-        "customers_expected": audit.customers_expected,
-        "customers_in_chartmogul": audit.customers_in_chartmogul,
-        "missing_customers": audit.missing_customers,
-        "months": [asdict(month) for month in audit.months],
-        "customer_differences": [asdict(d) for d in audit.customer_differences],
-        "object_differences": [asdict(d) for d in audit.object_differences],
-    }
+def _audit_dict(audit: AuditReport) -> dict[str, Any]:
+    return {**audit.summary(), **audit.model_dump(mode="json")}
 
 
 def print_report(report: DemoReport, console: Console) -> None:
@@ -200,50 +194,10 @@ def print_report(report: DemoReport, console: Console) -> None:
     else:
         console.print("[green]Dead-letter queues: empty[/green]")
 
-    audit = report.audit
-    months = Table(title="Audit: ChartMogul against the ground truth (USD)")
-    for column in ("month", "MRR ChartMogul", "MRR truth", "difference", "customers CM", "customers truth"):
-        months.add_column(column, justify="right")
-    for month in audit["months"]:
-        difference = month["chartmogul_mrr"] - month["truth_mrr"]
-        # Per-customer differences within the rounding tolerance add up to a cent or two here: not an error.
-        style = "" if audit["matches"] else "red"
-        months.add_row(
-            month["month"],
-            _dollars(month["chartmogul_mrr"]),
-            _dollars(month["truth_mrr"]),
-            _dollars(difference),
-            str(month["chartmogul_customers"]),
-            str(month["truth_customers"]),
-            style=style,
-        )
-    console.print(months)
-    differences = audit["customer_differences"]
-    if differences:
-        table = Table(title=f"MRR differences by customer ({len(differences)})")
-        for column in ("customer", "month", "ChartMogul", "truth", "scenarios"):
-            table.add_column(column)
-        for d in differences:
-            table.add_row(
-                d["customer"],
-                d["month"],
-                _dollars(d["chartmogul_mrr"]),
-                _dollars(d["truth_mrr"]),
-                ", ".join(d["scenarios"]),
-            )
-        console.print(table)
-    objects = audit["object_differences"]
-    if objects:
-        table = Table(title=f"Object differences ({len(objects)})")
-        for column in ("customer", "object", "problem"):
-            table.add_column(column)
-        for o in objects:
-            table.add_row(o["customer"], o["object_id"], o["problem"])
-        console.print(table)
-    verdict = "[green]matches the ground truth[/green]" if audit["matches"] else "[red]differs (listed above)[/red]"
-    console.print(
-        f"Customers expected {audit['customers_expected']}, in ChartMogul {audit['customers_in_chartmogul']}; "
-        f"audit {verdict}."
+    print_audit(
+        AuditReport.model_validate(report.audit),
+        console,
+        title="Audit: ChartMogul against Stripe and the ground truth (USD)",
     )
     if report.lost_customers:
         console.print(
@@ -252,10 +206,6 @@ def print_report(report: DemoReport, console: Console) -> None:
         )
     else:
         console.print("[green]No record lost: every customer is in ChartMogul or in a dead-letter queue.[/green]")
-
-
-def _dollars(cents: int) -> str:
-    return f"{cents / 100:,.2f}"
 
 
 @click.command("demo")

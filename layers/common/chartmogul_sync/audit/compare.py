@@ -237,15 +237,19 @@ class _CustomerAudit:
     def numbers(self, stripe_mrr: dict[str, int], stripe_customers: dict[str, int]) -> list[Difference]:
         inputs = self.inputs
         figures = customer_figures(self.snapshot, inputs.as_of)
-        foreign = sorted(c for c in figures.currencies if c != inputs.account_currency.upper())
-        if inputs.rates is None and foreign:
+        unrated = sorted(
+            c
+            for c in figures.currencies
+            if c != inputs.account_currency.upper() and (inputs.rates is None or c not in inputs.rates)
+        )
+        if unrated:
             return [
                 Difference(
                     check="numbers",
                     customer=self.customer_id,
                     problem="MRR and cash flow not compared",
                     cause=Cause.FX,
-                    detail=f"billed in {', '.join(foreign)}; no exchange rates given (--rates)",
+                    detail=f"billed in {', '.join(unrated)}; no exchange rate given for it (--rates)",
                 )
             ]
         found: list[Difference] = []

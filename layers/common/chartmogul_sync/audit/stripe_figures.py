@@ -199,9 +199,7 @@ def _add_cash_flow(snapshot: CustomerSnapshot, figures: StripeCustomerFigures) -
         if refund.get("status") != "succeeded" or not isinstance(refund.get("created"), int):
             continue
         charge_id = _id(refund.get("charge")) or ""
-        invoice_id = invoice_of_charge.get(charge_id) or payment_intents.get(
-            _id(refund.get("payment_intent"))
-        )
+        invoice_id = invoice_of_charge.get(charge_id) or payment_intents.get(_id(refund.get("payment_intent")))
         if invoice_id is None and charge_id in charges:
             invoice_id = payment_intents.get(_id(charges[charge_id].get("payment_intent")))
         if invoice_id not in currency_of_invoice:
