@@ -31,6 +31,13 @@ from localdev.stripe_emulator.server import STRIPE_RATE_LIMITS, RunningStripeEmu
 @click.option("--fault-seed", default=0, show_default=True, type=int, help="Seed of the fault sequence.")
 @click.option("--ground-truth", "truth_path", default=None, type=click.Path(dir_okay=False), help="Write it here.")
 @click.option("--log-requests", is_flag=True, help="Log every request.")
+@click.option(
+    "--restricted-key",
+    "restricted_keys",
+    multiple=True,
+    metavar="KEY=PERMISSION,...",
+    help="Accept a restricted key holding only these permissions, e.g. rk_test_x=rak_customer_read (repeatable).",
+)
 @exit_after_option
 def stripe(
     host: str,
@@ -44,6 +51,7 @@ def stripe(
     fault_seed: int,
     truth_path: str | None,
     log_requests: bool,
+    restricted_keys: tuple[str, ...],
     exit_after: float | None,
 ) -> None:
     """Run the Stripe API emulator on a generated account (Ctrl-C stops it)."""
@@ -59,6 +67,7 @@ def stripe(
         seed=fault_seed,
         host=host,
         port=port,
+        restricted_keys=_restricted_keys(restricted_keys),
     )
     emulator.server.settings.log_requests = log_requests
     emulator.start()
@@ -74,3 +83,13 @@ def stripe(
         pass
     finally:
         emulator.stop()
+
+
+def _restricted_keys(specs: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    keys: dict[str, frozenset[str]] = {}
+    for spec in specs:
+        key, separator, permissions = spec.partition("=")
+        if not separator or not key.startswith("rk_"):
+            raise click.BadParameter(f"{spec!r}: give rk_…=permission,permission", param_hint="--restricted-key")
+        keys[key] = frozenset(p.strip() for p in permissions.split(",") if p.strip())
+    return keys

@@ -128,13 +128,14 @@ class RunningStripeEmulator:
         seed: int | None = 0,
         host: str = "127.0.0.1",
         port: int = 0,
+        restricted_keys: dict[str, frozenset[str]] | None = None,
     ) -> None:
         self.account = None if isinstance(account, StripeStore) else account
         self._store = account if isinstance(account, StripeStore) else account.store
         self._store.livemode = mode == "live"
         self.mode = mode
         self.lock = threading.RLock()
-        self.api = StripeApi(self._store, self.lock)
+        self.api = StripeApi(self._store, self.lock, restricted_keys)
         self.clock = EmulatorClock(self)
         rate = STRIPE_RATE_LIMITS[mode] if rate_limit == "stripe" else rate_limit
         self.server = EmulatorServer(
@@ -239,6 +240,7 @@ def start(
     seed: int | None = 0,
     host: str = "127.0.0.1",
     port: int = 0,
+    restricted_keys: dict[str, frozenset[str]] | None = None,
 ) -> RunningStripeEmulator:
     """Serve `account` on loopback in a daemon thread; use as a context manager or call `.stop()`.
 
@@ -246,7 +248,16 @@ def start(
     in test mode, 100 in live mode); a number sets requests/s.
     `faults` is the kit's spec, e.g. `"500:0.05,429:0.05,timeout:0.01"` (an injected 429 is a retryable
     `lock_timeout`; the rate limiter's 429 is a plain `rate_limit`).
+    `restricted_keys` maps `rk_…` keys to the permissions they hold (api.READ_PERMISSIONS); a request a key has
+    no permission for gets Stripe's 403.
     """
     return RunningStripeEmulator(
-        account, mode=mode, rate_limit=rate_limit, faults=faults, seed=seed, host=host, port=port
+        account,
+        mode=mode,
+        rate_limit=rate_limit,
+        faults=faults,
+        seed=seed,
+        host=host,
+        port=port,
+        restricted_keys=restricted_keys,
     ).start()
