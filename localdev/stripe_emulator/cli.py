@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -38,6 +39,11 @@ from localdev.stripe_emulator.server import STRIPE_RATE_LIMITS, RunningStripeEmu
     metavar="KEY=PERMISSION,...",
     help="Accept a restricted key holding only these permissions, e.g. rk_test_x=rak_customer_read (repeatable).",
 )
+@click.option(
+    "--wall-clock",
+    is_flag=True,
+    help="Generate the history up to now and keep the clock on real time (for syncs from another process).",
+)
 @exit_after_option
 def stripe(
     host: str,
@@ -52,10 +58,12 @@ def stripe(
     truth_path: str | None,
     log_requests: bool,
     restricted_keys: tuple[str, ...],
+    wall_clock: bool,
     exit_after: float | None,
 ) -> None:
     """Run the Stripe API emulator on a generated account (Ctrl-C stops it)."""
-    account = generate_account(customers=customers, months=months, seed=seed)
+    now = {"now": int(time.time())} if wall_clock else {}
+    account = generate_account(customers=customers, months=months, seed=seed, **now)
     if truth_path:
         Path(truth_path).write_text(json.dumps(account.ground_truth(), indent=1, sort_keys=True))
     limit = STRIPE_RATE_LIMITS[mode] if rate_limit is None else (rate_limit or None)
@@ -68,6 +76,7 @@ def stripe(
         host=host,
         port=port,
         restricted_keys=_restricted_keys(restricted_keys),
+        follow_wall_clock=wall_clock,
     )
     emulator.server.settings.log_requests = log_requests
     emulator.start()

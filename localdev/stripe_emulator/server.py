@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
@@ -129,6 +130,7 @@ class RunningStripeEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         restricted_keys: dict[str, frozenset[str]] | None = None,
+        follow_wall_clock: bool = False,
     ) -> None:
         self.account = None if isinstance(account, StripeStore) else account
         self._store = account if isinstance(account, StripeStore) else account.store
@@ -141,13 +143,21 @@ class RunningStripeEmulator:
         self.server = EmulatorServer(
             self.api.router(),
             errors=STRIPE_ERRORS,
-            before_request=self.api.check_request,
+            before_request=self._before_request if follow_wall_clock else self.api.check_request,
             dump_state=self.state,
             reset_state=self.reset_state,
             admin_router=self._admin_router(),
             settings=ServerSettings(host=host, port=port, rate_limit=rate, faults=faults or "", seed=seed),
             name=f"stripe-emulator-{mode}",
         )
+
+    def _before_request(self, request: Request) -> Response | None:
+        """With `follow_wall_clock`, the account lives in real time, as a real one does: before each request
+        the clock moves to now (what fell due meanwhile happens), so events and changes carry real times."""
+        now = int(time.time())
+        if now > self.clock.now:
+            self.clock.set(now)
+        return self.api.check_request(request)
 
     @property
     def store(self) -> StripeStore:

@@ -62,7 +62,7 @@ def find_data_source(api: ChartMogulApi, name: str, budget: TimeBudget) -> str |
     return next((str(s.uuid) for s in found.data_sources if s.name == name), None)
 
 
-def _pages(api: ChartMogulApi, what: str, fetch: Callable[..., Any], budget: TimeBudget) -> Iterator[Any]:
+def pages(api: ChartMogulApi, what: str, fetch: Callable[..., Any], budget: TimeBudget) -> Iterator[Any]:
     cursor: str | None = None
     for _ in range(_MAX_PAGES):
         paging: dict[str, str] = {"cursor": cursor} if cursor else {}
@@ -95,7 +95,7 @@ def read_chartmogul(
     if data_source_uuid is None:
         return view
     uuid_to_external: dict[str, str] = {}
-    for page in _pages(
+    for page in pages(
         api,
         "list customers",
         lambda cfg, **kw: chartmogul.Customer.all(cfg, data_source_uuid=data_source_uuid, **kw),
@@ -107,7 +107,7 @@ def read_chartmogul(
             if customer_ids is None or external_id in customer_ids:
                 fields = {name: getattr(entry, name, None) or None for name in _CUSTOMER_FIELDS}
                 view.customers[external_id] = ChartMogulCustomer(str(entry.uuid), external_id, fields)
-    for page in _pages(
+    for page in pages(
         api,
         "list invoices",
         lambda cfg, **kw: chartmogul.Invoice.all(cfg, data_source_uuid=data_source_uuid, **kw),
@@ -141,7 +141,7 @@ def read_chartmogul(
 
 def _read_customer(api: ChartMogulApi, customer: ChartMogulCustomer, budget: TimeBudget) -> None:
     who = f"customer {customer.external_id}"
-    for page in _pages(
+    for page in pages(
         api,
         f"list activities of {who}",
         lambda cfg, **kw: chartmogul.CustomerActivity.all(cfg, uuid=customer.uuid, **kw),
@@ -157,7 +157,7 @@ def _read_customer(api: ChartMogulApi, customer: ChartMogulCustomer, budget: Tim
         # `list_imported` is the import-namespace listing (cancellation dates); the client marks it deprecated
         # in favour of the metrics view, which does not show them.
         warnings.simplefilter("ignore", DeprecationWarning)
-        for page in _pages(
+        for page in pages(
             api,
             f"list subscriptions of {who}",
             lambda cfg, **kw: chartmogul.CustomerSubscription.list_imported(cfg, uuid=customer.uuid, **kw),

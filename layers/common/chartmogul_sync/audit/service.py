@@ -71,10 +71,15 @@ def run_audit(
     settings: Settings,
     state: StateTable | None = None,
     sqs: Any = None,
+    parked: Mapping[str, str] | None = None,
     now: dt.datetime | None = None,
     progress: Progress | None = None,
 ) -> AuditReport:
-    """Read both sides and compare them; nothing is written anywhere."""
+    """Read both sides and compare them; nothing is written anywhere.
+
+    `state` (the sync's state table) tells changes not yet synced and what the id map says was imported;
+    `sqs` (with the settings' queue URLs) or `parked` (customer → "queue: reason") the records waiting in a DLQ.
+    """
     now = now or dt.datetime.now(dt.UTC)
     tick = progress or (lambda _step, _total: None)
     budget = ChartMogulBudget()
@@ -99,7 +104,8 @@ def run_audit(
         pending = changed_since_cursor(stripe_api, state)
         if data_source_uuid is not None:
             known = IdMap(state, chartmogul_api, data_source_uuid).known_customer
-    parked = parked_customers(sqs, settings) if sqs is not None else {}
+    if parked is None:
+        parked = parked_customers(sqs, settings) if sqs is not None else {}
     return audit(
         AuditInputs(
             snapshots=snapshots,
