@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +236,10 @@ def sync_command(
     accounts, _ = _accounts(None)
     if mode == "customer" and not customer:
         raise click.UsageError("--mode customer needs --customer ID")
-    with _progress() as progress:
+    # The functions log structured JSON to stdout, as in Lambda; here that goes to a file beside the state.
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / "function-logs.jsonl"
+    with _progress() as progress, log_path.open("a") as logs, redirect_stdout(logs):
         task = progress.add_task(f"{mode}: records through transform + upload", total=None)
         result = run_local_sync(
             accounts,
@@ -275,6 +278,7 @@ def sync_command(
         console.print(table)
         _print_dead_letters(console, letters)
         console.print(f"State ({result.state_items} items) kept in {state_dir}/ for the next run and `cmsync audit`.")
+        console.print(f"Function logs (structured JSON, as CloudWatch would hold them): {log_path}")
     sys.exit(1 if letters else 0)
 
 
