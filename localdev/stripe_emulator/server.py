@@ -251,6 +251,7 @@ def start(
     host: str = "127.0.0.1",
     port: int = 0,
     restricted_keys: dict[str, frozenset[str]] | None = None,
+    follow_wall_clock: bool = False,
 ) -> RunningStripeEmulator:
     """Serve `account` on loopback in a daemon thread; use as a context manager or call `.stop()`.
 
@@ -270,4 +271,5 @@ def start(
         host=host,
         port=port,
         restricted_keys=restricted_keys,
+        follow_wall_clock=follow_wall_clock,
     ).start()

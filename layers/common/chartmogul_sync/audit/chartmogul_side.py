@@ -114,7 +114,8 @@ def read_chartmogul(
         budget,
     ):
         for invoice in page.invoices:
-            owner = invoice.customer_external_id or uuid_to_external.get(invoice.customer_uuid or "", "")
+            # By the customer that holds it now (after a merge the invoice may still name its old external id).
+            owner = uuid_to_external.get(invoice.customer_uuid or "") or invoice.customer_external_id or ""
             view.invoice_owner[str(invoice.external_id)] = owner
             if owner in view.customers:
                 view.customers[owner].invoices[str(invoice.external_id)] = invoice

@@ -61,8 +61,17 @@ def audit(inputs: AuditInputs) -> AuditReport:
     )
     stripe_mrr: dict[str, int] = defaultdict(int)
     stripe_customers: dict[str, int] = defaultdict(int)
-    for customer_id in sorted(inputs.snapshots):
-        customer = _CustomerAudit(inputs, customer_id)
+    customers = {customer_id: _CustomerAudit(inputs, customer_id) for customer_id in sorted(inputs.snapshots)}
+    # Which Stripe customer each expected invoice belongs to: an invoice of another customer found here was
+    # moved by a merge in ChartMogul.
+    owners = {
+        invoice.external_id: customer_id
+        for customer_id, customer in customers.items()
+        if customer.bundle is not None
+        for invoice in customer.bundle.invoices
+    }
+    for customer_id, customer in customers.items():
+        customer.expected_owner = owners
         report.differences.extend(customer.integrity())
         if customer.present_in_chartmogul is False and customer.expected_in_chartmogul:
             report.missing_customers.append(customer_id)
@@ -108,6 +117,7 @@ class _CustomerAudit:
         except MappingError as error:
             self.mapping_problem = f"{error.object_id}: {error.field}: {error.reason}"
         self.object_causes: list[Cause] = []
+        self.expected_owner: Mapping[str, str] = {}  # invoice external id → the Stripe customer it belongs to
 
     # -------------------------------------------------------------- which cause
     @property
@@ -296,7 +306,7 @@ class _CustomerAudit:
             cause, detail = queued
         elif self.object_causes:
             cause, detail = self.object_causes[0], "follows from the object differences listed for this customer"
-        elif self.bundle is not None:
+        elif self.bundle is not None or self.excluded:
             cause = Cause.MAPPING
             detail = (
                 "ChartMogul holds what the mapping says, and that differs from ChartMogul's rules applied to "
@@ -343,6 +353,20 @@ def compare_invoices(audit: _CustomerAudit, wanted: list[Invoice], chartmogul: C
             audit._difference("invoice missing in ChartMogul", object_id=invoice_id, imported=imported(invoice_id))
         )
     for invoice_id in sorted(set(chartmogul.invoices) - set(expected)):
+        owner = audit.expected_owner.get(invoice_id)
+        if owner is not None and owner != audit.customer_id:
+            audit.object_causes.append(Cause.MERGED_IN_CHARTMOGUL)
+            found.append(
+                Difference(
+                    check="integrity",
+                    customer=audit.customer_id,
+                    problem="invoice of another customer",
+                    cause=Cause.MERGED_IN_CHARTMOGUL,
+                    object_id=invoice_id,
+                    detail=f"Stripe bills it to {owner}: {owner} was merged into this customer in ChartMogul",
+                )
+            )
+            continue
         found.append(audit._difference("invoice in ChartMogul but not in Stripe's mapping", object_id=invoice_id))
     for invoice_id in sorted(set(expected) & set(chartmogul.invoices)):
         found.extend(_invoice(audit, expected[invoice_id], chartmogul.invoices[invoice_id]))
@@ -448,6 +472,7 @@ def _against_truth(inputs: AuditInputs, truth: Mapping[str, Any]) -> list[Differ
         invoices = [Invoice.model_validate(invoice) for invoice in expected.get("invoices", [])]
         probe = _CustomerAudit.__new__(_CustomerAudit)
         probe.inputs, probe.customer_id, probe.known, probe.object_causes = inputs, customer_id, None, []
+        probe.expected_owner = {}
         for difference in compare_invoices(probe, invoices, chartmogul):
             found.append(difference.model_copy(update={"check": "ground truth", "detail": f"scenarios: {scenarios}"}))
     return found
