@@ -61,6 +61,7 @@ def audit(inputs: AuditInputs) -> AuditReport:
     )
     stripe_mrr: dict[str, int] = defaultdict(int)
     stripe_customers: dict[str, int] = defaultdict(int)
+    chartmogul_compared: dict[str, int] = defaultdict(int)
     customers = {customer_id: _CustomerAudit(inputs, customer_id) for customer_id in sorted(inputs.snapshots)}
     # Which Stripe customer each expected invoice belongs to: an invoice of another customer found here was
     # moved by a merge in ChartMogul.
@@ -75,7 +76,7 @@ def audit(inputs: AuditInputs) -> AuditReport:
         report.differences.extend(customer.integrity())
         if customer.present_in_chartmogul is False and customer.expected_in_chartmogul:
             report.missing_customers.append(customer_id)
-        report.differences.extend(customer.numbers(stripe_mrr, stripe_customers))
+        report.differences.extend(customer.numbers(stripe_mrr, stripe_customers, chartmogul_compared))
     if inputs.whole_account:
         report.differences.extend(_customers_not_in_stripe(inputs))
     truth = inputs.truth
@@ -87,6 +88,7 @@ def audit(inputs: AuditInputs) -> AuditReport:
                 stripe_mrr=stripe_mrr[label],
                 chartmogul_customers=inputs.chartmogul.customers_by_month.get(label, 0),
                 stripe_customers=stripe_customers[label],
+                chartmogul_mrr_compared=chartmogul_compared[label],
                 truth_mrr=int(truth["totals"]["mrr"][label]) if truth and label in truth["totals"]["mrr"] else None,
                 truth_customers=(
                     int(truth["totals"]["customers"][label])
@@ -244,7 +246,9 @@ class _CustomerAudit:
         return found
 
     # -------------------------------------------------------------- numbers
-    def numbers(self, stripe_mrr: dict[str, int], stripe_customers: dict[str, int]) -> list[Difference]:
+    def numbers(
+        self, stripe_mrr: dict[str, int], stripe_customers: dict[str, int], chartmogul_compared: dict[str, int]
+    ) -> list[Difference]:
         inputs = self.inputs
         figures = customer_figures(self.snapshot, inputs.as_of)
         unrated = sorted(
@@ -269,6 +273,7 @@ class _CustomerAudit:
             stripe_mrr[label] += expected
             stripe_customers[label] += expected > 0
             actual, counted = self.chartmogul.mrr_at(day) if self.chartmogul else (0, 0)
+            chartmogul_compared[label] += actual
             tolerance = TOLERANCE_CENTS_PER_SUBSCRIPTION * max(1, counted, _active(subscriptions, day, inputs.rates))
             if abs(actual - expected) > tolerance:
                 found.append(self._number_difference("MRR", label, expected, actual))

@@ -17,6 +17,7 @@ def _money(cents: int | None) -> str:
 def print_audit(report: AuditReport, console: Console, *, title: str = "Audit: ChartMogul against Stripe") -> None:
     truth = any(month.truth_mrr is not None for month in report.months)
     months = Table(title=f"{title}, per month")
+    # "difference": over the customers compared (a currency without an exchange rate is left out of it).
     columns = ["month", "MRR ChartMogul", "MRR Stripe", "difference", "customers CM", "customers Stripe"]
     if truth:
         columns += ["MRR truth", "customers truth"]

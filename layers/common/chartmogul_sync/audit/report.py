@@ -61,12 +61,16 @@ class MonthFigures(BaseModel):
     stripe_mrr: int  # Σ of the audited customers' MRR derived from Stripe
     chartmogul_customers: int  # /metrics/customer-count
     stripe_customers: int  # audited customers with MRR > 0
+    # Σ of ChartMogul's per-customer MRR over the customers whose MRR was compared: without an exchange rate for
+    # a currency, its customers are in chartmogul_mrr but in neither this nor stripe_mrr.
+    chartmogul_mrr_compared: int = 0
     truth_mrr: int | None = None  # the generator's ground truth (the demo)
     truth_customers: int | None = None
 
     @property
     def mrr_difference(self) -> int:
-        return self.chartmogul_mrr - self.stripe_mrr
+        """ChartMogul minus Stripe over the customers compared (cents)."""
+        return self.chartmogul_mrr_compared - self.stripe_mrr
 
 
 class AuditReport(BaseModel):
