@@ -28,9 +28,10 @@ from ..sinks.chartmogul.apply import (
     customer_fields,
     plan_writes,
 )
-from ..sinks.chartmogul.client import ChartMogulApi, ChartMogulError, TimeBudget
+from ..sinks.chartmogul.client import ChartMogulApi, ChartMogulError
+from ..sinks.chartmogul.client import TimeBudget as ChartMogulBudget
 from ..sinks.chartmogul.idmap import with_invoices
-from ..sources.stripe.client import StripeApi, StripeList
+from ..sources.stripe.client import RetryPolicy, StripeApi, StripeList, TimeBudget, make_stripe_client
 from ..sources.stripe.snapshots import Catalog, fetch_customer_snapshot
 from ..transform.config import MappingConfig
 from ..transform.errors import CustomerExcluded, MappingError
@@ -69,11 +70,20 @@ def check_stripe(accounts: Accounts) -> list[CheckResult]:
     kind = {"sk": "secret", "rk": "restricted"}.get(key.split("_")[0], "unknown kind of")
     mode = "live" if "_live_" in key else "test" if "_test_" in key else "unknown"
     results = [CheckResult("Stripe key", "info", f"{kind} key, {mode} mode")]
-    api = accounts.stripe_api(budget_s=120)
+    # A check answers fast: two attempts per call, not the exporter's patient retries.
+    api = StripeApi(
+        make_stripe_client(accounts.settings, accounts.stripe_key),
+        TimeBudget.of_seconds(120),
+        RetryPolicy(max_attempts=2, max_wait_s=1.0, reserve_s=0.0),
+    )
     for resource in CHECKED_LISTS:
         what = f"Stripe read {resource.value}"
         try:
             api.list_page(resource, {"limit": 1})
+        except stripe.APIConnectionError as error:
+            where = accounts.settings.stripe_api_base or "api.stripe.com"
+            results.append(CheckResult("Stripe API", "fail", f"unreachable at {where}: {type(error).__name__}"))
+            return results
         except stripe.AuthenticationError as error:
             results.append(CheckResult("Stripe key", "fail", f"refused (HTTP {error.http_status}): {_message(error)}"))
             return results  # every other call would be refused the same way
@@ -91,10 +101,12 @@ def check_stripe(accounts: Accounts) -> list[CheckResult]:
 
 def check_chartmogul(accounts: Accounts) -> list[CheckResult]:
     api = accounts.chartmogul_api()
-    budget = TimeBudget.seconds(120)
+    budget = ChartMogulBudget.seconds(120)
     try:
         api.call("ping", lambda cfg: chartmogul.Ping.ping(cfg).get(), budget)
     except ChartMogulError as error:
+        if error.status in (401, 403):
+            return [CheckResult("ChartMogul key", "fail", f"refused (HTTP {error.status}): {error.body[:200]}")]
         return [CheckResult("ChartMogul key", "fail", str(error))]
     results = [CheckResult("ChartMogul key", "ok", f"accepted by {accounts.settings.chartmogul_api_url}")]
     name = accounts.settings.chartmogul_data_source_name
@@ -156,7 +168,7 @@ def plan_customer(
         return CustomerPlan(customer_id, note=f"not imported: {excluded.reason}")
     except MappingError as error:
         return CustomerPlan(customer_id, note=f"cannot be mapped ({error.object_id}: {error.field}): {error.reason}")
-    budget = TimeBudget.seconds(300)
+    budget = ChartMogulBudget.seconds(300)
     known = KnownCustomer()
     plans: dict[str, KnownPlan] = {}
     if data_source_uuid is not None:
@@ -167,7 +179,7 @@ def plan_customer(
 
 
 def _known_customer(
-    api: ChartMogulApi, data_source_uuid: str, bundle: CustomerBundle, budget: TimeBudget
+    api: ChartMogulApi, data_source_uuid: str, bundle: CustomerBundle, budget: ChartMogulBudget
 ) -> KnownCustomer:
     external_id = bundle.customer.external_id
     found = api.call(
@@ -215,7 +227,7 @@ def _known_customer(
 
 
 def _known_plans(
-    api: ChartMogulApi, data_source_uuid: str, bundle: CustomerBundle, budget: TimeBudget
+    api: ChartMogulApi, data_source_uuid: str, bundle: CustomerBundle, budget: ChartMogulBudget
 ) -> dict[str, KnownPlan]:
     known: dict[str, KnownPlan] = {}
     for plan in bundle.plans:
