@@ -24,7 +24,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from localdev.audit import Audit, run_audit
+from chartmogul_sync.audit.render import print_audit
+from chartmogul_sync.audit.report import AuditReport
+from localdev.audit import audit_pipeline
 from localdev.emulator_kit.faults import FaultSpecError, parse_fault_spec
 from localdev.pipeline import LocalPipeline, PipelineOptions, StageReport
 from localdev.poller import BatchOutcome
@@ -76,9 +78,9 @@ def run_demo(
         backfill = _with_progress(console, "backfill", customers, lambda tick: pipeline.backfill(on_batch=tick))
         steps = pipeline.apply_demo_changes()
         incremental = _with_progress(console, "incremental", len(steps), lambda tick: pipeline.incremental(tick))
-        with console.status("auditing ChartMogul against the ground truth…"):
+        with console.status("auditing ChartMogul against Stripe and the ground truth…"):
             truth = account.ground_truth()
-            audit = run_audit(pipeline, truth)
+            audit = audit_pipeline(pipeline, truth)
             dead_letters = pipeline.dead_letters()
         requests = {
             "stripe": pipeline.stripe.server.request_report(),
@@ -149,16 +151,8 @@ def _describe_dead_letter(body: str) -> dict[str, Any]:
     }
 
 
-def _audit_dict(audit: Audit) -> dict[str, Any]:
-    return {
-        "matches": audit.matches,
-        "customers_expected": audit.customers_expected,
-        "customers_in_chartmogul": audit.customers_in_chartmogul,
-        "missing_customers": audit.missing_customers,
-        "months": [asdict(month) for month in audit.months],
-        "customer_differences": [asdict(d) for d in audit.customer_differences],
-        "object_differences": [asdict(d) for d in audit.object_differences],
-    }
+def _audit_dict(audit: AuditReport) -> dict[str, Any]:
+    return {**audit.summary(), **audit.model_dump(mode="json")}
 
 
 def print_report(report: DemoReport, console: Console) -> None:
@@ -204,50 +198,10 @@ def print_report(report: DemoReport, console: Console) -> None:
     else:
         console.print("[green]Dead-letter queues: empty[/green]")
 
-    audit = report.audit
-    months = Table(title="Audit: ChartMogul against the ground truth (USD)")
-    for column in ("month", "MRR ChartMogul", "MRR truth", "difference", "customers CM", "customers truth"):
-        months.add_column(column, justify="right")
-    for month in audit["months"]:
-        difference = month["chartmogul_mrr"] - month["truth_mrr"]
-        matches = difference == 0 and month["chartmogul_customers"] == month["truth_customers"]
-        style = "" if matches else "red"
-        months.add_row(
-            month["month"],
-            _dollars(month["chartmogul_mrr"]),
-            _dollars(month["truth_mrr"]),
-            _dollars(difference),
-            str(month["chartmogul_customers"]),
-            str(month["truth_customers"]),
-            style=style,
-        )
-    console.print(months)
-    differences = audit["customer_differences"]
-    if differences:
-        table = Table(title=f"MRR differences by customer ({len(differences)})")
-        for column in ("customer", "month", "ChartMogul", "truth", "scenarios"):
-            table.add_column(column)
-        for d in differences:
-            table.add_row(
-                d["customer"],
-                d["month"],
-                _dollars(d["chartmogul_mrr"]),
-                _dollars(d["truth_mrr"]),
-                ", ".join(d["scenarios"]),
-            )
-        console.print(table)
-    objects = audit["object_differences"]
-    if objects:
-        table = Table(title=f"Object differences ({len(objects)})")
-        for column in ("customer", "object", "problem"):
-            table.add_column(column)
-        for o in objects:
-            table.add_row(o["customer"], o["object_id"], o["problem"])
-        console.print(table)
-    verdict = "[green]matches the ground truth[/green]" if audit["matches"] else "[red]differs (listed above)[/red]"
-    console.print(
-        f"Customers expected {audit['customers_expected']}, in ChartMogul {audit['customers_in_chartmogul']}; "
-        f"audit {verdict}."
+    print_audit(
+        AuditReport.model_validate(report.audit),
+        console,
+        title="Audit: ChartMogul against Stripe and the ground truth (USD)",
     )
     if report.lost_customers:
         console.print(
@@ -256,10 +210,6 @@ def print_report(report: DemoReport, console: Console) -> None:
         )
     else:
         console.print("[green]No record lost: every customer is in ChartMogul or in a dead-letter queue.[/green]")
-
-
-def _dollars(cents: int) -> str:
-    return f"{cents / 100:,.2f}"
 
 
 def _fault_spec(context: click.Context, parameter: click.Parameter, spec: str) -> str:
@@ -348,11 +298,10 @@ def demo(
         if report.lost_customers:
             problems.append(f"{len(report.lost_customers)} customer(s) lost")
         if not report.audit.get("matches"):
-            audit = report.audit
+            audit = AuditReport.model_validate(report.audit)
             problems.append(
-                f"the audit differs: {len(audit['customer_differences'])} customer-month MRR difference(s), "
-                f"{len(audit['object_differences'])} object difference(s), "
-                f"{len(audit['missing_customers'])} customer(s) missing (listed above)"
+                f"the audit differs: {len(audit.drift)} difference(s) for {len(audit.customers_differing)} "
+                f"customer(s), {len(audit.missing_customers)} customer(s) missing (listed above)"
             )
         console.print(f"[red bold]demo failed: {'; '.join(problems)}[/red bold]")
     sys.exit(0 if report.ok else 1)

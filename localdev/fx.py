@@ -5,6 +5,10 @@ rate feed, so both sides use this one table (account currency: USD). Pass anothe
 start to model a different account.
 """
 
+from chartmogul_sync.audit.mrr_rules import round_cents  # one rounding rule for the emulator and the truth
+
+__all__ = ["ACCOUNT_CURRENCY", "DEFAULT_RATES", "round_cents", "to_account_currency"]
+
 ACCOUNT_CURRENCY = "USD"
 
 # Units of the account currency per unit of the line's currency.
@@ -27,14 +31,3 @@ def to_account_currency(amount_in_cents: float, currency: str, rates: dict[str, 
         return amount_in_cents * table[currency.upper()]
     except KeyError:
         raise ValueError(f"no exchange rate for currency {currency!r}; known: {sorted(table)}") from None
-
-
-def round_cents(value: float) -> int:
-    """To the closest whole cent, halves away from zero (a credit rounds like a debit).
-
-    ChartMogul rounds each subscription line's MRR "to the closest integer value, in cents"
-    (https://dev.chartmogul.com/docs/how-mrr-is-calculated-from-prorated-invoices); the emulator's metrics and the
-    ground truth both round here, once per line, after converting to the account currency (where the real
-    conversion sits in the formula is not documented). The tie rule is not documented either.
-    """
-    return int(value + 0.5) if value >= 0 else -int(-value + 0.5)

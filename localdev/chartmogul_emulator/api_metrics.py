@@ -1,6 +1,6 @@
 """Metrics computed from the imported data by the MRR rules (reference §12; docs/mapping-decisions.md):
-`/metrics/all`, `/metrics/mrr`, `/metrics/arr`, `/metrics/customer-count`, and the per-customer
-subscription view `/customers/{uuid}/subscriptions`."""
+`/metrics/all`, `/metrics/mrr`, `/metrics/arr`, `/metrics/customer-count`, the per-customer
+subscription view `/customers/{uuid}/subscriptions` and its activities `/customers/{uuid}/activities`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from localdev.chartmogul_emulator import metrics
 from localdev.chartmogul_emulator.core import Emulator
-from localdev.chartmogul_emulator.responses import coded_error
+from localdev.chartmogul_emulator.responses import coded_error, decode_cursor, encode_cursor, per_page
 from localdev.chartmogul_emulator.validation import format_metrics_timestamp
 from localdev.emulator_kit import Request, Response, Router, json_response
 
@@ -73,6 +73,8 @@ def _mrr_movements(period: metrics.PeriodFigures) -> dict[str, int]:
 
 
 def register(router: Router, emulator: Emulator) -> None:
+    register_activities(router, emulator)
+
     def series(request: Request) -> tuple[metrics.PeriodFigures, list[metrics.PeriodFigures]] | Response:
         start, end = _date_param(request, "start-date"), _date_param(request, "end-date")
         if isinstance(start, Response):
@@ -204,6 +206,86 @@ def register(router: Router, emulator: Emulator) -> None:
             return rendered
 
         return emulator.page(request, "subscriptions", "entries", render, where={"customer_uuid": customer["uuid"]})
+
+
+def subscription_activities(
+    history: metrics.SubscriptionHistory, rates: dict[str, float], today: dt.date
+) -> list[tuple[dt.date, int, int, str]]:
+    """(day, MRR after, movement, type) each time the subscription's MRR at the end of a day changes.
+
+    MRR at the end of a day (rule 6) only changes on a day a line starts or ends or a cancellation falls, so
+    evaluating on those days finds every movement. The type follows rule 7 for the subscription.
+    """
+    days: set[dt.date] = set()
+    for line in history.lines:
+        days.update({line.start.date(), line.end.date(), (line.end - dt.timedelta(microseconds=1)).date()})
+    days.update(moment.date() for moment in history.cancellations)
+    found: list[tuple[dt.date, int, int, str]] = []
+    previous, was_active = 0, False
+    for day in sorted(d for d in days if d <= today):
+        current = metrics.customer_mrr([history], day, rates)
+        if current == previous:
+            continue
+        kind = metrics.classify_movement(previous, current, was_active) or ""
+        found.append((day, current, current - previous, _ACTIVITY_TYPES[kind]))
+        was_active, previous = True, current
+    return found
+
+
+# docs: the activity `type` values of the activities endpoints (reference chartmogul-import-api §12).
+_ACTIVITY_TYPES = {
+    "new_business": "new_biz",
+    "expansion": "expansion",
+    "contraction": "contraction",
+    "churn": "churn",
+    "reactivation": "reactivation",
+}
+
+
+def register_activities(router: Router, emulator: Emulator) -> None:
+    @router.route("GET", "/v1/customers/{uuid}/activities")
+    def customer_activities(request: Request) -> Response:
+        """https://dev.chartmogul.com/reference/list-customer-activities: the customer's MRR movements, oldest
+        first, one per subscription and day, cursor-paged (the recorded answer in the emulator README)."""
+        customer = emulator.require("customers", "Customer not found", uuid=request.params["uuid"])
+        histories = emulator.subscription_histories([customer["uuid"]]).get(customer["uuid"], {})
+        external_ids = {
+            doc["uuid"]: doc["external_id"]
+            for doc in emulator.store.docs("subscriptions", customer_uuid=customer["uuid"])
+        }
+        today = emulator.now().date()
+        entries: list[dict[str, Any]] = []
+        for subscription_uuid, history in sorted(histories.items()):
+            for day, mrr, movement, kind in subscription_activities(history, emulator.options.rates, today):
+                entries.append(
+                    {
+                        "description": f"{kind} of subscription {external_ids.get(subscription_uuid, '')}",
+                        "activity-mrr-movement": movement,
+                        "activity-mrr": mrr,
+                        "activity-arr": mrr * 12,
+                        "date": format_metrics_timestamp(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)),
+                        "type": kind,
+                        # Amounts are in the account currency (the emulator's rate table converts to USD).
+                        "currency": "USD",
+                        "currency-sign": "$",
+                        "subscription-external-id": external_ids.get(subscription_uuid, ""),
+                    }
+                )
+        entries.sort(key=lambda entry: (entry["date"], entry["subscription-external-id"]))
+        for number, entry in enumerate(entries, start=1):
+            entry["id"] = number
+        start, size = decode_cursor(request.query_one("cursor")), per_page(request)
+        page = entries[start : start + size]
+        has_more = start + size < len(entries)
+        return json_response(
+            200,
+            {
+                "entries": page,
+                "has_more": has_more,
+                "per_page": size,
+                "cursor": encode_cursor(start + size) if has_more else None,
+            },
+        )
 
 
 def _latest_quantity(emulator: Emulator, subscription_uuid: str) -> int | None:

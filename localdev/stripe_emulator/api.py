@@ -210,6 +210,28 @@ def _by_equal(*names: str) -> Callable[[StripeStore, Params], tuple[list[tuple[s
     return lambda store, params: (_equal(params, *names), [])
 
 
+# The read permission a restricted key needs per resource. `rak_subscription_read` is recorded
+# (tylerjrichards/st-paywall#45); the others follow the same `rak_<object>_read` pattern of Stripe's restricted-key
+# permissions (https://docs.stripe.com/keys#limit-access), a documented guess for the names.
+READ_PERMISSIONS: dict[str, str] = {
+    "customers": "rak_customer_read",
+    "products": "rak_product_read",
+    "prices": "rak_plan_read",
+    "coupons": "rak_coupon_read",
+    "tax_rates": "rak_tax_rate_read",
+    "subscriptions": "rak_subscription_read",
+    "subscription_items": "rak_subscription_read",
+    "subscription_schedules": "rak_subscription_schedule_read",
+    "invoices": "rak_invoice_read",
+    "invoiceitems": "rak_invoice_read",
+    "invoice_payments": "rak_invoice_read",
+    "payment_intents": "rak_payment_intent_read",
+    "charges": "rak_charge_read",
+    "refunds": "rak_refund_read",
+    "credit_notes": "rak_credit_note_read",
+    "events": "rak_event_read",
+}
+
 LISTINGS: dict[str, Listing] = {
     "customers": Listing("customers", "customer", "Customer", _customer_filters, ("email",)),
     "products": Listing("products", "product", "Product"),
@@ -261,7 +283,13 @@ LISTINGS: dict[str, Listing] = {
 class StripeApi:
     """Answers API requests from a store; `store.now` is the emulator's clock."""
 
-    def __init__(self, store: StripeStore, lock: threading.RLock | None = None, event_list_lag_s: int = 0) -> None:
+    def __init__(
+        self,
+        store: StripeStore,
+        lock: threading.RLock | None = None,
+        event_list_lag_s: int = 0,
+        restricted_keys: dict[str, frozenset[str]] | None = None,
+    ) -> None:
         self.store = store
         # Stripe's events list is eventually consistent: an event may show up in it a while after its `created`,
         # behind newer ones (connectors re-read a window behind their cursor, e.g. Airbyte source-stripe's
@@ -269,6 +297,8 @@ class StripeApi:
         # With a lag, each event joins the list between 0 and `event_list_lag_s` seconds after its `created`
         # (fixed per event id); retrieving it by id works at once.
         self.event_list_lag_s = event_list_lag_s
+        # Restricted keys (`rk_…`) with the permissions they hold; any other valid key may read everything.
+        self.restricted_keys = dict(restricted_keys or {})
         # Requests run on the server's threads; scenario steps and clock moves change the store. One lock keeps
         # a page from seeing a half-applied step (and the lazy indexes from being rebuilt twice at once).
         self.lock = lock or threading.RLock()
@@ -408,9 +438,29 @@ class StripeApi:
                 error = invalid(
                     f"Invalid Stripe API version: {version}. This emulator renders {API_VERSION} shapes only."
                 )
+            elif key in self.restricted_keys:
+                error = self._missing_permission(key, request.path)
         if error is None:
             return None
         return json_response(error.status, error.body(request_id), {"Request-Id": request_id})
+
+    def _missing_permission(self, key: str, path: str) -> StripeApiError | None:
+        """A restricted key without the read permission of the requested resource: Stripe's 403.
+
+        Message and status as Stripe answers them (recorded in stripe/stripe-node#2246 and
+        tylerjrichards/st-paywall#45: HTTP 403, type `invalid_request_error`, "Having the 'rak_…' permission would
+        allow this request to continue."); stripe-python raises `PermissionError` for a 403.
+        """
+        resource = path.removeprefix("/v1/").split("/", 1)[0]
+        permission = READ_PERMISSIONS.get(resource)
+        if permission is None or permission in self.restricted_keys[key]:
+            return None
+        masked = f"{key[:8]}{'*' * max(0, len(key) - 14)}{key[-6:]}"
+        return StripeApiError(
+            403,
+            f"The provided key '{masked}' does not have the required permissions for this endpoint on account "
+            f"'acct_emulated'. Having the '{permission}' permission would allow this request to continue.",
+        )
 
     def router(self) -> Router:
         router = Router()

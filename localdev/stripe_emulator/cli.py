@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -60,6 +61,18 @@ def _in_existing_directory(context: click.Context, parameter: click.Parameter, p
     help="Seconds: each event joins the events list up to this long after its `created` (eventual consistency).",
 )
 @click.option("--log-requests", is_flag=True, help="Log every request.")
+@click.option(
+    "--restricted-key",
+    "restricted_keys",
+    multiple=True,
+    metavar="KEY=PERMISSION,...",
+    help="Accept a restricted key holding only these permissions, e.g. rk_test_x=rak_customer_read (repeatable).",
+)
+@click.option(
+    "--wall-clock",
+    is_flag=True,
+    help="Generate the history up to now and keep the clock on real time (for syncs from another process).",
+)
 @exit_after_option
 def stripe(
     host: str,
@@ -74,10 +87,13 @@ def stripe(
     truth_path: str | None,
     event_list_lag: int,
     log_requests: bool,
+    restricted_keys: tuple[str, ...],
+    wall_clock: bool,
     exit_after: float | None,
 ) -> None:
     """Run the Stripe API emulator on a generated account (Ctrl-C stops it)."""
-    account = generate_account(customers=customers, months=months, seed=seed)
+    now = {"now": int(time.time())} if wall_clock else {}
+    account = generate_account(customers=customers, months=months, seed=seed, **now)
     if truth_path:
         Path(truth_path).write_text(json.dumps(account.ground_truth(), indent=1, sort_keys=True))
     limit = STRIPE_RATE_LIMITS[mode] if rate_limit is None else (rate_limit or None)
@@ -90,6 +106,8 @@ def stripe(
         host=host,
         port=port,
         event_list_lag_s=event_list_lag,
+        restricted_keys=_restricted_keys(restricted_keys),
+        follow_wall_clock=wall_clock,
     )
     emulator.server.settings.log_requests = log_requests
     with listening(host, port):
@@ -106,3 +124,13 @@ def stripe(
         pass
     finally:
         emulator.stop()
+
+
+def _restricted_keys(specs: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    keys: dict[str, frozenset[str]] = {}
+    for spec in specs:
+        key, separator, permissions = spec.partition("=")
+        if not separator or not key.startswith("rk_"):
+            raise click.BadParameter(f"{spec!r}: give rk_…=permission,permission", param_hint="--restricted-key")
+        keys[key] = frozenset(p.strip() for p in permissions.split(",") if p.strip())
+    return keys

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
@@ -129,25 +130,35 @@ class RunningStripeEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         event_list_lag_s: int = 0,
+        restricted_keys: dict[str, frozenset[str]] | None = None,
+        follow_wall_clock: bool = False,
     ) -> None:
         self.account = None if isinstance(account, StripeStore) else account
         self._store = account if isinstance(account, StripeStore) else account.store
         self._store.livemode = mode == "live"
         self.mode = mode
         self.lock = threading.RLock()
-        self.api = StripeApi(self._store, self.lock, event_list_lag_s=event_list_lag_s)
+        self.api = StripeApi(self._store, self.lock, event_list_lag_s, restricted_keys)
         self.clock = EmulatorClock(self)
         rate = STRIPE_RATE_LIMITS[mode] if rate_limit == "stripe" else rate_limit
         self.server = EmulatorServer(
             self.api.router(),
             errors=STRIPE_ERRORS,
-            before_request=self.api.check_request,
+            before_request=self._before_request if follow_wall_clock else self.api.check_request,
             dump_state=self.state,
             reset_state=self.reset_state,
             admin_router=self._admin_router(),
             settings=ServerSettings(host=host, port=port, rate_limit=rate, faults=faults or "", seed=seed),
             name=f"stripe-emulator-{mode}",
         )
+
+    def _before_request(self, request: Request) -> Response | None:
+        """With `follow_wall_clock`, the account lives in real time, as a real one does: before each request
+        the clock moves to now (what fell due meanwhile happens), so events and changes carry real times."""
+        now = int(time.time())
+        if now > self.clock.now:
+            self.clock.set(now)
+        return self.api.check_request(request)
 
     @property
     def store(self) -> StripeStore:
@@ -246,6 +257,8 @@ def start(
     host: str = "127.0.0.1",
     port: int = 0,
     event_list_lag_s: int = 0,
+    restricted_keys: dict[str, frozenset[str]] | None = None,
+    follow_wall_clock: bool = False,
 ) -> RunningStripeEmulator:
     """Serve `account` on loopback in a daemon thread; use as a context manager or call `.stop()`.
 
@@ -255,6 +268,8 @@ def start(
     `lock_timeout`; the rate limiter's 429 is a plain `rate_limit`).
     `event_list_lag_s` > 0 makes the events list eventually consistent: each event joins it up to that many seconds
     after its `created`.
+    `restricted_keys` maps `rk_…` keys to the permissions they hold (api.READ_PERMISSIONS); a request a key has
+    no permission for gets Stripe's 403.
     """
     return RunningStripeEmulator(
         account,
@@ -265,4 +280,6 @@ def start(
         host=host,
         port=port,
         event_list_lag_s=event_list_lag_s,
+        restricted_keys=restricted_keys,
+        follow_wall_clock=follow_wall_clock,
     ).start()

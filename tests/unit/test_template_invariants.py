@@ -214,6 +214,53 @@ def sqs_consumers_can_keep_failure_reasons(t: Template) -> list[str]:
     return problems
 
 
+AUDIT_FUNCTION = "AuditFunction"
+AUDIT_DRIFT_METRIC = "AuditCustomersDiffering"  # functions/audit/app.py publishes it
+
+
+def audit_scheduled_and_alarmed_on_drift(t: Template) -> list[str]:
+    """The Audit function runs on a schedule set by a parameter, and an alarm watches the drift it publishes."""
+    function = t.functions.get(AUDIT_FUNCTION)
+    if function is None:
+        return [f"{AUDIT_FUNCTION}: missing"]
+    problems = []
+    expressions = [
+        function.properties["Events"][event.name]["Properties"].get("ScheduleExpression")
+        for event in function.schedule_events
+    ]
+    if not any(isinstance(e, dict) and e.get("Ref") in t.parameters for e in expressions):
+        problems.append(f"{AUDIT_FUNCTION}: no schedule whose expression is a parameter")
+    alarms = [
+        r
+        for r in t.other_resources("AWS::CloudWatch::Alarm").values()
+        if r.properties.get("MetricName") == AUDIT_DRIFT_METRIC and r.properties.get("Namespace") == "ChartMogulSync"
+    ]
+    if not alarms:
+        problems.append(f"no alarm on {AUDIT_DRIFT_METRIC}")
+    return problems
+
+
+def audit_writes_only_its_reports(t: Template) -> list[str]:
+    """The audit reads everything it compares; the one thing it writes is its report, under audit/."""
+    function = t.functions.get(AUDIT_FUNCTION)
+    if function is None:
+        return []
+    problems = []
+    for policy in function.policies:
+        if isinstance(policy, dict):
+            for name in policy:
+                if name != "Statement" and not name.endswith(("ReadPolicy", "GetSecretValuePolicy")):
+                    problems.append(f"{AUDIT_FUNCTION}: policy template {name} may write")
+    for where, statement in _statements(function.properties.get("Policies", []), AUDIT_FUNCTION):
+        for action in map(str.lower, _write_actions(statement)):
+            if action in ("sqs:receivemessage", "sqs:changemessagevisibility"):
+                continue  # a listing receives and at once releases: nothing is changed or removed
+            resources = [str(r) for r in _as_list(statement.get("Resource"))]
+            if action != "s3:putobject" or not all("/audit/*" in r for r in resources):
+                problems.append(f"{where}: {action} on {resources}")
+    return problems
+
+
 RULES: list[Rule] = [
     partial_batch_response,
     work_queues_have_dlq,
@@ -226,6 +273,8 @@ RULES: list[Rule] = [
     async_triggers_have_dead_letters,
     no_secret_values,
     sqs_consumers_can_keep_failure_reasons,
+    audit_scheduled_and_alarmed_on_drift,
+    audit_writes_only_its_reports,
 ]
 
 
@@ -294,6 +343,7 @@ def test_every_queue_is_either_polled_with_a_dlq_or_terminal_with_an_alarm(templ
         "BadRecordsQueue",
         "ScheduleDeadLetterQueue",
         "ExportFailedQueue",
+        "AuditFailedQueue",
     }
 
 
@@ -466,6 +516,44 @@ MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
         "a secret value in the template",
         lambda raw: _r(raw, "StripeApiKeySecret").update(SecretString="sk_live_123"),
         "StripeApiKeySecret",
+    ),
+    (
+        audit_scheduled_and_alarmed_on_drift,
+        "drift alarm removed",
+        lambda raw: raw["Resources"].pop("AuditDriftAlarm"),
+        AUDIT_DRIFT_METRIC,
+    ),
+    (
+        audit_scheduled_and_alarmed_on_drift,
+        "audit schedule hard-coded",
+        lambda raw: _event(raw, AUDIT_FUNCTION, "DailyAudit").update(ScheduleExpression="rate(1 day)"),
+        "parameter",
+    ),
+    (
+        audit_writes_only_its_reports,
+        "audit may write the state table",
+        lambda raw: _r(raw, AUDIT_FUNCTION)["Policies"].append(
+            {"DynamoDBCrudPolicy": {"TableName": {"Ref": "StateTable"}}}
+        ),
+        "DynamoDBCrudPolicy",
+    ),
+    (
+        audit_writes_only_its_reports,
+        "audit may write anywhere in the bucket",
+        _add_statement(
+            AUDIT_FUNCTION,
+            {"Effect": "Allow", "Action": "s3:PutObject", "Resource": {"Fn::Sub": "${StagingBucket.Arn}/*"}},
+        ),
+        "s3:putobject",
+    ),
+    (
+        audit_writes_only_its_reports,
+        "audit may delete waiting records",
+        _add_statement(
+            AUDIT_FUNCTION,
+            {"Effect": "Allow", "Action": "sqs:DeleteMessage", "Resource": {"Fn::GetAtt": ["BadRecordsQueue", "Arn"]}},
+        ),
+        "sqs:deletemessage",
     ),
 ]
 

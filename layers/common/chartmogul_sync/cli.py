@@ -4,6 +4,7 @@ import importlib.util
 
 import click
 
+from .ops.cli import register as register_operations
 from .sinks.chartmogul.cli import dlq_group
 from .transform.cli import config_group, transform_command
 
@@ -16,6 +17,7 @@ def main() -> None:
 main.add_command(transform_command)
 main.add_command(config_group)
 main.add_command(dlq_group)
+register_operations(main)
 
 
 @main.group()

@@ -57,7 +57,12 @@ class Settings(BaseSettings):
     http_connect_timeout_s: float = Field(default=3.05, gt=0)
     http_read_timeout_s: float = Field(default=30.0, gt=0)
 
-    @field_validator("mapping_config_path")
+    # The audit (template parameter AuditExchangeRates): units of the account currency per unit of each other
+    # currency, as JSON; empty = figures in other currencies are not compared (chartmogul_sync.audit).
+    audit_exchange_rates: str | None = None
+    account_currency: str = "USD"
+
+    @field_validator("mapping_config_path", "audit_exchange_rates")
     @classmethod
     def _empty_means_unset(cls, value: str | None) -> str | None:
         return value or None

@@ -1,0 +1,73 @@
+"""The audit report as tables (`cmsync audit`, `cmsync demo`); rich is a command-line dependency only."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from .report import AuditReport
+
+MAX_ROWS = 200  # the table shows this many differences; --json has them all
+
+
+def _money(cents: int | None) -> str:
+    return "" if cents is None else f"{cents / 100:,.2f}"
+
+
+def print_audit(report: AuditReport, console: Console, *, title: str = "Audit: ChartMogul against Stripe") -> None:
+    truth = any(month.truth_mrr is not None for month in report.months)
+    months = Table(title=f"{title}, per month")
+    # "difference": over the customers compared (a currency without an exchange rate is left out of it).
+    columns = ["month", "MRR ChartMogul", "MRR Stripe", "difference", "customers CM", "customers Stripe"]
+    if truth:
+        columns += ["MRR truth", "customers truth"]
+    for column in columns:
+        months.add_column(column, justify="right")
+    for month in report.months:
+        row = [
+            month.month,
+            _money(month.chartmogul_mrr),
+            _money(month.stripe_mrr),
+            _money(month.mrr_difference),
+            str(month.chartmogul_customers),
+            str(month.stripe_customers),
+        ]
+        if truth:
+            row += [_money(month.truth_mrr), "" if month.truth_customers is None else str(month.truth_customers)]
+        months.add_row(*row)
+    if report.months:
+        console.print(months)
+    if report.differences:
+        table = Table(title=f"Differences ({len(report.differences)}), each with its cause")
+        for column in ("customer", "check", "month", "object", "what", "Stripe", "ChartMogul", "cause"):
+            table.add_column(column)
+        for d in report.differences[:MAX_ROWS]:
+            money = d.problem == "MRR" or d.problem.startswith("net cash flow")
+            expected = _money(d.expected) if money and isinstance(d.expected, int) else str(d.expected or "")
+            actual = _money(d.actual) if money and isinstance(d.actual, int) else str(d.actual or "")
+            table.add_row(
+                d.customer,
+                d.check,
+                d.month or "",
+                d.object_id or "",
+                d.problem,
+                expected,
+                actual,
+                d.cause.value,
+                style="" if d.is_drift else "dim",
+            )
+        console.print(table)
+        if len(report.differences) > MAX_ROWS:
+            console.print(f"… and {len(report.differences) - MAX_ROWS} more (--json lists them all)")
+    causes = ", ".join(f"{cause}: {count}" for cause, count in report.causes().items()) or "none"
+    console.print(
+        f"Customers audited {report.customers_audited}, in ChartMogul {report.customers_in_chartmogul}; "
+        f"differences by cause: {causes}."
+    )
+    if report.matches:
+        console.print("[green]Audit: ChartMogul matches Stripe (every difference is rounding or by design).[/green]")
+    else:
+        console.print(
+            f"[red]Audit: ChartMogul differs from Stripe for {len(report.customers_differing)} customers "
+            f"(MRR difference {_money(report.mrr_difference)} at the last month).[/red]"
+        )

@@ -1,0 +1,125 @@
+"""What an audit finds: differences, each with its cause, the figures per month, and the verdict.
+
+A difference is either *by design* (ChartMogul's rules and Stripe's own view differ on purpose, or the audit
+cannot compare exactly: exchange rates it was not given) or *drift* (ChartMogul does not hold what Stripe's
+current data says, or holds different numbers): the audit matches only when there is no drift. Both sides round
+as ChartMogul documents, so the tolerance (`TOLERANCE_CENTS_PER_SUBSCRIPTION`) is zero: every cent is listed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+# ChartMogul rounds each line item's MRR to a cent, and so do our figures (docs/mapping-decisions.md, rule 6): a
+# difference of one cent is a difference. Kept as a named constant so the rule stays visible in the report.
+TOLERANCE_CENTS_PER_SUBSCRIPTION = 0
+
+
+class Cause(StrEnum):
+    """Why a difference exists. The first group is drift: someone has to act."""
+
+    WAITING_IN_DLQ = "waiting in a dead-letter queue"  # the record is parked with its reason: fix and replay
+    NOT_YET_SYNCED = "not yet synced"  # changed in Stripe after the last sync: the next incremental run fixes it
+    MERGED_IN_CHARTMOGUL = "customer merged in ChartMogul"  # by hand: its objects now sit under another customer
+    MANUAL_EDIT = "manual edit in ChartMogul"  # deleted, added or edited there by hand since we imported it
+    NOT_UPLOADED = "not uploaded"  # Stripe has it, ChartMogul never got it and no queue holds it: a lost record
+    MAPPING = "mapping"  # ChartMogul holds what the mapping says, but the figures differ from ChartMogul's rules
+    UNEXPLAINED = "unexplained"
+    # By design: not drift.
+    FX = "exchange rates"  # the audit was given no rate for a currency: figures in it are not compared
+
+
+DRIFT = frozenset(cause for cause in Cause if cause is not Cause.FX)
+
+Check = Literal["integrity", "numbers", "ground truth"]
+
+
+class Difference(BaseModel):
+    check: Check
+    customer: str
+    problem: str  # what differs, e.g. "invoice missing in ChartMogul", "MRR"
+    cause: Cause
+    month: str | None = None  # YYYY-MM, for numbers
+    object_id: str | None = None  # the invoice, line or transaction, for integrity
+    expected: str | int | None = None  # from Stripe (or the ground truth)
+    actual: str | int | None = None  # in ChartMogul
+    detail: str = ""
+
+    @property
+    def is_drift(self) -> bool:
+        return self.cause in DRIFT
+
+
+class MonthFigures(BaseModel):
+    month: str
+    chartmogul_mrr: int  # cents of the account currency, /metrics/mrr at the month's last day (or today)
+    stripe_mrr: int  # Σ of the audited customers' MRR derived from Stripe
+    chartmogul_customers: int  # /metrics/customer-count
+    stripe_customers: int  # audited customers with MRR > 0
+    # Σ of ChartMogul's per-customer MRR over the customers whose MRR was compared: without an exchange rate for
+    # a currency, its customers are in chartmogul_mrr but in neither this nor stripe_mrr.
+    chartmogul_mrr_compared: int = 0
+    truth_mrr: int | None = None  # the generator's ground truth (the demo)
+    truth_customers: int | None = None
+
+    @property
+    def mrr_difference(self) -> int:
+        """ChartMogul minus Stripe over the customers compared (cents)."""
+        return self.chartmogul_mrr_compared - self.stripe_mrr
+
+
+class AuditReport(BaseModel):
+    generated_at: datetime
+    data_source: str
+    months: list[MonthFigures] = Field(default_factory=list)
+    differences: list[Difference] = Field(default_factory=list)
+    customers_audited: int = 0  # Stripe customers the audit looked at
+    customers_in_chartmogul: int = 0  # customers of the data source in ChartMogul
+    missing_customers: list[str] = Field(default_factory=list)  # in Stripe's mapping, not in ChartMogul
+    tolerance_cents_per_subscription: int = TOLERANCE_CENTS_PER_SUBSCRIPTION
+    # Whether account-wide metrics were compared: only when every customer of the account was audited.
+    whole_account: bool = True
+
+    @property
+    def drift(self) -> list[Difference]:
+        return [d for d in self.differences if d.is_drift]
+
+    @property
+    def matches(self) -> bool:
+        """True when every difference is rounding (not listed) or by design: no drift."""
+        return not self.drift
+
+    @property
+    def customers_differing(self) -> list[str]:
+        return sorted({d.customer for d in self.drift})
+
+    @property
+    def mrr_difference(self) -> int:
+        """ChartMogul's MRR minus Stripe's at the latest month audited (cents; 0 without months)."""
+        return self.months[-1].mrr_difference if self.months else 0
+
+    def causes(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for difference in self.differences:
+            counts[difference.cause.value] = counts.get(difference.cause.value, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "matches": self.matches,
+            "customers_audited": self.customers_audited,
+            "customers_in_chartmogul": self.customers_in_chartmogul,
+            "customers_differing": len(self.customers_differing),
+            "mrr_difference_cents": self.mrr_difference,
+            "differences": len(self.differences),
+            "causes": self.causes(),
+        }
+
+    def to_json(self) -> str:
+        """The full report with its verdict (what `--json` prints and the Audit function stores)."""
+        return json.dumps({"summary": self.summary(), **self.model_dump(mode="json")}, indent=2)

@@ -1,0 +1,121 @@
+"""`cmsync status`: what a sync is doing, from its state table and its queues.
+
+The incremental cursor (the newest Stripe event handled) and its age, each backfill run's checkpoint (progress,
+finished or not), queue and dead-letter depths and the schedule's state. Healthy means: nothing waits in a
+dead-letter queue, no backfill is stuck unfinished, and the cursor is younger than Stripe's 30-day event
+retention (older, and an incremental run must rescan: sources/stripe/incremental.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..sources.stripe.backfill import Checkpoint
+from ..sources.stripe.incremental import CURSOR_PK, CURSOR_SK, EVENT_RETENTION_S, EventCursor
+from ..state import StateTable
+from .stack import TERMINAL_QUEUES, SavedState
+
+
+@dataclass
+class SyncStatus:
+    cursor: dt.datetime | None
+    cursor_age_s: float | None
+    backfills: list[dict[str, Any]] = field(default_factory=list)
+    queue_depths: dict[str, int] = field(default_factory=dict)
+    schedule: str = ""
+
+    @property
+    def waiting(self) -> int:
+        return sum(depth for queue, depth in self.queue_depths.items() if queue in TERMINAL_QUEUES)
+
+    @property
+    def healthy(self) -> bool:
+        stale = self.cursor_age_s is not None and self.cursor_age_s > EVENT_RETENTION_S
+        return not self.waiting and not stale
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "incremental_cursor": self.cursor.isoformat() if self.cursor else None,
+            "cursor_age_seconds": round(self.cursor_age_s) if self.cursor_age_s is not None else None,
+            "backfills": self.backfills,
+            "queue_depths": self.queue_depths,
+            "schedule": self.schedule,
+        }
+
+    def print(self, console: Console) -> None:
+        table = Table(title="cmsync status")
+        table.add_column("what")
+        table.add_column("state")
+        if self.cursor is None:
+            table.add_row("incremental cursor", "none yet (run a backfill first)")
+        else:
+            age = dt.timedelta(seconds=round(self.cursor_age_s or 0))
+            table.add_row("incremental cursor", f"{self.cursor:%Y-%m-%d %H:%M:%S} UTC ({age} ago)")
+        for run in self.backfills:
+            state = "finished" if run["finished"] else "in progress or stopped"
+            table.add_row(
+                f"backfill {run['run_id']}",
+                f"{state}: started {run['started_at']}, {run['customers_enqueued']} customers enqueued, "
+                f"{run['objects_listed']} objects listed",
+            )
+        for queue, depth in sorted(self.queue_depths.items()):
+            style = "red" if queue in TERMINAL_QUEUES and depth else ""
+            table.add_row(f"queue {queue}", f"[{style}]{depth}[/{style}]" if style else str(depth))
+        table.add_row("schedule", self.schedule)
+        console.print(table)
+        verdict = "[green]healthy[/green]" if self.healthy else "[red]needs attention[/red]"
+        console.print(f"Sync: {verdict}")
+
+
+def sync_status(
+    state: StateTable, *, queue_depths: Mapping[str, int], schedule: str, now: dt.datetime | None = None
+) -> SyncStatus:
+    now = now or dt.datetime.now(dt.UTC)
+    item = state.get(CURSOR_PK, CURSOR_SK)
+    cursor = None
+    if item is not None:
+        cursor = dt.datetime.fromtimestamp(EventCursor.model_validate_json(item["cursor"]).created, dt.UTC)
+    backfills = []
+    for checkpoint_item in _backfill_checkpoints(state):
+        checkpoint = Checkpoint.model_validate_json(checkpoint_item["checkpoint"])
+        backfills.append(
+            {
+                "run_id": checkpoint.run_id,
+                "started_at": checkpoint.started_at.isoformat(),
+                "finished": checkpoint.finished,
+                "customers_enqueued": checkpoint.customers_enqueued,
+                "objects_listed": checkpoint.objects_listed,
+            }
+        )
+    return SyncStatus(
+        cursor=cursor,
+        cursor_age_s=(now - cursor).total_seconds() if cursor else None,
+        backfills=sorted(backfills, key=lambda run: str(run["started_at"])),
+        queue_depths=dict(queue_depths),
+        schedule=schedule,
+    )
+
+
+def _backfill_checkpoints(state: StateTable) -> list[dict[str, Any]]:
+    if isinstance(state, SavedState):
+        items = state.items()
+    else:
+        # A deployed table: scan for the checkpoints only (their partition key starts with "backfill#").
+        from boto3.dynamodb.conditions import Attr
+
+        table = state._table
+        items, kwargs = [], {"FilterExpression": Attr("pk").begins_with("backfill#")}
+        for _ in range(100_000):
+            page = table.scan(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [i for i in items if str(i.get("pk", "")).startswith("backfill#") and i.get("sk") == "checkpoint"]

@@ -1,0 +1,77 @@
+"""The scheduled Audit function (functions/audit/app.py) in the local runtime: it audits the deployed accounts
+(here the emulators), stores the full report in the staging bucket and publishes the drift as CloudWatch metrics
+(embedded metric format in its logs, as Lambda ships them)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import chartmogul
+import pytest
+
+from localdev.fx import DEFAULT_RATES
+from localdev.pipeline import LocalPipeline, PipelineOptions
+from localdev.scenarios import generate_account
+
+pytestmark = pytest.mark.slow
+
+
+def published_metrics(output: str) -> dict[str, float]:
+    """The metric values of the embedded-metric-format documents the function printed."""
+    found: dict[str, float] = {}
+    for line in output.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        document: dict[str, Any] = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == "ChartMogulSync"
+            for metric in directive["Metrics"]:
+                value = document[metric["Name"]]
+                found[metric["Name"]] = float(value[0] if isinstance(value, list) else value)
+    return found
+
+
+def test_the_scheduled_audit_stores_its_report_and_publishes_drift(capsys: pytest.CaptureFixture[str]) -> None:
+    # The account lives in real time: the function audits as of now, as it does when deployed.
+    account = generate_account(customers=12, months=12, seed=5, now=int(time.time()))
+    options = PipelineOptions(
+        stripe_rate_limit=None,
+        chartmogul_rate_limit=None,
+        # The stack parameter AuditExchangeRates: the emulated ChartMogul account's rates, so every customer counts.
+        extra_environment={"AUDIT_EXCHANGE_RATES": json.dumps(DEFAULT_RATES)},
+    )
+    with LocalPipeline(account, options) as pipeline:
+        pipeline.backfill()
+        capsys.readouterr()
+        clean = pipeline.stack.invoke("AuditFunction", {})
+        metrics = published_metrics(capsys.readouterr().out)
+        assert clean["matches"] is True, clean
+        assert metrics["AuditCustomersDiffering"] == 0 and metrics["AuditMrrDifference"] == 0
+        assert metrics["AuditMatches"] == 1
+
+        s3 = pipeline.stack.clients.s3
+        bucket = pipeline.stack.resource_name("StagingBucket")
+        stored = json.loads(s3.get_object(Bucket=bucket, Key=clean["report"])["Body"].read())
+        assert clean["report"].startswith("audit/") and stored["summary"]["matches"] is True
+        assert stored["customers_audited"] == len(account.scenarios)
+        last = stored["months"][-1]
+        assert last["chartmogul_mrr"] == last["stripe_mrr"] > 0
+
+        # Drift: an invoice removed by hand in ChartMogul.
+        config = pipeline.chartmogul.client_config()
+        data_source = pipeline.chartmogul_data_source_uuid()
+        customers = chartmogul.Customer.all(config, data_source_uuid=data_source, per_page=200).get().entries
+        victim = next(c for c in customers if chartmogul.Invoice.all(config, uuid=c.uuid).get().invoices and c.mrr > 0)
+        invoice = chartmogul.Invoice.all(config, uuid=victim.uuid).get().invoices[-1]
+        chartmogul.Invoice.destroy(config, uuid=invoice.uuid).get()
+
+        drifted = pipeline.stack.invoke("AuditFunction", {})
+        metrics = published_metrics(capsys.readouterr().out)
+        assert drifted["matches"] is False
+        assert metrics["AuditCustomersDiffering"] == 1
+        assert metrics["AuditMatches"] == 0
+        stored = json.loads(s3.get_object(Bucket=bucket, Key=drifted["report"])["Body"].read())
+        assert {d["customer"] for d in stored["differences"]} == {victim.external_id}
+        assert {d["cause"] for d in stored["differences"]} == {"manual edit in ChartMogul"}

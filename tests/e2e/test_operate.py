@@ -1,0 +1,246 @@
+"""Operating the sync on "your own accounts": `cmsync check`, `plan`, `sync --local`, `audit`, `status`.
+
+The two emulators stand in for a Stripe test-mode account and a ChartMogul account, served on loopback as
+separate servers; every command runs through `cmsync` itself with the keys and endpoints in the environment, as a
+user runs it, and talks to them through the official clients. The Stripe account lives in real time (the
+emulator follows the wall clock), because a local sync's cursors are wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import chartmogul
+import pytest
+from click.testing import CliRunner, Result
+
+from chartmogul_sync.cli import main
+from localdev import chartmogul_emulator, stripe_emulator
+from localdev.fx import DEFAULT_RATES
+from localdev.scenarios import Account, generate_account
+
+pytestmark = pytest.mark.slow
+
+RATES = json.dumps(DEFAULT_RATES)
+RESTRICTED_WITHOUT_SUBSCRIPTIONS = "rk_test_no_subscriptions_read"
+
+
+@pytest.fixture
+def account() -> Account:
+    return generate_account(customers=24, months=12, seed=11, now=int(time.time()))
+
+
+@pytest.fixture
+def stripe(account: Account) -> Iterator[stripe_emulator.RunningStripeEmulator]:
+    everything_but_subscriptions = frozenset({"rak_customer_read", "rak_product_read", "rak_plan_read"})
+    with stripe_emulator.start(
+        account,
+        restricted_keys={RESTRICTED_WITHOUT_SUBSCRIPTIONS: everything_but_subscriptions},
+        follow_wall_clock=True,
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def chartmogul_server() -> Iterator[chartmogul_emulator.RunningEmulator]:
+    # ChartMogul refuses AUD here (the emulator's rate table lacks it): customers billed in AUD become records
+    # that wait in bad-records, with ChartMogul's reason, as any permanent refusal would.
+    without_aud = {code: rate for code, rate in DEFAULT_RATES.items() if code != "AUD"}
+    with chartmogul_emulator.start(rate_limit=None, rates=without_aud) as running:
+        yield running
+
+
+def cmsync(env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def environment(stripe: Any, chartmogul_server: Any, **extra: str) -> dict[str, str]:
+    return {
+        "STRIPE_API_BASE": stripe.base_url,
+        "STRIPE_API_KEY": "sk_test_operator",
+        "CHARTMOGUL_API_URL": chartmogul_server.api_url,
+        "CHARTMOGUL_API_KEY": chartmogul_server.api_key,
+        **extra,
+    }
+
+
+def chartmogul_writes(server: chartmogul_emulator.RunningEmulator) -> int:
+    routes: dict[str, dict[str, int]] = server.request_counts()["routes"]
+    return sum(
+        count
+        for route, statuses in routes.items()
+        if not route.startswith("GET ")
+        for status, count in statuses.items()
+        if status.startswith("2")
+    )
+
+
+def audit_json(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
+    result = cmsync(env, "audit", "--rates", RATES, "--json", *args)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def drift_by_customer(report: dict[str, Any]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for difference in report["differences"]:
+        found.setdefault(difference["customer"], set()).add(difference["cause"])
+    return found
+
+
+def test_check_names_a_wrong_key_and_a_missing_permission(stripe: Any, chartmogul_server: Any) -> None:
+    env = environment(stripe, chartmogul_server)
+    good = cmsync(env, "check", "--json")
+    assert good.exit_code == 0, good.output
+    assert json.loads(good.stdout)["ok"] is True
+
+    wrong = cmsync(
+        {**env, "STRIPE_API_KEY": "sk_live_wrong_mode", "CHARTMOGUL_API_KEY": "not-a-key"}, "check", "--json"
+    )
+    assert wrong.exit_code == 1
+    checks = {c["what"]: c for c in json.loads(wrong.stdout)["checks"] if c["status"] == "fail"}
+    assert "401" in checks["Stripe key"]["detail"]
+    assert "401" in checks["ChartMogul key"]["detail"]
+    assert "not-a-key" not in wrong.output  # keys are never printed
+
+    restricted = cmsync({**env, "STRIPE_API_KEY": RESTRICTED_WITHOUT_SUBSCRIPTIONS}, "check")
+    assert restricted.exit_code == 1
+    assert "Stripe read subscriptions" in restricted.output
+    assert "rak_subscription_read" in restricted.output  # the permission to add, as Stripe names it
+    assert "Stripe read customers" in restricted.output
+
+
+def test_plan_sync_audit_status_and_every_injected_drift_named(
+    account: Account, stripe: Any, chartmogul_server: Any, tmp_path: Path
+) -> None:
+    env = environment(stripe, chartmogul_server)
+    state = str(tmp_path / "state")
+    truth = account.ground_truth()
+    usd = sorted(
+        customer
+        for customer, expected in truth["customers"].items()
+        if len(expected["invoices"]) >= 2 and {i["currency"] for i in expected["invoices"]} == {"USD"}
+    )
+    aud = sorted(
+        customer
+        for customer, expected in truth["customers"].items()
+        if "AUD" in {i["currency"] for i in expected["invoices"]}
+    )
+    assert len(usd) >= 4 and aud, "the generated account has USD customers with history and AUD customers"
+
+    # plan: read only, and it lists what an upload would create.
+    before = chartmogul_writes(chartmogul_server)
+    planned = cmsync(env, "plan", usd[0], "--json")
+    assert planned.exit_code == 0, planned.output
+    plan = json.loads(planned.stdout)["customers"][0]
+    assert plan["writes"]["customers_created"] == 1
+    assert plan["writes"]["invoices_created"] == len(truth["customers"][usd[0]]["invoices"])
+    assert any(change.startswith("create invoice ") for change in plan["changes"])
+    assert chartmogul_writes(chartmogul_server) == before == 0
+
+    # sync --local backfill: every customer imported but the AUD ones, which wait in bad-records.
+    backfill = cmsync(env, "sync", "--local", "--mode", "backfill", "--state-dir", state)
+    assert backfill.exit_code == 1, backfill.output  # a record waits in a dead-letter queue
+    assert "bad-records" in backfill.output
+    code, report = audit_json(env, "--state-dir", state)
+    assert code == 1
+    assert set(drift_by_customer(report)) == set(aud)
+    assert all(causes == {"waiting in a dead-letter queue"} for causes in drift_by_customer(report).values())
+    assert all("bad-records" in d["detail"] for d in report["differences"])
+
+    # The AUD fix (ChartMogul learns the rate); the next run replays nothing by itself, so resync them.
+    chartmogul_server.options.rates["AUD"] = DEFAULT_RATES["AUD"]
+    for customer in aud:
+        assert cmsync(env, "sync", "--local", "--mode", "customer", "--customer", customer, "--state-dir", state)
+    (tmp_path / "state" / "dead-letters.json").write_text("[]")  # the records were dealt with: clear them
+    code, report = audit_json(env, "--state-dir", state)
+    assert (code, report["differences"]) == (0, []), report["differences"]
+    assert report["summary"]["matches"] is True
+    assert report["months"][-1]["chartmogul_mrr"] == report["months"][-1]["stripe_mrr"] > 0
+
+    # Drift: an invoice deleted in ChartMogul, a customer merged there, and a change in Stripe not synced yet.
+    deleted_from, merged, merged_into, upgraded = usd[0], usd[1], usd[2], usd[3]
+    config = chartmogul_server.client_config()
+    sources = chartmogul.DataSource.all(config).get().data_sources
+    data_source = sources[0].uuid
+
+    def customer_uuid(external_id: str) -> str:
+        found = chartmogul.Customer.all(config, data_source_uuid=data_source, external_id=external_id).get()
+        return str(found.entries[0].uuid)
+
+    invoices = chartmogul.Invoice.all(config, uuid=customer_uuid(deleted_from)).get().invoices
+    chartmogul.Invoice.destroy(config, uuid=invoices[0].uuid).get()
+    chartmogul.Customer.merge(
+        config,
+        data={"from": {"customer_uuid": customer_uuid(merged)}, "into": {"customer_uuid": customer_uuid(merged_into)}},
+    ).get()
+    step = stripe.apply_step({"kind": "upgrade", "customer": upgraded})
+    assert "events" in step
+
+    code, report = audit_json(env, "--state-dir", state)
+    assert code == 1
+    causes = drift_by_customer(report)
+    assert causes[deleted_from] == {"manual edit in ChartMogul"}
+    assert causes[merged] == {"customer merged in ChartMogul"}
+    assert causes[merged_into] == {"customer merged in ChartMogul"}
+    assert causes[upgraded] == {"not yet synced"}
+    assert set(causes) == {deleted_from, merged, merged_into, upgraded}
+    missing = [d for d in report["differences"] if d["customer"] == deleted_from]
+    assert (
+        missing[0]["problem"] == "invoice missing in ChartMogul" and missing[0]["object_id"] == invoices[0].external_id
+    )
+
+    # Incremental from the saved state: only the changed customer is exported, and it is then in sync.
+    incremental = cmsync(env, "sync", "--local", "--mode", "incremental", "--state-dir", state, "--json")
+    assert incremental.exit_code == 0, incremental.output
+    assert json.loads(incremental.stdout)["functions"]["TransformFunction"]["records"] == 1
+    code, report = audit_json(env, "--state-dir", state)
+    assert upgraded not in drift_by_customer(report)
+    # Resumed from the state directory: a run with nothing new changes nothing in ChartMogul.
+    writes = chartmogul_writes(chartmogul_server)
+    again = cmsync(env, "sync", "--local", "--mode", "incremental", "--state-dir", state, "--json")
+    assert again.exit_code == 0 and chartmogul_writes(chartmogul_server) == writes
+
+    status = cmsync(env, "status", "--state-dir", state, "--json")
+    assert status.exit_code == 0, status.output
+    summary = json.loads(status.stdout)
+    assert summary["incremental_cursor"] is not None and summary["backfills"][0]["finished"] is True
+
+
+def test_a_transform_bug_shows_as_a_mapping_difference(
+    account: Account, stripe: Any, chartmogul_server: Any, tmp_path: Path
+) -> None:
+    """A wrong mapping config stands in for a transform bug: ChartMogul holds exactly what the mapping says, so
+    only the audit's independent derivation from Stripe can tell, and it names the mapping as the cause."""
+    truth = account.ground_truth()
+    customer = next(
+        c
+        for c, expected in sorted(truth["customers"].items())
+        if expected["plans"] and expected["mrr"][truth["months"][-1]]
+    )
+    wrong = tmp_path / "wrong-mapping.yaml"
+    wrong.write_text(f"version: 1\nexclude:\n  prices: [{truth['customers'][customer]['plans'][0]['external_id']}]\n")
+    env = environment(stripe, chartmogul_server)
+    state = str(tmp_path / "state")
+    synced = cmsync(
+        env,
+        "sync",
+        "--local",
+        "--mode",
+        "customer",
+        "--customer",
+        customer,
+        "--state-dir",
+        state,
+        "--config",
+        str(wrong),
+    )
+    assert synced.exit_code == 0, synced.output
+    code, report = audit_json(env, "--customer", customer, "--config", str(wrong), "--state-dir", state)
+    assert code == 1
+    assert {d["check"] for d in report["differences"]} == {"numbers"}  # integrity is clean
+    assert {d["cause"] for d in report["differences"]} == {"mapping"}
+    assert {d["customer"] for d in report["differences"]} == {customer}
