@@ -48,6 +48,9 @@ from .exported import covers, exported_from, mark_exported
 from .run import Exporter
 from .snapshots import Catalog, customer_of, fetch_customer_snapshot
 
+# Snapshots go to the raw queue in groups of this many (one SendMessageBatch) as they are fetched, so the first
+# customers of a large batch move on to transform and upload before the last are fetched.
+SEND_EVERY = 10
 # Stripe's partner event sources are named aws.partner/stripe.com/<event destination id> (Stripe docs above).
 STRIPE_PARTNER_SOURCE_PREFIX = "aws.partner/stripe.com/"
 
@@ -249,7 +252,7 @@ def export_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> 
     ready: list[tuple[CustomerSnapshot, datetime, ChangedCustomer]] = []
     catalog = Catalog(exporter.api)
     for changed in (customers[customer_id] for customer_id in sorted(customers)):
-        if exporter.time_to_hand_over() and (ready or failed):
+        if exporter.time_to_hand_over() and (exported or ready or failed):
             # Not enough time left to fetch and send another snapshot: the rest comes back after the visibility
             # timeout. At least one customer per invocation is tried, so a batch always gets further.
             failed.extend(changed.message_ids)
@@ -275,24 +278,10 @@ def export_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> 
             failed.extend(changed.message_ids)
             continue
         ready.append((snapshot, snapshot_time, changed))
-
-    if ready:
-        try:
-            exporter.send_snapshots((snapshot, snapshot_time) for snapshot, snapshot_time, _ in ready)
-        except Exception as error:  # the raw queue did not take them: every one comes back
-            exporter.log.warning(
-                "sending snapshots failed; their events will be delivered again",
-                extra={"error": type(error).__name__, "detail": str(error)[:200]},
-            )
-            failed.extend(message_id for _, _, changed in ready for message_id in changed.message_ids)
-        else:
-            for snapshot, snapshot_time, changed in ready:
-                mark_exported(exporter.state, snapshot.customer_id, snapshot_time)
-                exported += 1
-                exporter.log.info(
-                    "customer exported from Stripe events",
-                    extra={"customer_id": changed.customer_id, "events": len(changed.event_ids)},
-                )
+        if len(ready) == SEND_EVERY:  # on their way while the next customers are fetched
+            exported += _send(exporter, ready, failed)
+            ready = []
+    exported += _send(exporter, ready, failed)
     return RealtimeOutcome(
         run_id=exporter.run_id,
         events=len(records),
@@ -303,6 +292,30 @@ def export_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> 
         events_skipped=skipped,
         failed=failed,
     )
+
+
+def _send(
+    exporter: Exporter, ready: list[tuple[CustomerSnapshot, datetime, ChangedCustomer]], failed: list[str]
+) -> int:
+    """Send snapshots to the raw queue and mark their customers exported; on failure their records fail."""
+    if not ready:
+        return 0
+    try:
+        exporter.send_snapshots((snapshot, snapshot_time) for snapshot, snapshot_time, _ in ready)
+    except Exception as error:  # the raw queue did not take them: every one comes back
+        exporter.log.warning(
+            "sending snapshots failed; their events will be delivered again",
+            extra={"error": type(error).__name__, "detail": str(error)[:200]},
+        )
+        failed.extend(message_id for _, _, changed in ready for message_id in changed.message_ids)
+        return 0
+    for snapshot, snapshot_time, changed in ready:
+        mark_exported(exporter.state, snapshot.customer_id, snapshot_time)
+        exporter.log.info(
+            "customer exported from Stripe events",
+            extra={"customer_id": changed.customer_id, "events": len(changed.event_ids)},
+        )
+    return len(ready)
 
 
 def _owner(exporter: Exporter, target: NeedsLookup, owners: dict[tuple[str, str], str | None]) -> str | None:
