@@ -142,6 +142,9 @@ class LocalPipeline:
             # One local poller is one instance: it takes the account's whole request budget.
             "UPLOAD_MAX_CONCURRENCY": "1",
             "HTTP_READ_TIMEOUT_S": "2",
+            # Stripe's limit, of which the export takes its share (Settings.stripe_requests_per_second), is the
+            # emulator's here: Stripe's own with the rate limits on, none (a very high one) with them off.
+            "STRIPE_RATE_LIMIT_PER_SECOND": str(self.stripe.server.bucket.rate or 100_000),
             **options.extra_environment,
         }
         parameters = {"StripePartnerEventSourceName": STRIPE_EVENT_SOURCE} if options.stripe_event_destination else {}
