@@ -58,6 +58,7 @@ def run_demo(
     rate_limits: bool = True,
     console: Console | None = None,
     log_path: Path = Path("demo-function-logs.jsonl"),
+    realtime: bool = False,
 ) -> DemoReport:
     console = console or Console(stderr=True)
     with console.status("generating the Stripe account…"):
@@ -67,6 +68,7 @@ def run_demo(
         chartmogul_faults=chartmogul_faults,
         stripe_rate_limit="stripe" if rate_limits else None,
         chartmogul_rate_limit=40.0 if rate_limits else None,
+        stripe_event_destination=realtime,
     )
     # The functions log structured JSON (and EMF metrics) to stdout as in Lambda; here that goes to a file, so
     # the console shows the progress and the report.
@@ -77,7 +79,12 @@ def run_demo(
     ):
         backfill = _with_progress(console, "backfill", customers, lambda tick: pipeline.backfill(on_batch=tick))
         steps = pipeline.apply_demo_changes()
+        stages = [backfill]
+        if realtime:
+            # The changes reach ChartMogul through EventBridge; the schedule's run after is the reconciliation.
+            stages.append(_with_progress(console, "near-real-time", len(steps), lambda tick: pipeline.realtime(tick)))
         incremental = _with_progress(console, "incremental", len(steps), lambda tick: pipeline.incremental(tick))
+        stages.append(incremental)
         with console.status("auditing ChartMogul against Stripe and the ground truth…"):
             truth = account.ground_truth()
             audit = audit_pipeline(pipeline, truth)
@@ -91,7 +98,7 @@ def run_demo(
     lost = [customer for customer in audit.missing_customers if customer not in mentioned]
     return DemoReport(
         account=truth["account"],
-        stages=[_stage_dict(stage) for stage in (backfill, incremental)],
+        stages=[_stage_dict(stage) for stage in stages],
         steps=steps,
         dead_letters=described,
         requests=requests,
@@ -266,6 +273,11 @@ def _writable_file(context: click.Context, parameter: click.Parameter, path: Pat
     callback=_writable_file,
     help="Where the functions' logs go.",
 )
+@click.option(
+    "--realtime",
+    is_flag=True,
+    help="Deliver the changes through EventBridge (Stripe event destination) before the scheduled run.",
+)
 def demo(
     customers: int,
     months: int,
@@ -275,6 +287,7 @@ def demo(
     no_rate_limits: bool,
     report_path: Path | None,
     log_path: Path,
+    realtime: bool,
 ) -> None:
     """Run the whole pipeline locally (moto + both emulators) and audit the result."""
     console = Console(file=sys.stdout)
@@ -287,6 +300,7 @@ def demo(
         rate_limits=not no_rate_limits,
         console=console,
         log_path=log_path,
+        realtime=realtime,
     )
     console.print(f"Function logs (structured JSON, as CloudWatch would hold them): {log_path}")
     print_report(report, console)

@@ -34,8 +34,12 @@ DEAD_LETTER_QUEUES = (
     "ExportFailedQueue",
     "ScheduleDeadLetterQueue",
 )
+# Terminal queues only some parameter values deploy (the Stripe events DLQ needs StripePartnerEventSourceName).
+OPTIONAL_DEAD_LETTER_QUEUES = ("StripeEventsDeadLetterQueue",)
 FUNCTIONS = ("ExportFunction", "TransformFunction", "UploadFunction")
 STRIPE_TEST_KEY = "sk_test_chartmogul_sync_demo"
+# The partner event source a Stripe event destination of type Amazon EventBridge would create (its id is ed_…).
+STRIPE_EVENT_SOURCE = "aws.partner/stripe.com/ed_test_chartmogulsynclocal"
 
 
 @dataclass
@@ -82,6 +86,11 @@ class PipelineOptions:
     extra_environment: Mapping[str, str] = field(default_factory=dict)
     # Any other EmulatorOptions field of the ChartMogul emulator (e.g. `rates`, `invoice_batch_mode`).
     chartmogul_options: Mapping[str, Any] = field(default_factory=dict)
+    # Near-real-time sync: deploy the stack with a Stripe partner event source (the Stripe events bus, rule and
+    # queue) and have the Stripe emulator deliver its events to that bus in moto (`pipeline.realtime()`).
+    stripe_event_destination: bool = False
+    # Lambda's batching windows (the Stripe events trigger's 10 s, transform's 5 s, upload's 10 s) or none.
+    wait_for_batching_window: bool = False
 
 
 class LocalPipeline:
@@ -138,23 +147,33 @@ class LocalPipeline:
             # Sequential, the one running instance may take the account's whole request budget; concurrent, each
             # of the upload_concurrency instances takes its share (the template passes the parameter on).
             **({} if options.concurrent else {"UPLOAD_MAX_CONCURRENCY": "1"}),
+            # Stripe's limit, of which the export takes its share (Settings.stripe_requests_per_second), is the
+            # emulator's here: Stripe's own with the rate limits on, none (a very high one) with them off.
+            "STRIPE_RATE_LIMIT_PER_SECOND": str(self.stripe.server.bucket.rate or 100_000),
             **options.extra_environment,
         }
+        parameters = {"StripePartnerEventSourceName": STRIPE_EVENT_SOURCE} if options.stripe_event_destination else {}
         self.stack = self._cleanup.enter_context(
             local_stack(
                 backend=options.backend,
                 options=PollerOptions(
-                    wait_for_batching_window=False,
+                    wait_for_batching_window=options.wait_for_batching_window,
                     failed_record_visibility_timeout=options.failed_record_visibility_timeout,
                     concurrent=options.concurrent,
                 ),
                 parameters={"UploadMaximumConcurrency": str(options.upload_concurrency)},
                 environment=environment,
+                parameters=parameters,
             )
         )
         self.stack.put_secret_value("StripeApiKeySecret", STRIPE_TEST_KEY)
         self.stack.put_secret_value("ChartMogulApiKeySecret", self.chartmogul.api_key)
         self._wire_export()
+        self.event_destination: stripe_emulator.EventBridgeDestination | None = None
+        if options.stripe_event_destination:
+            self.event_destination = self.stripe.add_event_destination(
+                stripe_emulator.EventBridgeDestination(self.stack.clients.events, STRIPE_EVENT_SOURCE)
+            )
 
     def _wire_export(self) -> None:
         # The layer module every import of the export handler shares (sources/stripe/wiring.py): moto cannot run
@@ -193,6 +212,28 @@ class LocalPipeline:
 
     def sync_customer(self, customer_id: str) -> StageReport:
         return self._run(f"customer {customer_id}", {"mode": "customer", "customer_id": customer_id}, None)
+
+    def realtime(self, on_batch: Callable[[BatchOutcome], None] | None = None) -> StageReport:
+        """Near-real-time: what the Stripe emulator delivered to EventBridge since the last look, drained through
+        the Stripe events queue, export, transform and upload. No export is invoked: the SQS trigger does it."""
+        if self.event_destination is None:
+            raise RuntimeError("no Stripe event destination: set PipelineOptions.stripe_event_destination")
+        self._sync_chartmogul_clock()
+        stripe_before, chartmogul_before = self.stripe_request_total(), self.chartmogul_request_total()
+        started = time.monotonic()
+        self.event_destination.publish_pending()  # whatever the delivery thread has not sent yet
+        drained = self.stack.drain(
+            max_batches=self.options.max_batches, timeout_seconds=self.options.drain_timeout_s, on_batch=on_batch
+        )
+        figures = _function_figures(drained)
+        return StageReport(
+            name="near-real-time",
+            seconds=time.monotonic() - started,
+            export_result=[b.response for b in drained.batches_of("ExportFunction")],
+            functions=figures,
+            stripe_requests=self.stripe_request_total() - stripe_before,
+            chartmogul_requests=self.chartmogul_request_total() - chartmogul_before,
+        )
 
     def _run(self, name: str, event: dict[str, Any], on_batch: Callable[[BatchOutcome], None] | None) -> StageReport:
         self._sync_chartmogul_clock()
@@ -333,7 +374,8 @@ class LocalPipeline:
 
     def dead_letters(self) -> dict[str, list[str]]:
         """The bodies of every message in each terminal queue, read without removing them."""
-        return {queue: peek_queue(self.stack.clients.sqs, self.stack.queue_url(queue)) for queue in DEAD_LETTER_QUEUES}
+        queues = [*DEAD_LETTER_QUEUES, *(q for q in OPTIONAL_DEAD_LETTER_QUEUES if q in self.stack.template.queues)]
+        return {queue: peek_queue(self.stack.clients.sqs, self.stack.queue_url(queue)) for queue in queues}
 
     def chartmogul_data_source_uuid(self) -> str | None:
         import chartmogul

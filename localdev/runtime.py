@@ -538,10 +538,13 @@ def local_stack(
     id; `environment` is added to every function's environment (e.g. the emulators' URLs).
     """
     parsed = template if isinstance(template, Template) else Template.load(template)
+    # Only the resources these parameter values deploy (e.g. the Stripe events queue needs its parameter).
+    parameter_settings = parameter_values(parsed, parameters or {})
+    parsed = parsed.with_conditions(parameter_settings)
     with ExitStack() as cleanup:
         endpoint_url = cleanup.enter_context(moto_backend(backend, region))
         clients = AwsClients(boto3.session.Session(), endpoint_url, region)
-        values = create_stack_resources(parsed, clients, stack_name, region, parameter_values(parsed, parameters or {}))
+        values = create_stack_resources(parsed, clients, stack_name, region, parameter_settings)
         stack = LocalStack(
             parsed,
             clients,

@@ -36,6 +36,9 @@ BUCKET_TYPE = "AWS::S3::Bucket"
 SECRET_TYPE = "AWS::SecretsManager::Secret"
 ALARM_TYPE = "AWS::CloudWatch::Alarm"
 LAYER_TYPE = "AWS::Serverless::LayerVersion"
+EVENT_SOURCE_MAPPING_TYPE = "AWS::Lambda::EventSourceMapping"
+EVENT_BUS_TYPE = "AWS::Events::EventBus"
+EVENT_RULE_TYPE = "AWS::Events::Rule"
 
 
 class TemplateError(ValueError):
@@ -207,6 +210,39 @@ class Template:
     def alarms(self) -> dict[str, ResourceSpec]:
         return self.other_resources(ALARM_TYPE)
 
+    @property
+    def event_buses(self) -> dict[str, ResourceSpec]:
+        return self.other_resources(EVENT_BUS_TYPE)
+
+    @property
+    def event_rules(self) -> dict[str, ResourceSpec]:
+        return self.other_resources(EVENT_RULE_TYPE)
+
+    def with_conditions(self, parameters: Mapping[str, str]) -> Template:
+        """The template as CloudFormation deploys it with these parameter values: without the resources and
+        outputs whose `Condition` is false.
+
+        Conditions may use `Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, `Condition` and `Ref` to a parameter;
+        anything else raises, so a new construct fails loudly instead of creating the wrong stack.
+        """
+        conditions = self.raw.get("Conditions", {})
+        values: dict[str, bool] = {}
+
+        def condition(name: str) -> bool:
+            if name not in values:
+                if name not in conditions:
+                    raise TemplateError(f"Condition {name!r} is not declared")
+                values[name] = bool(_evaluate_condition(conditions[name], parameters, condition))
+            return values[name]
+
+        raw = copy.deepcopy(self.raw)
+        for section in ("Resources", "Outputs"):
+            entries = raw.get(section, {})
+            for logical_id in [lid for lid, entry in entries.items() if "Condition" in entry]:
+                if not condition(entries[logical_id]["Condition"]):
+                    del entries[logical_id]
+        return Template(raw, self.base_dir)
+
     def consumers_of(self, queue_logical_id: str) -> list[tuple[FunctionSpec, SqsEventSource]]:
         """Every (function, event source) pair that polls the queue."""
         return [
@@ -251,6 +287,21 @@ class Template:
                 schedule_events.append(
                     ScheduleEvent(name, event_properties.get("ScheduleExpression"), event_properties.get("Input"))
                 )
+        # Plain event source mappings (a conditional trigger cannot be a SAM event) poll for the function too.
+        for name, mapping in self.of_type(EVENT_SOURCE_MAPPING_TYPE).items():
+            mapping_properties = mapping.get("Properties", {})
+            if mapping_properties.get("FunctionName") != {"Ref": logical_id}:
+                continue
+            sqs_events.append(
+                SqsEventSource(
+                    name=name,
+                    queue=logical_id_of(mapping_properties["EventSourceArn"]),
+                    batch_size=int(mapping_properties.get("BatchSize", DEFAULT_SQS_BATCH_SIZE)),
+                    batching_window_seconds=int(mapping_properties.get("MaximumBatchingWindowInSeconds", 0)),
+                    function_response_types=tuple(mapping_properties.get("FunctionResponseTypes", [])),
+                    maximum_concurrency=mapping_properties.get("ScalingConfig", {}).get("MaximumConcurrency"),
+                )
+            )
         code_uri = properties.get("CodeUri")
         if not isinstance(code_uri, str):
             raise TemplateError(f"{logical_id}: CodeUri must be a local directory")
@@ -261,6 +312,31 @@ class Template:
             schedule_events=tuple(schedule_events),
             code_dir=(self.base_dir / code_uri).resolve(),
         )
+
+
+def _evaluate_condition(node: Any, parameters: Mapping[str, str], condition: Any) -> Any:
+    """One condition expression: a bool for the functions, a string for a `Ref` or a literal."""
+    if isinstance(node, dict) and len(node) == 1:
+        ((name, argument),) = node.items()
+        if name == "Ref":
+            if argument not in parameters:
+                raise TemplateError(f"condition refers to {argument!r}, which is not a parameter with a value")
+            return str(parameters[argument])
+        if name == "Condition":
+            return condition(argument)
+        if name == "Fn::Equals":
+            left, right = (_evaluate_condition(item, parameters, condition) for item in argument)
+            return str(left) == str(right)
+        if name == "Fn::Not":
+            return not _evaluate_condition(argument[0], parameters, condition)
+        if name == "Fn::And":
+            return all(_evaluate_condition(item, parameters, condition) for item in argument)
+        if name == "Fn::Or":
+            return any(_evaluate_condition(item, parameters, condition) for item in argument)
+        raise TemplateError(f"the local runtime does not evaluate {name} in a condition")
+    if isinstance(node, str | int | float | bool):
+        return node
+    raise TemplateError(f"cannot evaluate condition {node!r}")
 
 
 def merge_function_globals(globals_: Mapping[str, Any], properties: Mapping[str, Any]) -> dict[str, Any]:

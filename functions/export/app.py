@@ -1,8 +1,10 @@
 """Export function: Stripe → raw queue, one customer snapshot per message.
 
-Invoked by the schedule (incremental), by hand (backfill, one customer) and by itself (continuation of a run
-that reached its time limit). The handler only wires: parse the event, build the exporter, run the mode,
-hand over if asked to, publish the run's metrics.
+Invoked by the schedule (incremental), by hand (backfill, one customer), by itself (continuation of a run
+that reached its time limit) and, when the stack has a Stripe event destination, by the Stripe events queue's
+SQS trigger (near-real-time: one snapshot per customer the batch's events name, a partial batch response). The
+handler only wires: parse the event, build the exporter, run the mode, hand over if asked to, publish the run's
+metrics.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from chartmogul_sync.sources.stripe.backfill import (
     resume_backfill,
     start_backfill,
 )
-from chartmogul_sync.sources.stripe.client import StripeApi, TimeBudget, make_stripe_client
+from chartmogul_sync.sources.stripe.client import StripeApi, TimeBudget, make_stripe_client, stripe_request_limiter
 from chartmogul_sync.sources.stripe.incremental import export_customer, resume_incremental, run_incremental
 from chartmogul_sync.sources.stripe.invocation import (
     BackfillRequest,
@@ -33,6 +35,7 @@ from chartmogul_sync.sources.stripe.invocation import (
     InvalidExportRequest,
     parse_export_request,
 )
+from chartmogul_sync.sources.stripe.realtime import RealtimeOutcome, export_event_batch, is_sqs_batch
 from chartmogul_sync.sources.stripe.run import Exporter, ExportOutcome
 from chartmogul_sync.sources.stripe.wiring import export_wiring
 from chartmogul_sync.state import StateTable
@@ -47,6 +50,8 @@ tracer = Tracer()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = get_settings()
+    if is_sqs_batch(event):
+        return _export_stripe_events(settings, event, context)
     try:
         request = parse_export_request(event)
     except InvalidExportRequest as error:
@@ -93,10 +98,31 @@ def _run(exporter: Exporter, request: ExportRequest) -> ExportOutcome:
     return resume_incremental(exporter)
 
 
+def _export_stripe_events(settings: Settings, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Near-real-time: a batch of Stripe events from EventBridge, via the Stripe events queue."""
+    run_id = f"realtime-{context.aws_request_id}"
+    logger.set_correlation_id(run_id)
+    exporter = _exporter(settings, run_id, context)
+    try:
+        outcome = export_event_batch(exporter, event["Records"])
+    except Exception:
+        # Raising fails the whole batch: every record comes back after the visibility timeout.
+        logger.exception("Stripe events batch failed", extra={"records": len(event["Records"])})
+        raise
+    finally:
+        _publish_metrics(exporter)
+    logger.info("Stripe events exported", extra=outcome.model_dump(mode="json", exclude={"failed"}))
+    _publish_realtime_metrics(outcome)
+    return outcome.batch_response()
+
+
 def _exporter(settings: Settings, run_id: str, context: LambdaContext) -> Exporter:
     budget = TimeBudget.from_lambda_context(context)
-    client = make_stripe_client(settings, export_wiring.api_key(settings.stripe_secret_name))
-    api = StripeApi(client, budget, export_wiring.retry_policy, on_retry=_log_retry)
+    api_key = export_wiring.api_key(settings.stripe_secret_name)
+    client = make_stripe_client(settings, api_key)
+    # Every mode keeps to its share of Stripe's rate limit, which the user's own application shares.
+    limiter = stripe_request_limiter(settings, api_key)
+    api = StripeApi(client, budget, export_wiring.retry_policy, on_retry=_log_retry, limiter=limiter)
     s3 = boto3.client("s3")
     return Exporter(
         api=api,
@@ -128,6 +154,17 @@ def _publish_metrics(exporter: Exporter) -> None:
         ("CustomersSetAside", stats.customers_set_aside),
         ("StripeRequests", requests.requests),
         ("StripeRetries", requests.retries),
+    ):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def _publish_realtime_metrics(outcome: RealtimeOutcome) -> None:
+    for name, value in (
+        ("StripeEventsReceived", outcome.events),
+        ("CustomersAlreadyExported", outcome.customers_already_exported),
+        ("RejectedEvents", outcome.events_rejected),
+        ("StripeEventsSkipped", outcome.events_skipped),
+        ("StripeEventsFailed", len(outcome.failed)),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 

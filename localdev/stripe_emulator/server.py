@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 from localdev.emulator_kit import EmulatorServer, ErrorHooks, Request, Response, Router, ServerSettings, json_response
 from localdev.stripe_emulator.api import StripeApi
 from localdev.stripe_emulator.errors import StripeApiError
+from localdev.stripe_emulator.eventbridge import EventBridgeDestination
 from localdev.stripe_emulator.store import StripeStore
 
 Mode = Literal["test", "live"]
@@ -140,6 +141,7 @@ class RunningStripeEmulator:
         self.lock = threading.RLock()
         self.api = StripeApi(self._store, self.lock, event_list_lag_s, restricted_keys)
         self.clock = EmulatorClock(self)
+        self.event_destinations: list[EventBridgeDestination] = []
         rate = STRIPE_RATE_LIMITS[mode] if rate_limit == "stripe" else rate_limit
         self.server = EmulatorServer(
             self.api.router(),
@@ -172,7 +174,16 @@ class RunningStripeEmulator:
         return self
 
     def stop(self) -> None:
+        for destination in self.event_destinations:
+            destination.stop()
         self.server.stop()
+
+    def add_event_destination(self, destination: EventBridgeDestination) -> EventBridgeDestination:
+        """Deliver the account's events from now on to Amazon EventBridge (`eventbridge.py`); stopped with the
+        emulator."""
+        destination.attach(self)
+        self.event_destinations.append(destination)
+        return destination
 
     def __enter__(self) -> RunningStripeEmulator:
         return self

@@ -167,7 +167,7 @@ def test_export_to_upload_through_the_template_queues(backend: Backend, template
         assert upload.deliveries == Counter(
             {"bundle:backfill:cus_1": 1, "bundle:backfill:cus_2": 1, "bundle:backfill:cus_3": 1}
         )
-        assert all(stack.queue_depth(q) == 0 for q in template.queues)
+        assert all(stack.queue_depth(q) == 0 for q in stack.template.queues)  # what the parameters deployed
 
 
 @pytest.mark.parametrize("event_file", ["schedule.json", "backfill.json", "customer.json"])
@@ -253,8 +253,15 @@ def test_resources_are_created_as_declared(template: Template) -> None:
         "Type": "AWS::SQS::Queue",
         "Properties": {"FifoQueue": True, "ContentBasedDeduplication": True, "VisibilityTimeout": 90},
     }
-    with local_stack(Template(raw, template.base_dir), options=FAST) as stack:
+    # With a Stripe partner event source, so that every queue the template declares is deployed.
+    source = "aws.partner/stripe.com/ed_test_resources"
+    parameters = {"StripePartnerEventSourceName": source}
+    with local_stack(Template(raw, template.base_dir), options=FAST, parameters=parameters) as stack:
         sqs = stack.clients.sqs
+        assert set(stack.template.queues) == set(template.queues) | {"OrderedQueue"}
+        (rule,) = stack.clients.events.list_rules(EventBusName=source)["Rules"]
+        (target,) = stack.clients.events.list_targets_by_rule(Rule=rule["Name"], EventBusName=source)["Targets"]
+        assert target["Arn"] == stack.queue_arn("StripeEventsQueue")
         for queue in template.queues.values():
             attributes = sqs.get_queue_attributes(QueueUrl=stack.queue_url(queue.logical_id), AttributeNames=["All"])
             a = attributes["Attributes"]

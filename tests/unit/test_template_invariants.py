@@ -336,7 +336,7 @@ def test_template_satisfies(rule: Rule, template: Template) -> None:
 
 def test_every_queue_is_either_polled_with_a_dlq_or_terminal_with_an_alarm(template: Template) -> None:
     polled = {q for q in template.queues if template.consumers_of(q)}
-    assert polled == {"RawQueue", "UploadQueue"}
+    assert polled == {"RawQueue", "UploadQueue", "StripeEventsQueue"}
     assert set(_terminal_queues(template)) == {
         "RawDeadLetterQueue",
         "UploadDeadLetterQueue",
@@ -344,7 +344,60 @@ def test_every_queue_is_either_polled_with_a_dlq_or_terminal_with_an_alarm(templ
         "ScheduleDeadLetterQueue",
         "ExportFailedQueue",
         "AuditFailedQueue",
+        "StripeEventsDeadLetterQueue",
     }
+
+
+# ------------------------------------------------------------------------ the Stripe events block (near-real-time)
+STRIPE_EVENT_RESOURCES = {
+    "StripeEventBus",
+    "StripeEventsRule",
+    "StripeEventsQueue",
+    "StripeEventsDeadLetterQueue",
+    "StripeEventsQueuePolicy",
+    "StripeEventsPollerPolicy",
+    "StripeEventsTrigger",
+    "StripeEventsDeadLetterQueueAlarm",
+}
+
+
+def test_the_stripe_events_path_is_deployed_only_with_a_partner_event_source(template: Template) -> None:
+    without = template.with_conditions({"StripePartnerEventSourceName": "", "AlarmTopicArn": ""})
+    assert STRIPE_EVENT_RESOURCES.isdisjoint(without.resources)
+    assert [s.queue for s in without.functions["ExportFunction"].sqs_events] == []
+    source = "aws.partner/stripe.com/ed_test_61abc"
+    deployed = template.with_conditions({"StripePartnerEventSourceName": source, "AlarmTopicArn": ""})
+    assert set(deployed.resources) >= STRIPE_EVENT_RESOURCES
+    (trigger,) = deployed.functions["ExportFunction"].sqs_events
+    assert (trigger.queue, trigger.batch_size, trigger.reports_batch_item_failures) == ("StripeEventsQueue", 100, True)
+    assert trigger.batching_window_seconds > 0  # a window to coalesce a change's many events
+
+
+def test_the_stripe_events_rule_routes_exactly_the_types_the_export_reads_to_the_polled_queue(
+    template: Template,
+) -> None:
+    from chartmogul_sync.sources.stripe.realtime import REALTIME_EVENT_TYPES
+
+    rule = template.event_rules["StripeEventsRule"].properties
+    assert rule["EventBusName"] == {"Ref": "StripeEventBus"}
+    assert rule["EventPattern"]["detail-type"] == list(REALTIME_EVENT_TYPES)
+    assert rule["EventPattern"]["source"] == [{"prefix": "aws.partner/stripe.com/"}]
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["StripeEventsQueue", "Arn"]}
+    # What EventBridge cannot deliver waits where the export's own failures wait: one alarmed DLQ.
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["StripeEventsDeadLetterQueue", "Arn"]}
+    redrive = template.queues["StripeEventsQueue"].redrive
+    assert redrive is not None and redrive.dead_letter_queue == "StripeEventsDeadLetterQueue"
+    bus = template.event_buses["StripeEventBus"].properties
+    assert bus["Name"] == bus["EventSourceName"] == {"Ref": "StripePartnerEventSourceName"}
+
+
+def test_only_the_stripe_events_rule_may_send_to_its_queues(template: Template) -> None:
+    policy = template.resources["StripeEventsQueuePolicy"]["Properties"]["PolicyDocument"]
+    (statement,) = policy["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["StripeEventsRule", "Arn"]}}}
 
 
 def _r(raw: dict[str, Any], logical_id: str) -> dict[str, Any]:
@@ -363,6 +416,12 @@ def _add_statement(function: str, statement: dict[str, Any]) -> Callable[[dict[s
 
 # (rule, what the mutation breaks, the mutation, a word the violation must name)
 MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
+    (
+        partial_batch_response,
+        "Stripe events trigger (a plain event source mapping) without ReportBatchItemFailures",
+        lambda raw: _r(raw, "StripeEventsTrigger").pop("FunctionResponseTypes"),
+        "ExportFunction.StripeEventsTrigger",
+    ),
     (
         partial_batch_response,
         "transform trigger without ReportBatchItemFailures",

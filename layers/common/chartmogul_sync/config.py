@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 STRIPE_API_VERSION = "2026-10-28.endive"
 
 CHARTMOGUL_API_URL = "https://api.chartmogul.com/v1"
+# Stripe's global rate limits (docs.stripe.com/rate-limits, "Rate limiters").
+STRIPE_LIVE_REQUESTS_PER_SECOND = 100.0
+STRIPE_TEST_REQUESTS_PER_SECOND = 25.0
 
 
 class UploadMode(StrEnum):
@@ -53,6 +56,15 @@ class Settings(BaseSettings):
     # The upload function's ScalingConfig.MaximumConcurrency (template parameter UploadMaximumConcurrency): each
     # concurrent instance takes an equal share of the two limits above (sinks/chartmogul/limiter.py).
     upload_max_concurrency: int = Field(default=5, ge=1)
+    # Stripe's rate limit belongs to the account and is shared with the user's own application (Stripe docs,
+    # "Rate limits", docs.stripe.com/rate-limits: 100 read requests/s in live mode, 25 in test mode). The export
+    # uses at most `stripe_rate_limit_share` of it in all modes (real-time, incremental, backfill), split equally
+    # between the export invocations that can run at once (`export_max_concurrency`: the Stripe events trigger's
+    # MaximumConcurrency 2 plus one scheduled, one-customer or backfill run), as the upload splits ChartMogul's.
+    stripe_rate_limit_share: float = Field(default=0.5, gt=0, le=1)
+    # None: Stripe's documented limit for the key's mode (a live key 100/s, a test key 25/s).
+    stripe_rate_limit_per_second: float | None = Field(default=None, gt=0)
+    export_max_concurrency: int = Field(default=3, ge=1)
     # Timeouts for outside calls: (connect, read) seconds. Neither client has a sane default (reference §10.1).
     http_connect_timeout_s: float = Field(default=3.05, gt=0)
     http_read_timeout_s: float = Field(default=30.0, gt=0)
@@ -61,6 +73,14 @@ class Settings(BaseSettings):
     # currency, as JSON; empty = figures in other currencies are not compared (chartmogul_sync.audit).
     audit_exchange_rates: str | None = None
     account_currency: str = "USD"
+
+    def stripe_requests_per_second(self, api_key: str) -> float:
+        """This export invocation's share of Stripe's rate limit (see `stripe_rate_limit_share`)."""
+        limit = self.stripe_rate_limit_per_second
+        if limit is None:
+            live = api_key.startswith(("sk_live_", "rk_live_"))
+            limit = STRIPE_LIVE_REQUESTS_PER_SECOND if live else STRIPE_TEST_REQUESTS_PER_SECOND
+        return limit * self.stripe_rate_limit_share / self.export_max_concurrency
 
     @field_validator("mapping_config_path", "audit_exchange_rates")
     @classmethod

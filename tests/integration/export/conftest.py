@@ -141,6 +141,9 @@ def make_rig(emulator: RunningStripeEmulator, monkeypatch: pytest.MonkeyPatch) -
     with local_stack(options=options) as stack:
         stack.put_secret_value("StripeApiKeySecret", STRIPE_KEY)
         stack.function("ExportFunction").environment["STRIPE_API_BASE"] = emulator.base_url
+        # The export's Stripe budget is a share of Stripe's limit; the emulator's is Stripe's here (none by default).
+        stripe_limit = emulator.server.bucket.rate or 100_000
+        stack.function("ExportFunction").environment["STRIPE_RATE_LIMIT_PER_SECOND"] = str(stripe_limit)
         rig = ExportRig(stack, emulator)
         # Moto cannot run Lambda code: a continuation is queued here and run by `ExportRig.run`, as Lambda
         # would run the asynchronous invocation.

@@ -22,6 +22,9 @@ from tenacity.stop import stop_base
 from ...config import STRIPE_API_VERSION, Settings
 from ...models.snapshot import StripeJson
 
+# The upload's token bucket serves Stripe too: the same smooth spacing of requests, one place that gets it right.
+from ...sinks.chartmogul.limiter import ChartMogulLimiter as RequestLimiter
+
 # Stripe's maximum page size (reference §2.2); every list the exporter makes uses it.
 PAGE_SIZE = 100
 # A bound on the pages of one list walk: 100 million objects, more than any real account holds of one type. A
@@ -200,12 +203,15 @@ class StripeApi:
         policy: RetryPolicy | None = None,
         stats: StripeRequestStats | None = None,
         on_retry: Callable[[str, BaseException, float], None] | None = None,
+        limiter: RequestLimiter | None = None,
     ) -> None:
         self._client = client
         self._budget = budget
         self._policy = policy or RetryPolicy()
         self.stats = stats or StripeRequestStats()
         self._on_retry = on_retry
+        # The Stripe request budget (`stripe_request_limiter`); None: as fast as Stripe answers (tests, CLI).
+        self._limiter = limiter
 
     # -- calls ---------------------------------------------------------------------------------------------
 
@@ -267,6 +273,14 @@ class StripeApi:
         return retrying(self._counted, request)
 
     def _counted(self, request: Callable[[], Any]) -> Any:
+        if self._limiter is not None:
+            # Every attempt, retries included, takes its place in the budget: Stripe counts them all.
+            deadline = time.monotonic() + self._budget.remaining_s() - self._policy.reserve_s
+            with self._limiter.slot(deadline):
+                return self._send(request)
+        return self._send(request)
+
+    def _send(self, request: Callable[[], Any]) -> Any:
         try:
             answer = request()
         except stripe.StripeError:
@@ -292,6 +306,12 @@ def api_key_from_secrets_manager(secret_name: str) -> str:
     from aws_lambda_powertools.utilities import parameters
 
     return parameters.get_secret(secret_name, max_age=300)
+
+
+def stripe_request_limiter(settings: Settings, api_key: str) -> RequestLimiter:
+    """This invocation's share of Stripe's rate limit (`Settings.stripe_requests_per_second`), requests spaced
+    evenly; one request at a time, as the exporter makes them."""
+    return RequestLimiter(requests_per_second=settings.stripe_requests_per_second(api_key), max_connections=1)
 
 
 def make_stripe_client(settings: Settings, api_key: str) -> stripe.StripeClient:

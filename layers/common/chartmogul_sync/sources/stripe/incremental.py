@@ -31,6 +31,7 @@ from ...models.snapshot import CustomerSnapshot, StripeJson
 from ...state import key
 from .client import StripeList, is_permanent_for_object
 from .events import CustomerChanged, CustomerDeleted, NeedsLookup, event_target
+from .exported import drop_covered_customers
 from .run import Continuation, Exporter, ExportOutcome
 from .snapshots import OWNED_LISTS, Catalog, customer_of, fetch_customer_snapshot
 
@@ -78,12 +79,24 @@ class ChangeSet:
     cursor: EventCursor | None = None
     events_read: int = 0
     rescanned_since: int | None = None  # set when the cursor was past the event retention
+    # The `created` of each customer's newest event in the run; None when a rescan, not an event, found it.
+    # A customer the real-time path exported after that is not exported again (`exported.py`).
+    newest_event: dict[str, int | None] = field(default_factory=dict)
 
-    def add_changed(self, customer_id: str) -> None:
+    def add_changed(self, customer_id: str, created: int | None = None) -> None:
         self.customers.setdefault(customer_id, None)
+        self._saw(customer_id, created)
 
-    def add_deleted(self, customer_id: str, last_known: StripeJson) -> None:
+    def add_deleted(self, customer_id: str, last_known: StripeJson, created: int | None = None) -> None:
         self.customers[customer_id] = last_known
+        self._saw(customer_id, created)
+
+    def _saw(self, customer_id: str, created: int | None) -> None:
+        known = self.newest_event.get(customer_id, 0)
+        if created is None or known is None:
+            self.newest_event[customer_id] = None
+        else:
+            self.newest_event[customer_id] = max(known, created)
 
 
 def collect_changes(exporter: Exporter, cursor: EventCursor | None, now: datetime) -> ChangeSet:
@@ -119,7 +132,7 @@ def _read_events(exporter: Exporter, changes: ChangeSet, *, since: int, seen: fr
     # Owners of invoices and charges seen in events: an invoice payment's or a refund's event names only its
     # parent, which usually has an event of its own (`invoice.paid` beside `invoice_payment.paid`).
     known_owners: dict[tuple[str, str], str] = {}
-    lookups: set[tuple[str, str]] = set()
+    lookups: dict[tuple[str, str], int] = {}  # parent → the newest event that needs it
     listed: dict[str, int] = {}  # every event of the list, handled now or before: id -> created
     for event in exporter.api.list_all(StripeList.EVENTS, {"created": {"gte": since}}):
         listed[str(event["id"])] = int(event["created"])
@@ -127,13 +140,15 @@ def _read_events(exporter: Exporter, changes: ChangeSet, *, since: int, seen: fr
             continue
         changes.events_read += 1
         exporter.stats.objects_listed += 1
+        created = int(event["created"])
         target = event_target(event)
         if isinstance(target, NeedsLookup):
-            lookups.add((target.parent_kind, target.parent_id))
+            needed = (target.parent_kind, target.parent_id)
+            lookups[needed] = max(lookups.get(needed, 0), created)
         elif isinstance(target, CustomerDeleted):
-            changes.add_deleted(target.customer_id, target.last_known)
+            changes.add_deleted(target.customer_id, target.last_known, created)
         elif isinstance(target, CustomerChanged):
-            changes.add_changed(target.customer_id)
+            changes.add_changed(target.customer_id, created)
             parent = _parent_key(event)
             if parent is not None:
                 known_owners[parent] = target.customer_id
@@ -153,7 +168,7 @@ def _read_events(exporter: Exporter, changes: ChangeSet, *, since: int, seen: fr
                 )
                 continue
         if owner is not None:
-            changes.add_changed(owner)
+            changes.add_changed(owner, lookups[(kind, parent_id)])
     _advance(changes, listed)
 
 
@@ -199,9 +214,14 @@ def run_incremental(exporter: Exporter) -> ExportOutcome:
     now = exporter.clock()
     cursor = load_cursor(exporter)
     changes = collect_changes(exporter, cursor, now)
+    covered = drop_covered_customers(exporter.state, changes.newest_event, changes.customers)
     exporter.log.info(
         "incremental changes collected",
-        extra={"events": changes.events_read, "customers_changed": len(changes.customers)},
+        extra={
+            "events": changes.events_read,
+            "customers_changed": len(changes.customers),
+            "customers_already_exported": len(covered),  # by the real-time path, after their last event
+        },
     )
     outcome = _export_changes(exporter, changes, previous=cursor)
     if changes.rescanned_since is None:

@@ -1,0 +1,86 @@
+"""The export function's SQS path: Stripe events from EventBridge, through the real handler against the Stripe
+emulator, with the sample batch from events/ (a subscription update, an invoice paid and its invoice payment for
+one customer, and a thin event)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chartmogul_sync.queues import BadRecord
+from chartmogul_sync.sources.stripe.client import (
+    RequestLimiter,
+    StripeApi,
+    StripeList,
+    TimeBudget,
+    make_stripe_client,
+)
+from localdev.runtime import load_event
+from localdev.scenarios import Account, generate_account
+
+from .conftest import FAST_RETRIES, STRIPE_KEY, ExportRig
+
+SAMPLE_CUSTOMER = "cus_XOUYmij3C0QRTV"  # a customer of the account below (the sample was rendered from it)
+
+
+@pytest.fixture
+def account() -> Account:
+    return generate_account(customers=12, months=12, seed=11)
+
+
+def bad_records(rig: ExportRig) -> list[BadRecord]:
+    return [BadRecord.model_validate_json(m["Body"]) for m in rig.stack.receive_all("BadRecordsQueue")]
+
+
+def test_a_batchs_events_of_one_customer_make_one_snapshot_and_a_redelivery_makes_none(rig: ExportRig) -> None:
+    event = load_event("sqs-stripe-events-batch.json")
+
+    assert rig.invoke(event) == {"batchItemFailures": []}
+
+    (snapshot,) = rig.take_raw_messages()
+    assert snapshot.customer_external_id == SAMPLE_CUSTOMER
+    assert snapshot.payload is not None and snapshot.payload.api_version == "2026-10-28.endive"
+    (thin,) = bad_records(rig)
+    assert thin.stage == "export" and thin.field == "detail.object" and "snapshot payload" in thin.reason
+    assert thin.original_body == event["Records"][3]["body"]
+
+    # EventBridge and SQS deliver at least once: the same events again find the customer exported after them.
+    requests = rig.stripe_requests()
+    assert rig.invoke(event) == {"batchItemFailures": []}
+    assert rig.take_raw_messages() == []
+    assert rig.stripe_requests() - requests == 1  # the invoice payment's invoice, to learn whose it is
+
+
+def test_when_stripe_keeps_failing_the_customers_events_come_back_and_the_unreadable_one_does_not(
+    rig: ExportRig,
+) -> None:
+    event = load_event("sqs-stripe-events-batch.json")
+    rig.emulator.server.set_faults("500:1.0")
+
+    response = rig.invoke(event)
+
+    customer_records = {record["messageId"] for record in event["Records"][:3]}
+    assert {failure["itemIdentifier"] for failure in response["batchItemFailures"]} == customer_records
+    assert rig.take_raw_messages() == []
+    assert [record.field for record in bad_records(rig)] == ["detail.object"]
+
+
+def test_every_stripe_request_waits_for_its_place_in_the_budget(rig: ExportRig) -> None:
+    class FakeClock:
+        now = 0.0
+
+        def __call__(self) -> float:
+            return self.now
+
+        def sleep(self, seconds: float) -> None:
+            self.now += seconds
+
+    clock = FakeClock()
+    limiter = RequestLimiter(requests_per_second=4, max_connections=1, clock=clock, sleep=clock.sleep)
+    client = make_stripe_client(rig.settings, STRIPE_KEY)
+    api = StripeApi(client, TimeBudget.of_seconds(600), FAST_RETRIES, limiter=limiter)
+
+    for _ in range(9):
+        api.list_page(StripeList.PRODUCTS, {})
+
+    assert api.stats.requests == rig.stripe_requests() == 9
+    assert clock.now == pytest.approx(2.0)  # 4 requests a second: the ninth may start 2 s after the first
