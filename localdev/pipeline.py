@@ -152,7 +152,9 @@ class LocalPipeline:
             "STRIPE_RATE_LIMIT_PER_SECOND": str(self.stripe.server.bucket.rate or 100_000),
             **options.extra_environment,
         }
-        parameters = {"StripePartnerEventSourceName": STRIPE_EVENT_SOURCE} if options.stripe_event_destination else {}
+        parameters = {"UploadMaximumConcurrency": str(options.upload_concurrency)}
+        if options.stripe_event_destination:
+            parameters["StripePartnerEventSourceName"] = STRIPE_EVENT_SOURCE
         self.stack = self._cleanup.enter_context(
             local_stack(
                 backend=options.backend,
@@ -161,7 +163,6 @@ class LocalPipeline:
                     failed_record_visibility_timeout=options.failed_record_visibility_timeout,
                     concurrent=options.concurrent,
                 ),
-                parameters={"UploadMaximumConcurrency": str(options.upload_concurrency)},
                 environment=environment,
                 parameters=parameters,
             )
