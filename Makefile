@@ -1,5 +1,5 @@
 # chartmogul-sync: the two commands are `make demo` and `make test`.
-# Both set up .venv themselves on a fresh clone (needs python3 >= 3.11 and the package registry).
+# Both set up .venv themselves on a fresh clone (needs Python 3.13, e.g. pyenv's, and the package registry).
 
 # The Lambda runtime is Python 3.13: build and test on it (pyenv's 3.13 where present).
 PYTHON ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3 2>/dev/null || command -v python3.13 || echo python3)
