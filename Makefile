@@ -61,12 +61,13 @@ validate: $(SAM)
 checkov: $(CHECKOV)
 	BC_SKIP_MAPPING=TRUE $(CHECKOV) --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
-# The deployable artifact; the layer's build prints its size.
+# The deployable artifact; the layer's build prints its size. --no-cached: sam's cache is keyed by the sources,
+# not by LAYER_PLATFORM, so a cached build could hand one architecture's layer to the other.
 build: $(SAM)
-	$(SAM_ENV) $(SAM) build --build-dir $(BUILD_DIR)
+	$(SAM_ENV) $(SAM) build --no-cached --build-dir $(BUILD_DIR)
 
 smoke-build: $(SAM)
-	$(SAM_ENV) LAYER_PLATFORM=$(HOST_PLATFORM) $(SAM) build --build-dir $(SMOKE_BUILD_DIR)
+	$(SAM_ENV) LAYER_PLATFORM=$(HOST_PLATFORM) $(SAM) build --no-cached --build-dir $(SMOKE_BUILD_DIR)
 
 # Each function of the built artifact, imported with only the layer and boto3 on the path (tests/artifact).
 smoke: $(STAMP) build smoke-build
