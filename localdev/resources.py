@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from localdev.intrinsics import StackValues
+from localdev.intrinsics import NO_VALUE, StackValues
 from localdev.template import QueueSpec, ResourceSpec, Template
 
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -62,6 +62,7 @@ def create_stack_resources(
     values = StackValues()
     values.refs.update(pseudo_parameters(stack_name, region))
     values.refs.update(parameters)
+    values.evaluate_conditions(template.raw.get("Conditions", {}))
     _create_queues(template.queues, clients.sqs, stack_name, values)
     for table in template.tables.values():
         _create_table(table, clients.dynamodb, stack_name, values)
@@ -127,6 +128,8 @@ def _queue_attributes(queue: QueueSpec, values: StackValues) -> dict[str, str]:
     for prop, attribute in _QUEUE_ATTRIBUTES.items():
         if prop in queue.properties:
             value = values.resolve(queue.properties[prop])
+            if value is NO_VALUE:
+                continue
             attributes[attribute] = str(value).lower() if isinstance(value, bool) else str(value)
     return attributes
 

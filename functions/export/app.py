@@ -79,6 +79,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         raise
     finally:
         _publish_metrics(exporter)  # a failed run's cost counts too
+    if outcome.mode == "incremental" and outcome.finished:
+        # The heartbeat: an alarm fires when no incremental run finished for HeartbeatHours (template.yaml).
+        metrics.add_metric(name="IncrementalRunsSucceeded", unit=MetricUnit.Count, value=1)
     if outcome.continuation is not None:
         export_wiring.continuation(outcome.continuation, context)
     cost = {"stripe_requests": exporter.api.stats.requests, "stripe_retries": exporter.api.stats.retries}
@@ -154,6 +157,7 @@ def _publish_metrics(exporter: Exporter) -> None:
         ("CustomersSetAside", stats.customers_set_aside),
         ("StripeRequests", requests.requests),
         ("StripeRetries", requests.retries),
+        ("StripeAuthFailures", requests.auth_failures),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 

@@ -49,7 +49,7 @@ def upload_service(api_key: str) -> UploadService:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     service = upload_service(read_api_key(get_settings()))
     budget = TimeBudget.from_lambda_context(context)
-    requests_before = service.api.stats.requests
+    requests_before, auth_failures_before = service.api.stats.requests, service.api.stats.auth_failures
 
     parsed: dict[str, ParsedRecord | Exception] = {}
     for raw in event.get("Records", []):
@@ -77,5 +77,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     finally:  # also when every record failed and the batch processor raises
         metrics.add_metric(
             name="ChartMogulRequests", unit=MetricUnit.Count, value=service.api.stats.requests - requests_before
+        )
+        # A refused key: the alarm ChartMogulAuthFailuresAlarm (template.yaml) fires on the first one.
+        metrics.add_metric(
+            name="ChartMogulAuthFailures",
+            unit=MetricUnit.Count,
+            value=service.api.stats.auth_failures - auth_failures_before,
         )
     return dict(response)

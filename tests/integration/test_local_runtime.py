@@ -302,9 +302,9 @@ def test_resources_are_created_as_declared(template: Template) -> None:
         assert (rule["ID"], rule["Status"], rule["Expiration"]["Days"]) == ("ExpireStagedObjects", "Enabled", 30)
 
         stack.put_secret_value("ChartMogulApiKeySecret", "cm-test-key")
-        secret = stack.clients.secretsmanager.get_secret_value(SecretId="chartmogul-sync/chartmogul-api-key")
+        secret = stack.clients.secretsmanager.get_secret_value(SecretId="chartmogul-sync-local/chartmogul-api-key")
         assert secret["SecretString"] == "cm-test-key"
-        assert stack.clients.secretsmanager.describe_secret(SecretId="chartmogul-sync/stripe-api-key")["Name"]
+        assert stack.clients.secretsmanager.describe_secret(SecretId="chartmogul-sync-local/stripe-api-key")["Name"]
 
 
 def test_settings_follow_each_new_stack(template: Template) -> None:

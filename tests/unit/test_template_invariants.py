@@ -115,7 +115,7 @@ def no_write_action_on_any_resource(t: Template) -> list[str]:
         if writes
     ]
     for function in t.functions.values():
-        for policy in function.policies:
+        for policy in _policy_branches(function.policies):
             if isinstance(policy, str):
                 problems.append(f"{function.logical_id}: managed policy {policy} cannot be checked")
             elif isinstance(policy, dict):
@@ -208,6 +208,11 @@ def sqs_consumers_can_keep_failure_reasons(t: Template) -> list[str]:
                 for name in ("DynamoDBWritePolicy", "DynamoDBCrudPolicy")
             )
             for policy in policies
+        ) or any(
+            "dynamodb:PutItem" in _as_list(statement.get("Action"))
+            and {"Fn::GetAtt": ["StateTable", "Arn"]} in _as_list(statement.get("Resource"))
+            for _, statement in _statements(policies, function.logical_id)
+            if statement.get("Effect") == "Allow"
         )
         if not writes_table:
             problems.append(f"{function.logical_id}: cannot write the StateTable, where failure reasons are kept")
@@ -261,6 +266,121 @@ def audit_writes_only_its_reports(t: Template) -> list[str]:
     return problems
 
 
+# ------------------------------------------------------------------------------------------------ operations
+# An operator's view (docs/operations.md): every function logs to a log group that expires, and alarms on errors
+# and throttles; every work queue alarms when its oldest message waits too long; a heartbeat and the refused-key
+# alarms exist; every alarm notifies the stack's topics. Generic over functions and queues, so a new one is covered.
+LOG_RETENTION_PARAMETER = "LogRetentionInDays"
+ALARM_ACTIONS = [
+    {"Fn::If": ["HasAlarmEmail", {"Ref": "AlarmTopic"}, {"Ref": "AWS::NoValue"}]},
+    {"Fn::If": ["HasAlarmTopic", {"Ref": "AlarmTopicArn"}, {"Ref": "AWS::NoValue"}]},
+]
+RETAINING_POLICIES = {"Retain", "RetainExceptOnCreate", "Snapshot"}
+# Resources that must not use KmsKeyArn, each with why (its checkov skip in the template says the same).
+NOT_UNDER_CUSTOMER_KEY = {"ScheduleDeadLetterQueue": "SAM's Scheduler role could not use the key"}
+
+
+def functions_log_to_expiring_log_groups(t: Template) -> list[str]:
+    """Each function's LoggingConfig names a log group of the template, kept LogRetentionInDays days."""
+    groups = t.of_type("AWS::Logs::LogGroup")
+    problems = [
+        f"{name}: log group without RetentionInDays: !Ref {LOG_RETENTION_PARAMETER}"
+        for name, group in groups.items()
+        if group.get("Properties", {}).get("RetentionInDays") != {"Ref": LOG_RETENTION_PARAMETER}
+    ]
+    for function in t.functions.values():
+        target = function.properties.get("LoggingConfig", {}).get("LogGroup")
+        if not (isinstance(target, dict) and target.get("Ref") in groups):
+            problems.append(f"{function.logical_id}: LoggingConfig.LogGroup is not a log group of the template")
+    return problems
+
+
+def functions_alarm_on_errors_and_throttles(t: Template) -> list[str]:
+    return [
+        f"{function}: no alarm on AWS/Lambda {metric} > 0"
+        for function in t.functions
+        for metric in ("Errors", "Throttles")
+        if not _alarms_on("AWS/Lambda", metric, "FunctionName", {"Ref": function}, t)
+    ]
+
+
+def work_queues_alarm_on_oldest_message_age(t: Template) -> list[str]:
+    return [
+        f"{queue}: work queue without an ApproximateAgeOfOldestMessage alarm"
+        for queue in t.queues
+        if t.consumers_of(queue)
+        and not _alarms_on("AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", _queue_name(queue), t)
+    ]
+
+
+def heartbeat_and_refused_key_alarms(t: Template) -> list[str]:
+    """No successful incremental run in N hours (missing data = breaching), and 401/403s from either API."""
+    problems = []
+    heartbeat = _alarms_on("ChartMogulSync", "IncrementalRunsSucceeded", "service", "export", t)
+    if not any(a.properties.get("TreatMissingData") == "breaching" for a in heartbeat):
+        problems.append("no heartbeat alarm on IncrementalRunsSucceeded that treats missing data as breaching")
+    for metric, service in (("ChartMogulAuthFailures", "upload"), ("StripeAuthFailures", "export")):
+        if not _alarms_on("ChartMogulSync", metric, "service", service, t):
+            problems.append(f"no alarm on {metric} (service {service})")
+    return problems
+
+
+def every_alarm_notifies(t: Template) -> list[str]:
+    return [
+        f"{alarm.logical_id}: AlarmActions do not name the stack's alarm topics"
+        for alarm in t.alarms.values()
+        if alarm.properties.get("AlarmActions") != ALARM_ACTIONS
+    ]
+
+
+def stateful_resources_survive_deletion_and_replacement(t: Template) -> list[str]:
+    raw = t.raw["Resources"]
+    return [
+        f"{logical_id}: {attribute} {raw[logical_id].get(attribute)!r} would delete its data"
+        for logical_id in [*t.tables, *t.buckets, *t.secrets]
+        for attribute in ("DeletionPolicy", "UpdateReplacePolicy")
+        if raw[logical_id].get(attribute) not in RETAINING_POLICIES
+    ]
+
+
+def queues_refuse_plain_http(t: Template) -> list[str]:
+    protected = set()
+    for policy in t.of_type("AWS::SQS::QueuePolicy").values():
+        properties = policy.get("Properties", {})
+        statements = _as_list(properties.get("PolicyDocument", {}).get("Statement"))
+        if any(
+            s.get("Effect") == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": False}}
+            for s in statements
+        ):
+            protected.update(logical_id_of_ref(queue) for queue in _as_list(properties.get("Queues")))
+    return [f"{queue}: no queue policy denying requests without TLS" for queue in t.queues if queue not in protected]
+
+
+def customer_managed_key_reaches_stored_data(t: Template) -> list[str]:
+    """With KmsKeyArn set, every queue, table, bucket and secret uses it, and every function may use it."""
+    stored = [*t.queues, *t.tables, *t.buckets, *t.secrets]
+    problems = [
+        f"{logical_id}: does not use KmsKeyArn"
+        for logical_id in stored
+        if logical_id not in NOT_UNDER_CUSTOMER_KEY and not _mentions(t.raw["Resources"][logical_id], "KmsKeyArn")
+    ]
+    problems += [
+        f"{function.logical_id}: no kms permission on KmsKeyArn"
+        for function in t.functions.values()
+        if not _mentions(function.policies, "KmsKeyArn")
+    ]
+    return problems
+
+
+def scheduled_export_runs_alone(t: Template) -> list[str]:
+    """Two exports at once would move the same cursor or checkpoint: a scheduled function runs one at a time."""
+    return [
+        f"{function.logical_id}: scheduled but ReservedConcurrentExecutions is not 1"
+        for function in t.functions.values()
+        if function.schedule_events and function.properties.get("ReservedConcurrentExecutions") != 1
+    ]
+
+
 RULES: list[Rule] = [
     partial_batch_response,
     work_queues_have_dlq,
@@ -275,6 +395,15 @@ RULES: list[Rule] = [
     sqs_consumers_can_keep_failure_reasons,
     audit_scheduled_and_alarmed_on_drift,
     audit_writes_only_its_reports,
+    functions_log_to_expiring_log_groups,
+    functions_alarm_on_errors_and_throttles,
+    work_queues_alarm_on_oldest_message_age,
+    heartbeat_and_refused_key_alarms,
+    every_alarm_notifies,
+    stateful_resources_survive_deletion_and_replacement,
+    queues_refuse_plain_http,
+    customer_managed_key_reaches_stored_data,
+    scheduled_export_runs_alone,
 ]
 
 
@@ -285,6 +414,43 @@ def _terminal_queues(t: Template) -> list[str]:
 
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def _policy_branches(policies: list[Any]) -> Iterator[Any]:
+    """Each policy, with both branches of an `Fn::If` (an `AWS::NoValue` branch adds nothing)."""
+    for policy in policies:
+        if isinstance(policy, dict) and list(policy) == ["Fn::If"]:
+            _, when_true, when_false = policy["Fn::If"]
+            yield from _policy_branches([b for b in (when_true, when_false) if b != {"Ref": "AWS::NoValue"}])
+        else:
+            yield policy
+
+
+def _queue_name(queue: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [queue, "QueueName"]}
+
+
+def logical_id_of_ref(value: Any) -> str | None:
+    return value.get("Ref") if isinstance(value, dict) else None
+
+
+def _alarms_on(namespace: str, metric: str, dimension: str, value: Any, t: Template) -> list[Any]:
+    """Alarms on `namespace/metric` for one dimension value, that notify (the rule every_alarm_notifies checks
+    what they notify)."""
+    return [
+        alarm
+        for alarm in t.alarms.values()
+        if (alarm.properties.get("Namespace"), alarm.properties.get("MetricName")) == (namespace, metric)
+        and {"Name": dimension, "Value": value} in alarm.properties.get("Dimensions", [])
+    ]
+
+
+def _mentions(node: Any, parameter: str) -> bool:
+    if isinstance(node, dict):
+        return node == {"Ref": parameter} or any(_mentions(v, parameter) for v in node.values())
+    if isinstance(node, list):
+        return any(_mentions(item, parameter) for item in node)
+    return False
 
 
 def _statements(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -499,7 +665,7 @@ MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
     (
         storage_encrypted,
         "bad-records queue without SSE",
-        lambda raw: _r(raw, "BadRecordsQueue").pop("SqsManagedSseEnabled"),
+        lambda raw: [_r(raw, "BadRecordsQueue").pop(key) for key in ("SqsManagedSseEnabled", "KmsMasterKeyId")],
         "BadRecordsQueue",
     ),
     (
@@ -613,8 +779,117 @@ MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
             {"Effect": "Allow", "Action": "sqs:DeleteMessage", "Resource": {"Fn::GetAtt": ["BadRecordsQueue", "Arn"]}},
         ),
         "sqs:deletemessage",
+        no_write_action_on_any_resource,
+        "a write on * hidden in an Fn::If branch",
+        lambda raw: _r(raw, "UploadFunction")["Policies"].append(
+            {"Fn::If": ["HasKmsKey", {"Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}, None]}
+        ),
+        "kms:*",
+    ),
+    (
+        functions_log_to_expiring_log_groups,
+        "a new function without a log group",
+        lambda raw: raw["Resources"].update(AuditFunction=_new_function()),
+        "AuditFunction",
+    ),
+    (
+        functions_log_to_expiring_log_groups,
+        "a log group kept forever",
+        lambda raw: _r(raw, "UploadLogGroup").pop("RetentionInDays"),
+        "UploadLogGroup",
+    ),
+    (
+        functions_alarm_on_errors_and_throttles,
+        "a new function without alarms",
+        lambda raw: raw["Resources"].update(AuditFunction=_new_function()),
+        "AuditFunction",
+    ),
+    (
+        functions_alarm_on_errors_and_throttles,
+        "transform throttle alarm removed",
+        lambda raw: raw["Resources"].pop("TransformFunctionThrottlesAlarm"),
+        "TransformFunction: no alarm on AWS/Lambda Throttles",
+    ),
+    (
+        work_queues_alarm_on_oldest_message_age,
+        "a new polled queue without an age alarm",
+        lambda raw: raw["Resources"].update(
+            EventsQueue={"Type": "AWS::SQS::Queue", "Properties": {}},
+            AuditFunction=_new_function(
+                {"Type": "SQS", "Properties": {"Queue": {"Fn::GetAtt": ["EventsQueue", "Arn"]}}}
+            ),
+        ),
+        "EventsQueue",
+    ),
+    (
+        work_queues_alarm_on_oldest_message_age,
+        "upload queue age alarm pointed at the raw queue",
+        lambda raw: _r(raw, "UploadQueueOldestMessageAlarm")["Dimensions"][0].update(Value=_queue_name("RawQueue")),
+        "UploadQueue",
+    ),
+    (
+        heartbeat_and_refused_key_alarms,
+        "heartbeat that stays quiet when nothing reports",
+        lambda raw: _r(raw, "IncrementalHeartbeatAlarm").update(TreatMissingData="notBreaching"),
+        "heartbeat",
+    ),
+    (
+        heartbeat_and_refused_key_alarms,
+        "no alarm on ChartMogul refusing the key",
+        lambda raw: raw["Resources"].pop("ChartMogulAuthFailuresAlarm"),
+        "ChartMogulAuthFailures",
+    ),
+    (
+        every_alarm_notifies,
+        "an alarm that notifies nobody",
+        lambda raw: _r(raw, "RawQueueOldestMessageAlarm").pop("AlarmActions"),
+        "RawQueueOldestMessageAlarm",
+    ),
+    (
+        stateful_resources_survive_deletion_and_replacement,
+        "state table deleted with the stack",
+        lambda raw: raw["Resources"]["StateTable"].update(DeletionPolicy="Delete"),
+        "StateTable",
+    ),
+    (
+        stateful_resources_survive_deletion_and_replacement,
+        "secret without UpdateReplacePolicy",
+        lambda raw: raw["Resources"]["ChartMogulApiKeySecret"].pop("UpdateReplacePolicy"),
+        "ChartMogulApiKeySecret",
+    ),
+    (
+        queues_refuse_plain_http,
+        "bad-records queue policy removed",
+        lambda raw: raw["Resources"].pop("BadRecordsQueuePolicy"),
+        "BadRecordsQueue",
+    ),
+    (
+        customer_managed_key_reaches_stored_data,
+        "raw queue that ignores KmsKeyArn",
+        lambda raw: _r(raw, "RawQueue").pop("KmsMasterKeyId"),
+        "RawQueue",
+    ),
+    (
+        customer_managed_key_reaches_stored_data,
+        "transform without kms permission",
+        lambda raw: _r(raw, "TransformFunction")["Policies"].pop(),
+        "TransformFunction",
+    ),
+    (
+        scheduled_export_runs_alone,
+        "export allowed to overlap itself",
+        lambda raw: _r(raw, "ExportFunction").pop("ReservedConcurrentExecutions"),
+        "ExportFunction",
     ),
 ]
+
+
+def _new_function(*events: dict[str, Any]) -> dict[str, Any]:
+    """A function another change might add, with nothing operational around it."""
+    properties: dict[str, Any] = {"CodeUri": "functions/audit/", "Handler": "app.lambda_handler", "Timeout": 60}
+    if events:
+        properties["Events"] = {f"Event{i}": event for i, event in enumerate(events)}
+    return {"Type": "AWS::Serverless::Function", "Properties": properties}
 
 
 @pytest.mark.parametrize(("rule", "broken", "mutate", "named"), MUTATIONS, ids=[m[1] for m in MUTATIONS])

@@ -256,12 +256,18 @@ class RequestStats:
 
     requests: int = 0
     retries: int = 0
+    # Answers refusing the key or the account (ACCOUNT_STATUSES), published as ChartMogulAuthFailures.
+    auth_failures: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, *, retry: bool) -> None:
         with self._lock:
             self.requests += 1
             self.retries += int(retry)
+
+    def count_auth_failure(self) -> None:
+        with self._lock:
+            self.auth_failures += 1
 
 
 class ChartMogulApi:
@@ -323,7 +329,10 @@ class ChartMogulApi:
                 self.stats.count(retry=retry)
                 return request(config)
         except Exception as error:  # classified below: nothing escapes unnamed
-            raise classify(operation, error) from error
+            classified = classify(operation, error)
+            if classified.status in ACCOUNT_STATUSES:
+                self.stats.count_auth_failure()
+            raise classified from error
 
     def _wait(self, state: RetryCallState) -> float:
         jitter = wait_random_exponential(multiplier=0.25, max=self._max_backoff_s)(state)

@@ -67,6 +67,8 @@ class RetryPolicy:
 class StripeRequestStats:
     requests: int = 0
     retries: int = 0
+    # 401/403: the key is wrong, revoked or lacks a permission (published as StripeAuthFailures).
+    auth_failures: int = 0
 
 
 class StripeList(StrEnum):
@@ -283,8 +285,10 @@ class StripeApi:
     def _send(self, request: Callable[[], Any]) -> Any:
         try:
             answer = request()
-        except stripe.StripeError:
+        except stripe.StripeError as error:
             self.stats.requests += 1  # refused, or lost on the way: a request made all the same
+            if isinstance(error, stripe.AuthenticationError | stripe.PermissionError):
+                self.stats.auth_failures += 1
             raise
         self.stats.requests += 1
         return answer

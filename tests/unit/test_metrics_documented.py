@@ -1,0 +1,56 @@
+"""Every metric the functions publish, and every custom metric the alarms watch, is documented in
+docs/operations.md (its name in backticks), so an operator never meets a metric nobody explained."""
+
+import ast
+import re
+
+from localdev.template import DEFAULT_TEMPLATE, REPO_ROOT, Template
+
+OPERATIONS = REPO_ROOT / "docs" / "operations.md"
+METRIC_NAME = re.compile(r"^[A-Z][A-Za-z]+_?$")
+NAMESPACE = "ChartMogulSync"
+
+
+def published_metric_names() -> set[str]:
+    """The names the handlers pass to `add_metric`: literals, f-string prefixes (ending in `_`), and, where the name
+    is a variable, the metric-like literals of the tables it comes from (tuples' first items, dict values)."""
+    names: set[str] = set()
+    for handler in REPO_ROOT.glob("functions/*/app.py"):
+        tree = ast.parse(handler.read_text())
+        tables: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Tuple) and node.elts and isinstance(node.elts[0], ast.Constant):
+                tables.add(str(node.elts[0].value))
+            if isinstance(node, ast.Dict):
+                tables.update(str(v.value) for v in node.values if isinstance(v, ast.Constant))
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_metric"):
+                continue
+            (name,) = [k.value for k in node.keywords if k.arg == "name"]
+            if isinstance(name, ast.Constant):
+                names.add(str(name.value))
+            elif isinstance(name, ast.JoinedStr) and isinstance(name.values[0], ast.Constant):
+                names.add(str(name.values[0].value))
+            else:
+                names.update(t for t in tables if METRIC_NAME.match(t))
+    return names
+
+
+def alarmed_metric_names() -> set[str]:
+    template = Template.load(DEFAULT_TEMPLATE)
+    return {
+        str(alarm.properties["MetricName"])
+        for alarm in template.alarms.values()
+        if alarm.properties.get("Namespace") == NAMESPACE
+    }
+
+
+def documented(name: str, text: str) -> bool:
+    return f"`{name}`" in text or (name.endswith("_") and f"`{name}<" in text)
+
+
+def test_every_published_and_alarmed_metric_is_documented() -> None:
+    text = OPERATIONS.read_text()
+    names = published_metric_names() | alarmed_metric_names()
+    assert {"IncrementalRunsSucceeded", "StripeAuthFailures", "ChartMogulAuthFailures", "Bundles_"} <= names
+    assert sorted(n for n in names if not documented(n, text)) == []
