@@ -1,6 +1,6 @@
-"""Bulk JSON import: `POST /data_sources/{uuid}/json_imports` and its status (reference §8).
+"""Bulk JSON import: `POST /data_sources/{uuid}/json_imports` and its status (docs/sources.md#cm-bulk-import).
 
-The POST only queues the payload (validation is asynchronous, reference §9.1); a background worker moves
+The POST only queues the payload (validation is asynchronous, docs/sources.md#cm-validation); a background worker moves
 each import queued → processing → completed after the configured delays, applying it customer by customer.
 Each customer's objects are all-or-nothing [inf]: one invalid record fails that customer, and
 `status_details[<customer external id>]` says `failed` with the errors; the import itself still
@@ -164,7 +164,7 @@ class BulkImporter:
 
     @staticmethod
     def _line_item(item: dict[str, Any], plan_uuids: dict[str, str]) -> dict[str, Any]:
-        """reference §8: bulk line items name plans by `plan_external_id`, not `plan_uuid`."""
+        """docs/sources.md#cm-bulk-import: bulk line items name plans by `plan_external_id`, not `plan_uuid`."""
         converted = {
             key: value for key, value in item.items() if key not in ("invoice_external_id", "plan_external_id")
         }
@@ -235,7 +235,7 @@ def register(router: Router, emulator: Emulator) -> None:
         data_source_uuid = request.params["uuid"]
         emulator.require("data_sources", "Data source not found", uuid=data_source_uuid)
         if len(request.body) > emulator.options.bulk_max_bytes:
-            # reference §8: JSON payload ≤ 5 MB; the exact answer is not documented [inf]
+            # docs/sources.md#cm-bulk-import: JSON payload ≤ 5 MB; the exact answer is not documented [inf]
             return coded_error(413, "The JSON payload exceeds the 5 MB limit", None)
         body = emulator.body_object(request)
         for section in SECTIONS:
@@ -246,7 +246,7 @@ def register(router: Router, emulator: Emulator) -> None:
             raise SchemaError("external_id")
         now = format_event_timestamp(emulator.now())
         doc = {
-            "id": str(uuid_module.uuid4()),  # reference §8: a string (the client's schema)
+            "id": str(uuid_module.uuid4()),  # docs/sources.md#cm-bulk-import: a string (the client's schema)
             "data_source_uuid": data_source_uuid,
             "status": "queued",
             "external_id": body.get("external_id"),
@@ -268,7 +268,7 @@ def register(router: Router, emulator: Emulator) -> None:
 
     @router.route("GET", "/v1/data_sources/{uuid}/json_imports/{id}")
     def retrieve(request: Request) -> Response:
-        # reference §8: the id is the returned `id`, or the caller's own `external_id`
+        # docs/sources.md#cm-bulk-import: the id is the returned `id`, or the caller's own `external_id`
         data_source_uuid, import_id = request.params["uuid"], request.params["id"]
         doc = store.one("json_imports", data_source_uuid=data_source_uuid, uuid=import_id) or store.one(
             "json_imports", data_source_uuid=data_source_uuid, external_id=import_id

@@ -1,6 +1,6 @@
 """The read-only Stripe API the exporter uses, as routes on the emulator kit's router.
 
-Endpoints and filters follow the pinned package's `*ListParams` (reference §2.1); list semantics live in
+Endpoints and filters follow the pinned package's `*ListParams` (docs/sources.md#stripe-lists); list semantics live in
 `listing.py`, object shapes in `render.py`.
 """
 
@@ -38,7 +38,7 @@ from localdev.stripe_emulator.render import (
 from localdev.stripe_emulator.store import Collection, StripeStore
 
 _REQUEST_ID_HEADER = "x-emulator-request-id"
-EVENT_RETENTION_SECONDS = 30 * 86_400  # events are listable for 30 days (reference §2.3)
+EVENT_RETENTION_SECONDS = 30 * 86_400  # events are listable for 30 days (docs/sources.md#stripe-events)
 MAX_EVENT_TYPES = 20
 
 Params = dict[str, Any]
@@ -95,7 +95,8 @@ _ENDED = frozenset({"canceled", "incomplete_expired"})
 def _subscription_filters(store: StripeStore, params: Params) -> tuple[list[tuple[str, str]], list[Predicate]]:
     status = params.get("status")
     checks: list[Predicate] = []
-    # The default list omits canceled subscriptions; `all` lists every status (reference §2.1, §5).
+    # The default list omits canceled subscriptions; `all` lists every status (docs/sources.md#stripe-lists,
+    # #stripe-pitfalls).
     if status is None:
         checks.append(lambda s: s.status != "canceled")
     elif status == "ended":

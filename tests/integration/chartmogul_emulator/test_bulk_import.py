@@ -1,4 +1,4 @@
-"""Bulk JSON import lifecycle through the unmodified client (reference §8)."""
+"""Bulk JSON import lifecycle through the unmodified client (docs/sources.md#cm-bulk-import)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_lifecycle_queued_processing_completed_with_per_customer_status(
     assert [(c.external_id, c.mrr) for c in customers] == [("scus_1", 9900)]
     [stored] = chartmogul.Invoice.all(chartmogul_config, data_source_uuid=ds.uuid).get().invoices
     assert (stored.external_id, len(stored.line_items), len(stored.transactions)) == ("inv_1", 1, 1)
-    # reference §8: the status can also be fetched by the caller's own external_id
+    # docs/sources.md#cm-bulk-import: the status can also be fetched by the caller's own external_id
     by_external = chartmogul.JsonImport.retrieve(chartmogul_config, data_source_uuid=ds.uuid, id="import_1").get()
     assert by_external.id == created.id
 

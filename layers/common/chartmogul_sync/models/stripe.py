@@ -2,8 +2,8 @@
 
 Only the fields the transform uses are declared; everything else is ignored (InboundModel), so Stripe adding a
 field never breaks parsing. Field names and nesting follow the resource classes of stripe==16.1.0
-(`stripe/_invoice.py`, `_invoice_line_item.py`, `_subscription.py`, …) and reference
-stripe-export-and-mapping.md §2.8 (the basil/clover shape changes). Timestamps stay Unix seconds, amounts integer
+(`stripe/_invoice.py`, `_invoice_line_item.py`, `_subscription.py`, …) and
+docs/sources.md#stripe-versions (the basil/clover shape changes). Timestamps stay Unix seconds, amounts integer
 minor units, exactly as Stripe sends them; the mapping converts.
 
 Expandable fields (`ExpandableField[...]` in stripe-python) arrive either as an id or as the expanded object;
@@ -78,7 +78,7 @@ class StripeCoupon(_HasId):
 
 
 class DiscountSource(InboundModel):
-    # Since clover 2025-09-30 the coupon sits under `source` (reference §2.8).
+    # Since clover 2025-09-30 the coupon sits under `source` (docs/sources.md#stripe-versions).
     type: str = "coupon"
     coupon: str | StripeCoupon | None = None
 
@@ -127,7 +127,7 @@ class StripeSubscriptionItem(_HasId):
     price: StripePrice
     quantity: int | None = None
     subscription: str | None = None
-    # Since basil the periods live on the item (reference §2.8).
+    # Since basil the periods live on the item (docs/sources.md#stripe-versions).
     current_period_start: int | None = None
     current_period_end: int | None = None
 
@@ -149,7 +149,8 @@ class StripeSubscription(_HasId):
     trial_end: int | None = None
     cancel_at_period_end: bool = False
     cancel_at: int | None = None
-    # `canceled_at` is when cancellation was *requested*; `ended_at` is when the subscription ended (§1.4).
+    # `canceled_at` is when cancellation was *requested*; `ended_at` is when the subscription ended
+    # (docs/sources.md#stripe-object-mapping).
     canceled_at: int | None = None
     ended_at: int | None = None
     pause_collection: PauseCollection | None = None
@@ -281,7 +282,7 @@ class StripeInvoice(_HasId):
     discounts: list[str | StripeDiscount] = Field(default_factory=list)
     total: int
     amount_paid: int = 0
-    # Includable list (`expand[]=payments`, reference §2.5); the snapshot also carries them separately.
+    # Includable list (`expand[]=payments`, docs/sources.md#stripe-expand); the snapshot also carries them separately.
     payments: InvoicePaymentList | None = None
 
     _empty_lists = field_validator("discounts", mode="before")(_none_as_empty)

@@ -266,7 +266,8 @@ class BundleUploader:
                 customer_id,
                 sub_id,
                 f"set cancellation dates of subscription {sub_id}",
-                # Reference §6: `cancellation_dates` replaces the history whole, so re-sending it is harmless.
+                # docs/sources.md#cm-subscriptions: `cancellation_dates` replaces the history whole, so re-sending it is
+                # harmless.
                 lambda cfg, uuid=sub.uuid, dates=dates: chartmogul.CustomerSubscription.cancel(
                     cfg, uuid=uuid, data={"cancellation_dates": list(dates)}
                 ).get(),
@@ -325,8 +326,8 @@ class BundleUploader:
             known = with_invoices(known, imported)
             self.idmap.remember_customer(customer_id, known)
             result.writes["invoices_created"] += len(imported)
-            # Reference §9.2: ChartMogul may store an invoice it finds invalid instead of refusing it. Keep the
-            # outcome all-or-nothing per invoice: delete it again and send the record to the bad records.
+            # docs/sources.md#cm-invalid-invoices: ChartMogul may store an invoice it finds invalid instead of refusing
+            # it. Keep the outcome all-or-nothing per invoice: delete it again and send the record to the bad records.
             invalid = [i for i in imported if getattr(i, "errors", None)]
             for bad in invalid:
                 known = self._delete_invoice(customer_id, bad.external_id, known, budget)

@@ -5,7 +5,7 @@ second can hold more events than have arrived by the time we list it). It advanc
 customer's snapshot is on the queue, so a run that dies re-exports instead of losing changes. A run with no
 new events makes one Stripe request: the first page of `/v1/events`.
 
-Events are kept 30 days (reference stripe-export-and-mapping.md §2.3). A cursor older than that cannot be
+Events are kept 30 days (docs/sources.md#stripe-events). A cursor older than that cannot be
 served by events: the run rescans objects created since the cursor (customer-owned lists, 100 per page) and
 takes the events that are still kept, and logs the gap, because changes to older objects in the lost window
 (a late payment, a cancellation) are only found by a backfill.

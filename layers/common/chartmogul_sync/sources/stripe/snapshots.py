@@ -1,4 +1,5 @@
-"""One customer's snapshot (DESIGN.md contract 1), assembled the same way whatever fetched its objects.
+"""One customer's snapshot (docs/architecture.md "Contracts between the stages", docs/formats.md), assembled the same
+way whatever fetched its objects.
 
 Two paths feed one assembly:
 
@@ -35,13 +36,13 @@ class OwnedList:
 
 
 # The customer-owned lists, with the parameters both paths use. Invoice payments and refunds name no customer
-# (reference stripe-export-and-mapping.md §2.8): payments come with their invoice (`invoice.payments` is
-# includable, reference §2.5), refunds are listed per refunded charge (`complete`).
+# (docs/sources.md#stripe-versions): payments come with their invoice (`invoice.payments` is
+# includable, docs/sources.md#stripe-expand), refunds are listed per refunded charge (`complete`).
 OWNED_LISTS: tuple[OwnedList, ...] = (
-    # Without status=all the list leaves out canceled subscriptions (reference §2.1).
+    # Without status=all the list leaves out canceled subscriptions (docs/sources.md#stripe-lists).
     OwnedList(StripeList.SUBSCRIPTIONS, {"status": "all"}),
     # Discounts expanded: a line's `discount_amounts` name only the discount id; its coupon (ChartMogul's
-    # `discount_code`) is on the expanded discount (`source.coupon` since clover, reference §0.4).
+    # `discount_code`) is on the expanded discount (`source.coupon` since clover, docs/sources.md#stripe-versions).
     OwnedList(StripeList.INVOICES, {"expand": ["data.payments", "data.discounts"]}),
     OwnedList(StripeList.INVOICE_ITEMS, {}),
     OwnedList(StripeList.CHARGES, {}),
@@ -50,7 +51,8 @@ OWNED_LISTS: tuple[OwnedList, ...] = (
 
 
 # A backfill lists refunds globally instead of per refunded charge: one request per 100 refunds. A refund names
-# its charge only, so the charge comes expanded (reference §2.5) to tell the customer (`refund_with_owner`).
+# its charge only, so the charge comes expanded (docs/sources.md#stripe-expand) to tell the customer
+# (`refund_with_owner`).
 REFUNDS_WITH_OWNER = OwnedList(StripeList.REFUNDS, {"expand": ["data.charge"]})
 
 
@@ -250,7 +252,8 @@ def _referenced_price_ids(records: CustomerRecords) -> set[str]:
 
 
 def _price_details(obj: StripeJson) -> dict[str, Any]:
-    # Since basil, lines and invoice items name their price in `pricing.price_details` (reference §2.8).
+    # Since basil, lines and invoice items name their price in `pricing.price_details`
+    # (docs/sources.md#stripe-versions).
     pricing = obj.get("pricing")
     details = pricing.get("price_details") if isinstance(pricing, dict) else None
     return details if isinstance(details, dict) else {}
