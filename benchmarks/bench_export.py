@@ -153,7 +153,7 @@ def measure(customers: int, months: int, handover_reserve_s: float, trace: bool)
     # What no exporter can avoid beyond the global lists: Stripe embeds only the first EMBEDDED_LINES lines of an
     # invoice and has no global line list, so a longer invoice costs its own line pages; deleted customers are
     # not listed, so they are found through their `customer.deleted` events, 100 a page (reference
-    # stripe-export-and-mapping.md §2.1–2.3).
+    # docs/sources.md#stripe-lists, #stripe-pagination, #stripe-events).
     from localdev.stripe_emulator import records
     from localdev.stripe_emulator.render import EMBEDDED_LINES
 

@@ -1,6 +1,6 @@
 """`cmsync demo`: the whole pipeline on this machine, then a report a finance engineer can check.
 
-A generated Stripe account (every scenario of the reference's §4.4), a backfill through the three functions,
+A generated Stripe account (every scenario of docs/sources.md#stripe-scenarios), a backfill through the three functions,
 a round of changes in Stripe and an incremental run; then records per stage, dead-letter contents with their
 reasons, requests to Stripe and ChartMogul, time per stage, and the audit of ChartMogul's MRR and customer
 count month by month against the generator's ground truth. Exits non-zero if any record was lost: a Stripe

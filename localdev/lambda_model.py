@@ -1,6 +1,6 @@
 """What Lambda gives a handler, rebuilt in-process: the context object, the SQS event shape, the environment.
 
-Sources: reference/serverless-architecture.md §4.3 (in-process event source mapping), AWS Lambda developer
+Sources: docs/sources.md#aws-local-poller (in-process event source mapping), AWS Lambda developer
 guide "Using Lambda with Amazon SQS" (event shape) and "Lambda context object in Python".
 """
 

@@ -1,7 +1,7 @@
 """An SQS event source mapping with Lambda's semantics, polling moto and calling the handler in-process.
 
 moto's own event source mapping cannot run our code without Docker and ignores partial batch responses
-(reference/serverless-architecture.md §3.5), so this does what Lambda's poller does (§1.1, §4.3):
+(docs/sources.md#aws-moto), so this does what Lambda's poller does (#aws-sqs-lambda, #aws-local-poller):
 
 - gather up to BatchSize messages; once a batch has started, wait up to MaximumBatchingWindowInSeconds to
   fill it;
@@ -10,7 +10,7 @@ moto's own event source mapping cannot run our code without Docker and ignores p
   (Lambda developer guide, "Handling errors for an SQS event source": "Lambda treats a batch as a complete
   failure if ... itemIdentifier is null, empty or names a message that is not in the batch");
 - leave failed messages alone: they reappear after the queue's visibility timeout, and SQS itself (moto, which
-  honours RedrivePolicy, §3.1) moves a message to the DLQ on the receive after maxReceiveCount.
+  honours RedrivePolicy, docs/sources.md#aws-moto) moves a message to the DLQ on the receive after maxReceiveCount.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@
         report = stack.drain()                                          # run the SQS triggers until idle
         stack.receive_all("BadRecordsQueue")
 
-Two moto backends (reference/serverless-architecture.md §3.6): "in-process" (`mock_aws`) and "server" (a
+Two moto backends (docs/sources.md#aws-moto): "in-process" (`mock_aws`) and "server" (a
 `ThreadedMotoServer` on 127.0.0.1 at a free port, reached through AWS_ENDPOINT_URL, which every boto3 client a
-handler creates picks up). Lambda itself is not emulated by moto (§3.5): the functions are the real handler
-modules from each CodeUri, called with Lambda's event and context shapes (§4.3).
+handler creates picks up). Lambda itself is not emulated by moto (docs/sources.md#aws-moto): the functions are the real
+handler modules from each CodeUri, called with Lambda's event and context shapes (docs/sources.md#aws-local-poller).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Subscription events: create, list, update, delete (reference §7). They do not change MRR: for a
-Custom source ChartMogul's MRR comes from invoices (reference §7)."""
+"""Subscription events: create, list, update, delete (docs/sources.md#cm-subscription-events). They do not change MRR:
+for a Custom source ChartMogul's MRR comes from invoices (docs/sources.md#cm-subscription-events)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from localdev.chartmogul_emulator.validation import (
 from localdev.emulator_kit import Request, Response, Router, empty_response, json_response
 
 EVENT_NOT_FOUND = "Subscription event not found"
-EVENT_EXISTS = "has already been taken"  # [inf] the generic duplicate wording (reference §0)
+EVENT_EXISTS = "has already been taken"  # [inf] the generic duplicate wording (docs/sources.md#cm-summary)
 BLANK = "can't be blank"
-EVENT_TYPES = (  # reference §7
+EVENT_TYPES = (  # docs/sources.md#cm-subscription-events
     "subscription_start",
     "subscription_start_scheduled",
     "scheduled_subscription_start_retracted",
@@ -35,7 +35,7 @@ EVENT_TYPES = (  # reference §7
     "scheduled_subscription_cancellation_retracted",
     "subscription_event_retracted",
 )
-# reference §7: start/update events (and their scheduled forms) carry the plan and the amount.
+# docs/sources.md#cm-subscription-events: start/update events (and their scheduled forms) carry the plan and the amount.
 _PRICED_TYPES = (
     "subscription_start",
     "subscription_start_scheduled",
@@ -83,7 +83,8 @@ def _event_doc(event_id: int, event: dict[str, Any], now: str) -> dict[str, Any]
         parsed = parse_timestamp(event.get(key))
         return format_event_timestamp(parsed) if parsed else None
 
-    # reference §7 (recorded 2023 shape): absent optional fields are null, never "" (the client rejects "").
+    # docs/sources.md#cm-subscription-events (recorded 2023 shape): absent optional fields are null, never "" (the
+    # client rejects "").
     return {
         "id": event_id,
         "data_source_uuid": event["data_source_uuid"],
@@ -108,7 +109,8 @@ def _event_doc(event_id: int, event: dict[str, Any], now: str) -> dict[str, Any]
 
 
 def create_event(emulator: Emulator, event: dict[str, Any]) -> dict[str, Any]:
-    """Store a subscription event (reference §7); raises `APIProblem`/`SchemaError` on invalid input."""
+    """Store a subscription event (docs/sources.md#cm-subscription-events); raises `APIProblem`/`SchemaError` on invalid
+    input."""
     store = emulator.store
     _check_schema(event)
     require_data_source(emulator, event)
@@ -137,7 +139,8 @@ def register(router: Router, emulator: Emulator) -> None:
     store = emulator.store
 
     def envelope(request: Request) -> dict[str, Any]:
-        """reference §7: bodies are wrapped in `subscription_event` (the client may also send them flat)."""
+        """docs/sources.md#cm-subscription-events: bodies are wrapped in `subscription_event` (the client may also send
+        them flat)."""
         body = emulator.body_object(request)
         event = body.get("subscription_event", body)
         if not isinstance(event, dict):
@@ -145,7 +148,7 @@ def register(router: Router, emulator: Emulator) -> None:
         return event
 
     def identify(event: dict[str, Any]) -> dict[str, Any]:
-        """reference §7: by `id`, or by `external_id` + `data_source_uuid`."""
+        """docs/sources.md#cm-subscription-events: by `id`, or by `external_id` + `data_source_uuid`."""
         if event.get("id") is not None:
             try:
                 where: dict[str, Any] = {"seq": int(event["id"])}
@@ -192,11 +195,12 @@ def register(router: Router, emulator: Emulator) -> None:
         updated = _event_doc(doc["id"], merged, doc["created_at"])
         updated["updated_at"] = format_event_timestamp(emulator.now())
         store.update("subscription_events", {"seq": doc["id"]}, updated, event_type=updated["event_type"])
-        return json_response(200, updated)  # reference §7 (recorded): 200 with the full event
+        return json_response(200, updated)  # docs/sources.md#cm-subscription-events (recorded): 200 with the full event
 
     @router.route("DELETE", "/v1/subscription_events")
     def delete(request: Request) -> Response:
-        # reference §7: the Python client sends a JSON body, Ruby the query `subscription_event[id]=…`
+        # docs/sources.md#cm-subscription-events: the Python client sends a JSON body, Ruby the query
+        # `subscription_event[id]=…`
         event = envelope(request) if request.body.strip() else {}
         if not event:
             event = {
@@ -206,4 +210,4 @@ def register(router: Router, emulator: Emulator) -> None:
             }
         doc = identify(event)
         store.delete("subscription_events", seq=doc["id"])
-        return empty_response(204)  # reference §7 (recorded)
+        return empty_response(204)  # docs/sources.md#cm-subscription-events (recorded)

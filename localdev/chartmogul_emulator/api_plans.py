@@ -1,4 +1,4 @@
-"""Plans (reference §4)."""
+"""Plans (docs/sources.md#cm-plans)."""
 
 from __future__ import annotations
 
@@ -12,31 +12,31 @@ from localdev.chartmogul_emulator.validation import expect_enum, expect_type, is
 from localdev.emulator_kit import Request, Response, Router, empty_response, json_response
 
 PLAN_NOT_FOUND = "Plan not found"
-PLAN_EXISTS = "A plan with this identifier already exists in our system."  # reference §0
-INTERVAL_UNITS = ("day", "month", "year")  # reference §4: no week unit
+PLAN_EXISTS = "A plan with this identifier already exists in our system."  # docs/sources.md#cm-summary
+INTERVAL_UNITS = ("day", "month", "year")  # docs/sources.md#cm-plans: no week unit
 
 
 def _check_interval(body: dict[str, Any], errors: dict[str, str], required: bool) -> None:
     expect_type(body, "name", str, "name")
     expect_type(body, "interval_count", int, "interval_count")
-    expect_enum(body, "interval_unit", INTERVAL_UNITS, "interval_unit")  # reference §9.1: bad enum → 400
+    expect_enum(body, "interval_unit", INTERVAL_UNITS, "interval_unit")  # docs/sources.md#cm-validation: bad enum → 400
     if required:
         for key in ("name", "interval_count", "interval_unit"):
             if is_blank(body.get(key)):
                 errors[key] = "can't be blank"
     count = body.get("interval_count")
     if isinstance(count, int) and count <= 0:
-        errors["interval_count"] = "must be greater than 0"  # reference §4: integer > 0
+        errors["interval_count"] = "must be greater than 0"  # docs/sources.md#cm-plans: integer > 0
 
 
 def create_plan(emulator: Emulator, body: dict[str, Any]) -> dict[str, Any]:
-    """Store a plan (reference §4); raises `APIProblem`/`SchemaError` on invalid input."""
+    """Store a plan (docs/sources.md#cm-plans); raises `APIProblem`/`SchemaError` on invalid input."""
     store = emulator.store
     data_source_uuid = require_data_source(emulator, body)
     expect_type(body, "external_id", str, "external_id")
     errors: dict[str, str] = {}
     _check_interval(body, errors, required=True)
-    # reference §4: without an external_id the API generates one (recorded); never null for the client.
+    # docs/sources.md#cm-plans: without an external_id the API generates one (recorded); never null for the client.
     external_id = body.get("external_id") or str(uuid_module.uuid4())
     if store.exists("plans", data_source_uuid=data_source_uuid, external_id=external_id):
         errors["external_id"] = PLAN_EXISTS
@@ -78,11 +78,12 @@ def register(router: Router, emulator: Emulator) -> None:
         _check_interval(body, errors, required=False)
         if errors:
             return field_errors(errors)
-        for key in ("name", "interval_count", "interval_unit"):  # reference §4: the modifiable fields
+        for key in ("name", "interval_count", "interval_unit"):  # docs/sources.md#cm-plans: the modifiable fields
             if body.get(key) is not None:
                 doc[key] = body[key]
         store.update("plans", {"uuid": doc["uuid"]}, doc)
-        return json_response(202, doc)  # reference §4 (recorded): 202 with the plan; the client returns None
+        # docs/sources.md#cm-plans (recorded): 202 with the plan; the client returns None
+        return json_response(202, doc)
 
     @router.route("DELETE", "/v1/plans/{uuid}")
     def delete(request: Request) -> Response:

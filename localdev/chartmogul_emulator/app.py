@@ -31,7 +31,7 @@ from localdev.emulator_kit.routing import Handler
 
 
 def api_key_of(request: Request) -> str | None:
-    """reference §1: HTTP Basic with the API key as user name and an empty password."""
+    """docs/sources.md#cm-transport: HTTP Basic with the API key as user name and an empty password."""
     header = request.header("authorization") or ""
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
@@ -81,7 +81,7 @@ def create_server(options: EmulatorOptions | None = None) -> tuple[EmulatorServe
 
     def authenticate(request: Request) -> Response | None:
         if api_key_of(request) != options.api_key:
-            return responses.unauthorized()  # reference §1 (recorded 401 body)
+            return responses.unauthorized()  # docs/sources.md#cm-transport (recorded 401 body)
         return None
 
     server = EmulatorServer(

@@ -29,7 +29,7 @@ Handler = Callable[[Request], Response]
 
 
 def new_uuid(prefix: str) -> str:
-    """reference §1: object ids are a type prefix plus a standard UUID (`cus_…`, `inv_…`)."""
+    """docs/sources.md#cm-transport: object ids are a type prefix plus a standard UUID (`cus_…`, `inv_…`)."""
     return f"{prefix}_{uuid_module.uuid4()}"
 
 
@@ -42,7 +42,7 @@ class Emulator:
     # ---- background work (the bulk import worker) ------------------------------------------------------
 
     def start_background(self) -> None:
-        """Start the bulk-import worker (reference §8: imports progress on their own)."""
+        """Start the bulk-import worker (docs/sources.md#cm-bulk-import: imports progress on their own)."""
         from localdev.chartmogul_emulator.api_bulk import BulkWorker  # late: api_bulk imports this module
 
         if self._bulk_worker is None:
@@ -68,7 +68,7 @@ class Emulator:
         return body
 
     def require(self, table: str, message: str, **where: Any) -> dict[str, Any]:
-        """The stored object, or a 404 `{"error": message}` (reference §1.1)."""
+        """The stored object, or a 404 `{"error": message}` (docs/sources.md#cm-errors)."""
         found = self.store.one(table, **where)
         if found is None:
             raise APIProblem(not_found(message))
@@ -83,7 +83,7 @@ class Emulator:
         extra: dict[str, Any] | None = None,
         where: Mapping[str, Any] | None = None,
     ) -> Response:
-        """One cursor page of `table` (reference §1.3): `per_page` ≤ 200, `has_more`, opaque `cursor`."""
+        """One cursor page of `table` (docs/sources.md#cm-pagination): `per_page` ≤ 200, `has_more`, opaque `cursor`."""
         size = per_page(request)
         rows = self.store.rows(
             table, after_seq=decode_cursor(request.query_one("cursor")), limit=size + 1, **(where or {})
@@ -116,7 +116,7 @@ class Emulator:
         for line in self.store.docs("line_items", subscription_uuid=list(by_uuid)):
             plan = plans.get(line.get("plan_uuid") or "")
             if line["type"] != "subscription" or plan is None:
-                continue  # reference §1.3 / rules: only subscription lines make MRR (trial lines do not)
+                continue  # docs/sources.md#cm-pagination / rules: only subscription lines make MRR (trial lines do not)
             start, end = parse_timestamp(line["service_period_start"]), parse_timestamp(line["service_period_end"])
             if start is None or end is None:
                 continue
@@ -135,7 +135,7 @@ class Emulator:
         return result
 
     def customer_figures(self, customer_uuids: list[str]) -> dict[str, dict[str, Any]]:
-        """Current `mrr`, `arr`, `status`, `customer-since` per customer (reference §3, MRR rule 6)."""
+        """Current `mrr`, `arr`, `status`, `customer-since` per customer (docs/sources.md#cm-customers, MRR rule 6)."""
         today = self.now().date()
         histories = self.subscription_histories(customer_uuids)
         figures: dict[str, dict[str, Any]] = {}

@@ -1,4 +1,4 @@
-"""ChartMogul's response bodies: error shapes (reference §1.1) and list envelopes (reference §1.3)."""
+"""ChartMogul's response bodies: error shapes (docs/sources.md#cm-errors) and list envelopes (#cm-pagination)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 from localdev.chartmogul_emulator.validation import SchemaError
 from localdev.emulator_kit import MalformedJSON, Request, Response, json_response, text_response
 
-RATE_LIMIT_MESSAGE = "Your request rate has exceeded our rate limit."  # reference §0 / §1.2
-MAX_PER_PAGE = 200  # reference §1.3: default 200, larger values are clamped
+RATE_LIMIT_MESSAGE = "Your request rate has exceeded our rate limit."  # docs/sources.md#cm-summary / #cm-rate-limits
+MAX_PER_PAGE = 200  # docs/sources.md#cm-pagination: default 200, larger values are clamped
 
-# reference §1: recorded 5xx bodies are plain text.
+# docs/sources.md#cm-transport: recorded 5xx bodies are plain text.
 _SERVER_ERROR_TEXT = {
     500: "500 Internal Server Error",
     502: "502 Bad Gateway",
@@ -29,26 +29,26 @@ class APIProblem(Exception):
 
 
 def coded_error(status: int, message: str, param: str | None = None) -> Response:
-    """The newer shape `{"code":..,"message":..,"param":..}` used for 400/401 (reference §1.1)."""
+    """The newer shape `{"code":..,"message":..,"param":..}` used for 400/401 (docs/sources.md#cm-errors)."""
     return json_response(status, {"code": status, "message": message, "param": param})
 
 
 def unauthorized() -> Response:
-    return coded_error(401, "No valid API key provided")  # reference §1 (recorded)
+    return coded_error(401, "No valid API key provided")  # docs/sources.md#cm-transport (recorded)
 
 
 def not_found(message: str) -> Response:
-    """Legacy Import-API not-found `{"error": "Data source not found"}` (reference §1.1)."""
+    """Legacy Import-API not-found `{"error": "Data source not found"}` (docs/sources.md#cm-errors)."""
     return json_response(404, {"error": message})
 
 
 def field_errors(errors: dict[str, str]) -> Response:
-    """Legacy Import-API 422 `{"errors": {field: message}}` (reference §1.1)."""
+    """Legacy Import-API 422 `{"errors": {field: message}}` (docs/sources.md#cm-errors)."""
     return json_response(422, {"errors": errors})
 
 
 def schema_error(exc: SchemaError) -> Response:
-    return coded_error(400, exc.message, exc.param)  # reference §9.1: first offending param only
+    return coded_error(400, exc.message, exc.param)  # docs/sources.md#cm-validation: first offending param only
 
 
 def rate_limited() -> Response:
@@ -56,7 +56,7 @@ def rate_limited() -> Response:
 
 
 def too_many_connections() -> Response:
-    return text_response(503, _SERVER_ERROR_TEXT[503])  # reference §1.2: 503 Service unavailable
+    return text_response(503, _SERVER_ERROR_TEXT[503])  # docs/sources.md#cm-rate-limits: 503 Service unavailable
 
 
 def injected_fault(status: int) -> Response:
@@ -117,7 +117,8 @@ def per_page(request: Request) -> int:
 def page_envelope(
     key: str, items: list[Any], has_more: bool, last_seq: int | None, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """reference §1.3: the list key + `cursor` + `has_more` (plus per-endpoint extras, never forbidden keys)."""
+    """docs/sources.md#cm-pagination: the list key + `cursor` + `has_more` (plus per-endpoint extras, never forbidden
+    keys)."""
     return {
         **(extra or {}),
         key: items,

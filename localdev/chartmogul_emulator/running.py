@@ -50,7 +50,8 @@ class RunningEmulator:
         return self.options.api_key
 
     def client_config(self, request_timeout: float | tuple[float, float] | None = 10.0, max_retries: int = 0) -> Any:
-        """A `chartmogul.Config` pointed at this emulator (reference §10.1: `uri` set on the instance)."""
+        """A `chartmogul.Config` pointed at this emulator (docs/sources.md#cm-client-config: `uri` set on the
+        instance)."""
         import chartmogul
 
         config = chartmogul.Config(self.api_key, request_timeout=request_timeout, max_retries=max_retries)

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from typing import Any
 
 # table → indexed columns (besides `seq` and `doc`). Uniqueness mirrors ChartMogul: external ids are
-# unique per data source (reference §9.4); data source names per account (reference §2).
+# unique per data source (docs/sources.md#cm-idempotency); data source names per account (#cm-data-sources).
 _SCHEMA: dict[str, str] = {
     "data_sources": "uuid TEXT UNIQUE NOT NULL, name TEXT UNIQUE NOT NULL",
     "customers": "uuid TEXT UNIQUE NOT NULL, data_source_uuid TEXT NOT NULL, external_id TEXT NOT NULL, email TEXT",
-    # every external id a customer answers to (a merge adds the merged customer's ids, reference §3)
+    # every external id a customer answers to (a merge adds the merged customer's ids, docs/sources.md#cm-customers)
     "customer_ids": "data_source_uuid TEXT NOT NULL, external_id TEXT NOT NULL, customer_uuid TEXT NOT NULL, "
     "UNIQUE(data_source_uuid, external_id)",
     "plans": "uuid TEXT UNIQUE NOT NULL, data_source_uuid TEXT NOT NULL, external_id TEXT NOT NULL, "

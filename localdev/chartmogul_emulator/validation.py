@@ -1,6 +1,6 @@
-"""Request checks that answer the way ChartMogul does (reference §1, §5, §9).
+"""Request checks that answer the way ChartMogul does (docs/sources.md#cm-transport, #cm-invoices, #cm-validation).
 
-Two kinds of failure, as in the real API (reference §9.1):
+Two kinds of failure, as in the real API (docs/sources.md#cm-validation):
 - `SchemaError` → 400 `{"code":400,"message":"Parameter \\"x\\" does not have a valid value","param":"x"}`:
   a wrong JSON type, a value outside an enumeration, an unparseable date. Only the first one is reported.
 - field errors → 422 in the legacy Import-API shape `{"errors": {field: message}}` (collected by the caller).
@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from typing import Any
 
-# reference §1: ISO 4217 codes. ChartMogul's exact supported list is not readable offline; this is the
+# docs/sources.md#cm-transport: ISO 4217 codes. ChartMogul's exact supported list is not readable offline; this is the
 # active ISO 4217 list, which is what an integration can legitimately send.
 ISO_CURRENCIES = frozenset(
     """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD
@@ -23,13 +23,13 @@ ISO_CURRENCIES = frozenset(
     TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW ZWL""".split()
 )
 
-# reference §1 and §13.5: the accepted date forms.
+# docs/sources.md#cm-transport: the accepted date forms.
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
 class SchemaError(ValueError):
-    """A 400-class problem with one parameter (reference §9.1)."""
+    """A 400-class problem with one parameter (docs/sources.md#cm-validation)."""
 
     def __init__(self, param: str, message: str | None = None) -> None:
         super().__init__(message or f'Parameter "{param}" does not have a valid value')
@@ -40,7 +40,7 @@ class SchemaError(ValueError):
 def parse_timestamp(value: Any) -> dt.datetime | None:
     """`YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS`, ISO 8601 with or without zone → aware UTC; otherwise None.
 
-    reference §1: zone defaults to UTC and time to 00:00:00; offsets are converted to UTC.
+    docs/sources.md#cm-transport: zone defaults to UTC and time to 00:00:00; offsets are converted to UTC.
     """
     if not isinstance(value, str):
         return None
@@ -57,17 +57,17 @@ def parse_timestamp(value: Any) -> dt.datetime | None:
 
 
 def format_timestamp(moment: dt.datetime) -> str:
-    """reference §1: import objects answer millisecond UTC, `2023-08-25T10:53:47.000Z`."""
+    """docs/sources.md#cm-transport: import objects answer millisecond UTC, `2023-08-25T10:53:47.000Z`."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def format_event_timestamp(moment: dt.datetime) -> str:
-    """reference §7: subscription events answer `2022-02-16T00:00:00Z`."""
+    """docs/sources.md#cm-subscription-events: subscription events answer `2022-02-16T00:00:00Z`."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def format_metrics_timestamp(moment: dt.datetime) -> str:
-    """reference §6/§12: the metrics views answer `2016-02-24T00:00:00+00:00`."""
+    """docs/sources.md#cm-subscriptions/#cm-metrics: the metrics views answer `2016-02-24T00:00:00+00:00`."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 

@@ -58,8 +58,8 @@ class TokenBucket:
 class ConnectionCap:
     """Counts connections with a request in progress; one beyond `limit` is flagged to be refused.
 
-    ChartMogul: "Please don't exceed 20 parallel connections" → 503 (reference §1.2). Counting requests in
-    progress rather than open sockets means an idle keep-alive connection, or one the client has already
+    ChartMogul: "Please don't exceed 20 parallel connections" → 503 (docs/sources.md#cm-rate-limits). Counting requests
+    in progress rather than open sockets means an idle keep-alive connection, or one the client has already
     closed but the server has not yet reaped, never causes a 503 the real API would not send.
     """
 

@@ -451,8 +451,8 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
         )
-        # Parallel connections are counted while a request is in progress on them (reference §1.2): an idle
-        # keep-alive connection, or one whose client has hung up, never causes a spurious 503.
+        # Parallel connections are counted while a request is in progress on them (docs/sources.md#cm-rate-limits): an
+        # idle keep-alive connection, or one whose client has hung up, never causes a spurious 503.
         counted = not emulator.is_admin_path(request.path)
         admitted = emulator.connections.enter() if counted else True
         try:

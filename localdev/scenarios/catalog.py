@@ -1,7 +1,7 @@
 """The emulated merchant's catalog: products, prices per interval and currency, coupons and tax rates.
 
-Every §4.4 case needs a price or a coupon from here (reference §4.4): weekly / monthly / quarterly / annual
-intervals, per-seat and metered prices, a one-time setup fee, coupons `once` / `repeating` / `forever` / 100 %,
+Every case of docs/sources.md#stripe-scenarios needs a price or a coupon from here: weekly / monthly / quarterly /
+annual intervals, per-seat and metered prices, a one-time setup fee, coupons `once` / `repeating` / `forever` / 100 %,
 an inclusive VAT and an exclusive sales tax, several currencies.
 """
 

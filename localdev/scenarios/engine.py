@@ -4,10 +4,11 @@
 scheduling order and the run is deterministic). `CustomerBiller` and `SubscriptionBiller` do what Stripe does
 for a customer and a subscription: periods from the billing anchor, invoices with lines, discounts and taxes,
 prorations, payment attempts and retries, refunds, credit notes, cancellations, pauses, schedules, and the
-events of each change (reference §2.3 for event names). Each billed line, transaction and cancellation also
-goes into the intent ledger (`ledger.py`) that the ground truth is computed from.
+events of each change (docs/sources.md#stripe-events for event names). Each billed line, transaction and cancellation
+also goes into the intent ledger (`ledger.py`) that the ground truth is computed from.
 
-Stripe behaviours modelled (reference §1.4, §2.8 and docs.stripe.com/billing/subscriptions/*):
+Stripe behaviours modelled (docs/sources.md#stripe-object-mapping, #stripe-versions and
+docs.stripe.com/billing/subscriptions/*):
 - classic billing mode: proration amounts are net of percentage discounts and not discountable;
 - an `always_invoice` change invoices its prorations at once (billing_reason `subscription_update`); a
   `create_prorations` change leaves pending invoice items for the next renewal invoice;
@@ -490,7 +491,8 @@ class SubscriptionBiller:
         """Create the invoice for `specs` at `at`; finalize it after `finalize_after` (None: leave a draft).
 
         `period` is Stripe's `invoice.period_start/end`: the span in which its pending items accrued (the
-        previous billing period for a renewal), not a service period; lines carry those (reference §2.8).
+        previous billing period for a renewal), not a service period; lines carry those
+        (docs/sources.md#stripe-versions).
         """
         sim, store, ids = self.sim, self.sim.store, self.sim.ids
         customer = self.owner.customer
@@ -808,7 +810,8 @@ class SubscriptionBiller:
             self._end(at, at, reason="cancellation_requested")
             return
         if self.record.status == "trialing" and self.trial_ends_paused:
-            # Trial over without a payment method: Stripe pauses the subscription; no invoice (reference §1.4).
+            # Trial over without a payment method: Stripe pauses the subscription; no invoice
+            # (docs/sources.md#stripe-object-mapping).
             self.record.statuses.append((at, "paused"))
             self.sim.emit(at, "customer.subscription.paused", "subscriptions", self.record.id)
             self.sim.emit(at, "customer.subscription.updated", "subscriptions", self.record.id, {"status": "trialing"})
@@ -903,7 +906,8 @@ class SubscriptionBiller:
         quantity: int | None = None,
         proration: Literal["always_invoice", "create_prorations", "none"] = "create_prorations",
     ) -> None:
-        """Change an item's price and/or quantity mid-period (the item id stays: reference §1.4)."""
+        """Change an item's price and/or quantity mid-period (the item id stays:
+        docs/sources.md#stripe-object-mapping)."""
         if self.ended or self.record.status not in ("active", "past_due"):
             return
         item = self.items[index]

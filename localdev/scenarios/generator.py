@@ -6,8 +6,8 @@
     account.apply_step({"kind": "upgrade", "customer": "cus_..."})   # after a backfill (steps.py)
 
 The first customers take every profile of `profiles.PROFILES` once (so any account of at least that many
-customers and `MIN_MONTHS` months covers every case of reference §4.4); the rest draw profiles by weight. All
-randomness comes from `random.Random` seeded from `seed`, all time from the simulated clock: the same
+customers and `MIN_MONTHS` months covers every case of docs/sources.md#stripe-scenarios); the rest draw profiles by
+weight. All randomness comes from `random.Random` seeded from `seed`, all time from the simulated clock: the same
 arguments give a byte-identical account (`Account.dump()`).
 """
 

@@ -1,4 +1,4 @@
-"""Customer profiles: one per case of reference §4.4, each a small script on the billing simulation.
+"""Customer profiles: one per case of docs/sources.md#stripe-scenarios, each a small script on the billing simulation.
 
 A profile subscribes the customer and schedules what later happens to it (an upgrade in the middle of the
 second period, a refund, a cancellation...). Times are relative to the customer's start and to the account's
@@ -208,7 +208,8 @@ def pause_collection(ctx: Context) -> None:
 
 
 def multi_currency(ctx: Context) -> None:
-    """Billed in EUR, cancelled, then subscribed again in USD (reference §1.4: several currencies per customer)."""
+    """Billed in EUR, cancelled, then subscribed again in USD (docs/sources.md#stripe-object-mapping: several currencies
+    per customer)."""
     ctx.currency = "eur"
     first = ctx.subscribe([(ctx.plan("Starter"), 1)])
     restart = add_months(first.boundary(3), 1)

@@ -74,7 +74,7 @@ def plan_name(product: str, price: r.Price) -> str:
 
 
 def plan_interval(price: r.Price) -> tuple[str, int]:
-    """ChartMogul has no week unit: a week is 7 days (reference §1.3)."""
+    """ChartMogul has no week unit: a week is 7 days (docs/sources.md#stripe-mrr-rules)."""
     if price.interval == "week":
         return "day", 7 * price.interval_count
     return price.interval, price.interval_count
@@ -245,7 +245,8 @@ def _subscriptions(
 
 def details_lost(ledger: lg.CustomerLedger, now: int) -> bool:
     """Deleted more than 30 days ago: Stripe answers `{id, deleted: true}` and the `customer.deleted` event that
-    held the details is gone (reference §1.4, §2.3), so no pipeline can know the name, email or creation date."""
+    held the details is gone (docs/sources.md#stripe-object-mapping, #stripe-events), so no pipeline can know the name,
+    email or creation date."""
     return ledger.deleted_at is not None and ledger.deleted_at < now - EVENT_RETENTION_SECONDS
 
 
@@ -276,7 +277,7 @@ def _customer(ledger: lg.CustomerLedger, now: int) -> cm.Customer:
         attributes=cm.CustomerAttributes(
             tags=tags,
             # Customer metadata become String custom attributes, as ChartMogul's Stripe integration does
-            # (reference §1.1; the transform's default `from_metadata: all`).
+            # (docs/sources.md#stripe-native-guide; the transform's default `from_metadata: all`).
             custom=[
                 cm.CustomAttribute(type=cm.CustomAttributeType.STRING, key=key, value=value)
                 for key, value in sorted(ledger.metadata.items())

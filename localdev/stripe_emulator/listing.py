@@ -1,4 +1,5 @@
-"""Stripe's request-parameter encoding, list pagination and `expand`, as pure functions (reference §2.1–2.5).
+"""Stripe's request-parameter encoding, list pagination and `expand`, as pure functions (docs/sources.md#stripe-lists to
+#stripe-expand).
 
 - Parameters arrive form-encoded with brackets: stripe-python sends `created[gte]=1` and `expand[0]=data.customer`
   (indexed arrays); curl users write `expand[]=...`. Both decode to nested dicts and lists.
@@ -252,7 +253,7 @@ def _lookup(store: StripeStore, field: str, object_id: str, at: int) -> Json:
 
 
 def _includable(store: StripeStore, obj: Json, field: str, at: int) -> Json | None:
-    """Fields Stripe leaves out unless expanded, e.g. `invoice.payments` (reference §2.5)."""
+    """Fields Stripe leaves out unless expanded, e.g. `invoice.payments` (docs/sources.md#stripe-expand)."""
     if obj.get("object") == "invoice" and field == "payments":
         payments = store.invoice_payments.indexed("invoice", obj["id"]) or []
         return list_object(

@@ -3,8 +3,8 @@
 The records are the generator's ledger and the emulator's store at once. They keep *when* each state change
 happened (status transitions, price changes, cancellation requests...), so `render.py` can draw any object as it
 was at any instant: the current object for the API and the object at the time of each event for
-`event.data.object` (Stripe renders an event's object as of the event, reference §2.3). Keeping history instead
-of one JSON snapshot per event is what lets a 10,000-customer account fit in memory.
+`event.data.object` (Stripe renders an event's object as of the event, docs/sources.md#stripe-events). Keeping history
+instead of one JSON snapshot per event is what lets a 10,000-customer account fit in memory.
 
 All times are Unix seconds (UTC), amounts integer minor units, as in the Stripe API.
 """

@@ -1,8 +1,8 @@
 """Records → Stripe JSON, in the shapes of the API version stripe==16.1.0 pins (`2026-10-28.endive`).
 
 Field lists follow the resource classes of the pinned package (`stripe/_invoice.py`, `_invoice_line_item.py`,
-`_subscription.py`, ...). Post-basil shapes (reference §2.8): `invoice.parent.subscription_details`, line
-`parent.{subscription_item_details|invoice_item_details}`, line `pricing.price_details`, `taxes[]`,
+`_subscription.py`, ...). Post-basil shapes (docs/sources.md#stripe-versions): `invoice.parent.subscription_details`,
+line `parent.{subscription_item_details|invoice_item_details}`, line `pricing.price_details`, `taxes[]`,
 `discounts[]` with `discount.source.coupon`, per-item `current_period_*`, `invoice.payments` only when expanded.
 
 Every renderer takes `at`: the instant to draw the object at. The API passes the emulator's clock; events pass
@@ -20,7 +20,7 @@ from localdev.stripe_emulator.store import StripeStore
 API_VERSION = "2026-10-28.endive"
 # Versions with the same shapes as the pinned one; any other Stripe-Version is refused (we cannot render it).
 SUPPORTED_API_VERSIONS = frozenset({"2026-09-30.endive", API_VERSION})
-EMBEDDED_LINES = 10  # Stripe embeds "the first handful" of invoice lines (reference §2.1)
+EMBEDDED_LINES = 10  # Stripe embeds "the first handful" of invoice lines (docs/sources.md#stripe-lists)
 
 Json = dict[str, Any]
 

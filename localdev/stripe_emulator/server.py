@@ -25,7 +25,7 @@ from localdev.stripe_emulator.eventbridge import EventBridgeDestination
 from localdev.stripe_emulator.store import StripeStore
 
 Mode = Literal["test", "live"]
-# Stripe's global read limits (reference §2.6): 25 requests/s in test mode, 100 in live mode.
+# Stripe's global read limits (docs/sources.md#stripe-rate-limits): 25 requests/s in test mode, 100 in live mode.
 STRIPE_RATE_LIMITS: dict[str, float] = {"test": 25.0, "live": 100.0}
 
 
@@ -83,7 +83,7 @@ def _error(status: int, message: str, error_type: str, code: str | None = None) 
 def _fault(status: int) -> Response:
     if status == 429:
         # An injected 429 is Stripe's object lock timeout, which Stripe marks retryable; the rate limiter's 429
-        # (below) is not. Both variants of reference §2.6, so clients' retry rules can be tested.
+        # (below) is not. Both variants of docs/sources.md#stripe-rate-limits, so clients' retry rules can be tested.
         response = _error(
             429,
             "This object cannot be accessed right now because another API request or Stripe process is "

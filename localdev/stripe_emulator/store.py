@@ -1,8 +1,8 @@
 """The emulator's object store: one collection per Stripe resource, kept in Stripe's list order.
 
-Stripe lists newest first (reference §2.2). A collection sorts its records by `(created, insertion order)`
-descending, lazily, and keeps per-field indexes (customer, invoice, subscription...) so that a filtered page of a
-300,000-invoice account costs a lookup and a bisect, not a scan.
+Stripe lists newest first (docs/sources.md#stripe-pagination). A collection sorts its records by `(created, insertion
+order)` descending, lazily, and keeps per-field indexes (customer, invoice, subscription...) so that a filtered page of
+a 300,000-invoice account costs a lookup and a bisect, not a scan.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from localdev.stripe_emulator import records as r
 
 R = TypeVar("R", bound=r.Record)
 
-# Fields that list filters select on by equality, per collection (reference §2.1).
+# Fields that list filters select on by equality, per collection (docs/sources.md#stripe-lists).
 INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "customers": (),
     "products": (),

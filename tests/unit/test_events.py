@@ -1,5 +1,5 @@
 """events/schedule.json is what the template's schedule delivers (ScheduleV2 sends its Input verbatim, with
-context attributes filled in: reference/serverless-architecture.md §1.2)."""
+context attributes filled in: docs/sources.md#aws-scheduler)."""
 
 from __future__ import annotations
 

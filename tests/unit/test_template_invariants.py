@@ -1,6 +1,7 @@
 """Invariants of template.yaml that cfn-lint does not check, each proven able to fail on a mutated copy.
 
-Sources: reference/serverless-architecture.md §1.1 (SQS → Lambda), §1.2 (Scheduler), §2 (pitfalls), §5.1 item 9.
+Sources: docs/sources.md#aws-sqs-lambda (SQS → Lambda), #aws-scheduler (Scheduler), #aws-pitfalls (pitfalls),
+#aws-fault-tests item 9.
 
 How queues are classified: a queue some function polls (an SQS event) is a *work* queue and needs a DLQ through
 its RedrivePolicy. A queue nothing polls is *terminal* (dead-letter class): the raw and upload DLQs, the
@@ -20,9 +21,9 @@ from cfnlint.api import lint
 
 from localdev.template import DEFAULT_TEMPLATE, SECRET_TYPE, TABLE_TYPE, Template
 
-MIN_MAX_RECEIVE_COUNT = 5  # AWS: "at least 5" (§1.1)
-VISIBILITY_TO_TIMEOUT_RATIO = 6  # AWS: visibility timeout >= 6x the function timeout (§1.1)
-CHARTMOGUL_MAX_CONNECTIONS = 20  # DESIGN.md "Upload modes"
+MIN_MAX_RECEIVE_COUNT = 5  # AWS: "at least 5" (docs/sources.md#aws-sqs-lambda)
+VISIBILITY_TO_TIMEOUT_RATIO = 6  # AWS: visibility timeout >= 6x the function timeout (docs/sources.md#aws-sqs-lambda)
+CHARTMOGUL_MAX_CONNECTIONS = 20  # docs/architecture.md "Upload modes"
 SQS_MAX_RETENTION_SECONDS = 1_209_600
 UPLOAD_FUNCTION = "UploadFunction"
 # IAM access level "Read"/"List" verbs; any other verb (or a wildcard) may write.
@@ -72,7 +73,8 @@ def work_queues_have_dlq(t: Template) -> list[str]:
 
 
 def visibility_covers_consumer_timeout(t: Template) -> list[str]:
-    """cfn-lint does not catch this; Lambda rejects the event source mapping at deploy (§1.1, §2.2)."""
+    """cfn-lint does not catch this; Lambda rejects the event source mapping at deploy (docs/sources.md#aws-sqs-lambda,
+    #aws-pitfalls)."""
     return [
         f"{queue.logical_id}: VisibilityTimeout {queue.visibility_timeout} < "
         f"{VISIBILITY_TO_TIMEOUT_RATIO} x {function.logical_id}.Timeout {function.timeout}"
@@ -168,7 +170,8 @@ def terminal_queues_keep_14_days(t: Template) -> list[str]:
 
 def async_triggers_have_dead_letters(t: Template) -> list[str]:
     """Scheduler-invoked (asynchronous) export: a DLQ for failing to invoke, a destination for failing runs;
-    SQS consumers carry no function-level DLQ, which never applies to polled invocations (§1.2, §2.1)."""
+    SQS consumers carry no function-level DLQ, which never applies to polled invocations (docs/sources.md#aws-scheduler,
+    #aws-pitfalls)."""
     problems = []
     for function in t.functions.values():
         for event in function.schedule_events:
@@ -912,7 +915,7 @@ def test_read_only_action_on_any_resource_is_allowed(template: Template) -> None
 
 
 def test_cfn_lint_misses_the_visibility_timeout_mistake_the_rule_catches(tmp_path: Path) -> None:
-    """Why the visibility rule exists: cfn-lint passes a template Lambda would reject (§2.2)."""
+    """Why the visibility rule exists: cfn-lint passes a template Lambda would reject (docs/sources.md#aws-pitfalls)."""
     text = DEFAULT_TEMPLATE.read_text().replace("VisibilityTimeout: 360", "VisibilityTimeout: 30")
     assert "VisibilityTimeout: 30 " in text
     broken = tmp_path / "template.yaml"

@@ -18,7 +18,7 @@ from .models.common import InboundModel, NonEmptyStr, UtcDatetime
 from .models.envelope import ClaimCheck, RawMessage, UploadMessage
 
 # SQS takes 10 entries per SendMessageBatch and 1 MiB per message since Aug 2025 (reference
-# serverless-architecture.md §1.4). The batch as a whole is limited to 1 MiB too, so large bodies go alone.
+# docs/sources.md#aws-payload-size). The batch as a whole is limited to 1 MiB too, so large bodies go alone.
 MAX_BATCH_ENTRIES = 10
 SQS_MAX_MESSAGE_BYTES = 1_048_576
 # Bodies above this go to S3 and travel as a claim check; headroom for the envelope and message attributes.

@@ -1,4 +1,5 @@
-"""Auth, ping, data sources and plans through the unmodified `chartmogul` client (reference §1, §2, §4)."""
+"""Auth, ping, data sources and plans through the unmodified `chartmogul` client (docs/sources.md#cm-transport,
+#cm-data-sources, #cm-plans)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def test_data_source_create_list_retrieve_delete(chartmogul_emulator: RunningEmu
     assert (created.name, created.system, created.status) == ("Stripe import", "Import API", "idle")
     listed = chartmogul.DataSource.all(chartmogul_config).get()
     assert [ds.uuid for ds in listed.data_sources] == [created.uuid]
-    # reference §1.3: no cursor/has_more on this list (the client's namedtuple would raise TypeError)
+    # docs/sources.md#cm-pagination: no cursor/has_more on this list (the client's namedtuple would raise TypeError)
     raw = requests.get(chartmogul_emulator.api_url + "/data_sources", auth=(chartmogul_emulator.api_key, ""), timeout=5)
     assert set(raw.json()) == {"data_sources"}
     assert chartmogul.DataSource.retrieve(chartmogul_config, uuid=created.uuid).get().name == "Stripe import"
@@ -86,7 +87,7 @@ def test_plan_lifecycle_with_202_on_patch(chartmogul_config: Any) -> None:
     created = plan(chartmogul_config, ds.uuid, "price_gold", unit="year", count=1)
     assert created.uuid.startswith("pl_")
     assert (created.interval_unit, created.interval_count, created.external_id) == ("year", 1, "price_gold")
-    # reference §4: PATCH answers 202, so the client returns None; the change is stored
+    # docs/sources.md#cm-plans: PATCH answers 202, so the client returns None; the change is stored
     assert chartmogul.Plan.modify(chartmogul_config, uuid=created.uuid, data={"name": "Gold (yearly)"}).get() is None
     assert chartmogul.Plan.retrieve(chartmogul_config, uuid=created.uuid).get().name == "Gold (yearly)"
     listed = chartmogul.Plan.all(chartmogul_config, data_source_uuid=ds.uuid, external_id="price_gold").get()

@@ -1,4 +1,4 @@
-"""Customers through the unmodified client (reference §3)."""
+"""Customers through the unmodified client (docs/sources.md#cm-customers)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_create_answers_the_recorded_shape(chartmogul_emulator: RunningEmulator,
     raw = requests.get(
         f"{chartmogul_emulator.api_url}/customers/{created.uuid}", auth=(chartmogul_emulator.api_key, ""), timeout=5
     ).json()
-    # reference §3: hyphenated keys, "" rather than null for the client's non-nullable strings
+    # docs/sources.md#cm-customers: hyphenated keys, "" rather than null for the client's non-nullable strings
     assert {"customer-since", "billing-system-type", "currency-sign", "chartmogul-url"} <= set(raw)
     assert raw["billing-system-type"] == "Import API"
 
@@ -71,7 +71,7 @@ def test_wrong_custom_attribute_type_is_the_documented_400(chartmogul_config: An
             chartmogul_config, ds.uuid, "cus_c", attributes={"custom": [{"type": "Text", "key": "k", "value": "v"}]}
         )
     )
-    # reference §9.1: the recorded message, first offending parameter only
+    # docs/sources.md#cm-validation: the recorded message, first offending parameter only
     assert (status, body) == (
         400,
         {"code": 400, "message": 'Parameter "custom[0][type]" does not have a valid value', "param": "custom[0][type]"},
@@ -192,7 +192,7 @@ def test_merge_moves_invoices_and_ids(chartmogul_config: Any) -> None:
     merged = chartmogul.Customer.merge(
         chartmogul_config, data={"from": {"customer_uuid": source.uuid}, "into": {"customer_uuid": target.uuid}}
     ).get()
-    assert merged is None  # reference §3: 202 {}
+    assert merged is None  # docs/sources.md#cm-customers: 202 {}
     after = chartmogul.Customer.retrieve(chartmogul_config, uuid=target.uuid).get()
     assert after.external_ids == ["cus_into", "cus_from"]
     assert after.mrr == 5000

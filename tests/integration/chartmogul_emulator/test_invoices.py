@@ -1,4 +1,5 @@
-"""Invoice import, listing, deletion and transactions through the unmodified client (reference §5, §9)."""
+"""Invoice import, listing, deletion and transactions through the unmodified client (docs/sources.md#cm-invoices,
+#cm-validation)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def account(chartmogul_config: Any) -> dict[str, Any]:
 
 
 def full_invoice(plan_uuid: str) -> dict[str, Any]:
-    """Every line item type and field, with inline transactions (reference §5.1)."""
+    """Every line item type and field, with inline transactions (docs/sources.md#cm-invoice-import)."""
     return invoice(
         "in_full",
         "2024-03-01 10:00:00",
@@ -100,7 +101,7 @@ def test_import_answers_every_field(account: dict[str, Any]) -> None:
         "sub_set",
     )
     assert sub.service_period_end.isoformat() == "2024-04-01T00:00:00+00:00"
-    # reference §5.1 / §13.3: numeric defaults are 0 (never null) on a sparse one_time line
+    # docs/sources.md#cm-invoice-import: numeric defaults are 0 (never null) on a sparse one_time line
     assert (one_time.type, one_time.quantity, one_time.tax_amount_in_cents, one_time.discount_code) == (
         "one_time",
         1,
@@ -117,7 +118,7 @@ def test_unknown_customer_is_invoice_not_found(account: dict[str, Any]) -> None:
     status, body = api_error(
         lambda: import_invoices(account["config"], "cus_missing", full_invoice(account["plan"].uuid))
     )
-    # reference §9.1: ChartMogul's own misleading answer
+    # docs/sources.md#cm-validation: ChartMogul's own misleading answer
     assert status == 404
     assert body == {
         "error": "Invoice not found",

@@ -68,7 +68,7 @@ def test_a_burst_over_the_rate_limit_gets_429_with_the_documented_message(limite
     refused = [answer for answer in answers if answer is not None]
     assert refused, "no request was rate limited"
     assert all(answer.status_code == 429 and answer.json() == RATE_LIMIT_BODY for answer in refused)
-    assert "Retry-After" not in refused[0].headers  # reference §1.2: production sends none by default
+    assert "Retry-After" not in refused[0].headers  # docs/sources.md#cm-rate-limits: production sends none by default
     counts = limited.request_counts()["routes"]["GET /v1/ping"]
     assert counts == {"200": 30 - len(refused), "429": len(refused)}
 
@@ -108,7 +108,7 @@ def test_requests_over_the_parallel_cap_get_503(capped: RunningEmulator) -> None
     config = capped.client_config()
     held = _hold_requests(capped, 3)
     status, body = api_error(lambda: chartmogul.Ping.ping(config).get())
-    assert (status, body) == (503, "503 Service Unavailable")  # reference §1.2, plain-text 5xx
+    assert (status, body) == (503, "503 Service Unavailable")  # docs/sources.md#cm-rate-limits, plain-text 5xx
     for thread in held:
         thread.join(timeout=5)
     assert chartmogul.Ping.ping(config).get().data == "pong!"
@@ -188,7 +188,7 @@ def _seed_failing_first_then_passing(probability: float) -> int:
 
 
 def test_tls_lets_the_clients_own_retry_path_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    """reference §10.3: the client retries only over https; a 503 then a 200 must end in success."""
+    """docs/sources.md#cm-client-retries: the client retries only over https; a 503 then a 200 must end in success."""
     seed = _seed_failing_first_then_passing(0.5)
     with start(tls=True, rate_limit=None, faults="503:0.5", seed=seed) as emulator:
         assert emulator.base_url.startswith("https://127.0.0.1:")

@@ -1,4 +1,4 @@
-"""Metrics computed from imported invoices, read through the client's Metrics API (reference §12)."""
+"""Metrics computed from imported invoices, read through the client's Metrics API (docs/sources.md#cm-metrics)."""
 
 from __future__ import annotations
 

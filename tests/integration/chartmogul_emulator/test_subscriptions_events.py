@@ -1,4 +1,5 @@
-"""Subscriptions derived from line items, cancellation, and subscription events (reference §6, §7)."""
+"""Subscriptions derived from line items, cancellation, and subscription events (docs/sources.md#cm-subscriptions,
+#cm-subscription-events)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from .helpers import api_error, customer, data_source, import_invoices, invoice,
 
 def _imported_subscriptions(config: Any, customer_uuid: str) -> Any:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # reference §6: deprecated in the SDKs, still served
+        # docs/sources.md#cm-subscriptions: deprecated in the SDKs, still served
+        warnings.simplefilter("ignore", DeprecationWarning)
         return chartmogul.CustomerSubscription.list_imported(config, uuid=customer_uuid).get()
 
 
@@ -53,7 +55,7 @@ def test_subscriptions_are_derived_from_subscription_lines(chartmogul_config: An
         ("si_a", 3000, 36000, "active", "Plan price_pro"),
         ("si_b", 2000, 24000, "active", "Plan price_pro"),
     ]
-    assert not view.entries[0].uuid.startswith("sub_")  # reference §6: the metrics view's own id
+    assert not view.entries[0].uuid.startswith("sub_")  # docs/sources.md#cm-subscriptions: the metrics view's own id
 
 
 def test_cancel_with_cancelled_at_stops_mrr(chartmogul_config: Any) -> None:
@@ -63,7 +65,7 @@ def test_cancel_with_cancelled_at_stops_mrr(chartmogul_config: Any) -> None:
     answer = chartmogul.Subscription.cancel(
         chartmogul_config, uuid=first.uuid, data={"cancelled_at": "2024-03-15"}
     ).get()
-    assert answer is None  # reference §6: 202, the client drops the body
+    assert answer is None  # docs/sources.md#cm-subscriptions: 202, the client drops the body
     after = _imported_subscriptions(chartmogul_config, cus.uuid).subscriptions[0]
     assert [d.isoformat() for d in after.cancellation_dates] == ["2024-03-15T00:00:00+00:00"]
     refreshed = chartmogul.Customer.retrieve(chartmogul_config, uuid=cus.uuid).get()
@@ -166,7 +168,7 @@ def test_subscription_event_create_list_delete(chartmogul_emulator: RunningEmula
         ).get()
         is None
     )
-    # reference §7: Ruby identifies the event in the query string instead of a JSON body
+    # docs/sources.md#cm-subscription-events: Ruby identifies the event in the query string instead of a JSON body
     by_query = requests.delete(
         chartmogul_emulator.api_url + "/subscription_events",
         params={"subscription_event[external_id]": "ev_2", "subscription_event[data_source_uuid]": ds.uuid},

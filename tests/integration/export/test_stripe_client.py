@@ -54,7 +54,8 @@ def test_a_page_is_one_request_of_up_to_100_objects(emulator: RunningStripeEmula
 
 
 def test_a_plain_429_from_the_rate_limiter_is_retried_until_it_passes(emulator: RunningStripeEmulator) -> None:
-    # stripe-python itself never retries a 429 without Stripe-Should-Retry (reference §2.6); the adapter does.
+    # stripe-python itself never retries a 429 without Stripe-Should-Retry (docs/sources.md#stripe-rate-limits); the
+    # adapter does.
     emulator.server.set_rate_limit(5, 1)
     stripe_api = api(emulator, RetryPolicy(max_attempts=30, base_wait_s=0.05, max_wait_s=0.3, reserve_s=0.0))
 

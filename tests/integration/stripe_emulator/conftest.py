@@ -26,7 +26,7 @@ def error_code(error: stripe.StripeError) -> object:
 
 @pytest.fixture(scope="module")
 def account() -> Account:
-    return generate_account()  # 200 customers, 24 months: every scenario of reference §4.4
+    return generate_account()  # 200 customers, 24 months: every scenario of docs/sources.md#stripe-scenarios
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""`expand`, errors in Stripe's envelope, API keys and versions, rate limits and faults (reference §2.5, §2.6)."""
+"""`expand`, errors in Stripe's envelope, API keys and versions, rate limits and faults (docs/sources.md#stripe-expand,
+#stripe-rate-limits)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Stripe's list semantics and filters, through `stripe.StripeClient` (reference §2.1, §2.2)."""
+"""Stripe's list semantics and filters, through `stripe.StripeClient` (docs/sources.md#stripe-lists,
+#stripe-pagination)."""
 
 from __future__ import annotations
 

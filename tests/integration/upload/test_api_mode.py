@@ -218,7 +218,8 @@ def test_a_permanent_refusal_lands_on_bad_records_and_replays_after_the_fix(stac
 
     from chartmogul_sync.cli import main
 
-    # ChartMogul refuses cancellation dates in its future (reference §6); this one is ahead of its clock.
+    # ChartMogul refuses cancellation dates in its future (docs/sources.md#cm-subscriptions); this one is ahead of its
+    # clock.
     emulator.emulator.options.now = dt.datetime(2025, 5, 15, tzinfo=dt.UTC)
     bundle = full_bundle(events=[])
     upload(stack, bundle)

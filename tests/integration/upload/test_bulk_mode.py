@@ -32,7 +32,8 @@ def test_a_backfill_batch_is_one_bulk_import_with_per_customer_outcomes(stack, e
     assert counts["POST /v1/data_sources/{uuid}/json_imports 201"] == 1
     assert counts.get("GET /v1/data_sources/{uuid}/json_imports/{id} 200", 0) >= 1  # polled until completed
     # No per-object import: the invoices all went in bulk. What the bulk format cannot carry followed by API:
-    # cus_cat's cancellation, and each customer's custom attributes and tags (reference §8 has no attributes).
+    # cus_cat's cancellation, and each customer's custom attributes and tags (docs/sources.md#cm-bulk-import has no
+    # attributes).
     assert "POST /v1/import/customers/{uuid}/invoices 201" not in counts
     assert counts["PATCH /v1/import/subscriptions/{uuid} 202"] == 1
     assert counts["PATCH /v1/customers/{uuid} 200"] == sum(1 for b in good if b.customer.attributes.custom)

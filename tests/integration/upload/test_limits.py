@@ -1,5 +1,6 @@
-"""The shared limiter keeps concurrent uploads within ChartMogul's limits (reference §1.2: 40 requests/s, 20 parallel
-connections per account): every upload of a process takes its slots from the one limiter of its ChartMogulApi."""
+"""The shared limiter keeps concurrent uploads within ChartMogul's limits (docs/sources.md#cm-rate-limits: 40
+requests/s, 20 parallel connections per account): every upload of a process takes its slots from the one limiter of its
+ChartMogulApi."""
 
 from __future__ import annotations
 

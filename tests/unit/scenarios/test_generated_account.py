@@ -71,7 +71,7 @@ def test_the_smallest_covering_account_shows_every_case(seed: int) -> None:
 
 
 def assert_every_case_of_section_4_4(account: Account) -> None:
-    """What an exporter sees through the API, case by case (reference §4.4)."""
+    """What an exporter sees through the API, case by case (docs/sources.md#stripe-scenarios)."""
     invoices = rendered(account, "invoices")
     subscriptions = rendered(account, "subscriptions")
     lines = [line for invoice in invoices for line in invoice["lines"]["data"]]
@@ -91,7 +91,8 @@ def assert_every_case_of_section_4_4(account: Account) -> None:
         for e in account.store.events.values()
     )
     proration_parents = {line["parent"]["type"] for line in lines if _is_proration(line)}
-    assert proration_parents == {"invoice_item_details"}  # prorations arrive as invoice items (reference §1.4)
+    # prorations arrive as invoice items (docs/sources.md#stripe-object-mapping)
+    assert proration_parents == {"invoice_item_details"}
     assert {"subscription_update", "subscription_cycle", "subscription_create"} <= {
         invoice["billing_reason"] for invoice in invoices
     }
@@ -242,7 +243,8 @@ def test_every_object_s_last_event_shows_its_final_state(account: Account) -> No
 
 
 def test_every_event_renders_its_object_as_of_the_event(account: Account) -> None:
-    """`data.object` is the object at the event's time (reference §2.3): an invoice's first event is a draft."""
+    """`data.object` is the object at the event's time (docs/sources.md#stripe-events): an invoice's first event is a
+    draft."""
     store = account.store
     first_seen: dict[str, str] = {}
     for event in reversed(store.events.newest_first()):

@@ -92,7 +92,8 @@ def test_earliest_trial_start_is_the_free_trial_start() -> None:
         ("month", 3, IntervalUnit.MONTH, 3, "quarterly"),
         ("month", 6, IntervalUnit.MONTH, 6, "every 6 months"),
         ("year", 1, IntervalUnit.YEAR, 1, "yearly"),
-        ("week", 1, IntervalUnit.DAY, 7, "weekly"),  # ChartMogul has no week: day × 7 (reference §1.3)
+        # ChartMogul has no week: day × 7 (docs/sources.md#stripe-mrr-rules)
+        ("week", 1, IntervalUnit.DAY, 7, "weekly"),
         ("week", 2, IntervalUnit.DAY, 14, "every 2 weeks"),
         ("day", 10, IntervalUnit.DAY, 10, "every 10 days"),
     ],

@@ -75,7 +75,8 @@ def test_inclusive_tax_is_inside_the_amount_and_still_reported() -> None:
 
 
 def upgrade_at_half_period(builder: SnapshotBuilder) -> None:
-    """ChartMogul's own example (reference §1.3): $100/month upgraded to $250 at half-period gives −$50 and +$125."""
+    """ChartMogul's own example (docs/sources.md#stripe-mrr-rules): $100/month upgraded to $250 at half-period gives
+    −$50 and +$125."""
     half = FEB + 14 * DAY  # February has 28 days
     builder.add_subscription("sub_1", [("si_1", "price_biz_m", 1)], period=(MAR, APR), latest_invoice="in_0003")
     builder.add_invoice("in_0001", [sub_line("il_1", 10_000, FEB, MAR)], subscription="sub_1", pay_with="pi_1")

@@ -99,7 +99,7 @@ def test_full_and_partial_refunds_are_refund_transactions_on_the_original_invoic
     assert ("re_pending", "refund is pending: imported once it has succeeded") in {
         (s.source_object_id, s.reason) for s in bundle.skipped
     }
-    # Refunds do not change MRR (reference §1.2, Refund handling).
+    # Refunds do not change MRR (docs/sources.md#stripe-source-settings, Refund handling).
     assert mrr_on(bundle, dt.date(2025, 1, 20)) == 10_000
 
 

@@ -103,7 +103,7 @@ def test_new_tags_patch_the_attributes_in_the_patch_shape():
     known, plans = everything_known(before)
     writes = plan_writes(customer_bundle(tags=["deleted-in-stripe"]), known, plans)
     assert set(writes.customer_changes) == {"attributes"}
-    # reference §3: PATCH takes custom attributes as a key → value map
+    # docs/sources.md#cm-customers: PATCH takes custom attributes as a key → value map
     assert customer_patch_payload(writes.customer_changes) == {
         "attributes": {"tags": ["deleted-in-stripe"], "custom": {"channel": "partner"}}
     }

@@ -16,7 +16,7 @@ from chartmogul_sync.sinks.chartmogul.limiter import ChartMogulLimiter, OutOfTim
 
 from .bundles import PRO_YEARLY, customer_bundle
 
-# ---------------------------------------------------------------- error bodies (reference §1.1 shapes)
+# ---------------------------------------------------------------- error bodies (docs/sources.md#cm-errors shapes)
 
 
 def test_a_duplicate_customer_is_recognised():
@@ -85,7 +85,8 @@ def test_other_generations_of_error_bodies_are_read():
 def test_a_customer_record_set_is_flat_and_cross_referenced_by_external_id():
     records = customer_records(customer_bundle(months=2, tags=["vip"]))
     assert [c["external_id"] for c in records["customers"]] == ["cus_alice"]
-    assert "attributes" not in records["customers"][0]  # reference §8: the bulk format has no attributes
+    # docs/sources.md#cm-bulk-import: the bulk format has no attributes
+    assert "attributes" not in records["customers"][0]
     assert [i["customer_external_id"] for i in records["invoices"]] == ["cus_alice", "cus_alice"]
     assert {li["invoice_external_id"] for li in records["line_items"]} == {"in_cus_alice_01", "in_cus_alice_02"}
     assert all(li["plan_external_id"] == "price_pro_m" for li in records["line_items"])

@@ -1,4 +1,5 @@
-"""The upload message payload: one customer's desired state in ChartMogul (DESIGN.md contract 2).
+"""The upload message payload: one customer's desired state in ChartMogul (docs/architecture.md "Contracts between the
+stages", docs/formats.md).
 
 The transform builds it; the uploader diffs it against ChartMogul and writes only what is missing or changed.
 Everything is keyed by external id, so applying the same bundle twice writes nothing the second time.

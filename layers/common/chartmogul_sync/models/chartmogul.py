@@ -1,8 +1,8 @@
 """ChartMogul Import API objects, as we send them.
 
-Field names and rules follow reference/chartmogul-import-api.md (section numbers in the comments). Objects refer
-to each other by external id (as ChartMogul's bulk JSON import does, §8); the uploader resolves external ids to
-ChartMogul uuids for the per-object API.
+Field names and rules follow ChartMogul's Import API (each comment cites its entry in docs/sources.md). Objects refer
+to each other by external id (as ChartMogul's bulk JSON import does, docs/sources.md#cm-bulk-import); the uploader
+resolves external ids to ChartMogul uuids for the per-object API.
 """
 
 from enum import StrEnum
@@ -14,14 +14,14 @@ from .common import Cents, CurrencyCode, NonEmptyStr, NonNegativeCents, Outbound
 
 
 class IntervalUnit(StrEnum):
-    # §4: ChartMogul has no week unit; a Stripe weekly price becomes day × 7.
+    # docs/sources.md#cm-plans: ChartMogul has no week unit; a Stripe weekly price becomes day × 7.
     DAY = "day"
     MONTH = "month"
     YEAR = "year"
 
 
 class DataSource(OutboundModel):
-    name: NonEmptyStr  # §2: required and unique per account
+    name: NonEmptyStr  # docs/sources.md#cm-data-sources: required and unique per account
 
 
 class CustomAttributeType(StrEnum):
@@ -40,7 +40,7 @@ class CustomAttribute(OutboundModel):
 
     @model_validator(mode="after")
     def _value_fits_type(self) -> Self:
-        # §3: String values are at most 255 characters.
+        # docs/sources.md#cm-customers: String values are at most 255 characters.
         if self.type is CustomAttributeType.STRING and (not isinstance(self.value, str) or len(self.value) > 255):
             raise ValueError(f"custom attribute {self.key!r}: a String value is text of at most 255 characters")
         return self
@@ -52,7 +52,7 @@ class CustomerAttributes(OutboundModel):
 
 
 class Customer(OutboundModel):
-    """§3 POST /customers. `data_source_uuid` is added by the uploader."""
+    """docs/sources.md#cm-customers POST /customers. `data_source_uuid` is added by the uploader."""
 
     external_id: NonEmptyStr
     name: str = ""
@@ -68,7 +68,7 @@ class Customer(OutboundModel):
 
 
 class Plan(OutboundModel):
-    """§4 POST /plans."""
+    """docs/sources.md#cm-plans POST /plans."""
 
     external_id: NonEmptyStr
     name: NonEmptyStr
@@ -78,7 +78,7 @@ class Plan(OutboundModel):
 
 class _LineItemBase(OutboundModel):
     external_id: NonEmptyStr | None = None
-    amount_in_cents: Cents  # §5.1: after discounts and taxes; negative for credits
+    amount_in_cents: Cents  # docs/sources.md#cm-invoice-import: after discounts and taxes; negative for credits
     quantity: Annotated[int, Field(strict=True)] = 1
     discount_amount_in_cents: NonNegativeCents = 0
     discount_code: str | None = None
@@ -91,13 +91,14 @@ class _LineItemBase(OutboundModel):
 
     @model_validator(mode="after")
     def _quantity_not_zero(self) -> Self:
-        if self.quantity == 0:  # §5.1: "Can be any non-zero integer"
+        if self.quantity == 0:  # docs/sources.md#cm-invoice-import: "Can be any non-zero integer"
             raise ValueError("quantity must be a non-zero integer")
         return self
 
 
 class _PeriodLineItem(_LineItemBase):
-    """Fields shared by subscription and trial lines (§5.1 "Subscription (and trial) line items")."""
+    """Fields shared by subscription and trial lines (docs/sources.md#cm-invoice-import "Subscription (and trial) line
+    items")."""
 
     subscription_external_id: NonEmptyStr
     subscription_set_external_id: NonEmptyStr | None = None
@@ -144,7 +145,7 @@ class TransactionResult(StrEnum):
 
 
 class Transaction(OutboundModel):
-    """§5.1 inline transaction, or §5.3 added to an existing invoice."""
+    """docs/sources.md#cm-invoice-import inline transaction, or #cm-transactions added to an existing invoice."""
 
     external_id: NonEmptyStr
     type: TransactionType
@@ -155,7 +156,7 @@ class Transaction(OutboundModel):
 
 
 class Invoice(OutboundModel):
-    """§5.1 invoice."""
+    """docs/sources.md#cm-invoice-import invoice."""
 
     external_id: NonEmptyStr
     date: UtcDatetime
@@ -171,14 +172,15 @@ class Invoice(OutboundModel):
 
 
 class Cancellation(OutboundModel):
-    """§6: the full cancellation history of one subscription (`cancellation_dates` replaces it whole)."""
+    """docs/sources.md#cm-subscriptions: the full cancellation history of one subscription (`cancellation_dates`
+    replaces it whole)."""
 
     subscription_external_id: NonEmptyStr
     cancellation_dates: list[UtcDatetime]
 
 
 class SubscriptionEventType(StrEnum):
-    # §7
+    # docs/sources.md#cm-subscription-events
     SUBSCRIPTION_START = "subscription_start"
     SUBSCRIPTION_START_SCHEDULED = "subscription_start_scheduled"
     SCHEDULED_SUBSCRIPTION_START_RETRACTED = "scheduled_subscription_start_retracted"
@@ -200,7 +202,8 @@ _EVENTS_NEEDING_PRICE = {
 
 
 class SubscriptionEvent(OutboundModel):
-    """§7 POST /subscription_events (used for committed MRR: scheduled cancellations and updates)."""
+    """docs/sources.md#cm-subscription-events POST /subscription_events (used for committed MRR: scheduled cancellations
+    and updates)."""
 
     external_id: NonEmptyStr
     customer_external_id: NonEmptyStr

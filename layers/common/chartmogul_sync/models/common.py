@@ -12,7 +12,7 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict, StringConstraints
 
 # ISO 4217 active codes. ChartMogul accepts "a 3-letter ISO 4217 code from its supported list"
-# (reference chartmogul-import-api.md §1, Money); its exact list is not published in what we could read, so we
+# (docs/sources.md#cm-transport, Money); its exact list is not published in what we could read, so we
 # accept every active ISO code and let the API refuse the rare one it does not support.
 ISO_4217_CODES = frozenset(
     """

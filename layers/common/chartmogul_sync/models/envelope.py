@@ -1,6 +1,7 @@
 """Queue messages: an envelope around a snapshot (raw queue) or a bundle (upload queue).
 
-A payload too large for SQS travels in S3 and the envelope carries a claim check instead (DESIGN.md contract 1).
+A payload too large for SQS travels in S3 and the envelope carries a claim check instead (docs/architecture.md
+"Contracts between the stages", docs/formats.md).
 """
 
 from enum import StrEnum

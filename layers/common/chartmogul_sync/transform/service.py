@@ -1,6 +1,6 @@
 """The transform stage's work on one raw-queue message: snapshot in, bundle out, bad input set aside.
 
-Three outcomes, and which failures are whose (DESIGN.md "Failures and bad records"):
+Three outcomes, and which failures are whose (docs/architecture.md "Failure handling"):
 - a bundle is sent to the upload queue;
 - a message that can never be mapped (malformed envelope, MappingError, a tampered claim check) goes to the
   bad-records queue with the object id, the field and the reason, and counts as handled: retrying cannot help;

@@ -84,7 +84,7 @@ class SnapshotView:
     products: dict[str, StripeProduct]
     # Invoice payments by invoice id, from the snapshot's list and from `invoice.payments` when expanded.
     payments_by_invoice: dict[str, list[StripeInvoicePayment]] = field(default_factory=dict)
-    # Which invoice a payment intent or a charge paid (basil removed `charge.invoice`, reference §2.8).
+    # Which invoice a payment intent or a charge paid (basil removed `charge.invoice`, docs/sources.md#stripe-versions).
     invoice_by_payment_intent: dict[str, str] = field(default_factory=dict)
     invoice_by_charge: dict[str, str] = field(default_factory=dict)
     charges_by_id: dict[str, StripeCharge] = field(default_factory=dict)

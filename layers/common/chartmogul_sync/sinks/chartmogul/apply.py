@@ -5,7 +5,7 @@ remembers, idmap.py) and returns a `WritePlan`; `uploader.py` carries it out. Th
 by the per-object API and the bulk import (bulk.py), so both modes send the same fields.
 
 Applying a bundle whose objects are all known yields an empty plan: that is what makes a replay write nothing
-(DESIGN.md contract 3).
+(docs/architecture.md "Contracts between the stages").
 """
 
 import hashlib
@@ -161,7 +161,7 @@ def _cancellations_to_set(bundle: CustomerBundle, known: KnownCustomer) -> tuple
         or sub.cancellation_dates != cancellation_dates(c)
     ]
     # A subscription we cancelled that the bundle no longer cancels (reactivated, or a cancellation taken back):
-    # `cancellation_dates` replaces the history whole (reference §6), so send it empty.
+    # `cancellation_dates` replaces the history whole (docs/sources.md#cm-subscriptions), so send it empty.
     in_bundle = bundle.subscription_external_ids()
     for external_id, sub in sorted(known.subscriptions.items()):
         if external_id not in wanted and external_id in in_bundle and sub.cancellation_dates:
@@ -187,7 +187,7 @@ def customer_create_payload(customer: Customer, data_source_uuid: str) -> JsonDi
 
 
 def customer_patch_payload(changes: Mapping[str, Any]) -> JsonDict:
-    """PATCH /customers/{uuid} body (reference §3): custom attributes go as a key → value map there."""
+    """PATCH /customers/{uuid} body (docs/sources.md#cm-customers): custom attributes go as a key → value map there."""
     body = {k: v for k, v in changes.items() if k != "attributes"}
     if "attributes" in changes:
         attributes = changes["attributes"] or {}
@@ -216,7 +216,8 @@ def transaction_payload(txn: Transaction) -> JsonDict:
 
 
 def invoice_payload(invoice: Invoice, plan_uuids: Mapping[str, str], customer_external_id: str) -> JsonDict:
-    """POST /import/customers/{uuid}/invoices entry (reference §5.1): line items refer to plans by uuid."""
+    """POST /import/customers/{uuid}/invoices entry (docs/sources.md#cm-invoice-import): line items refer to plans by
+    uuid."""
     lines = []
     for line in invoice.line_items:
         payload = line_item_payload(line)

@@ -1,6 +1,6 @@
 """Upload mode `bulk`: first imports of many customers through ChartMogul's JSON bulk import (`json_imports`).
 
-Reference chartmogul-import-api.md §8: one POST of a flat JSON document (customers, plans, invoices, line items,
+docs/sources.md#cm-bulk-import: one POST of a flat JSON document (customers, plans, invoices, line items,
 transactions, subscription events, cross-referenced by external id), at most 5 MB, best with 100–1,000 customers,
 every record of a customer in the same request; processed asynchronously (`queued` → `processing` → `completed`),
 with a status per customer in `status_details`.
@@ -8,9 +8,9 @@ with a status per customer in `status_details`.
 What bulk mode sends and what it leaves to the per-object API (uploader.py), and why:
 - Only customers ChartMogul does not hold yet go in bulk: the bulk format creates, it does not diff. A customer
   the id map knows is applied through the API, which writes only what changed; so is a customer to delete.
-- The bulk format has no cancellations and no custom attributes (§8 lists its fields). After a customer is
-  imported, the API pass applies the rest of the bundle's diff: cancellations, tags and custom attributes. For
-  a customer with neither, that pass makes no request.
+- The bulk format has no cancellations and no custom attributes (docs/sources.md#cm-bulk-import lists its fields). After
+  a customer is imported, the API pass applies the rest of the bundle's diff: cancellations, tags and custom attributes.
+  For a customer with neither, that pass makes no request.
 - A customer whose import failed only because its objects already exist (a redelivered batch whose first import
   finished after all) is applied through the API, which treats duplicates as success. Any other per-customer
   failure is a permanent one, routed to the bad-records queue with ChartMogul's words.
@@ -47,7 +47,7 @@ from .uploader import ApplyResult, BundleRefused, BundleUploader, Outcome, snaps
 
 logger = Logger(child=True)
 
-# Reference §8: "≤ 5 MB"; kept under 5,000,000 bytes so that neither reading of MB can be exceeded.
+# docs/sources.md#cm-bulk-import: "≤ 5 MB"; kept under 5,000,000 bytes so that neither reading of MB can be exceeded.
 MAX_PAYLOAD_BYTES = 5_000_000
 MAX_CUSTOMERS_PER_IMPORT = 1_000
 # Polling: from a quarter second up to 5 s between looks, never more than this many looks.
@@ -115,8 +115,8 @@ def pack_payloads(
 ) -> tuple[list[BulkPayload], list[CustomerBundle]]:
     """Pack bundles into as few imports as fit the limits (pure); returns (payloads, bundles too big for any).
 
-    Every record of a customer stays in one import (§8). Plans the id map does not know go with the first
-    import that needs them.
+    Every record of a customer stays in one import (docs/sources.md#cm-bulk-import). Plans the id map does not know go
+    with the first import that needs them.
     """
     known = set(known_plans)
     payloads: list[BulkPayload] = []
@@ -158,9 +158,9 @@ class CustomerImportStatus:
 def customer_statuses(status_details: Any, customer_ids: Iterable[str]) -> dict[str, CustomerImportStatus | None]:
     """Each customer's outcome from a finished import's `status_details` (pure); None = not reported.
 
-    Reference §8 documents `{"<customer external id>": {"status": "imported", "invoices": {"status": ...}, ...}}`;
-    the failure vocabulary is not documented, so any status other than an imported one is a failure, and the
-    error messages are collected from wherever they appear under the customer's entry.
+    docs/sources.md#cm-bulk-import documents `{"<customer external id>": {"status": "imported", "invoices": {"status":
+    ...}, ...}}`; the failure vocabulary is not documented, so any status other than an imported one is a failure, and
+    the error messages are collected from wherever they appear under the customer's entry.
     """
     details = status_details if isinstance(status_details, dict) else {}
     result: dict[str, CustomerImportStatus | None] = {}
@@ -407,8 +407,8 @@ class BulkUploader:
 def _known_after_import(bundle: CustomerBundle) -> KnownCustomer:
     """What a completed bulk import created for this customer (uuids are looked up later, when needed)."""
     fields = customer_fields(bundle.customer)
-    # The bulk format carries no attributes (§8): what ChartMogul holds is the empty default, which the API pass
-    # then patches when the bundle has tags or custom attributes.
+    # The bulk format carries no attributes (docs/sources.md#cm-bulk-import): what ChartMogul holds is the empty
+    # default, which the API pass then patches when the bundle has tags or custom attributes.
     fields["attributes"] = customer_fields(Customer(external_id=bundle.customer.external_id))["attributes"]
     return KnownCustomer(
         exists=True,

@@ -1,6 +1,6 @@
 """The one door to ChartMogul: the `chartmogul` 4.11 client, configured for Lambda, behind our own retry.
 
-Reference chartmogul-import-api.md §10: the client's built-in retries sleep up to ~30 minutes (longer than a Lambda
+docs/sources.md#cm-python-client: the client's built-in retries sleep up to ~30 minutes (longer than a Lambda
 may live), never retry PATCH, and are off entirely over plain http; its default timeout is none (wait forever). So
 its retries are switched off (`max_retries=0`), every request has a (connect, read) timeout, and `ChartMogulApi.call`
 retries transient failures itself: jittered exponential backoff, honouring `Retry-After`, never past the time budget
@@ -26,14 +26,15 @@ from .limiter import ChartMogulLimiter, OutOfTime
 
 T = TypeVar("T")
 
-# Reference §10.3: the statuses ChartMogul's own clients treat as worth retrying (429 rate limit, 503 too many
-# parallel connections, gateway errors); 408 is a request timeout on the way.
+# docs/sources.md#cm-client-retries: the statuses ChartMogul's own clients treat as worth retrying (429 rate limit, 503
+# too many parallel connections, gateway errors); 408 is a request timeout on the way.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 524})
-# A wrong or expired key, or an account problem (§1 response codes): not the record's fault, and retrying now will
-# not help. The record fails without burning the time budget; SQS retries it later, then the DLQ keeps it.
+# A wrong or expired key, or an account problem (docs/sources.md#cm-transport: response codes): not the record's fault,
+# and retrying now will not help. The record fails without burning the time budget; SQS retries it later, then the DLQ
+# keeps it.
 ACCOUNT_STATUSES = frozenset({401, 402, 403})
-# Reference §0 and §9.1: the duplicate-external-id messages ("... already exists in our system.", transactions and
-# data-source names "has already been taken").
+# docs/sources.md#cm-summary and #cm-validation: the duplicate-external-id messages ("... already exists in our
+# system.", transactions and data-source names "has already been taken").
 DUPLICATE_MARKERS = ("already exists", "already been taken")
 
 
@@ -84,7 +85,7 @@ def _describe(detail: ErrorDetail) -> str:
 
 
 def error_details(body: str) -> list[ErrorDetail]:
-    """Every complaint in an error body, whatever its generation (reference §1.1 lists the shapes seen)."""
+    """Every complaint in an error body, whatever its generation (docs/sources.md#cm-errors lists the shapes seen)."""
     try:
         parsed = json.loads(body)
     except ValueError:
@@ -95,7 +96,8 @@ def error_details(body: str) -> list[ErrorDetail]:
     errors = parsed.get("errors")
     if isinstance(errors, dict):
         details += _field_messages(errors, object_id=None)
-    # The invoice import's per-invoice answer: {"invoices": [{"external_id": ..., "errors": {...}}]} (§9.3).
+    # The invoice import's per-invoice answer: {"invoices": [{"external_id": ..., "errors": {...}}]}
+    # (docs/sources.md#cm-partial-success).
     for invoice in parsed.get("invoices") or []:
         if isinstance(invoice, dict) and isinstance(invoice.get("errors"), dict):
             details += _field_messages(invoice["errors"], object_id=invoice.get("external_id"))
@@ -161,7 +163,8 @@ _NETWORK_ERRORS = (
 
 
 def classify(operation: str, error: Exception) -> ChartMogulError:
-    """Turn whatever the client raised into a ChartMogulError with a kind (reference §10.4 lists what it raises)."""
+    """Turn whatever the client raised into a ChartMogulError with a kind (docs/sources.md#cm-client-errors lists what
+    it raises)."""
     if isinstance(error, ChartMogulError):
         return error
     if isinstance(error, OutOfTime):
@@ -189,10 +192,11 @@ def classify(operation: str, error: Exception) -> ChartMogulError:
         return ChartMogulError(operation, FailureKind.TRANSIENT, status=status, body=body)
     if isinstance(error, _NETWORK_ERRORS):
         # Timeouts and resets: the request may or may not have reached ChartMogul. A retried POST that had
-        # succeeded comes back as a duplicate, which counts as success (reference §9.4).
+        # succeeded comes back as a duplicate, which counts as success (docs/sources.md#cm-idempotency).
         return ChartMogulError(operation, FailureKind.TRANSIENT, detail=f"{type(error).__name__}: {error}")
-    # An answer the client could not parse (marshmallow ValidationError, TypeError on unknown list keys, §11.1),
-    # or a bug of ours: the write may have happened, so never a bad record; SQS retries, then the DLQ keeps it.
+    # An answer the client could not parse (marshmallow ValidationError, TypeError on unknown list keys,
+    # docs/sources.md#cm-client-issues), or a bug of ours: the write may have happened, so never a bad record; SQS
+    # retries, then the DLQ keeps it.
     return ChartMogulError(
         operation, FailureKind.TRANSIENT, retry_now=False, detail=f"unexpected {type(error).__name__}: {error}"
     )
@@ -203,7 +207,8 @@ def _retry_after(response: Any) -> float | None:
     try:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
-        return None  # an HTTP date; ChartMogul is not documented to send any (reference §0), so backoff decides
+        # an HTTP date; ChartMogul is not documented to send any (docs/sources.md#cm-summary), so backoff decides
+        return None
 
 
 @dataclass(frozen=True)
@@ -244,8 +249,8 @@ def make_config(api_key: str, settings: Settings, read_timeout_s: float | None =
         request_timeout=(settings.http_connect_timeout_s, read_timeout_s or settings.http_read_timeout_s),
         max_retries=0,
     )
-    # Reference §10.1: `uri` is a class attribute computed at import; set on the instance, it points this Config
-    # (and only it) at the emulator.
+    # docs/sources.md#cm-client-config: `uri` is a class attribute computed at import; set on the instance, it points
+    # this Config (and only it) at the emulator.
     config.uri = settings.chartmogul_api_url.rstrip("/")
     return config
 

@@ -1,11 +1,11 @@
 """Keeps every upload under ChartMogul's account limits: 40 requests/s and 20 parallel connections.
 
-Reference chartmogul-import-api.md §1.2: the limits are per *account*, across all concurrent uploads; beyond them
+docs/sources.md#cm-rate-limits: the limits are per *account*, across all concurrent uploads; beyond them
 ChartMogul answers 429 (rate) or 503 (connections).
 
 The choice, for concurrent Lambda instances: each instance takes an equal share of both limits,
-`share = account limit / MaximumConcurrency` (the upload function's `ScalingConfig.MaximumConcurrency`, reference
-serverless-architecture.md §1.1). The shares add up to at most the account limit whatever the instances do, with no
+`share = account limit / MaximumConcurrency` (the upload function's `ScalingConfig.MaximumConcurrency`,
+docs/sources.md#aws-sqs-lambda). The shares add up to at most the account limit whatever the instances do, with no
 coordination and no extra request per call. The alternative, a token bucket in DynamoDB, would let a lone instance
 use the whole account limit, but costs a conditional write (and its latency and contention) for every lease of
 tokens, and a throttled DynamoDB would then stall uploads. An incremental sync is far below the limit, and a

@@ -1,6 +1,6 @@
 """Backfill: list every object type globally, stage it in S3 partitioned by customer, assemble per partition.
 
-No per-customer Stripe calls (DESIGN.md "Export modes"): each type is listed once, 100 per page. The only
+No per-customer Stripe calls (docs/architecture.md "Export modes"): each type is listed once, 100 per page. The only
 other requests fetch what a listed object left out (invoice and credit note lines, invoice payments or
 subscription items past the embedded first page; a price deleted from the catalog) and what a deleted customer
 left (the `customer.deleted` events still kept; a customer deleted earlier, or created after the customers were
@@ -133,7 +133,8 @@ class Checkpoint(BaseModel):
     range: BackfillRange
     started_at: datetime  # also the snapshots' time: every snapshot of the run is at least this fresh
     # How the upload function imports the run's customers; every raw message of the run carries it. Bulk unless
-    # the backfill asked otherwise (DESIGN.md "Upload modes"); a checkpoint written before this field was bulk.
+    # the backfill asked otherwise (docs/architecture.md "Upload modes"); a checkpoint written before this field was
+    # bulk.
     upload_mode: UploadMode = "bulk"
     sequence: int = 0  # write counter: two invocations of one run cannot both write the same one
     step: int = 0
@@ -464,8 +465,8 @@ def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource:
             if error.param != "starting_after" or last_created is None:
                 raise
             # The object the step stopped after was deleted since (an invoice item, say): restart from its
-            # second instead (reference §2.2: checkpoint the window boundary). Objects of that second are
-            # staged twice; assembly keeps one per id.
+            # second instead (docs/sources.md#stripe-pagination: checkpoint the window boundary). Objects of that second
+            # are staged twice; assembly keeps one per id.
             exporter.log.warning(
                 "backfill cursor object is gone; restarting the list from its creation time",
                 extra={"list": resource.value, "starting_after": starting_after, "created_lte": last_created},
@@ -589,8 +590,8 @@ def _assemble(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, b
             drafts += customer_records.drafts_skipped
             snapshots.append((snapshot, snapshot_time))
         del records
-        # Bulk imports by default for a backfill's many customers (DESIGN.md "Upload modes"); the run's request
-        # may ask for the per-object API instead.
+        # Bulk imports by default for a backfill's many customers (docs/architecture.md "Upload modes"); the run's
+        # request may ask for the per-object API instead.
         sent = exporter.send_snapshots(snapshots, upload_mode=checkpoint.upload_mode)
         checkpoint = _save(
             exporter,

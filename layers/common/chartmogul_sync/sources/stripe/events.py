@@ -1,7 +1,7 @@
 """Which customer a Stripe event is about.
 
 An event is only a notice that "something of customer X changed": its payload is rendered in the API version of
-its creation, not ours (reference stripe-export-and-mapping.md §2.3), so the exporter re-fetches the whole
+its creation, not ours (docs/sources.md#stripe-events), so the exporter re-fetches the whole
 customer instead of reading the payload. This module only reads the stable id fields (`object`, `id`,
 `customer`, `invoice`, `charge`) of `data.object`.
 """
@@ -71,7 +71,7 @@ def event_target(event: StripeJson) -> EventTarget:
     customer_id = _id_of(obj.get("customer"))
     if customer_id is not None:
         return CustomerChanged(customer_id)
-    # An invoice payment or a refund carries no customer field (reference §2.8, "Payments").
+    # An invoice payment or a refund carries no customer field (docs/sources.md#stripe-versions, "Payments").
     invoice_id = _id_of(obj.get("invoice"))
     if invoice_id is not None:
         return NeedsLookup("invoices", invoice_id)

@@ -11,7 +11,7 @@ window is handled then. The cursor advances only after every changed customer's 
 run that dies re-exports instead of losing changes. A run with no new events makes one Stripe request: the
 first page of `/v1/events` (the window's events are skipped by id).
 
-Events are kept 30 days (reference stripe-export-and-mapping.md §2.3). A cursor older than that cannot be
+Events are kept 30 days (docs/sources.md#stripe-events). A cursor older than that cannot be
 served by events: the run rescans objects created since the cursor (customer-owned lists, 100 per page) and
 takes the events that are still kept, and logs the gap, because changes to older objects in the lost window
 (a late payment, a cancellation) are only found by a backfill.

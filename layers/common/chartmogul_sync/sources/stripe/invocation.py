@@ -1,7 +1,7 @@
 """The export function's input: what the schedule, a person or a continuation asks it to do.
 
 EventBridge Scheduler delivers the schedule's `Input` verbatim, not an EventBridge envelope (reference
-serverless-architecture.md §1.2); template.yaml's is `{"mode":"incremental","scheduled_time":
+docs/sources.md#aws-scheduler); template.yaml's is `{"mode":"incremental","scheduled_time":
 "<aws.scheduler.scheduled-time>"}`, and the scheduled time names the run.
 """
 

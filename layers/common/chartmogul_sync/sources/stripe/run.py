@@ -30,7 +30,7 @@ class ExportLimits:
     # hand, write the checkpoint and invoke the continuation (the function's timeout is 900 s).
     handover_reserve_s: float = 90.0
     # Backfill: customers per staging partition. A partition is what one assembly step holds in memory, so
-    # its size, not the account's, bounds the memory (DESIGN.md "Export modes").
+    # its size, not the account's, bounds the memory (docs/architecture.md "Export modes").
     customers_per_partition: int = 100
     # Backfill: staged objects are buffered per partition and written to S3 when the buffer reaches this
     # size; the checkpoint follows each write, so a crash redoes at most this much listing.

@@ -1,7 +1,7 @@
 """What the export handler takes from its surroundings, in one replaceable place.
 
 In the cloud: the Stripe key from Secrets Manager, the wall clock, and continuations through Lambda's own
-asynchronous invoke. Moto cannot run Lambda code (DESIGN.md "Running without a cloud account"), so the local
+asynchronous invoke. Moto cannot run Lambda code (README "Running it locally"), so the local
 runtime, tests and benchmarks replace the continuation (e.g. with the runtime's `invoke_async`) and the clock
 (the Stripe emulator's). The handler module is imported under a per-runtime name; this module is the layer's,
 shared by every importer, so a replacement here reaches the handler whatever its module is called.
