@@ -1,6 +1,6 @@
-"""Bulk JSON import: `POST /data_sources/{uuid}/json_imports` and its status (reference §8).
+"""Bulk JSON import: `POST /data_sources/{uuid}/json_imports` and its status (docs/sources.md#cm-bulk-import).
 
-The POST only queues the payload (validation is asynchronous, reference §9.1); a background worker moves
+The POST only queues the payload (validation is asynchronous, docs/sources.md#cm-validation); a background worker moves
 each import queued → processing → completed after the configured delays, applying it customer by customer.
 Each customer's objects are all-or-nothing [inf]: one invalid record fails that customer, and
 `status_details[<customer external id>]` says `failed` with the errors; the import itself still
@@ -179,7 +179,7 @@ class BulkImporter:
 
     @staticmethod
     def _line_item(item: dict[str, Any], plan_uuids: dict[str, str]) -> dict[str, Any]:
-        """reference §8: bulk line items name plans by `plan_external_id`, not `plan_uuid`."""
+        """docs/sources.md#cm-bulk-import: bulk line items name plans by `plan_external_id`, not `plan_uuid`."""
         converted = {
             key: value for key, value in item.items() if key not in ("invoice_external_id", "plan_external_id")
         }
@@ -250,7 +250,7 @@ def register(router: Router, emulator: Emulator) -> None:
         data_source_uuid = request.params["uuid"]
         emulator.require("data_sources", "Data source not found", uuid=data_source_uuid)
         if len(request.body) > emulator.options.bulk_max_bytes:
-            # reference §8: JSON payload ≤ 5 MB; the exact answer is not documented [inf]
+            # docs/sources.md#cm-bulk-import: JSON payload ≤ 5 MB; the exact answer is not documented [inf]
             return coded_error(413, "The JSON payload exceeds the 5 MB limit", None)
         body = emulator.body_object(request)
         for section in SECTIONS:
@@ -261,7 +261,7 @@ def register(router: Router, emulator: Emulator) -> None:
             raise SchemaError("external_id")
         now = format_event_timestamp(emulator.now())
         doc = {
-            "id": str(uuid_module.uuid4()),  # reference §8: a string (the client's schema)
+            "id": str(uuid_module.uuid4()),  # docs/sources.md#cm-bulk-import: a string (the client's schema)
             "data_source_uuid": data_source_uuid,
             "status": "queued",
             "external_id": body.get("external_id"),

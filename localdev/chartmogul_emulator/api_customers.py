@@ -1,4 +1,4 @@
-"""Customers: create, list, retrieve, update, delete, search, merge (reference §3)."""
+"""Customers: create, list, retrieve, update, delete, search, merge (docs/sources.md#cm-customers)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ from localdev.chartmogul_emulator.validation import (
 from localdev.emulator_kit import Request, Response, Router, empty_response, json_response
 
 CUSTOMER_NOT_FOUND = "Customer not found"
-CUSTOMER_EXISTS = "The external ID for this customer already exists in our system."  # reference §0
-LEAD_STATUSES = ("New Lead", "Working Lead", "Qualified Lead", "Unqualified Lead")  # reference §3
-CUSTOM_TYPES = ("String", "Integer", "Decimal", "Timestamp", "Boolean")  # reference §3
+CUSTOMER_EXISTS = "The external ID for this customer already exists in our system."  # docs/sources.md#cm-summary
+LEAD_STATUSES = ("New Lead", "Working Lead", "Qualified Lead", "Unqualified Lead")  # docs/sources.md#cm-customers
+CUSTOM_TYPES = ("String", "Integer", "Decimal", "Timestamp", "Boolean")  # docs/sources.md#cm-customers
 _STRING_FIELDS = ("external_id", "name", "email", "company", "country", "state", "city", "zip", "owner")
 _STRING_FIELDS_MORE = ("website_url",)
 
 
 def _check_fields(body: dict[str, Any]) -> None:
-    """400 for wrong types (reference §9.1); returns nothing, raises `SchemaError`."""
+    """400 for wrong types (docs/sources.md#cm-validation); returns nothing, raises `SchemaError`."""
     for key in (*_STRING_FIELDS, *_STRING_FIELDS_MORE):
         expect_type(body, key, str, key)
     expect_timestamp(body, "lead_created_at", "lead_created_at")
@@ -45,7 +45,8 @@ def _check_fields(body: dict[str, Any]) -> None:
 
 
 def _custom_from_create(custom: Any, param: str = "custom") -> dict[str, Any]:
-    """reference §3: create takes a list of `{type,key,value,source}`; answers a map keyed by attribute key."""
+    """docs/sources.md#cm-customers: create takes a list of `{type,key,value,source}`; answers a map keyed by attribute
+    key."""
     if custom is None:
         return {}
     if not isinstance(custom, list):
@@ -55,7 +56,7 @@ def _custom_from_create(custom: Any, param: str = "custom") -> dict[str, Any]:
         if not isinstance(item, dict):
             raise SchemaError(f"{param}[{index}]")
         if item.get("type") not in CUSTOM_TYPES:
-            raise SchemaError(f"{param}[{index}][type]")  # reference §9.1: the recorded example message
+            raise SchemaError(f"{param}[{index}][type]")  # docs/sources.md#cm-validation: the recorded example message
         if not isinstance(item.get("key"), str) or not item["key"]:
             raise SchemaError(f"{param}[{index}][key]")
         result[item["key"]] = item.get("value")
@@ -75,7 +76,8 @@ def declare_custom(emulator: Emulator, custom: Any) -> None:
 
 
 def _custom_from_update(emulator: Emulator, custom: Any, param: str = "attributes[custom]") -> dict[str, Any]:
-    """reference §3: update takes `{KEY: value}` or `{KEY: {"value": .., "source": ..}}`, for created keys only.
+    """docs/sources.md#cm-customers: update takes `{KEY: value}` or `{KEY: {"value": .., "source": ..}}`, for created
+    keys only.
 
     "Attribute must first be created using the POST call"
     (https://dev.chartmogul.com/reference/update-custom-attributes-of-customer); the refusal's wording is [inf].
@@ -106,7 +108,8 @@ def _timestamp_or_none(body: dict[str, Any], key: str) -> str | None:
 
 
 def _apply_fields(doc: dict[str, Any], body: dict[str, Any]) -> None:
-    """Copy the given fields; reference §3: absent strings answer `""` (name/company/email are never null)."""
+    """Copy the given fields; docs/sources.md#cm-customers: absent strings answer `""` (name/company/email are never
+    null)."""
     for key in ("name", "email", "company", "city"):
         if key in body:
             doc[key] = body[key] if body[key] is not None else ""
@@ -136,7 +139,7 @@ def delete_customer_data(emulator: Emulator, customer_uuid: str) -> None:
 
 
 def create_customer(emulator: Emulator, body: dict[str, Any]) -> dict[str, Any]:
-    """Store a new customer (reference §3); raises `APIProblem`/`SchemaError` on invalid input."""
+    """Store a new customer (docs/sources.md#cm-customers); raises `APIProblem`/`SchemaError` on invalid input."""
     store = emulator.store
     data_source_uuid = require_data_source(emulator, body)
     _check_fields(body)
@@ -147,7 +150,7 @@ def create_customer(emulator: Emulator, body: dict[str, Any]) -> dict[str, Any]:
     if is_blank(external_id):
         raise APIProblem(field_errors({"external_id": "can't be blank"}))
     if store.exists("customer_ids", data_source_uuid=data_source_uuid, external_id=external_id):
-        raise APIProblem(field_errors({"external_id": CUSTOMER_EXISTS}))  # reference §3
+        raise APIProblem(field_errors({"external_id": CUSTOMER_EXISTS}))  # docs/sources.md#cm-customers
     customer_uuid = new_uuid("cus")
     numeric_id = uuid_module.UUID(customer_uuid[4:]).int % 900_000_000 + 100_000_000
     doc: dict[str, Any] = {
@@ -232,14 +235,14 @@ def register(router: Router, emulator: Emulator) -> None:
             wanted = status.replace("_", " ")
             candidates = store.docs("customers", **where)
             where["uuid"] = [c["uuid"] for c in emulator.render_customers(candidates) if c["status"] == wanted]
-        # reference §1.3: only entries/has_more/cursor at the top level (the client's namedtuple)
+        # docs/sources.md#cm-pagination: only entries/has_more/cursor at the top level (the client's namedtuple)
         return emulator.page(request, "customers", "entries", emulator.render_customers, where=where)
 
     @router.route("GET", "/v1/customers/search")
     def search(request: Request) -> Response:
         email = request.query_one("email") or ""
         if not store.exists("customers", email=email) or not email:
-            # reference §3 (recorded)
+            # docs/sources.md#cm-customers (recorded)
             return coded_error(404, f'Can\'t find any customers with email: "{email}"', "email")
         return emulator.page(request, "customers", "entries", emulator.render_customers, where={"email": email})
 
@@ -261,7 +264,7 @@ def register(router: Router, emulator: Emulator) -> None:
         target["data_source_uuids"] = list(dict.fromkeys(target["data_source_uuids"] + source["data_source_uuids"]))
         store.update("customers", {"uuid": target["uuid"]}, target)
         store.delete("customers", uuid=source["uuid"])
-        return json_response(202, {})  # reference §3 (recorded): 202 `{}`, the client returns None
+        return json_response(202, {})  # docs/sources.md#cm-customers (recorded): 202 `{}`, the client returns None
 
     @router.route("GET", "/v1/customers/{uuid}")
     def retrieve(request: Request) -> Response:
@@ -279,12 +282,13 @@ def register(router: Router, emulator: Emulator) -> None:
                 doc["attributes"]["tags"] = list(attributes["tags"] or [])
             doc["attributes"]["custom"].update(_custom_from_update(emulator, attributes.get("custom")))
         store.update("customers", {"uuid": doc["uuid"]}, doc, email=doc["email"])
-        return json_response(200, emulator.render_customer(doc))  # reference §3 (recorded): 200, full customer
+        # docs/sources.md#cm-customers (recorded): 200, full customer
+        return json_response(200, emulator.render_customer(doc))
 
     @router.route("GET", "/v1/customers/{uuid}/attributes")
     def attributes(request: Request) -> Response:
         doc = emulator.require("customers", CUSTOMER_NOT_FOUND, uuid=request.params["uuid"])
-        return json_response(200, doc["attributes"])  # reference §3 (recorded)
+        return json_response(200, doc["attributes"])  # docs/sources.md#cm-customers (recorded)
 
     @router.route("POST", "/v1/customers/{uuid}/attributes/custom")
     def add_custom(request: Request) -> Response:
@@ -315,4 +319,4 @@ def register(router: Router, emulator: Emulator) -> None:
         delete_customer_data(emulator, request.params["uuid"])
         store.delete("customer_ids", customer_uuid=request.params["uuid"])
         store.delete("customers", uuid=request.params["uuid"])
-        return empty_response(204)  # reference §3 (recorded)
+        return empty_response(204)  # docs/sources.md#cm-customers (recorded)

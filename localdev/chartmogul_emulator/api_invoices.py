@@ -1,5 +1,6 @@
 """Invoices with line items and transactions, transactions on an existing invoice, and the subscriptions
-derived from subscription line items, with their cancellation (reference §5, §6, §9)."""
+derived from subscription line items, with their cancellation (docs/sources.md#cm-invoices, #cm-subscriptions,
+#cm-validation)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,11 @@ from localdev.emulator_kit import Request, Response, Router, empty_response, jso
 
 INVOICE_NOT_FOUND = "Invoice not found"
 SUBSCRIPTION_NOT_FOUND = "Subscription not found"
-# reference §0 / §9.1: the duplicate messages (from ChartMogul's Go client constants).
+# docs/sources.md#cm-summary / #cm-validation: the duplicate messages (from ChartMogul's Go client constants).
 INVOICE_EXISTS = "The external ID for this invoice already exists in our system."
 LINE_ITEM_EXISTS = "The external ID for this line item already exists in our system."
 TRANSACTION_EXISTS = "has already been taken"
-BLANK = "can't be blank"  # [inf] the Rails wording of ChartMogul's newer 422s (reference §1.1)
+BLANK = "can't be blank"  # [inf] the Rails wording of ChartMogul's newer 422s (docs/sources.md#cm-errors)
 
 # Objects ChartMogul stores (201) but marks invalid with an `errors` map, excluded from metrics. The cases and
 # their words are the SDK maintainers' test bodies since chartmogul-python 4.9 / chartmogul-node: an invoice dated
@@ -43,13 +44,13 @@ AMOUNT_NOT_POSITIVE = ["must be positive"]
 PLAN_NOT_FOUND = ["Plan not found"]
 TRANSACTION_IN_FUTURE = ["is in the future"]
 
-LINE_ITEM_TYPES = ("subscription", "one_time", "trial")  # reference §5.1
-PRORATION_TYPES = ("differential", "differential_mrr", "full")  # reference §5.1
+LINE_ITEM_TYPES = ("subscription", "one_time", "trial")  # docs/sources.md#cm-invoice-import
+PRORATION_TYPES = ("differential", "differential_mrr", "full")  # docs/sources.md#cm-invoice-import
 TRANSACTION_TYPES = ("payment", "refund")
 TRANSACTION_RESULTS = ("successful", "failed")
 COLLECTION_METHODS = ("automatic", "manual")
 
-# "Invoice not found" for an unknown customer is ChartMogul's own (misleading) answer (reference §9.1).
+# "Invoice not found" for an unknown customer is ChartMogul's own (misleading) answer (docs/sources.md#cm-validation).
 UNKNOWN_CUSTOMER_BODY = {
     "error": INVOICE_NOT_FOUND,
     "error_details": [{"param": "invoice", "code": "invalid", "message": INVOICE_NOT_FOUND}],
@@ -76,7 +77,7 @@ class InvoiceCheck:
         return self.emulator.store.exists(table, data_source_uuid=self.data_source_uuid, external_id=external_id)
 
     def check_schema(self, invoice: Any, param: str) -> None:
-        """400s: types, enumerations, date forms (reference §9.1). Raises `SchemaError`."""
+        """400s: types, enumerations, date forms (docs/sources.md#cm-validation). Raises `SchemaError`."""
         invoice = expect_object(invoice, param)
         for key in ("external_id", "currency", "customer_external_id", "data_source_uuid"):
             expect_type(invoice, key, str, f"{param}[{key}]")
@@ -121,7 +122,8 @@ class InvoiceCheck:
             expect_timestamp(item, key, f"{param}[{key}]")
 
     def check_semantics(self, invoice: dict[str, Any]) -> dict[str, str]:
-        """422s, keyed as ChartMogul does: `external_id`, `line_items.external_id`, ... (reference §9.1)."""
+        """422s, keyed as ChartMogul does: `external_id`, `line_items.external_id`, ...
+        (docs/sources.md#cm-validation)."""
         errors: dict[str, str] = {}
 
         def add(key: str, message: str) -> None:
@@ -156,14 +158,15 @@ class InvoiceCheck:
         if item.get("amount_in_cents") is None:
             errors["amount_in_cents"] = BLANK
         if item.get("quantity") == 0:
-            errors["quantity"] = "must be a non-zero integer"  # reference §5.1: "any non-zero integer"
+            # docs/sources.md#cm-invoice-import: "any non-zero integer"
+            errors["quantity"] = "must be a non-zero integer"
         fees_currency = item.get("transaction_fees_currency")
         if fees_currency and fees_currency.upper() not in ISO_CURRENCIES:
             errors["transaction_fees_currency"] = "is not a valid ISO 4217 currency code"
         if item.get("type") in ("subscription", "trial"):
             for key in ("subscription_external_id", "plan_uuid", "service_period_start", "service_period_end"):
                 if is_blank(item.get(key)):
-                    errors.setdefault(key, BLANK)  # reference §5.1; plan_uuid: chartmogul-node#9
+                    errors.setdefault(key, BLANK)  # docs/sources.md#cm-invoice-import; plan_uuid: chartmogul-node#9
             start, end = (
                 parse_timestamp(item.get("service_period_start")),
                 parse_timestamp(item.get("service_period_end")),
@@ -237,7 +240,7 @@ def _timestamp(value: Any) -> str | None:
 def transaction_doc(
     invoice_uuid: str, data_source_uuid: str, body: dict[str, Any], errors: dict[str, list[str]] | None = None
 ) -> dict[str, Any]:
-    # reference §5.1 (recorded): absent amount/fees answer null, which the client's schema allows.
+    # docs/sources.md#cm-invoice-import (recorded): absent amount/fees answer null, which the client's schema allows.
     doc = {
         "uuid": new_uuid("tr"),
         "external_id": body.get("external_id"),
@@ -263,7 +266,8 @@ class InvoiceWriter:
         self.data_source_uuid: str = customer["data_source_uuid"]
 
     def subscription_for(self, item: dict[str, Any]) -> dict[str, Any]:
-        """reference §5.1, §13.10: subscriptions are derived from subscription line items."""
+        """docs/sources.md#cm-invoice-import, #cm-subscriptions: subscriptions are derived from subscription line
+        items."""
         external_id = item["subscription_external_id"]
         key = {
             "data_source_uuid": self.data_source_uuid,
@@ -343,8 +347,9 @@ class InvoiceWriter:
         counts: bool = True,
     ) -> None:
         """Store one line; an invalid one (its own `errors`, or an invalid invoice: `counts` false) belongs to no
-        subscription, so it makes no MRR (ChartMogul excludes invalid objects from metrics, reference §9.2)."""
-        # reference §5.1 / §13.3: numeric fields are never null (0 defaults), `prorated` is a boolean.
+        subscription, so it makes no MRR (ChartMogul excludes invalid objects from metrics,
+        docs/sources.md#cm-invalid-invoices)."""
+        # docs/sources.md#cm-invoice-import: numeric fields are never null (0 defaults), `prorated` is a boolean.
         doc: dict[str, Any] = {
             "uuid": new_uuid("li"),
             "external_id": item.get("external_id"),
@@ -382,7 +387,8 @@ class InvoiceWriter:
                     "subscription_set_external_id": item.get("subscription_set_external_id"),
                     "plan_uuid": item["plan_uuid"],
                     "prorated": bool(item.get("prorated", False)),
-                    # reference §5.1: null unless given (recorded); the MRR engine treats null as differential
+                    # docs/sources.md#cm-invoice-import: null unless given (recorded); the MRR engine treats null as
+                    # differential
                     "proration_type": item.get("proration_type"),
                     "service_period_start": _timestamp(item["service_period_start"]),
                     "service_period_end": _timestamp(item["service_period_end"]),
@@ -441,7 +447,7 @@ def delete_invoices(emulator: Emulator, invoice_uuids: list[str]) -> None:
 
 
 def render_subscription(doc: dict[str, Any]) -> dict[str, Any]:
-    """reference §6 (recorded): the import-side subscription."""
+    """docs/sources.md#cm-subscriptions (recorded): the import-side subscription."""
     return {
         key: doc.get(key)
         for key in (
@@ -466,7 +472,7 @@ def register(router: Router, emulator: Emulator) -> None:
     def import_invoices(request: Request) -> Response:
         customer = store.one("customers", uuid=request.params["uuid"])
         if customer is None:
-            return json_response(404, UNKNOWN_CUSTOMER_BODY)  # reference §9.1 (chartmogul-python#119)
+            return json_response(404, UNKNOWN_CUSTOMER_BODY)  # docs/sources.md#cm-validation (chartmogul-python#119)
         body = emulator.body_object(request)
         invoices = body.get("invoices")
         if not isinstance(invoices, list):
@@ -478,7 +484,8 @@ def register(router: Router, emulator: Emulator) -> None:
         if emulator.options.invoice_batch_mode == "atomic":
             all_errors = [check.check_semantics(invoice) for invoice in invoices]
             if any(all_errors):
-                # reference §9.3: nothing stored; each invoice listed with its `errors` ({} when valid)
+                # docs/sources.md#cm-partial-success: nothing stored; each invoice listed with its `errors` ({} when
+                # valid)
                 listed = [
                     {"external_id": inv.get("external_id"), "errors": errs}
                     for inv, errs in zip(invoices, all_errors, strict=True)
@@ -494,7 +501,7 @@ def register(router: Router, emulator: Emulator) -> None:
                 results.append({"external_id": invoice.get("external_id"), "errors": errors})
             else:
                 results.append(writer.write(invoice, check))
-        # "partial" (reference §9.3 [inf]): valid invoices are stored even when the answer is 422.
+        # "partial" (docs/sources.md#cm-partial-success [inf]): valid invoices are stored even when the answer is 422.
         return json_response(422 if failed else 201, {"invoices": results})
 
     def list_invoices(request: Request, where: dict[str, Any], extra: dict[str, Any] | None = None) -> Response:
@@ -509,7 +516,7 @@ def register(router: Router, emulator: Emulator) -> None:
             for key in ("data_source_uuid", "external_id", "customer_uuid")
             if request.query_one(key)
         }
-        # reference §1.3: no top-level `data_source_uuid` here (it breaks the client's namedtuple)
+        # docs/sources.md#cm-pagination: no top-level `data_source_uuid` here (it breaks the client's namedtuple)
         return list_invoices(request, where)
 
     @router.route("GET", "/v1/import/customers/{uuid}/invoices")
@@ -518,7 +525,7 @@ def register(router: Router, emulator: Emulator) -> None:
         customer_uuid = request.params["uuid"]
         return list_invoices(
             request, {"customer_uuid": customer_uuid}, {"customer_uuid": customer_uuid}
-        )  # reference §5.2 (recorded)
+        )  # docs/sources.md#cm-invoice-list (recorded)
 
     @router.route("GET", "/v1/invoices/{uuid}")
     def retrieve(request: Request) -> Response:
@@ -529,7 +536,7 @@ def register(router: Router, emulator: Emulator) -> None:
     def delete(request: Request) -> Response:
         emulator.require("invoices", INVOICE_NOT_FOUND, uuid=request.params["uuid"])
         delete_invoices(emulator, [request.params["uuid"]])
-        return empty_response(204)  # reference §5.2 (recorded)
+        return empty_response(204)  # docs/sources.md#cm-invoice-list (recorded)
 
     @router.route("DELETE", "/v1/data_sources/{data_source_uuid}/customers/{customer_uuid}/invoices")
     def delete_all(request: Request) -> Response:
@@ -542,7 +549,7 @@ def register(router: Router, emulator: Emulator) -> None:
             data_source_uuid=request.params["data_source_uuid"],
         )
         delete_invoices(emulator, uuids)
-        return empty_response(204)  # reference §5.2 (recorded)
+        return empty_response(204)  # docs/sources.md#cm-invoice-list (recorded)
 
     @router.route("POST", "/v1/import/invoices/{uuid}/transactions")
     def add_transaction(request: Request) -> Response:
@@ -552,7 +559,8 @@ def register(router: Router, emulator: Emulator) -> None:
         check = InvoiceCheck(emulator, invoice["data_source_uuid"])
         errors = check.transaction_errors(body)
         if errors:
-            return field_errors(errors)  # reference §0: duplicate → {"errors":{"external_id":"has already been taken"}}
+            # docs/sources.md#cm-summary: duplicate → {"errors":{"external_id":"has already been taken"}}
+            return field_errors(errors)
         moment = parse_timestamp(body.get("date"))
         stored_errors = {"date": list(TRANSACTION_IN_FUTURE)} if moment and moment > emulator.now() else {}
         tx = transaction_doc(invoice["uuid"], invoice["data_source_uuid"], body, stored_errors)
@@ -564,7 +572,7 @@ def register(router: Router, emulator: Emulator) -> None:
             data_source_uuid=invoice["data_source_uuid"],
             external_id=tx["external_id"],
         )
-        return json_response(201, _public(tx))  # reference §5.3
+        return json_response(201, _public(tx))  # docs/sources.md#cm-transactions
 
     @router.route("DELETE", "/v1/transactions/{uuid}")
     def delete_transaction(request: Request) -> Response:
@@ -601,11 +609,12 @@ def register(router: Router, emulator: Emulator) -> None:
         else:
             return field_errors({"cancelled_at": BLANK})
         store.update("subscriptions", {"uuid": subscription["uuid"]}, subscription)
-        return json_response(202, render_subscription(subscription))  # reference §6 (recorded): 202 + body
+        # docs/sources.md#cm-subscriptions (recorded): 202 + body
+        return json_response(202, render_subscription(subscription))
 
 
 def _cancellation_date(emulator: Emulator, value: Any, key: str) -> dt.datetime:
-    """reference §6: an ISO 8601 time in the past; anything else is a 422."""
+    """docs/sources.md#cm-subscriptions: an ISO 8601 time in the past; anything else is a 422."""
     moment = parse_timestamp(value)
     if moment is None:
         raise APIProblem(field_errors({key: "is not a valid date"}))

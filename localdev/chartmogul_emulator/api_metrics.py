@@ -1,4 +1,4 @@
-"""Metrics computed from the imported data by the MRR rules (reference §12; docs/mapping-decisions.md):
+"""Metrics computed from the imported data by the MRR rules (docs/sources.md#cm-metrics; docs/mapping-decisions.md):
 `/metrics/all`, `/metrics/mrr`, `/metrics/arr`, `/metrics/customer-count`, the per-customer
 subscription view `/customers/{uuid}/subscriptions` and its activities `/customers/{uuid}/activities`."""
 
@@ -164,7 +164,7 @@ def register(router: Router, emulator: Emulator) -> None:
 
     @router.route("GET", "/v1/customers/{uuid}/subscriptions")
     def customer_subscriptions(request: Request) -> Response:
-        """reference §6 (recorded): the metrics view; its `uuid` has no `sub_` prefix."""
+        """docs/sources.md#cm-subscriptions (recorded): the metrics view; its `uuid` has no `sub_` prefix."""
         customer = emulator.require("customers", "Customer not found", uuid=request.params["uuid"])
         histories = emulator.subscription_histories([customer["uuid"]]).get(customer["uuid"], {})
         plans = {
@@ -232,7 +232,8 @@ def subscription_activities(
     return found
 
 
-# docs: the activity `type` values of the activities endpoints (reference chartmogul-import-api §12).
+# docs: the activity `type` values of the activities endpoints (reference chartmogul-import-api
+# docs/sources.md#cm-metrics).
 _ACTIVITY_TYPES = {
     "new_business": "new_biz",
     "expansion": "expansion",

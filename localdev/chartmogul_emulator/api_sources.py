@@ -1,4 +1,4 @@
-"""Ping and data sources (reference §1, §2)."""
+"""Ping and data sources (docs/sources.md#cm-transport, #cm-data-sources)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from localdev.chartmogul_emulator.responses import APIProblem, field_errors
 from localdev.chartmogul_emulator.validation import expect_type, format_timestamp, is_blank
 from localdev.emulator_kit import Request, Response, Router, empty_response, json_response
 
-DATA_SOURCE_NOT_FOUND = "Data source not found"  # reference §2 (recorded)
+DATA_SOURCE_NOT_FOUND = "Data source not found"  # docs/sources.md#cm-data-sources (recorded)
 
-# reference §2: the optional blocks' default content when their flag is true.
+# docs/sources.md#cm-data-sources: the optional blocks' default content when their flag is true.
 _INVOICE_HANDLING = {
     "create_subscription_when_invoice_is": "open",
     "update_subscription_when_invoice_is": "open",
@@ -33,7 +33,7 @@ def register(router: Router, emulator: Emulator) -> None:
     store = emulator.store
 
     def render(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
-        """reference §2: the optional blocks appear only when their flag is `true`."""
+        """docs/sources.md#cm-data-sources: the optional blocks appear only when their flag is `true`."""
         rendered = {key: value for key, value in doc.items() if not key.startswith("_")}
         if request.query_one("with_processing_status") == "true":
             pending = store.count("json_imports", data_source_uuid=doc["uuid"], status=["queued", "processing"])
@@ -47,7 +47,7 @@ def register(router: Router, emulator: Emulator) -> None:
 
     @router.route("GET", "/v1/ping")
     def ping(request: Request) -> Response:
-        return json_response(200, {"data": "pong!"})  # reference §13.1
+        return json_response(200, {"data": "pong!"})  # docs/sources.md#cm-transport
 
     @router.route("POST", "/v1/data_sources")
     def create(request: Request) -> Response:
@@ -55,13 +55,14 @@ def register(router: Router, emulator: Emulator) -> None:
         expect_type(body, "name", str, "name")
         name = body.get("name")
         if is_blank(name):
-            return field_errors({"name": "A name is required for each data source."})  # reference §2 (recorded)
+            # docs/sources.md#cm-data-sources (recorded)
+            return field_errors({"name": "A name is required for each data source."})
         if store.exists("data_sources", name=name):
-            return field_errors({"name": "Has already been taken."})  # reference §2
+            return field_errors({"name": "Has already been taken."})  # docs/sources.md#cm-data-sources
         doc = {
             "uuid": new_uuid("ds"),
             "name": name,
-            "system": "Import API",  # reference §2: recorded responses say "Import API"
+            "system": "Import API",  # docs/sources.md#cm-data-sources: recorded responses say "Import API"
             "created_at": format_timestamp(emulator.now()),
             "status": "idle",
             # The setting the new source reports (EmulatorOptions.auto_churn_*, default as recorded in 2025).
@@ -82,7 +83,8 @@ def register(router: Router, emulator: Emulator) -> None:
         system = request.query_one("system")
         if system:
             docs = [doc for doc in docs if doc["system"] == system]
-        # reference §1.3: not paginated, and `has_more`/`cursor` here would break the client's namedtuple.
+        # docs/sources.md#cm-pagination: not paginated, and `has_more`/`cursor` here would break the client's
+        # namedtuple.
         return json_response(200, {"data_sources": [render(request, doc) for doc in docs]})
 
     @router.route("GET", "/v1/data_sources/{uuid}")
@@ -96,13 +98,13 @@ def register(router: Router, emulator: Emulator) -> None:
         purge_data_source(emulator, request.params["uuid"])
         store.delete("json_imports", data_source_uuid=request.params["uuid"])
         store.delete("data_sources", uuid=request.params["uuid"])
-        return empty_response(204)  # reference §2 (recorded)
+        return empty_response(204)  # docs/sources.md#cm-data-sources (recorded)
 
     @router.route("DELETE", "/v1/data_sources/{uuid}/all")
     def empty(request: Request) -> Response:
         emulator.require("data_sources", DATA_SOURCE_NOT_FOUND, uuid=request.params["uuid"])
         purge_data_source(emulator, request.params["uuid"])
-        return empty_response(204)  # reference §2 (recorded, Go client)
+        return empty_response(204)  # docs/sources.md#cm-data-sources (recorded, Go client)
 
 
 def require_data_source(emulator: Emulator, body: dict[str, Any]) -> str:

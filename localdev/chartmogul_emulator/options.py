@@ -16,16 +16,17 @@ InvoiceBatchMode = Literal["atomic", "partial"]
 @dataclass
 class EmulatorOptions:
     # --- the API -------------------------------------------------------------------------------------
-    api_key: str = DEFAULT_API_KEY  # Basic-auth user name the emulator accepts (reference §1)
+    api_key: str = DEFAULT_API_KEY  # Basic-auth user name the emulator accepts (docs/sources.md#cm-transport)
     db_path: str | None = None  # SQLite file; None: in memory
     rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATES))  # → USD (localdev/fx.py)
-    # reference §9.3 (unverified): is one POST of several invoices all-or-nothing? "atomic": any invalid
-    # invoice rejects the request and nothing is stored (default); "partial": valid ones are stored, the
+    # docs/sources.md#cm-partial-success (unverified): is one POST of several invoices all-or-nothing? "atomic": any
+    # invalid invoice rejects the request and nothing is stored (default); "partial": valid ones are stored, the
     # answer is still 422 and lists each invoice with its `errors`.
     invoice_batch_mode: InvoiceBatchMode = "atomic"
     # The emulator's "now" (customer MRR/status, "cancellation must be in the past"); None: the real clock.
     now: dt.datetime | None = None
-    # reference §6: ChartMogul requires cancellation dates in the past; switch off for synthetic futures.
+    # docs/sources.md#cm-subscriptions: ChartMogul requires cancellation dates in the past; switch off for synthetic
+    # futures.
     reject_future_cancellations: bool = True
     # A custom attribute must be created (typed) before it is updated: "Attribute must first be created using the
     # POST call" (https://dev.chartmogul.com/reference/update-custom-attributes-of-customer). What ChartMogul answers
@@ -37,7 +38,7 @@ class EmulatorOptions:
     # Reported only: the metrics follow docs/mapping-decisions.md's MRR rules, which assume it off (README).
     auto_churn_enabled: bool = True
     auto_churn_interval_days: int | None = 30
-    # reference §8: bulk import lifecycle timing (queued → processing → completed) and the 5 MB limit.
+    # docs/sources.md#cm-bulk-import: bulk import lifecycle timing (queued → processing → completed) and the 5 MB limit.
     bulk_queued_seconds: float = 0.2
     bulk_processing_seconds: float = 0.2
     bulk_max_bytes: int = 5 * 1024 * 1024
@@ -45,10 +46,11 @@ class EmulatorOptions:
     host: str = "127.0.0.1"
     port: int = 0
     tls: bool = False
-    rate_limit: float | None = 40.0  # reference §1.2: 40 requests/s per account; None: off
+    rate_limit: float | None = 40.0  # docs/sources.md#cm-rate-limits: 40 requests/s per account; None: off
     burst: float | None = None  # bucket size; None: one second's worth
-    max_connections: int | None = 20  # reference §1.2: 20 parallel connections → 503
-    retry_after: bool = False  # reference §1.2: production sends none; on to exercise the client's handling
+    max_connections: int | None = 20  # docs/sources.md#cm-rate-limits: 20 parallel connections → 503
+    # docs/sources.md#cm-rate-limits: production sends none; on to exercise the client's handling
+    retry_after: bool = False
     faults: str = ""
     seed: int | None = None
     fault_hold_seconds: float = 30.0

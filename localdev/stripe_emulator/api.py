@@ -1,6 +1,6 @@
 """The read-only Stripe API the exporter uses, as routes on the emulator kit's router.
 
-Endpoints and filters follow the pinned package's `*ListParams` (reference §2.1); list semantics live in
+Endpoints and filters follow the pinned package's `*ListParams` (docs/sources.md#stripe-lists); list semantics live in
 `listing.py`, object shapes in `render.py`.
 """
 
@@ -121,7 +121,8 @@ def _subscription_filters(store: StripeStore, params: Params) -> tuple[list[tupl
         # status, `all` included, leaves a deleted customer's subscriptions out here.
         customers, now = store.customers, store.now
         checks.append(lambda s: not _deleted_at(customers.get(s.customer), now))
-    # The default list omits canceled subscriptions; `all` lists every status (reference §2.1, §5).
+    # The default list omits canceled subscriptions; `all` lists every status (docs/sources.md#stripe-lists,
+    # #stripe-pitfalls).
     if status is None:
         checks.append(lambda s: s.status != "canceled")
     elif status == "ended":

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# stripe==16.1.0 pins this API version (reference stripe-export-and-mapping.md §0.4); we pin it again explicitly
+# stripe==16.1.0 pins this API version (docs/sources.md#stripe-versions); we pin it again explicitly
 # so that a client upgrade never silently changes the shapes the transform reads.
 STRIPE_API_VERSION = "2026-10-28.endive"
 
@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     # defaults (the template passes "" when its MappingConfigPath parameter is left empty).
     mapping_config_path: str | None = None
 
-    # Upload limits, shared by every concurrent upload (DESIGN.md: 40 requests/s and 20 connections per account).
+    # Upload limits, shared by every concurrent upload (docs/sources.md#cm-rate-limits: 40 requests/s and 20 connections
+    # per account).
     chartmogul_requests_per_second: float = Field(default=40.0, gt=0)
     chartmogul_max_connections: int = Field(default=20, gt=0)
     # The upload function's ScalingConfig.MaximumConcurrency (template parameter UploadMaximumConcurrency): each
@@ -65,7 +66,8 @@ class Settings(BaseSettings):
     # None: Stripe's documented limit for the key's mode (a live key 100/s, a test key 25/s).
     stripe_rate_limit_per_second: float | None = Field(default=None, gt=0)
     export_max_concurrency: int = Field(default=3, ge=1)
-    # Timeouts for outside calls: (connect, read) seconds. Neither client has a sane default (reference §10.1).
+    # Timeouts for outside calls: (connect, read) seconds. Neither client has a sane default
+    # (docs/sources.md#cm-client-config).
     http_connect_timeout_s: float = Field(default=3.05, gt=0)
     http_read_timeout_s: float = Field(default=30.0, gt=0)
 

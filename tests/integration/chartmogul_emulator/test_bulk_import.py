@@ -1,4 +1,4 @@
-"""Bulk JSON import lifecycle through the unmodified client (reference §8)."""
+"""Bulk JSON import lifecycle through the unmodified client (docs/sources.md#cm-bulk-import)."""
 
 from __future__ import annotations
 

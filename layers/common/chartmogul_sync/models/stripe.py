@@ -2,8 +2,8 @@
 
 Only the fields the transform uses are declared; everything else is ignored (InboundModel), so Stripe adding a
 field never breaks parsing. Field names and nesting follow the resource classes of stripe==16.1.0
-(`stripe/_invoice.py`, `_invoice_line_item.py`, `_subscription.py`, …) and reference
-stripe-export-and-mapping.md §2.8 (the basil/clover shape changes). Timestamps stay Unix seconds, amounts integer
+(`stripe/_invoice.py`, `_invoice_line_item.py`, `_subscription.py`, …) and
+docs/sources.md#stripe-versions (the basil/clover shape changes). Timestamps stay Unix seconds, amounts integer
 minor units, exactly as Stripe sends them; the mapping converts. Both are strict (docs/mapping-decisions.md,
 "What is refused"): times are plausible Unix seconds, amounts and counts JSON integers, never booleans or floats.
 
@@ -79,7 +79,7 @@ class StripeCoupon(_HasId):
 
 
 class DiscountSource(InboundModel):
-    # Since clover 2025-09-30 the coupon sits under `source` (reference §2.8).
+    # Since clover 2025-09-30 the coupon sits under `source` (docs/sources.md#stripe-versions).
     type: str = "coupon"
     coupon: str | StripeCoupon | None = None
 
@@ -128,7 +128,7 @@ class StripeSubscriptionItem(_HasId):
     price: StripePrice
     quantity: StrictInt | None = None
     subscription: str | None = None
-    # Since basil the periods live on the item (reference §2.8).
+    # Since basil the periods live on the item (docs/sources.md#stripe-versions).
     current_period_start: UnixSeconds | None = None
     current_period_end: UnixSeconds | None = None
 
@@ -151,7 +151,8 @@ class StripeSubscription(_HasId):
     trial_end: UnixSeconds | None = None
     cancel_at_period_end: bool = False
     cancel_at: UnixSeconds | None = None
-    # `canceled_at` is when cancellation was *requested*; `ended_at` is when the subscription ended (§1.4).
+    # `canceled_at` is when cancellation was *requested*; `ended_at` is when the subscription ended
+    # (docs/sources.md#stripe-object-mapping).
     canceled_at: UnixSeconds | None = None
     ended_at: UnixSeconds | None = None
     pause_collection: PauseCollection | None = None
@@ -283,7 +284,7 @@ class StripeInvoice(_HasId):
     discounts: list[str | StripeDiscount] = Field(default_factory=list)
     total: StrictInt
     amount_paid: StrictInt = 0
-    # Includable list (`expand[]=payments`, reference §2.5); the snapshot also carries them separately.
+    # Includable list (`expand[]=payments`, docs/sources.md#stripe-expand); the snapshot also carries them separately.
     payments: InvoicePaymentList | None = None
 
     _empty_lists = field_validator("discounts", mode="before")(_none_as_empty)

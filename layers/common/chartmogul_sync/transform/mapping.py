@@ -1,8 +1,9 @@
 """Stripe customer snapshot + mapping config → ChartMogul customer bundle: a pure function.
 
-The rules are docs/mapping-decisions.md, in its terms; the facts behind them are reference
-stripe-export-and-mapping.md §1.3–1.5 and chartmogul-import-api.md §5. The same snapshot and config always give a
-byte-identical bundle: nothing here reads the clock, and everything emitted is sorted by a stable key.
+The rules are docs/mapping-decisions.md, in its terms; the facts behind them are
+docs/sources.md#stripe-mrr-rules, #stripe-object-mapping, #stripe-edge-cases and #cm-invoices. The same snapshot and
+config always give a byte-identical bundle: nothing here reads the clock, and everything emitted is sorted by a stable
+key.
 
 Invoices, line items and transactions are built as plain dicts in the shapes of `models.chartmogul` and validated
 once, with the whole bundle: one validation instead of one per object keeps the transform fast (see
@@ -59,7 +60,7 @@ _COLLECTION_METHODS = {"charge_automatically": "automatic", "send_invoice": "man
 FINALIZED_STATUSES = frozenset({"open", "paid", "uncollectible", "void"})
 ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 # Custom attribute keys are kept to letters, digits and underscores: identifier-like keys are what ChartMogul's own
-# examples use (reference chartmogul-import-api.md §3); its exact key rules are not in what we could read.
+# examples use (docs/sources.md#cm-customers); its exact key rules are not in what we could read.
 _ATTRIBUTE_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 _STRING_ATTRIBUTE_MAX = 255
 
@@ -398,7 +399,7 @@ class _BundleMapper:
         draft: Draft = {
             "type": "one_time",
             "external_id": line.id,
-            # reference stripe-export-and-mapping.md §1.4 (Discounts, Tax): net of discounts, including tax.
+            # docs/sources.md#stripe-object-mapping (Discounts, Tax): net of discounts, including tax.
             "amount_in_cents": line_net_amount(line),
             "tax_amount_in_cents": sum(t.amount for t in line.taxes),
             "discount_amount_in_cents": discount,
@@ -459,7 +460,8 @@ class _BundleMapper:
         item_details = parent.invoice_item_details
         if parent.type != "invoice_item_details" or item_details is None or not item_details.proration:
             return None
-        # An invoice-item proration names no subscription item; its invoice item does (reference §1.4, Proration).
+        # An invoice-item proration names no subscription item; its invoice item does
+        # (docs/sources.md#stripe-object-mapping, Proration).
         invoice_item = self.view.invoice_items.get(item_details.invoice_item)
         origin = invoice_item.parent.subscription_details if invoice_item and invoice_item.parent else None
         subscription_id = item_details.subscription or (origin.subscription if origin else None)
@@ -647,7 +649,8 @@ class _BundleMapper:
             stripe_subscription = self.view.subscriptions.get(self.stripe_subscription_of.get(subscription_id) or "")
             moment = self.cancelled_at(subscription_id, stripe_subscription)
             if moment is not None:
-                moment = min(moment, self.as_of)  # ChartMogul refuses cancellations in the future (§6)
+                # ChartMogul refuses cancellations in the future (docs/sources.md#cm-subscriptions)
+                moment = min(moment, self.as_of)
                 cancellations.append(
                     Cancellation(subscription_external_id=subscription_id, cancellation_dates=[moment])
                 )
@@ -665,7 +668,8 @@ class _BundleMapper:
 
     def subscription_end(self, subscription: StripeSubscription | None) -> datetime | None:
         if subscription is not None and subscription.status in ENDED_STATUSES and subscription.ended_at:
-            # reference §1.4 Cancellations: `ended_at`, never `canceled_at` (the request time at period end).
+            # docs/sources.md#stripe-object-mapping Cancellations: `ended_at`, never `canceled_at` (the request time at
+            # period end).
             return ts(subscription.ended_at)
         if subscription is not None and subscription.status == "unpaid" and self.config.unpaid is UnpaidHandling.CHURN:
             return self.unpaid_since(subscription)
@@ -695,7 +699,7 @@ class _BundleMapper:
 
 def line_net_amount(line: StripeInvoiceLine) -> int:
     """What the customer is charged for a line: its amount, net of discounts, with exclusive tax added (inclusive
-    tax is inside `amount` already; reference stripe-export-and-mapping.md §1.4)."""
+    tax is inside `amount` already; docs/sources.md#stripe-object-mapping)."""
     discount = sum(d.amount for d in line.discount_amounts)
     exclusive_tax = sum(t.amount for t in line.taxes if t.tax_behavior == "exclusive")
     return line.amount - discount + exclusive_tax
@@ -744,7 +748,7 @@ def _interval(price: StripePrice) -> tuple[IntervalUnit, int]:
     assert price.recurring is not None
     unit, count = price.recurring.interval, price.recurring.interval_count
     if unit == "week":
-        # reference §1.3: "For a weekly plan, choose Day … 7"; ChartMogul has no week unit.
+        # docs/sources.md#stripe-mrr-rules: "For a weekly plan, choose Day … 7"; ChartMogul has no week unit.
         return IntervalUnit.DAY, 7 * count
     if unit in ("day", "month", "year"):
         return IntervalUnit(unit), count
@@ -774,5 +778,5 @@ def _attribute_value(customer_id: str, key: str, raw: str, kind: CustomAttribute
             return moment.astimezone(UTC).isoformat()
     except ValueError as error:
         raise MappingError(customer_id, f"metadata.{key}", f"{raw!r} is not a {kind.value}: {error}") from None
-    # reference chartmogul-import-api.md §3: String attributes hold at most 255 characters; Stripe allows 500.
+    # docs/sources.md#cm-customers: String attributes hold at most 255 characters; Stripe allows 500.
     return raw[:_STRING_ATTRIBUTE_MAX]

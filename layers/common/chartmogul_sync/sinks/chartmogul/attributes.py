@@ -4,8 +4,8 @@
 `POST /customers/{uuid}/attributes/custom` with `{"custom": [{"type", "key", "value"}]}` creates the attribute
 with its type and sets this customer's value (https://dev.chartmogul.com/reference/add-custom-attributes-to-customer);
 `PATCH /customers/{uuid}` then takes them as a key → value map. A customer created with typed attributes creates
-them too, but bulk imports carry no attributes at all (reference §8), so the update after a bulk import must
-create them first; so must an update that brings a metadata key ChartMogul has never seen.
+them too, but bulk imports carry no attributes at all (docs/sources.md#cm-bulk-import), so the update after a bulk
+import must create them first; so must an update that brings a metadata key ChartMogul has never seen.
 
 Definitions are account-wide: once a key is created, later customers only need the update. This object remembers,
 for its process, the (key, type) pairs it created or saw created, so each is posted once per process.

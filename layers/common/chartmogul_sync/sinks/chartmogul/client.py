@@ -131,8 +131,8 @@ def _is_duplicate(detail: ErrorDetail) -> bool:
     return any(marker in detail.message.lower() for marker in DUPLICATE_MARKERS)
 
 
-# The parts of an invoice whose external ids are checked with it (reference §9.1: `line_items.external_id`,
-# `transactions.external_id` next to the invoice's own `external_id`).
+# The parts of an invoice whose external ids are checked with it (docs/sources.md#cm-validation:
+# `line_items.external_id`, `transactions.external_id` next to the invoice's own `external_id`).
 _INVOICE_PARTS = ("line_items", "transactions")
 
 

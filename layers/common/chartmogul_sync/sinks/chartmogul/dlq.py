@@ -4,7 +4,7 @@ Listing reads without deleting: messages are received with a short visibility ti
 once. Replaying moves each message back to the queue of the stage that failed on it (a bad record's
 `original_body` to its stage's input queue; a dead letter to the queue it died on) and deletes it only after the
 send succeeded, so a crash in between leaves a duplicate, never a loss; the stages are idempotent, so the
-duplicate is harmless (DESIGN.md "Failures and bad records").
+duplicate is harmless (docs/architecture.md "Failure handling").
 
 Receive → send → delete works everywhere, moto included; the cloud's `StartMessageMoveTask` does not exist in moto
 and knows nothing of bad records.

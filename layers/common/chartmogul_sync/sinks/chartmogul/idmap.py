@@ -1,7 +1,7 @@
 """The id map: what ChartMogul holds for our data source (external id → uuid), cached in DynamoDB.
 
 The Import API has no idempotency key; an object's external id is the only de-duplication, and a second create
-answers 422 rather than the object (reference chartmogul-import-api.md §9.4). So the uploader remembers every
+answers 422 rather than the object (docs/sources.md#cm-idempotency). So the uploader remembers every
 object it created; when the memory is missing (a crash between the write and the remembering, a bulk import, a
 wiped table) ChartMogul is asked by external id (the `lookup_*` / `refresh_customer` fallbacks below).
 
@@ -31,7 +31,8 @@ _known_plan = TypeAdapter(KnownPlan)
 # at most about _PART_BYTES each (a 20,000-invoice customer needs ~2 MB: 16 parts).
 _MAX_CUSTOMER_ITEM_BYTES = 300_000
 _PART_BYTES = 200_000
-# Bounds on listing loops (reference §1.3: 200 per page): 1,000 pages = 200,000 invoices for one customer.
+# Bounds on listing loops (docs/sources.md#cm-pagination: 200 per page): 1,000 pages = 200,000 invoices for one
+# customer.
 _MAX_PAGES = 1_000
 _PER_PAGE = 200
 
@@ -356,7 +357,8 @@ def with_invoices(known: KnownCustomer, invoices: Iterable[Any]) -> KnownCustome
 
 
 class DataSources:
-    """Finds the data source by name, creating it once (reference §2: names are unique per account)."""
+    """Finds the data source by name, creating it once (docs/sources.md#cm-data-sources: names are unique per
+    account)."""
 
     def __init__(self, state: StateTable, api: ChartMogulApi) -> None:
         self._state = state
@@ -393,7 +395,7 @@ class DataSources:
         except ChartMogulError as error:
             if error.kind is not FailureKind.ALREADY_EXISTS:
                 raise
-            # Another upload created it meanwhile ("Has already been taken", reference §2).
+            # Another upload created it meanwhile ("Has already been taken", docs/sources.md#cm-data-sources).
             uuid = self._find(name, budget)
             if uuid is None:
                 raise

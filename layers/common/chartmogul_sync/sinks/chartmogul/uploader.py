@@ -280,7 +280,8 @@ class BundleUploader:
                 found = self.idmap.lookup_invoice(invoice_id, budget)
                 self.idmap.remember_customer(customer_id, with_invoices(known, [found] if found else []))
                 raise _Relearned from error
-            if getattr(added, "errors", None):  # stored but invalid (reference §9.2): removed, a bad record naming it
+            # stored but invalid (docs/sources.md#cm-invalid-invoices): removed, a bad record naming it
+            if getattr(added, "errors", None):
                 self._delete(
                     customer_id,
                     txn.external_id,
@@ -310,7 +311,8 @@ class BundleUploader:
                     customer_id,
                     sub_id,
                     f"set cancellation dates of subscription {sub_id}",
-                    # Reference §6: `cancellation_dates` replaces the history whole, so re-sending it is harmless.
+                    # docs/sources.md#cm-subscriptions: `cancellation_dates` replaces the history whole, so re-sending
+                    # it is harmless.
                     lambda cfg, uuid=sub.uuid, dates=dates: chartmogul.CustomerSubscription.cancel(
                         cfg, uuid=uuid, data={"cancellation_dates": list(dates)}
                     ).get(),
@@ -375,9 +377,10 @@ class BundleUploader:
             known = with_invoices(known, imported)
             self.idmap.remember_customer(customer_id, known)
             result.writes["invoices_created"] += len(imported)
-            # Reference §9.2: ChartMogul may store an invoice, line item or transaction it finds invalid instead of
-            # refusing it (201 with an `errors` map on that object: SDK 4.9+ test bodies). Keep the outcome
-            # all-or-nothing per invoice: delete it again and send the record to the bad records, naming the object.
+            # docs/sources.md#cm-invalid-invoices: ChartMogul may store an invoice, line item or transaction it finds
+            # invalid instead of refusing it (201 with an `errors` map on that object: SDK 4.9+ test bodies). Keep the
+            # outcome all-or-nothing per invoice: delete it again and send the record to the bad records, naming the
+            # object.
             invalid = [i for i in imported if invalid_objects(i)]
             for bad in invalid:
                 known = self._delete_invoice(customer_id, bad.external_id, known, budget)

@@ -1,9 +1,9 @@
 """The exporter's one door to Stripe: the official client, pinned, with timeouts, retries and request counts.
 
-stripe-python does the HTTP; this module decides what it does not (reference stripe-export-and-mapping.md §2.6,
-§3): `StripeClient` makes no retries by default and never retries a plain 429, and its default timeout is 80 s.
-Every call here is one Stripe request, retried with jittered exponential backoff on 429, 5xx, 409 and network
-errors for as long as the Lambda's remaining time allows, and counted, so a run can report what it cost.
+stripe-python does the HTTP; this module decides what it does not (docs/sources.md#stripe-rate-limits,
+docs/sources.md#stripe-python): `StripeClient` makes no retries by default and never retries a plain 429, and its
+default timeout is 80 s. Every call here is one Stripe request, retried with jittered exponential backoff on 429, 5xx,
+409 and network errors for as long as the Lambda's remaining time allows, and counted, so a run can report what it cost.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ...models.snapshot import StripeJson
 # The upload's token bucket serves Stripe too: the same smooth spacing of requests, one place that gets it right.
 from ...sinks.chartmogul.limiter import ChartMogulLimiter as RequestLimiter
 
-# Stripe's maximum page size (reference §2.2); every list the exporter makes uses it.
+# Stripe's maximum page size (docs/sources.md#stripe-pagination); every list the exporter makes uses it.
 PAGE_SIZE = 100
 # A bound on the pages of one list walk: 100 million objects, more than any real account holds of one type. A
 # walk that reaches it is a bug (a cursor that loops), not an account: it fails instead of paging forever.
@@ -130,7 +130,7 @@ def follow_pages(
 
 
 def is_transient(error: BaseException) -> bool:
-    """A failure worth retrying: the same request can succeed later (reference §2.6)."""
+    """A failure worth retrying: the same request can succeed later (docs/sources.md#stripe-rate-limits)."""
     if isinstance(error, stripe.APIConnectionError):  # timeouts, resets, refused connections
         return True
     if not isinstance(error, stripe.StripeError):
@@ -323,7 +323,8 @@ def make_stripe_client(settings: Settings, api_key: str) -> stripe.StripeClient:
     base_addresses: Any = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
     return stripe.StripeClient(
         api_key,
-        # Pinned explicitly, so a client upgrade never silently changes the shapes we store (reference §3).
+        # Pinned explicitly, so a client upgrade never silently changes the shapes we store
+        # (docs/sources.md#stripe-python).
         stripe_version=STRIPE_API_VERSION,
         base_addresses=base_addresses,
         # Retries are ours (StripeApi), counted and bounded by the time budget.

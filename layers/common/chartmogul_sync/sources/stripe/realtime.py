@@ -54,11 +54,12 @@ SEND_EVERY = 10
 # Stripe's partner event sources are named aws.partner/stripe.com/<event destination id> (Stripe docs above).
 STRIPE_PARTNER_SOURCE_PREFIX = "aws.partner/stripe.com/"
 
-# The Stripe event types that change what a customer's snapshot holds (DESIGN.md contract 1: the customer, its
-# subscriptions, finalized invoices, invoice payments, charges, refunds, credit notes). The template's rule matches
-# exactly these (a test checks); the Stripe event destination should send at least these. Left out on purpose:
-# drafts (`invoice.created`; a draft reaches ChartMogul when finalized), catalog objects (a renamed product travels
-# with the next snapshot of a customer on it), schedules (they change future invoices only).
+# The Stripe event types that change what a customer's snapshot holds (docs/architecture.md "Contracts between the
+# stages", docs/formats.md: the customer, its subscriptions, finalized invoices, invoice payments, charges, refunds,
+# credit notes). The template's rule matches exactly these (a test checks); the Stripe event destination should send at
+# least these. Left out on purpose: drafts (`invoice.created`; a draft reaches ChartMogul when finalized), catalog
+# objects (a renamed product travels with the next snapshot of a customer on it), schedules (they change future invoices
+# only).
 REALTIME_EVENT_TYPES = (
     "customer.created",
     "customer.updated",

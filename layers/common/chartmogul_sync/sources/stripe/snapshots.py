@@ -1,4 +1,5 @@
-"""One customer's snapshot (DESIGN.md contract 1), assembled the same way whatever fetched its objects.
+"""One customer's snapshot (docs/architecture.md "Contracts between the stages", docs/formats.md), assembled the same
+way whatever fetched its objects.
 
 Two paths feed one assembly:
 
@@ -39,14 +40,14 @@ class OwnedList:
 
 
 # The customer-owned lists, with the parameters both paths use. Invoice payments and refunds name no customer
-# (reference stripe-export-and-mapping.md §2.8): payments come with their invoice (`invoice.payments` is
-# includable, reference §2.5), refunds are listed per refunded charge (`complete`).
+# (docs/sources.md#stripe-versions): payments come with their invoice (`invoice.payments` is
+# includable, docs/sources.md#stripe-expand), refunds are listed per refunded charge (`complete`).
 OWNED_LISTS: tuple[OwnedList, ...] = (
-    # Without status=all the list leaves out canceled subscriptions (reference §2.1).
+    # Without status=all the list leaves out canceled subscriptions (docs/sources.md#stripe-lists).
     OwnedList(StripeList.SUBSCRIPTIONS, {"status": "all"}),
     # Discounts expanded: a line's `discount_amounts` name only the discount id; its coupon (ChartMogul's
-    # `discount_code`) is on the expanded discount (`source.coupon` since clover, reference §0.4). The invoice's
-    # `discounts` hold the invoice-level ones only; an item-level coupon is on the line's own `discounts`
+    # `discount_code`) is on the expanded discount (`source.coupon` since clover, docs/sources.md#stripe-versions). The
+    # invoice's `discounts` hold the invoice-level ones only; an item-level coupon is on the line's own `discounts`
     # (stripe/_invoice_line_item.py: "Line item discounts are applied before invoice discounts"), so those are
     # expanded too: `data.lines.data.discounts` is four levels, Stripe's deepest
     # (docs.stripe.com/api/expanding_objects).
@@ -58,7 +59,8 @@ OWNED_LISTS: tuple[OwnedList, ...] = (
 
 
 # A backfill lists refunds globally instead of per refunded charge: one request per 100 refunds. A refund names
-# its charge only, so the charge comes expanded (reference §2.5) to tell the customer (`refund_with_owner`).
+# its charge only, so the charge comes expanded (docs/sources.md#stripe-expand) to tell the customer
+# (`refund_with_owner`).
 REFUNDS_WITH_OWNER = OwnedList(StripeList.REFUNDS, {"expand": ["data.charge"]})
 
 
@@ -273,7 +275,8 @@ def _referenced_price_ids(records: CustomerRecords) -> set[str]:
 
 
 def _price_details(obj: StripeJson) -> dict[str, Any]:
-    # Since basil, lines and invoice items name their price in `pricing.price_details` (reference §2.8).
+    # Since basil, lines and invoice items name their price in `pricing.price_details`
+    # (docs/sources.md#stripe-versions).
     pricing = obj.get("pricing")
     details = pricing.get("price_details") if isinstance(pricing, dict) else None
     return details if isinstance(details, dict) else {}
@@ -401,7 +404,7 @@ def add_subscriptions_of_deleted_customer(api: StripeApi, records: CustomerRecor
 
 
 def _invoice_subscription(invoice: StripeJson) -> str | None:
-    # Since basil the subscription is at `parent.subscription_details.subscription` (reference §0.4).
+    # Since basil the subscription is at `parent.subscription_details.subscription` (docs/sources.md#stripe-versions).
     parent = invoice.get("parent")
     details = parent.get("subscription_details") if isinstance(parent, dict) else None
     value = details.get("subscription") if isinstance(details, dict) else None
