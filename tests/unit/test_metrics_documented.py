@@ -19,10 +19,11 @@ def published_metric_names() -> set[str]:
         tree = ast.parse(handler.read_text())
         tables: set[str] = set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.Tuple) and node.elts and isinstance(node.elts[0], ast.Constant):
-                tables.add(str(node.elts[0].value))
+            # String literals only: a `False` or a number in a table is never a metric name.
+            if isinstance(node, ast.Tuple) and node.elts:
+                tables.update(_strings([node.elts[0]]))
             if isinstance(node, ast.Dict):
-                tables.update(str(v.value) for v in node.values if isinstance(v, ast.Constant))
+                tables.update(_strings(node.values))
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_metric"):
                 continue
@@ -34,6 +35,10 @@ def published_metric_names() -> set[str]:
             else:
                 names.update(t for t in tables if METRIC_NAME.match(t))
     return names
+
+
+def _strings(nodes: list[ast.expr]) -> set[str]:
+    return {n.value for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)}
 
 
 def alarmed_metric_names() -> set[str]:

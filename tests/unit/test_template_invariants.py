@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from cfnlint.api import lint
 
+from localdev.resources import parameter_values
 from localdev.template import DEFAULT_TEMPLATE, SECRET_TYPE, TABLE_TYPE, Template
 
 MIN_MAX_RECEIVE_COUNT = 5  # AWS: "at least 5" (docs/sources.md#aws-sqs-lambda)
@@ -196,6 +197,10 @@ def no_secret_values(t: Template) -> list[str]:
     ]
 
 
+# `!GetAtt StateTable.Arn` as the loader gives it (the list form), and the dotted-string form JSON may use.
+STATE_TABLE_ARN = ({"Fn::GetAtt": ["StateTable", "Arn"]}, {"Fn::GetAtt": "StateTable.Arn"})
+
+
 def sqs_consumers_can_keep_failure_reasons(t: Template) -> list[str]:
     """Every SQS consumer may write the state table: a failed record's reason is kept there for its dead letter
     (chartmogul_sync/failures.py), or `cmsync dlq list` would show dead letters without a reason."""
@@ -212,8 +217,8 @@ def sqs_consumers_can_keep_failure_reasons(t: Template) -> list[str]:
             )
             for policy in policies
         ) or any(
-            "dynamodb:PutItem" in _as_list(statement.get("Action"))
-            and {"Fn::GetAtt": ["StateTable", "Arn"]} in _as_list(statement.get("Resource"))
+            {"dynamodb:putitem", "dynamodb:*", "*"} & {str(a).lower() for a in _as_list(statement.get("Action"))}
+            and any(resource in STATE_TABLE_ARN for resource in _as_list(statement.get("Resource")))
             for _, statement in _statements(policies, function.logical_id)
             if statement.get("Effect") == "Allow"
         )
@@ -254,7 +259,7 @@ def audit_writes_only_its_reports(t: Template) -> list[str]:
     if function is None:
         return []
     problems = []
-    for policy in function.policies:
+    for policy in _policy_branches(function.policies):  # both branches of a conditional policy
         if isinstance(policy, dict):
             for name in policy:
                 if name != "Statement" and not name.endswith(("ReadPolicy", "GetSecretValuePolicy")):
@@ -263,6 +268,8 @@ def audit_writes_only_its_reports(t: Template) -> list[str]:
         for action in map(str.lower, _write_actions(statement)):
             if action in ("sqs:receivemessage", "sqs:changemessagevisibility"):
                 continue  # a listing receives and at once releases: nothing is changed or removed
+            if action in ("kms:decrypt", "kms:generatedatakey") and statement.get("Resource") == {"Ref": "KmsKeyArn"}:
+                continue  # the customer-managed key the data it reads and its report are encrypted with
             resources = [str(r) for r in _as_list(statement.get("Resource"))]
             if action != "s3:putobject" or not all("/audit/*" in r for r in resources):
                 problems.append(f"{where}: {action} on {resources}")
@@ -526,16 +533,18 @@ STRIPE_EVENT_RESOURCES = {
     "StripeEventsQueuePolicy",
     "StripeEventsPollerPolicy",
     "StripeEventsTrigger",
+    "StripeEventsQueueOldestMessageAlarm",
     "StripeEventsDeadLetterQueueAlarm",
 }
 
 
 def test_the_stripe_events_path_is_deployed_only_with_a_partner_event_source(template: Template) -> None:
-    without = template.with_conditions({"StripePartnerEventSourceName": "", "AlarmTopicArn": ""})
+    # Every parameter at its default (a condition may name any of them), but for the event source.
+    without = template.with_conditions(parameter_values(template, {"StripePartnerEventSourceName": ""}))
     assert STRIPE_EVENT_RESOURCES.isdisjoint(without.resources)
     assert [s.queue for s in without.functions["ExportFunction"].sqs_events] == []
     source = "aws.partner/stripe.com/ed_test_61abc"
-    deployed = template.with_conditions({"StripePartnerEventSourceName": source, "AlarmTopicArn": ""})
+    deployed = template.with_conditions(parameter_values(template, {"StripePartnerEventSourceName": source}))
     assert set(deployed.resources) >= STRIPE_EVENT_RESOURCES
     (trigger,) = deployed.functions["ExportFunction"].sqs_events
     assert (trigger.queue, trigger.batch_size, trigger.reports_batch_item_failures) == ("StripeEventsQueue", 100, True)
@@ -563,7 +572,9 @@ def test_the_stripe_events_rule_routes_exactly_the_types_the_export_reads_to_the
 
 def test_only_the_stripe_events_rule_may_send_to_its_queues(template: Template) -> None:
     policy = template.resources["StripeEventsQueuePolicy"]["Properties"]["PolicyDocument"]
-    (statement,) = policy["Statement"]
+    # One Allow; the other statement is the TLS-only Deny every queue policy holds (queues_refuse_plain_http).
+    (statement,) = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+    assert [s["Sid"] for s in policy["Statement"] if s["Effect"] != "Allow"] == ["EnforceTLS"]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
     assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["StripeEventsRule", "Arn"]}}}
@@ -581,6 +592,23 @@ def _event(raw: dict[str, Any], function: str, event: str) -> dict[str, Any]:
 
 def _add_statement(function: str, statement: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
     return lambda raw: _r(raw, function)["Policies"].append({"Statement": [statement]})
+
+
+def _without_statement(function: str, sid: str) -> Callable[[dict[str, Any]], None]:
+    """Remove the statement `sid` from the function's inline policies (and a policy it leaves empty)."""
+
+    def mutate(raw: dict[str, Any]) -> None:
+        policies = _r(raw, function)["Policies"]
+        found = False
+        for policy in policies:
+            if isinstance(policy, dict) and "Statement" in policy:
+                kept = [s for s in _as_list(policy["Statement"]) if s.get("Sid") != sid]
+                found = found or len(kept) < len(_as_list(policy["Statement"]))
+                policy["Statement"] = kept
+        assert found, f"{function} has no statement {sid}"
+        policies[:] = [p for p in policies if not (isinstance(p, dict) and p.get("Statement") == [])]
+
+    return mutate
 
 
 # (rule, what the mutation breaks, the mutation, a word the violation must name)
@@ -734,9 +762,7 @@ MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
     (
         sqs_consumers_can_keep_failure_reasons,
         "transform without write access to the state table",
-        lambda raw: _r(raw, "TransformFunction").update(
-            Policies=[p for p in _r(raw, "TransformFunction")["Policies"] if "DynamoDBWritePolicy" not in p]
-        ),
+        _without_statement("TransformFunction", "FailureReasons"),
         "TransformFunction",
     ),
     (
@@ -782,6 +808,16 @@ MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
             {"Effect": "Allow", "Action": "sqs:DeleteMessage", "Resource": {"Fn::GetAtt": ["BadRecordsQueue", "Arn"]}},
         ),
         "sqs:deletemessage",
+    ),
+    (
+        audit_writes_only_its_reports,
+        "audit may use any KMS key",
+        _add_statement(
+            AUDIT_FUNCTION, {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*"}
+        ),
+        "kms:generatedatakey",
+    ),
+    (
         no_write_action_on_any_resource,
         "a write on * hidden in an Fn::If branch",
         lambda raw: _r(raw, "UploadFunction")["Policies"].append(
@@ -792,8 +828,8 @@ MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
     (
         functions_log_to_expiring_log_groups,
         "a new function without a log group",
-        lambda raw: raw["Resources"].update(AuditFunction=_new_function()),
-        "AuditFunction",
+        lambda raw: raw["Resources"].update(NewFunction=_new_function()),
+        "NewFunction",
     ),
     (
         functions_log_to_expiring_log_groups,
@@ -804,8 +840,8 @@ MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
     (
         functions_alarm_on_errors_and_throttles,
         "a new function without alarms",
-        lambda raw: raw["Resources"].update(AuditFunction=_new_function()),
-        "AuditFunction",
+        lambda raw: raw["Resources"].update(NewFunction=_new_function()),
+        "NewFunction",
     ),
     (
         functions_alarm_on_errors_and_throttles,
@@ -818,9 +854,7 @@ MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
         "a new polled queue without an age alarm",
         lambda raw: raw["Resources"].update(
             EventsQueue={"Type": "AWS::SQS::Queue", "Properties": {}},
-            AuditFunction=_new_function(
-                {"Type": "SQS", "Properties": {"Queue": {"Fn::GetAtt": ["EventsQueue", "Arn"]}}}
-            ),
+            NewFunction=_new_function({"Type": "SQS", "Properties": {"Queue": {"Fn::GetAtt": ["EventsQueue", "Arn"]}}}),
         ),
         "EventsQueue",
     ),
