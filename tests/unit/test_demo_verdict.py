@@ -2,31 +2,40 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from chartmogul_sync.audit.report import AuditReport, Cause, Difference
 from localdev import demo as demo_module
 
 
 def report(*, matches: bool, lost: list[str] | None = None) -> demo_module.DemoReport:
-    difference = {"customer": "cus_1", "month": "2026-01", "chartmogul_mrr": 900, "truth_mrr": 1000, "scenarios": []}
+    differences = (
+        []
+        if matches
+        else [
+            Difference(
+                check="ground truth",
+                customer="cus_1",
+                problem="MRR",
+                cause=Cause.MAPPING,
+                month="2026-01",
+                expected=1000,
+                actual=900,
+            )
+        ]
+    )
+    audit = AuditReport(generated_at=dt.datetime(2026, 2, 1, tzinfo=dt.UTC), data_source="ds", differences=differences)
     return demo_module.DemoReport(
         account={},
         stages=[],
         steps=[],
         dead_letters={},
         requests={},
-        audit={
-            "matches": matches,
-            "customers_expected": 1,
-            "customers_in_chartmogul": 1,
-            "missing_customers": [],
-            "months": [],
-            "customer_differences": [] if matches else [difference],
-            "object_differences": [],
-        },
+        audit={**audit.summary(), **audit.model_dump(mode="json")},
         lost_customers=lost or [],
     )
 
@@ -35,7 +44,7 @@ def report(*, matches: bool, lost: list[str] | None = None) -> demo_module.DemoR
     ("matches", "lost", "exit_code", "said"),
     [
         (True, [], 0, None),
-        (False, [], 1, "demo failed: the audit differs: 1 customer-month MRR difference(s)"),
+        (False, [], 1, "demo failed: the audit differs: 1 difference(s) for 1 customer(s)"),
         (True, ["cus_9"], 1, "demo failed: 1 customer(s) lost"),
     ],
 )

@@ -12,6 +12,7 @@ import chartmogul
 import pytest
 from moto import mock_aws
 
+from chartmogul_sync.models import Invoice, OneTimeLineItem, Transaction, TransactionResult, TransactionType
 from chartmogul_sync.sinks.chartmogul.apply import KnownCustomer
 from chartmogul_sync.sinks.chartmogul.client import TimeBudget
 from chartmogul_sync.sinks.chartmogul.idmap import IdMap
@@ -192,13 +193,42 @@ def test_a_20000_invoice_customer_is_imported_and_a_change_applied(emulator: Run
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    invoices = [monthly_invoice("cus_big", m) for m in range(1, 20_001)]
+    # One a day would run into the future (ChartMogul stores future invoices with errors): one an hour, all past.
+    first = dt.datetime(2023, 6, 1, tzinfo=dt.UTC)
+    invoices = [_hourly_invoice("cus_big", first + dt.timedelta(hours=n), n) for n in range(20_000)]
     with mock_aws():
         (uploader,) = upload_instances(emulator, 1)
         budget = TimeBudget.seconds(600)
         first = uploader.apply(customer_bundle("cus_big", invoices=invoices, custom_attributes=False), budget)
         assert first.outcome is Outcome.APPLIED and first.writes["invoices_created"] == 20_000
-        refunded = [*invoices[:-1], monthly_invoice("cus_big", 20_000, refund=100)]
+        last = invoices[-1]
+        refund = Transaction(
+            external_id="re_cus_big_last",
+            type=TransactionType.REFUND,
+            result=TransactionResult.SUCCESSFUL,
+            date=last.date + dt.timedelta(minutes=30),
+            amount_in_cents=100,
+        )
+        refunded = [*invoices[:-1], last.model_copy(update={"transactions": [*last.transactions, refund]})]
         later = customer_bundle("cus_big", invoices=refunded, snapshot_time=LATER, custom_attributes=False)
         second = uploader.apply(later, budget)
         assert second.writes == Counter({"transactions_added": 1})
+
+
+def _hourly_invoice(customer: str, when: dt.datetime, n: int) -> Invoice:
+    """A paid one-off invoice (a usage charge, say): the smallest invoice a large customer has many of."""
+    return Invoice(
+        external_id=f"in_{customer}_{n:06d}",
+        date=when,
+        currency="USD",
+        line_items=[OneTimeLineItem(external_id=f"il_{customer}_{n:06d}", amount_in_cents=500, description="Usage")],
+        transactions=[
+            Transaction(
+                external_id=f"ch_{customer}_{n:06d}",
+                type=TransactionType.PAYMENT,
+                result=TransactionResult.SUCCESSFUL,
+                date=when + dt.timedelta(minutes=5),
+                amount_in_cents=500,
+            )
+        ],
+    )

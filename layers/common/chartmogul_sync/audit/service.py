@@ -36,6 +36,7 @@ from ..sources.stripe.snapshots import (
     Catalog,
     CustomerRecords,
     RecentDeletions,
+    add_subscriptions_of_deleted_customer,
     assemble_snapshot,
     complete,
     customer_of,
@@ -176,6 +177,8 @@ def fetch_snapshots(
             except stripe.InvalidRequestError:
                 retrieved = stub
             customer_records.set_customer(retrieved if retrieved.get("deleted") else stub, last_known=last_known)
+            # As the backfill does: the global `status=all` list leaves a deleted customer's subscriptions out.
+            add_subscriptions_of_deleted_customer(api, customer_records)
         snapshots[customer_id] = assemble_snapshot(customer_records, catalog)
     return snapshots
 
