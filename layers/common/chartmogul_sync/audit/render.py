@@ -65,7 +65,7 @@ def print_audit(report: AuditReport, console: Console, *, title: str = "Audit: C
         f"differences by cause: {causes}."
     )
     if report.matches:
-        console.print("[green]Audit: ChartMogul matches Stripe (every difference is rounding or by design).[/green]")
+        console.print("[green]Audit: ChartMogul matches Stripe (no difference but by-design ones).[/green]")
     else:
         console.print(
             f"[red]Audit: ChartMogul differs from Stripe for {len(report.customers_differing)} customers "

@@ -91,7 +91,7 @@ class AuditReport(BaseModel):
 
     @property
     def matches(self) -> bool:
-        """True when every difference is rounding (not listed) or by design: no drift."""
+        """True when no difference is drift (only by-design ones, e.g. a currency without a rate, remain)."""
         return not self.drift
 
     @property
