@@ -72,7 +72,7 @@ def child(config_path: str) -> None:
     os.environ.update(config["environment"])
     from chartmogul_sync.sources.stripe.run import ExportLimits
     from chartmogul_sync.sources.stripe.wiring import export_wiring
-    from localdev.lambda_model import LocalLambdaContext, load_handler
+    from localdev.aws.lambda_model import LocalLambdaContext, load_handler
 
     handler = load_handler(REPO / "functions" / "export", "app.lambda_handler", "bench_export")
     pending: list[dict[str, Any]] = []
@@ -140,7 +140,7 @@ def drain(sqs: Any, queue_url: str) -> None:
 
 
 def measure(customers: int, months: int, handover_reserve_s: float, trace: bool) -> dict[str, Any]:
-    from localdev.runtime import local_stack
+    from localdev.aws.runtime import local_stack
     from localdev.scenarios import generate_account
     from localdev.stripe_emulator import start
 

@@ -27,9 +27,9 @@ from rich.table import Table
 from chartmogul_sync.audit.render import print_audit
 from chartmogul_sync.audit.report import AuditReport
 from localdev.audit import audit_pipeline
+from localdev.aws.poller import BatchOutcome
 from localdev.emulator_kit.faults import FaultSpecError, parse_fault_spec
 from localdev.pipeline import LocalPipeline, PipelineOptions, StageReport
-from localdev.poller import BatchOutcome
 from localdev.scenarios import generate_account
 
 

@@ -33,9 +33,9 @@ from chartmogul_sync.ops.stack import (
     save_state_items,
 )
 from chartmogul_sync.sinks.chartmogul.dlq import list_messages
+from localdev.aws.poller import BatchOutcome, PollerOptions
+from localdev.aws.runtime import LocalStack, local_stack
 from localdev.pipeline import FunctionFigures, _function_figures
-from localdev.poller import BatchOutcome, PollerOptions
-from localdev.runtime import LocalStack, local_stack
 
 SyncMode = Literal["backfill", "incremental", "customer"]
 

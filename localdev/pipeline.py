@@ -7,7 +7,7 @@
 
 The demo (`cmsync demo`) and the end-to-end tests both run through this one class, so what the demo shows is
 what the tests prove. The functions are the real handlers from `functions/`, called by
-the local runtime with Lambda's semantics (localdev/runtime.py); only their surroundings are local: moto for
+the local runtime with Lambda's semantics (localdev/aws/runtime.py); only their surroundings are local: moto for
 AWS, the emulators for Stripe and ChartMogul, and the export's continuation and clock (sources/stripe/wiring.py).
 """
 
@@ -22,8 +22,8 @@ from types import TracebackType
 from typing import Any, Literal
 
 from localdev import chartmogul_emulator, stripe_emulator
-from localdev.poller import BatchOutcome, PollerOptions
-from localdev.runtime import DrainReport, LocalStack, local_stack
+from localdev.aws.poller import BatchOutcome, PollerOptions
+from localdev.aws.runtime import DrainReport, LocalStack, local_stack
 from localdev.scenarios import Account
 
 # The stack's terminal queues: where a record that is not imported must be, with its reason.

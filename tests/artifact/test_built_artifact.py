@@ -22,11 +22,11 @@ import chartmogul
 import pytest
 
 from localdev import chartmogul_emulator
-from localdev.runtime import EVENTS_DIR, LocalStack, local_stack
+from localdev.aws.runtime import EVENTS_DIR, LocalStack, local_stack
+from localdev.aws.template import LAYER_TYPE, Template
 from localdev.scenarios import generate_account
 from localdev.stripe_emulator import RunningStripeEmulator
 from localdev.stripe_emulator import start as start_stripe
-from localdev.template import LAYER_TYPE, Template
 
 from .invoke_built import RESULT_MARKER
 

@@ -1,7 +1,7 @@
 """With the KmsKeyArn parameter set, the stack's stored data uses that key (the template's Fn::If branches, as the
 local runtime resolves them); without it, the AWS-managed encryption stays."""
 
-from localdev.runtime import local_stack
+from localdev.aws.runtime import local_stack
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
 

@@ -31,9 +31,9 @@ from chartmogul_sync.failures import FailureLedger
 from chartmogul_sync.models import UploadMessage
 from chartmogul_sync.queues import BadRecord
 from chartmogul_sync.state import StateTable
+from localdev.aws.lambda_model import sqs_event_record
+from localdev.aws.runtime import LocalStack, local_stack
 from localdev.chartmogul_emulator import RunningEmulator
-from localdev.lambda_model import sqs_event_record
-from localdev.runtime import LocalStack, local_stack
 from tests.integration.test_transform_handler import paths, rich_snapshot
 from tests.integration.upload.conftest import FAST, stack_environment
 from tests.unit.upload.bundles import customer_bundle

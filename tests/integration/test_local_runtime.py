@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.parser.models import SqsModel
 
-from localdev.lambda_model import Handler, sqs_event_record
-from localdev.poller import PollerOptions
-from localdev.runtime import Backend, DrainIncompleteError, LocalStack, load_event, local_stack
-from localdev.template import DEFAULT_TEMPLATE, Template
+from localdev.aws.lambda_model import Handler, sqs_event_record
+from localdev.aws.poller import PollerOptions
+from localdev.aws.runtime import Backend, DrainIncompleteError, LocalStack, load_event, local_stack
+from localdev.aws.template import DEFAULT_TEMPLATE, Template
 from tests.integration.local_handlers import (
     AlwaysRaise,
     CountOverlap,

@@ -10,8 +10,8 @@ import pytest
 from chartmogul_sync.queues import BadRecord
 from chartmogul_sync.transform import MAPPING_VERSION
 from localdev import chartmogul_emulator
-from localdev.poller import PollerOptions
-from localdev.runtime import LocalStack, load_event, local_stack
+from localdev.aws.poller import PollerOptions
+from localdev.aws.runtime import LocalStack, load_event, local_stack
 
 
 @pytest.fixture

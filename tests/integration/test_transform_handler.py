@@ -18,7 +18,7 @@ from moto import mock_aws
 from chartmogul_sync.config import get_settings
 from chartmogul_sync.models import ClaimCheck, RawMessage, UploadMessage
 from chartmogul_sync.queues import BadRecord
-from localdev.lambda_model import LocalLambdaContext, load_handler
+from localdev.aws.lambda_model import LocalLambdaContext, load_handler
 from tests.fixtures.state_table import create_state_table
 from tests.fixtures.stripe_objects import Line, SnapshotBuilder, at, moment
 

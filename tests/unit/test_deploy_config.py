@@ -8,7 +8,7 @@ import json
 import shlex
 import tomllib
 
-from localdev.template import DEFAULT_TEMPLATE, REPO_ROOT, Template
+from localdev.aws.template import DEFAULT_TEMPLATE, REPO_ROOT, Template
 
 # The one deliberate difference from the template: the first deploy runs without a schedule (README "Deploy").
 FIRST_DEPLOY_OVERRIDES = {"ScheduleState": "DISABLED"}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime
 import json
 
-from localdev.runtime import load_event
-from localdev.template import DEFAULT_TEMPLATE, Template
+from localdev.aws.runtime import load_event
+from localdev.aws.template import DEFAULT_TEMPLATE, Template
 
 SCHEDULER_PLACEHOLDER = "<aws.scheduler.scheduled-time>"
 

@@ -4,7 +4,7 @@ docs/operations.md (its name in backticks), so an operator never meets a metric 
 import ast
 import re
 
-from localdev.template import DEFAULT_TEMPLATE, REPO_ROOT, Template
+from localdev.aws.template import DEFAULT_TEMPLATE, REPO_ROOT, Template
 
 OPERATIONS = REPO_ROOT / "docs" / "operations.md"
 METRIC_NAME = re.compile(r"^[A-Z][A-Za-z]+_?$")

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from cfnlint.api import lint
 
-from localdev.resources import parameter_values
-from localdev.template import DEFAULT_TEMPLATE, SECRET_TYPE, TABLE_TYPE, Template
+from localdev.aws.resources import parameter_values
+from localdev.aws.template import DEFAULT_TEMPLATE, SECRET_TYPE, TABLE_TYPE, Template
 
 MIN_MAX_RECEIVE_COUNT = 5  # AWS: "at least 5" (docs/sources.md#aws-sqs-lambda)
 VISIBILITY_TO_TIMEOUT_RATIO = 6  # AWS: visibility timeout >= 6x the function timeout (docs/sources.md#aws-sqs-lambda)

@@ -24,8 +24,8 @@ from chartmogul_sync.sources.stripe.client import RetryPolicy, StripeApi, TimeBu
 from chartmogul_sync.sources.stripe.run import Continuation, ExportLimits
 from chartmogul_sync.sources.stripe.snapshots import Catalog, fetch_customer_snapshot
 from chartmogul_sync.sources.stripe.wiring import export_wiring
-from localdev.poller import PollerOptions
-from localdev.runtime import LocalStack, local_stack
+from localdev.aws.poller import PollerOptions
+from localdev.aws.runtime import LocalStack, local_stack
 from localdev.scenarios import Account
 from localdev.stripe_emulator import RunningStripeEmulator, start
 

@@ -14,7 +14,7 @@ from chartmogul_sync.sources.stripe.client import (
     TimeBudget,
     make_stripe_client,
 )
-from localdev.runtime import load_event
+from localdev.aws.runtime import load_event
 from localdev.scenarios import Account, generate_account
 
 from .conftest import FAST_RETRIES, STRIPE_KEY, ExportRig

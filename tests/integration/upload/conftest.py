@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from chartmogul_sync.models import CustomerBundle, OneTimeLineItem, UploadMessage
+from localdev.aws.poller import PollerOptions
+from localdev.aws.runtime import LocalStack, local_stack
 from localdev.chartmogul_emulator import RunningEmulator, start
-from localdev.poller import PollerOptions
-from localdev.runtime import LocalStack, local_stack
 
 # Failed records come back at once instead of after the queue's visibility timeout (a documented test speed-up of
 # the runtime; receive counts and redrive are unchanged).

@@ -10,8 +10,8 @@ import pytest
 
 from chartmogul_sync.sinks.chartmogul.dlq import list_messages
 from chartmogul_sync.sinks.chartmogul.idmap import IdMap
+from localdev.aws.runtime import local_stack
 from localdev.chartmogul_emulator import start
-from localdev.runtime import local_stack
 
 from ...unit.upload.bundles import SNAPSHOT_TIME, cancellation_event, customer_bundle, monthly_invoice
 from .conftest import (
@@ -278,7 +278,7 @@ class _patched_env:
 
     def __enter__(self) -> None:
         from chartmogul_sync.config import get_settings
-        from localdev.lambda_model import patched_environ
+        from localdev.aws.lambda_model import patched_environ
 
         self._patch = patched_environ(self._variables)
         self._patch.__enter__()

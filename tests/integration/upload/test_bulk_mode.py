@@ -6,7 +6,7 @@ import datetime as dt
 import json
 
 from chartmogul_sync.sinks.chartmogul.dlq import list_messages
-from localdev.runtime import local_stack
+from localdev.aws.runtime import local_stack
 
 from ...unit.upload.bundles import SNAPSHOT_TIME, customer_bundle, monthly_invoice
 from .conftest import FAST, chartmogul_state, expected_state, requests_made, stack_environment, upload, writes_made

@@ -19,7 +19,7 @@ from typing import Any
 
 from cfnlint.decode import decode
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
 
 # CloudFormation / SQS defaults for properties a template may leave out.

@@ -14,8 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from localdev.intrinsics import NO_VALUE, StackValues
-from localdev.template import QueueSpec, ResourceSpec, Template
+from localdev.aws.intrinsics import NO_VALUE, StackValues
+from localdev.aws.template import QueueSpec, ResourceSpec, Template
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 

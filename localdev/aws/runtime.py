@@ -31,18 +31,18 @@ from typing import Any, Literal
 
 import boto3
 
-from localdev.functions import ExecutionEnvironment, Invocation, LocalFunction
-from localdev.intrinsics import StackValues
-from localdev.lambda_model import Handler, patched_environ
-from localdev.poller import BatchOutcome, PollerOptions, SqsEventSourcePoller
-from localdev.resources import (
+from localdev.aws.functions import ExecutionEnvironment, Invocation, LocalFunction
+from localdev.aws.intrinsics import StackValues
+from localdev.aws.lambda_model import Handler, patched_environ
+from localdev.aws.poller import BatchOutcome, PollerOptions, SqsEventSourcePoller
+from localdev.aws.resources import (
     ACCOUNT_ID,
     AwsClients,
     create_stack_resources,
     parameter_values,
     physical_name,
 )
-from localdev.template import DEFAULT_TEMPLATE, LAYER_TYPE, REPO_ROOT, Template
+from localdev.aws.template import DEFAULT_TEMPLATE, LAYER_TYPE, REPO_ROOT, Template
 
 logger = logging.getLogger(__name__)
 

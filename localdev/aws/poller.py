@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from localdev.functions import ExecutionEnvironment, Invocation, LocalFunction
-from localdev.lambda_model import sqs_event_record
-from localdev.template import SqsEventSource
+from localdev.aws.functions import ExecutionEnvironment, Invocation, LocalFunction
+from localdev.aws.lambda_model import sqs_event_record
+from localdev.aws.template import SqsEventSource
 
 SQS_MAX_MESSAGES_PER_RECEIVE = 10
 _BATCH_FILL_PAUSE_SECONDS = 0.05

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from localdev.lambda_model import Handler, LocalLambdaContext, load_handler, patched_environ
-from localdev.template import FunctionSpec
+from localdev.aws.lambda_model import Handler, LocalLambdaContext, load_handler, patched_environ
+from localdev.aws.template import FunctionSpec
 
 logger = logging.getLogger(__name__)
 
