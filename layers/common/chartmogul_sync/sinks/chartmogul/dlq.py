@@ -85,14 +85,9 @@ def resolve_terminal_queue(name_or_url: str, settings: Settings, sqs: Any) -> st
 def resolve_queue(name_or_url: str, settings: Settings, sqs: Any) -> str:
     """A queue URL from a template name (`bad-records`, `raw-dlq`, `upload-dlq`, and the work queues `raw`,
     `upload`), a queue name or a URL."""
-    if name_or_url.startswith(("http://", "https://")):
-        return name_or_url
-    configured = configured_queue_urls(settings)
-    if name_or_url in configured:
-        variable, url = configured[name_or_url]
-        if not url:
-            raise QueueNotFound(unset_queue_message(name_or_url, variable))
-        return url
+    direct = _direct_url(name_or_url, settings)
+    if direct is not None:
+        return direct
     if name_or_url in ("raw-dlq", "upload-dlq"):
         source = resolve_queue(name_or_url.removesuffix("-dlq"), settings, sqs)
         return dead_letter_queue_of(sqs, source)
@@ -102,6 +97,19 @@ def resolve_queue(name_or_url: str, settings: Settings, sqs: Any) -> str:
         raise QueueNotFound(
             f"no queue {name_or_url!r}: give one of {', '.join(QUEUE_NAMES)}, a queue name or a queue URL"
         ) from error
+
+
+def _direct_url(name_or_url: str, settings: Settings) -> str | None:
+    """A URL as given, or the configured URL of a template name; None when neither (QueueNotFound when unset)."""
+    if name_or_url.startswith(("http://", "https://")):
+        return name_or_url
+    configured = configured_queue_urls(settings)
+    if name_or_url not in configured:
+        return None
+    variable, url = configured[name_or_url]
+    if not url:
+        raise QueueNotFound(unset_queue_message(name_or_url, variable))
+    return url
 
 
 def configured_queue_urls(settings: Settings) -> dict[str, tuple[str, str]]:
@@ -124,14 +132,9 @@ def unset_queue_message(name: str, variable: str) -> str:
 
 def queue_url_of_name(name_or_url: str, settings: Settings) -> str | None:
     """The URL a name resolves to without asking SQS (None: a DLQ found through its source, or a queue name)."""
-    if name_or_url.startswith(("http://", "https://")):
-        return name_or_url
-    configured = configured_queue_urls(settings)
-    if name_or_url in configured:
-        variable, url = configured[name_or_url]
-        if not url:
-            raise QueueNotFound(unset_queue_message(name_or_url, variable))
-        return url
+    direct = _direct_url(name_or_url, settings)
+    if direct is not None:
+        return direct
     if name_or_url in ("raw-dlq", "upload-dlq"):
         return queue_url_of_name(name_or_url.removesuffix("-dlq"), settings)
     return None
