@@ -97,7 +97,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pipeline.stripe.server.set_latency(args.stripe_latency_ms / 1000)
         backfill = pipeline.backfill(on_batch=window)
         steps = pipeline.apply_demo_changes()
+        stripe_before = pipeline.stripe.server.counter.snapshot()
         incremental = pipeline.incremental()
+        stripe_after = pipeline.stripe.server.counter.snapshot()
+        backfill_routes = pipeline.chartmogul.request_counts()["routes"]
         peak_connections = pipeline.chartmogul.request_counts()["peak_requests_in_progress"]
         chartmogul_429 = sum(
             statuses.get("429", 0) for statuses in pipeline.chartmogul.request_counts()["routes"].values()
@@ -111,6 +114,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "window": window,
         "peak_connections": peak_connections,
         "chartmogul_429": chartmogul_429,
+        "incremental_stripe_routes": {
+            route: sum(statuses.values()) - sum(stripe_before.get(route, {}).values())
+            for route, statuses in stripe_after.items()
+            if sum(statuses.values()) > sum(stripe_before.get(route, {}).values())
+        },
+        "backfill_routes": {route: sum(statuses.values()) for route, statuses in backfill_routes.items()},
     }
 
 
@@ -141,6 +150,8 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         f"(goal <= 1.3; floor = max(Stripe pages ÷ 100/s, ChartMogul requests ÷ 40/s)); "
         f"÷ the test-mode floor (Stripe at 25/s) {test_floor:.1f} s = {backfill.seconds / test_floor:.2f}"
     )
+    routes = ", ".join(f"{route} {n:,}" for route, n in sorted(result["backfill_routes"].items(), key=lambda x: -x[1]))
+    print(f"  backfill ChartMogul requests by route: {routes}")
     seconds = {name: round(figures.seconds, 1) for name, figures in backfill.functions.items()}
     print(f"  backfill handler seconds by function (summed over instances): {seconds}")
     changed = result["changed"]
@@ -149,6 +160,8 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         f"{incremental.stripe_requests / max(changed, 1):.2f} per changed customer  (goal <= 5); "
         f"{incremental.chartmogul_requests:,} ChartMogul requests, {incremental.seconds:.1f} s"
     )
+    stripe_routes = sorted(result["incremental_stripe_routes"].items(), key=lambda x: -x[1])
+    print("  incremental Stripe requests by route: " + ", ".join(f"{route} {n:,}" for route, n in stripe_routes))
 
 
 def main() -> None:
