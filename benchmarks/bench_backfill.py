@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # The functions log JSON to stdout as in Lambda: kept out of the figures.
     with contextlib.redirect_stdout(io.StringIO()), LocalPipeline(account, options) as pipeline:
         pipeline.stripe.server.set_latency(args.stripe_latency_ms / 1000)
-        backfill = pipeline.backfill(on_batch=window)
+        backfill = pipeline.backfill(on_batch=window, upload_mode=args.upload_mode)
         steps = pipeline.apply_demo_changes()
         stripe_before = pipeline.stripe.server.counter.snapshot()
         incremental = pipeline.incremental()
@@ -164,7 +164,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=200, help="account size (default 200)")
     parser.add_argument("--months", type=int, default=24, help="months of history (default 24)")
-    parser.add_argument("--upload-mode", choices=("api", "bulk"), default="bulk", help="default bulk")
+    parser.add_argument(
+        "--upload-mode", choices=("api", "bulk"), default="bulk", help="of the backfill and the incremental run"
+    )
     parser.add_argument("--upload-concurrency", type=int, default=3, help="upload instances (default 3)")
     parser.add_argument("--latency-ms", type=float, default=150.0, help="ChartMogul latency per request")
     parser.add_argument("--stripe-latency-ms", type=float, default=0.0, help="Stripe latency per request")
