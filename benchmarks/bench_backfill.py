@@ -95,9 +95,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stripe_after = pipeline.stripe.server.counter.snapshot()
         backfill_routes = pipeline.chartmogul.request_counts()["routes"]
         peak_connections = pipeline.chartmogul.request_counts()["peak_requests_in_progress"]
-        chartmogul_429 = sum(
-            statuses.get("429", 0) for statuses in pipeline.chartmogul.request_counts()["routes"].values()
-        )
+        refused = {
+            status: sum(statuses.get(status, 0) for statuses in pipeline.chartmogul.request_counts()["routes"].values())
+            for status in ("429", "503")
+        }
     return {
         "generated_s": generated_s,
         "stripe_pages": stripe_pages,
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "steps": sum(1 for step in steps if "result" in step),
         "window": window,
         "peak_connections": peak_connections,
-        "chartmogul_429": chartmogul_429,
+        "refused": refused,
         "incremental_stripe_routes": {
             route: sum(statuses.values()) - sum(stripe_before.get(route, {}).values())
             for route, statuses in stripe_after.items()
@@ -135,7 +136,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         f"  ChartMogul requests/s while the upload queue has work: {cm:,} in {window.seconds:.1f} s = {rate:.1f}/s, "
         f"÷ 40 = {rate / CHARTMOGUL_RATE:.2f}  (goal >= 0.9); {window.batches:,} upload batches of "
         f"{window.records / max(window.batches, 1):.1f} records on average; peak {result['peak_connections']} "
-        f"requests in progress; {result['chartmogul_429']} answered 429"
+        f"requests in progress; {result['refused']['429']} answered 429, {result['refused']['503']} answered 503"
     )
     print(f"  Stripe requests ÷ unavoidable pages: {stripe:,} / {pages:,} = {stripe / pages:.3f}")
     print(
