@@ -336,11 +336,11 @@ class LocalStack:
                         continue
                     done, _ = wait(running, timeout=_IDLE_PAUSE_SECONDS, return_when=FIRST_COMPLETED)
                     for future in done:
-                        slot, environment, item = running.pop(future)
+                        slot, environment, invoked = running.pop(future)
                         free[slot].append(environment)
                         outcome = future.result()  # a poller's own failure (not the handler's) stops the drain
-                        if item is not None:
-                            self._settle_async(item, outcome, report)
+                        if invoked is not None:
+                            self._settle_async(invoked, outcome, report)
                         elif outcome is not None:
                             report.batches.append(outcome)
                             if on_batch is not None:
