@@ -114,6 +114,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if sum(statuses.values()) > sum(stripe_before.get(route, {}).values())
         },
         "backfill_routes": {route: sum(statuses.values()) for route, statuses in backfill_routes.items()},
+        "backfill_failures": {
+            f"{route} {status}": n
+            for route, statuses in backfill_routes.items()
+            for status, n in statuses.items()
+            if not status.startswith("2")
+        },
     }
 
 
@@ -146,6 +152,8 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     )
     routes = ", ".join(f"{route} {n:,}" for route, n in sorted(result["backfill_routes"].items(), key=lambda x: -x[1]))
     print(f"  backfill ChartMogul requests by route: {routes}")
+    failures = ", ".join(f"{what} {n:,}" for what, n in sorted(result["backfill_failures"].items()))
+    print(f"  of which answered other than 2xx: {failures or 'none'}")
     seconds = {name: round(figures.seconds, 1) for name, figures in backfill.functions.items()}
     print(f"  backfill handler seconds by function (summed over instances): {seconds}")
     # The changed customers are those the run exported (one snapshot each): the demo's changes, and the customers
