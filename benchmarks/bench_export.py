@@ -139,14 +139,10 @@ def drain(sqs: Any, queue_url: str) -> None:
 # ---------------------------------------------------------------------------- parent: the account and AWS
 
 
-def measure(customers: int, months: int, handover_reserve_s: float, trace: bool) -> dict[str, Any]:
-    from localdev.aws.runtime import local_stack
-    from localdev.scenarios import generate_account
-    from localdev.stripe_emulator import start
+def stripe_lower_bound(account: Any) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """(object counts, pages of each list the backfill pages, what else no exporter can avoid) of an account.
 
-    started = time.monotonic()
-    account = generate_account(customers=customers, months=months, seed=42)
-    generated_s = time.monotonic() - started
+    bench_backfill.py divides by the same figures."""
     counts = account.store.counts()
     counts["customers"] = sum(1 for c in account.store.customers if c.deleted_at is None)  # deleted: not listed
     lower_bound = {name: math.ceil(counts[name] / 100) for name in paged_collections()}
@@ -167,6 +163,19 @@ def measure(customers: int, months: int, handover_reserve_s: float, trace: bool)
         "invoice line pages past the embedded ones": line_pages,
         "customer.deleted event pages": math.ceil(deleted / 100),
     }
+
+    return counts, lower_bound, unavoidable
+
+
+def measure(customers: int, months: int, handover_reserve_s: float, trace: bool) -> dict[str, Any]:
+    from localdev.aws.runtime import local_stack
+    from localdev.scenarios import generate_account
+    from localdev.stripe_emulator import start
+
+    started = time.monotonic()
+    account = generate_account(customers=customers, months=months, seed=42)
+    generated_s = time.monotonic() - started
+    counts, lower_bound, unavoidable = stripe_lower_bound(account)
 
     with start(account, rate_limit=None) as emulator, local_stack(backend="server") as stack:
         stack.put_secret_value("StripeApiKeySecret", STRIPE_KEY)

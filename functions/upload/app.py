@@ -2,8 +2,9 @@
 
 The handler only wires. Every record is parsed first, so that the bulk-mode records of the batch can be imported
 together (one `json_imports` request for many customers); then Powertools' batch processor settles each record:
-api-mode records are applied one by one, bulk-mode ones take their import's outcome. Permanent refusals go to the
-bad-records queue inside `UploadService.settle`; a record that raises here failed transiently and SQS retries it.
+api-mode records are applied side by side (one customer's in order), bulk-mode ones take their import's outcome.
+Permanent refusals go to the bad-records queue inside `UploadService.settle`; a record that raises here failed
+transiently and SQS retries it.
 """
 
 from __future__ import annotations
@@ -57,8 +58,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             parsed[raw["messageId"]] = service.parse(raw["messageId"], raw["body"])
         except Exception as error:  # raised again by this record's handler below: only this record fails
             parsed[raw["messageId"]] = error
-    bulk_records = [p for p in parsed.values() if isinstance(p, ParsedRecord) and service.mode_of(p) is UploadMode.BULK]
-    bulk_outcomes = service.apply_bulk(bulk_records, budget)
+    records = [p for p in parsed.values() if isinstance(p, ParsedRecord)]
+    bulk_outcomes = {
+        **service.apply_bulk([p for p in records if service.mode_of(p) is UploadMode.BULK], budget),
+        # api-mode customers side by side, up to the instance's share of ChartMogul's connections
+        **service.apply_api_many([p for p in records if service.mode_of(p) is UploadMode.API], budget),
+    }
 
     @tracer.capture_method(capture_response=False)
     def record_handler(record: SQSRecord) -> None:

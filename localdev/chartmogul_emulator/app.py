@@ -109,6 +109,7 @@ def create_server(options: EmulatorOptions | None = None) -> tuple[EmulatorServe
             faults=options.faults,
             seed=options.seed,
             fault_hold_seconds=options.fault_hold_seconds,
+            latency_seconds=options.latency_ms / 1000,
             log_requests=options.log_requests,
         ),
         name="chartmogul-emulator",

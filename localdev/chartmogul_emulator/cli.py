@@ -81,6 +81,13 @@ def _db_in_existing_directory(context: click.Context, parameter: click.Parameter
 @faults_option("429:0.1,500:0.05,timeout:0.02,reset:0.01")
 @click.option("--seed", default=None, type=int, help="Seed for the fault sequence.")
 @click.option("--fault-hold-seconds", default=30.0, show_default=True, type=float, help="How long a timeout holds.")
+@click.option(
+    "--latency-ms",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Milliseconds added to every API request before it is answered.",
+)
 @click.option("--tls", is_flag=True, help="Serve HTTPS with a self-signed certificate (printed path: trust it).")
 @click.option(
     "--invoice-batch-mode",
@@ -112,6 +119,7 @@ def chartmogul(
     faults: str,
     seed: int | None,
     fault_hold_seconds: float,
+    latency_ms: float,
     tls: bool,
     invoice_batch_mode: str,
     rates: dict[str, float] | None,
@@ -132,6 +140,7 @@ def chartmogul(
         faults=faults,
         seed=seed,
         fault_hold_seconds=fault_hold_seconds,
+        latency_ms=latency_ms,
         invoice_batch_mode="partial" if invoice_batch_mode == "partial" else "atomic",
         log_requests=log_requests,
     )

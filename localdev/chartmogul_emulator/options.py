@@ -54,6 +54,9 @@ class EmulatorOptions:
     faults: str = ""
     seed: int | None = None
     fault_hold_seconds: float = 30.0
+    # Milliseconds added to every API request before it is answered (0: none), for benchmarks under realistic
+    # round trips: ChartMogul's API is reached over the Internet, a request typically takes 100-300 ms.
+    latency_ms: float = 0.0
     log_requests: bool = False
 
     def clock(self) -> dt.datetime:

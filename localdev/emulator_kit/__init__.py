@@ -36,7 +36,7 @@ Pieces:
   `serve_forever(on_ready=None)` (blocking, for a command line), `stop()`, context manager, `base_url`, `port`,
   `ca_cert_path` (TLS: the PEM to trust, e.g. `REQUESTS_CA_BUNDLE`), `counter` (`RequestCounter`),
   `request_report()`, `set_faults(spec, seed)`, `set_rate_limit(rate, burst)`, `set_max_connections(n)`,
-  `set_retry_after(bool)`, `reset()`.
+  `set_retry_after(bool)`, `set_latency(seconds)`, `reset()`.
 - Order per request: admin prefix → parallel-request cap (`too_many_connections`, and the connection is
   closed)
   → token bucket (`rate_limited`) → seeded fault (`fault(status)`, or `timeout`: hold
@@ -45,11 +45,13 @@ Pieces:
 - `ServerSettings`: `host` (default 127.0.0.1), `port` (0 = free port), `tls`, `rate_limit` (req/s, None =
   off), `burst`, `max_connections` (connections with a request in
   progress, None = off), `retry_after`, `faults`, `seed`,
-  `fault_hold_seconds`, `idle_timeout_seconds`, `admin_prefix` (`/_admin`), `log_requests`.
+  `fault_hold_seconds`, `idle_timeout_seconds`, `latency_seconds` (added to every API request before its
+  answer, holding its connection slot), `admin_prefix` (`/_admin`), `log_requests`.
 - Admin endpoints (never rate-limited, faulted or counted): `GET {prefix}/requests` (counts by route and
   status), `DELETE {prefix}/requests`, `POST {prefix}/reset` (state + counters), `GET {prefix}/state`,
   `GET|PUT {prefix}/faults` `{"spec": "...", "seed": 1, "hold_seconds": 2}`,
-  `GET|PUT {prefix}/rate-limit` `{"rate": 40, "burst": 40, "max_connections": 20, "retry_after": false}`;
+  `GET|PUT {prefix}/rate-limit`
+  `{"rate": 40, "burst": 40, "max_connections": 20, "retry_after": false, "latency_ms": 0}`;
   an emulator can add its own through `admin_router`.
 - `parse_fault_spec("429:0.1,500:0.05,timeout:0.02,reset:0.01")`, `FaultInjector`, `TokenBucket`,
   `ConnectionCap`, `RequestCounter`, `generate_self_signed()` are usable on their own.

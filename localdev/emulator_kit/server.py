@@ -70,6 +70,10 @@ class ServerSettings:
     seed: int | None = None
     fault_hold_seconds: float = 30.0  # how long a `timeout` fault holds the request before closing
     idle_timeout_seconds: float = 30.0  # keep-alive connections idle longer than this are closed
+    # Added to every API request before its answer is sent (0: none): what a client sees of network and server
+    # time on the real API, so benchmarks measure concurrency under realistic round trips. The request keeps its
+    # connection slot (ConnectionCap) meanwhile, as on the real API; the store is not held.
+    latency_seconds: float = 0.0
     admin_prefix: str = "/_admin"
     log_requests: bool = False
 
@@ -219,6 +223,11 @@ class EmulatorServer:
     def set_retry_after(self, enabled: bool) -> None:
         self.settings.retry_after = enabled
 
+    def set_latency(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"latency must not be negative, got {seconds}")
+        self.settings.latency_seconds = seconds
+
     def reset(self) -> None:
         """Empty the emulator's state and the request counters; refill the rate bucket."""
         if self.reset_state is not None:
@@ -286,6 +295,11 @@ class EmulatorServer:
     def hold_for_timeout(self) -> None:
         self._stopping.wait(self.settings.fault_hold_seconds)
 
+    def add_latency(self) -> None:
+        """Wait the configured latency (released at once when the server stops)."""
+        if self.settings.latency_seconds > 0:
+            self._stopping.wait(self.settings.latency_seconds)
+
     # ---- admin endpoints -----------------------------------------------------------------------------
 
     def _build_admin_router(self, extra: Router | None) -> Router:
@@ -334,6 +348,7 @@ class EmulatorServer:
             "burst": self.bucket.burst if self.bucket.rate is not None else None,
             "max_connections": self.connections.limit,
             "retry_after": self.settings.retry_after,
+            "latency_ms": round(self.settings.latency_seconds * 1000, 3),
         }
 
     def _admin_set_faults(self, request: Request) -> Response:
@@ -349,7 +364,8 @@ class EmulatorServer:
         return json_response(200, self._faults_view())
 
     def _admin_set_limits(self, request: Request) -> Response:
-        """Body keys (each optional): `rate` (null: off), `burst`, `max_connections` (null: off), `retry_after`."""
+        """Body keys (each optional): `rate` (null: off), `burst`, `max_connections` (null: off), `retry_after`,
+        `latency_ms` (0: none)."""
         body = request.json() or {}
         if not isinstance(body, dict):
             return json_response(400, {"error": "expected a JSON object"})
@@ -359,6 +375,11 @@ class EmulatorServer:
             self.set_max_connections(body["max_connections"])
         if "retry_after" in body:
             self.set_retry_after(bool(body["retry_after"]))
+        if "latency_ms" in body:
+            latency = body["latency_ms"]
+            if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
+                return json_response(400, {"error": f"latency_ms must be a number >= 0, got {latency!r}"})
+            self.set_latency(latency / 1000)
         return json_response(200, self._limits_view())
 
 
@@ -457,6 +478,8 @@ class _Handler(BaseHTTPRequestHandler):
         admitted = emulator.connections.enter() if counted else True
         try:
             outcome = emulator.handle(request, admitted)
+            if counted:
+                emulator.add_latency()
             if outcome.abort == TIMEOUT:
                 emulator.hold_for_timeout()
                 self.close_connection = True

@@ -137,6 +137,37 @@ def test_idle_connections_do_not_count(capped: RunningEmulator) -> None:
             connection.close()
 
 
+def test_latency_delays_every_answer_and_holds_the_connection_slot() -> None:
+    """With 200 ms latency and 2 connections, two pings answer after ≥ 200 ms and a third meanwhile gets 503."""
+    with start(rate_limit=None, max_connections=2, latency_ms=200) as emulator:
+        config = emulator.client_config()
+        started = time.monotonic()
+        assert chartmogul.Ping.ping(config).get().data == "pong!"
+        assert time.monotonic() - started >= 0.2
+        held = [threading.Thread(target=_ping_status, args=(config,)) for _ in range(2)]
+        for thread in held:
+            thread.start()
+        for _ in range(100):  # bounded: until both are in progress
+            if emulator.server.connections.open == 2:
+                break
+            time.sleep(0.01)
+        assert _ping_status(config) == 503
+        for thread in held:
+            thread.join(timeout=5)
+        emulator.server.set_latency(0)
+        started = time.monotonic()
+        assert _ping_status(config) == 200 and time.monotonic() - started < 0.2
+
+
+def test_the_command_line_takes_a_latency() -> None:
+    from click.testing import CliRunner
+
+    from chartmogul_sync.cli import main
+
+    result = CliRunner().invoke(main, ["emulate", "chartmogul", "--latency-ms", "-5"])
+    assert result.exit_code == 2 and "--latency-ms" in result.output
+
+
 def test_injected_5xx_are_plain_text(chartmogul_emulator: RunningEmulator, chartmogul_config: Any) -> None:
     chartmogul_emulator.server.set_faults("504:1")
     assert api_error(lambda: chartmogul.Ping.ping(chartmogul_config).get()) == (504, "504 Gateway Timeout Error")
@@ -214,7 +245,14 @@ def test_admin_endpoints(chartmogul_emulator: RunningEmulator, chartmogul_config
     limits = requests.put(
         admin + "/rate-limit", json={"rate": 100, "max_connections": 10, "retry_after": True}, timeout=5
     )
-    assert limits.json() == {"rate": 100, "burst": 100, "max_connections": 10, "retry_after": True}
+    assert limits.json() == {
+        "rate": 100,
+        "burst": 100,
+        "max_connections": 10,
+        "retry_after": True,
+        "latency_ms": 0,
+    }
+    assert requests.put(admin + "/rate-limit", json={"latency_ms": -1}, timeout=5).status_code == 400
     assert requests.post(admin + "/reset", timeout=5).status_code == 204
     assert requests.get(admin + "/state", timeout=5).json()["data_sources"] == []
     assert requests.get(admin + "/requests", timeout=5).json()["total"] == 0

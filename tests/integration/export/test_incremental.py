@@ -52,6 +52,14 @@ def change(rig: ExportRig, kind: str, candidates: list[str], **step: Any) -> str
     raise AssertionError(f"no customer of the account accepts a {kind!r} step")
 
 
+def catalog_retrievals(rig: ExportRig) -> int:
+    """Prices and products retrieved one by one so far."""
+    routes = rig.emulator.server.counter.snapshot()
+    return sum(
+        sum(routes.get(route, {}).values()) for route in ("GET /v1/prices/{object_id}", "GET /v1/products/{object_id}")
+    )
+
+
 def backfilled_then_a_minute_later(rig: ExportRig, account: Account) -> tuple[dict[str, Any] | None, list[str]]:
     """History exported first (the backfill also hands the incremental cursor its start), its messages set aside,
     the clock a minute on: the cursor the backfill left and the customers a change can be applied to."""
@@ -76,8 +84,10 @@ def test_an_incremental_run_exports_exactly_the_changed_customers_and_a_second_r
     deleted = change(rig, "delete_customer", candidates)
     new = rig.emulator.apply_step({"kind": "new_customer", "plan": "Pro", "interval": "monthly", "currency": "usd"})
     changed |= {deleted, new["customer"]}
+    retrieved_before = catalog_retrievals(rig)
 
     outcomes = rig.run(schedule_event(rig))
+    retrieved_by_the_run = catalog_retrievals(rig) - retrieved_before
 
     assert outcomes[-1]["finished"] is True and outcomes[-1]["detail"]["cursor_advanced"] is True
     snapshots = by_customer(rig.raw_messages)
@@ -91,6 +101,9 @@ def test_an_incremental_run_exports_exactly_the_changed_customers_and_a_second_r
     assert gone["customer"]["deleted"] is True and "@example.com" in gone["customer"]["email"]  # last known
     assert gone["customer"]["deleted_at"] == account.store.customers.get(deleted).deleted_at  # type: ignore[union-attr]
     assert [s["status"] for s in gone["subscriptions"]] == ["canceled"] * len(gone["subscriptions"])
+    # Seven customers: the catalog is listed (a page each of products and prices), not retrieved price by price;
+    # the snapshots are the same as those fetched one customer at a time (`direct` above retrieves its prices).
+    assert retrieved_by_the_run == 0
 
     rig.raw_messages.clear()
     requests_before = rig.stripe_requests()

@@ -369,3 +369,15 @@ def test_listing_a_live_work_queue_is_refused_and_moves_nothing(stack, emulator)
     assert stack.receive_all("UploadDeadLetterQueue") == []
     stack.drain()
     assert chartmogul_state(emulator) == expected_state(bundle)
+
+
+@pytest.mark.parametrize("mode", ["api", "bulk"])
+def test_the_customers_of_a_batch_are_applied_side_by_side(stack, emulator, mode):
+    """With 100 ms per ChartMogul request, the customers of one batch are written concurrently (up to the instance's
+    share of the 20 connections), and ChartMogul ends with exactly their objects."""
+    emulator.server.set_latency(0.1)
+    bundles = [full_bundle(f"cus_{name}") for name in ("ann", "bob", "cid", "dan", "eve", "fay")]
+    upload(stack, *bundles, mode=mode)
+    assert chartmogul_state(emulator) == expected_state(*bundles)
+    assert emulator.request_counts()["peak_requests_in_progress"] > 1
+    assert stack.receive_all("BadRecordsQueue") == []

@@ -25,6 +25,7 @@ class CustomAttributeDefinitions:
         self._api = api
         self._created: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        self._creating = threading.Lock()
 
     def ensure_created(
         self, customer_external_id: str, customer_uuid: str, custom: Iterable[Mapping[str, Any]], budget: TimeBudget
@@ -32,18 +33,26 @@ class CustomAttributeDefinitions:
         """Create (on this customer, with its values) the typed attributes not yet created; True if a request
         was made. Raises ChartMogulError like any call (the caller routes it)."""
         wanted = [dict(item) for item in custom if item.get("type") and item.get("key")]
-        with self._lock:
-            missing = [item for item in wanted if (item["key"], item["type"]) not in self._created]
-        if not missing:
+        if not self._missing(wanted):
             return False
-        body = {"custom": [{"type": i["type"], "key": i["key"], "value": i.get("value")} for i in missing]}
-        self._api.call(
-            f"create custom attributes {', '.join(i['key'] for i in missing)} (customer {customer_external_id})",
-            lambda cfg: chartmogul.CustomAttributes.add(cfg, uuid=customer_uuid, data=body).get(),
-            budget,
-        )
-        self.remember(missing)
+        # Customers applied side by side (bulk.py) bring the same new keys at once: one creates them, the others
+        # wait and then find them created, instead of each posting the same definitions.
+        with self._creating:
+            missing = self._missing(wanted)
+            if not missing:
+                return False
+            body = {"custom": [{"type": i["type"], "key": i["key"], "value": i.get("value")} for i in missing]}
+            self._api.call(
+                f"create custom attributes {', '.join(i['key'] for i in missing)} (customer {customer_external_id})",
+                lambda cfg: chartmogul.CustomAttributes.add(cfg, uuid=customer_uuid, data=body).get(),
+                budget,
+            )
+            self.remember(missing)
         return True
+
+    def _missing(self, wanted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        with self._lock:
+            return [item for item in wanted if (item["key"], item["type"]) not in self._created]
 
     def remember(self, custom: Iterable[Mapping[str, Any]]) -> None:
         """Note attributes known to exist (created by a customer create that carried them typed)."""

@@ -43,6 +43,7 @@ from .apply import (
 from .client import ChartMogulApi, ChartMogulError, ErrorDetail, FailureKind, TimeBudget, is_duplicate_only
 from .idmap import Overtaken
 from .leases import LeaseUnavailable
+from .limiter import map_concurrently
 from .uploader import ApplyResult, BundleRefused, BundleUploader, Outcome, snapshot_version
 
 logger = Logger(child=True)
@@ -230,6 +231,8 @@ class BulkUploader:
         self._idmap = uploader.idmap
         self._sleep = sleep
         self._max_payload_bytes = max_payload_bytes
+        # Per-customer API calls run on up to this instance's share of ChartMogul's connections.
+        self._workers = api.limiter.max_connections
         self.imports_made: list[str] = []  # ChartMogul import ids, for logs and reports
 
     def apply_many(self, bundles: Sequence[CustomerBundle], budget: TimeBudget) -> list[BundleOutcome]:
@@ -257,6 +260,7 @@ class BulkUploader:
             if customer_id not in newest or bundles[index].snapshot_time > bundles[newest[customer_id]].snapshot_time:
                 newest[customer_id] = index
         to_import: list[int] = []
+        via_api: list[int] = []
         for customer_id, index in newest.items():
             bundle = bundles[index]
             try:
@@ -264,11 +268,14 @@ class BulkUploader:
                 if skipped is not None:
                     outcomes[index] = skipped
                 elif bundle.deleted_in_source or self._idmap.known_customer(customer_id).exists:
-                    outcomes[index] = self._via_api(bundle, budget)
+                    via_api.append(index)
                 else:
                     to_import.append(index)
             except Exception as error:  # only this record fails (e.g. its id map entry could not be read)
                 outcomes[index] = _record_failure(bundle, error)
+        # One bundle per customer here, each under its customer's lease: they run side by side (limiter.py).
+        applied = map_concurrently(lambda i: self._via_api(bundles[i], budget), via_api, self._workers)
+        outcomes.update(zip(via_api, applied, strict=True))
         if to_import:
             self._import(bundles, to_import, budget, outcomes)
         # Older bundles of a customer in the same batch: after the newest is applied they are stale.
@@ -332,10 +339,12 @@ class BulkUploader:
             for plan in payload.plans.values():
                 self._idmap.remember_plan(plan.external_id, KnownPlan(uuid=None, fields=plan_fields(plan)))
         statuses = customer_statuses(details, customer_ids)
-        return [
-            self._customer_outcome(b, statuses[b.customer.external_id], plans, import_id, budget)
-            for b in payload.bundles
-        ]
+        # The API pass of each imported customer (one bundle per customer, its lease held) runs side by side.
+        return map_concurrently(
+            lambda b: self._customer_outcome(b, statuses[b.customer.external_id], plans, import_id, budget),
+            payload.bundles,
+            self._workers,
+        )
 
     def _customer_outcome(
         self,

@@ -18,10 +18,15 @@ process gives that process the share of one instance, which errs on the safe sid
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TypeVar
 
 from chartmogul_sync.config import Settings
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class OutOfTime(RuntimeError):
@@ -94,3 +99,18 @@ class ChartMogulLimiter:
         delay = start - now
         if delay > 0:
             self._sleep(delay)
+
+
+def map_concurrently(function: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """`[function(item) for item in items]`, run on up to `workers` threads; results in the order of `items`.
+
+    ChartMogul is reached over the Internet (100-300 ms a request): one request after another, an instance uses a
+    fraction of its share of the rate. Independent per-customer work of one batch runs side by side instead, up to
+    the instance's share of the connections (`ChartMogulLimiter.max_connections`), and the limiter still spaces
+    the requests. `function` must not raise for one item's failure (it returns the failure as its outcome): an
+    exception that escapes is raised here, after every item has finished.
+    """
+    if workers <= 1 or len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="chartmogul") as pool:
+        return list(pool.map(function, items))

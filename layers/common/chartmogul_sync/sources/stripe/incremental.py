@@ -43,6 +43,11 @@ RETENTION_SAFETY_S = 3600
 # How far behind the newest event handled each run lists again: events that become visible in the list later than
 # this after their `created` are missed. Five times the minute connectors allow (module docstring).
 EVENT_OVERLAP_S = 300
+# A run exporting at least this many customers lists the catalog (up to this many pages of products and of prices)
+# instead of retrieving each price and product its snapshots name: the retrievals are one request per distinct
+# object, which a handful of changed customers on different plans already exceed (snapshots.py Catalog.preload).
+CATALOG_PRELOAD_CUSTOMERS = 5
+CATALOG_PRELOAD_PAGES = 2
 
 
 class EventCursor(BaseModel):
@@ -274,6 +279,8 @@ def _pending_key(run_id: str) -> str:
 def _export_changes(exporter: Exporter, changes: ChangeSet, *, previous: EventCursor | None) -> ExportOutcome:
     catalog = Catalog(exporter.api)
     remaining = sorted(changes.customers)
+    if len(remaining) >= CATALOG_PRELOAD_CUSTOMERS:
+        catalog.preload(CATALOG_PRELOAD_PAGES)
     exported = set_aside = 0  # `exported` counts the customers done, set aside or not
 
     def snapshots() -> Iterator[tuple[CustomerSnapshot, datetime]]:

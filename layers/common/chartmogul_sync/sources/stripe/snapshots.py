@@ -238,6 +238,26 @@ class Catalog:
         target = self.prices if resource is StripeList.PRICES else self.products
         target[str(obj["id"])] = obj
 
+    def preload(self, max_pages: int) -> None:
+        """List the first `max_pages` pages (100 objects each) of products and of prices into the cache.
+
+        For a run exporting many customers: a price or product each customer's snapshot needs costs a request of
+        its own, and a small catalog fits a page or two. A larger one is listed only that far; what is not listed
+        is still retrieved on first use. List and retrieve answer the same object (the backfill builds its
+        snapshots from the lists), so a snapshot does not depend on which path found its prices.
+        """
+        if self._api is None:
+            return
+        for resource in (StripeList.PRODUCTS, StripeList.PRICES):
+            starting_after: str | None = None
+            for _page in range(max_pages):  # bounded: at most max_pages requests per list
+                page = self._api.list_page(resource, {"starting_after": starting_after} if starting_after else {})
+                for obj in page.data:
+                    self.add(resource, obj)
+                if not page.has_more or not page.data:
+                    break
+                starting_after = str(page.data[-1]["id"])
+
     def price(self, price_id: str) -> StripeJson | None:
         return self._get(StripeList.PRICES, self.prices, price_id)
 

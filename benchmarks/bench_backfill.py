@@ -1,0 +1,189 @@
+"""Backfill benchmark: a whole pipeline run against ChartMogul's limits, with realistic latency.
+
+    .venv/bin/python benchmarks/bench_backfill.py                      # 200 customers, bulk mode (a few minutes)
+    .venv/bin/python benchmarks/bench_backfill.py --customers 1000
+    .venv/bin/python benchmarks/bench_backfill.py --upload-mode api --latency-ms 0
+
+One generated account (`--months` of history, seed 42) runs through `LocalPipeline`: the real handlers in the
+concurrent local runtime (each SQS-triggered function several invocations at once, the upload function up to its
+MaximumConcurrency of 3), the Stripe emulator at Stripe's test-mode limit (25 requests/s) and the ChartMogul
+emulator at ChartMogul's (40 requests/s, 20 parallel connections), with `--latency-ms` added to every ChartMogul
+request (default 150 ms; `--stripe-latency-ms` for Stripe, default 0). Then a round of changes in Stripe and an
+incremental run. It prints, and asserts nothing (the figures depend on the machine):
+
+- ChartMogul requests per customer (the issue's goal in bulk mode: <= 0.3);
+- aggregate ChartMogul requests/s ÷ 40 while the upload function has work, i.e. from the start of its first batch
+  to the end of its last one (goal >= 0.9);
+- Stripe requests ÷ the pages no exporter can avoid (bench_export.py's lower bound);
+- the backfill's wall time ÷ the floor max(Stripe pages ÷ 100/s, ChartMogul requests ÷ 40/s) (goal <= 1.3), with
+  the floor at the test-mode 25/s printed beside it (the pipeline runs in test mode);
+- Stripe requests per changed customer (customers the run exported) in the incremental run (goal <= 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "layers" / "common"), str(REPO / "benchmarks")]
+
+from bench_export import stripe_lower_bound  # noqa: E402
+
+from localdev.pipeline import LocalPipeline, PipelineOptions, StageReport  # noqa: E402
+from localdev.poller import BatchOutcome  # noqa: E402
+from localdev.scenarios import generate_account  # noqa: E402
+
+CHARTMOGUL_RATE = 40.0  # requests/s per account
+STRIPE_LIVE_RATE = 100.0  # requests/s, live mode
+STRIPE_TEST_RATE = 25.0  # requests/s, test mode (what the pipeline's emulator enforces)
+
+
+class UploadWindow:
+    """From the start of the upload function's first batch to the end of its last (on_batch runs as one ends)."""
+
+    def __init__(self) -> None:
+        self.first_start: float | None = None
+        self.last_end: float | None = None
+        self.batches = 0
+        self.records = 0
+
+    def __call__(self, batch: BatchOutcome) -> None:
+        if batch.function != "UploadFunction":
+            return
+        end = time.monotonic()
+        start = end - batch.duration_s
+        self.first_start = start if self.first_start is None else min(self.first_start, start)
+        self.last_end = end if self.last_end is None else max(self.last_end, end)
+        self.batches += 1
+        self.records += len(batch.message_ids)
+
+    @property
+    def seconds(self) -> float:
+        if self.first_start is None or self.last_end is None:
+            return 0.0
+        return self.last_end - self.first_start
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    account = generate_account(customers=args.customers, months=args.months, seed=42)
+    generated_s = time.monotonic() - started
+    _counts, lower_bound, unavoidable = stripe_lower_bound(account)
+    stripe_pages = sum(lower_bound.values()) + sum(unavoidable.values())
+    options = PipelineOptions(
+        upload_mode=args.upload_mode,
+        upload_concurrency=args.upload_concurrency,
+        chartmogul_options={"latency_ms": args.latency_ms},
+        extra_environment={"LOG_LEVEL": "WARNING"},
+        drain_timeout_s=3600.0,
+        max_batches=200_000,
+    )
+    window = UploadWindow()
+    # The functions log JSON to stdout as in Lambda: kept out of the figures.
+    with contextlib.redirect_stdout(io.StringIO()), LocalPipeline(account, options) as pipeline:
+        pipeline.stripe.server.set_latency(args.stripe_latency_ms / 1000)
+        backfill = pipeline.backfill(on_batch=window, upload_mode=args.upload_mode)
+        steps = pipeline.apply_demo_changes()
+        stripe_before = pipeline.stripe.server.counter.snapshot()
+        incremental = pipeline.incremental()
+        stripe_after = pipeline.stripe.server.counter.snapshot()
+        backfill_routes = pipeline.chartmogul.request_counts()["routes"]
+        peak_connections = pipeline.chartmogul.request_counts()["peak_requests_in_progress"]
+        refused = {
+            status: sum(statuses.get(status, 0) for statuses in pipeline.chartmogul.request_counts()["routes"].values())
+            for status in ("429", "503")
+        }
+    return {
+        "generated_s": generated_s,
+        "stripe_pages": stripe_pages,
+        "backfill": backfill,
+        "incremental": incremental,
+        "steps": sum(1 for step in steps if "result" in step),
+        "window": window,
+        "peak_connections": peak_connections,
+        "refused": refused,
+        "incremental_stripe_routes": {
+            route: sum(statuses.values()) - sum(stripe_before.get(route, {}).values())
+            for route, statuses in stripe_after.items()
+            if sum(statuses.values()) > sum(stripe_before.get(route, {}).values())
+        },
+        "backfill_routes": {route: sum(statuses.values()) for route, statuses in backfill_routes.items()},
+        "backfill_failures": {
+            f"{route} {status}": n
+            for route, statuses in backfill_routes.items()
+            for status, n in statuses.items()
+            if not status.startswith("2")
+        },
+    }
+
+
+def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    backfill: StageReport = result["backfill"]
+    incremental: StageReport = result["incremental"]
+    window: UploadWindow = result["window"]
+    customers = args.customers
+    cm, stripe, pages = backfill.chartmogul_requests, backfill.stripe_requests, result["stripe_pages"]
+    floor = max(pages / STRIPE_LIVE_RATE, cm / CHARTMOGUL_RATE)
+    test_floor = max(pages / STRIPE_TEST_RATE, cm / CHARTMOGUL_RATE)
+    rate = cm / window.seconds if window.seconds else 0.0
+    print(
+        f"backfill benchmark: {customers:,} customers x {args.months} months, upload mode {args.upload_mode}, "
+        f"{args.upload_concurrency} upload instances, ChartMogul latency {args.latency_ms:g} ms, "
+        f"Stripe latency {args.stripe_latency_ms:g} ms (account generated in {result['generated_s']:.0f} s)"
+    )
+    print(f"  ChartMogul requests per customer: {cm:,} / {customers:,} = {cm / customers:.3f}  (goal <= 0.3 in bulk)")
+    print(
+        f"  ChartMogul requests/s while the upload queue has work: {cm:,} in {window.seconds:.1f} s = {rate:.1f}/s, "
+        f"÷ 40 = {rate / CHARTMOGUL_RATE:.2f}  (goal >= 0.9); {window.batches:,} upload batches of "
+        f"{window.records / max(window.batches, 1):.1f} records on average; peak {result['peak_connections']} "
+        f"requests in progress; {result['refused']['429']} answered 429, {result['refused']['503']} answered 503"
+    )
+    print(f"  Stripe requests ÷ unavoidable pages: {stripe:,} / {pages:,} = {stripe / pages:.3f}")
+    print(
+        f"  backfill wall time ÷ floor: {backfill.seconds:.1f} s / {floor:.1f} s = {backfill.seconds / floor:.2f}  "
+        f"(goal <= 1.3; floor = max(Stripe pages ÷ 100/s, ChartMogul requests ÷ 40/s)); "
+        f"÷ the test-mode floor (Stripe at 25/s) {test_floor:.1f} s = {backfill.seconds / test_floor:.2f}"
+    )
+    routes = ", ".join(f"{route} {n:,}" for route, n in sorted(result["backfill_routes"].items(), key=lambda x: -x[1]))
+    print(f"  backfill ChartMogul requests by route: {routes}")
+    failures = ", ".join(f"{what} {n:,}" for what, n in sorted(result["backfill_failures"].items()))
+    print(f"  of which answered other than 2xx: {failures or 'none'}")
+    seconds = {name: round(figures.seconds, 1) for name, figures in backfill.functions.items()}
+    print(f"  backfill handler seconds by function (summed over instances): {seconds}")
+    # The changed customers are those the run exported (one snapshot each): the demo's changes, and the customers
+    # the simulated days renewed, invoiced or charged.
+    changed = incremental.functions["ExportFunction"].records
+    print(
+        f"  incremental after {result['steps']} changes and 2 simulated days: "
+        f"{incremental.stripe_requests:,} Stripe requests for {changed} changed customers = "
+        f"{incremental.stripe_requests / max(changed, 1):.2f} per changed customer  (goal <= 5); "
+        f"{incremental.chartmogul_requests:,} ChartMogul requests, {incremental.seconds:.1f} s"
+    )
+    stripe_routes = sorted(result["incremental_stripe_routes"].items(), key=lambda x: -x[1])
+    print("  incremental Stripe requests by route: " + ", ".join(f"{route} {n:,}" for route, n in stripe_routes))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=200, help="account size (default 200)")
+    parser.add_argument("--months", type=int, default=24, help="months of history (default 24)")
+    parser.add_argument(
+        "--upload-mode", choices=("api", "bulk"), default="bulk", help="of the backfill and the incremental run"
+    )
+    parser.add_argument("--upload-concurrency", type=int, default=3, help="upload instances (default 3)")
+    parser.add_argument("--latency-ms", type=float, default=150.0, help="ChartMogul latency per request")
+    parser.add_argument("--stripe-latency-ms", type=float, default=0.0, help="Stripe latency per request")
+    args = parser.parse_args()
+    if args.customers < 1 or args.months < 1:
+        parser.error("--customers and --months must be at least 1")
+    report(args, run(args))
+
+
+if __name__ == "__main__":
+    main()
