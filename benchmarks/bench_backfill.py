@@ -35,8 +35,8 @@ sys.path[:0] = [str(REPO), str(REPO / "layers" / "common"), str(REPO / "benchmar
 
 from bench_export import stripe_lower_bound  # noqa: E402
 
+from localdev.aws.poller import BatchOutcome  # noqa: E402
 from localdev.pipeline import LocalPipeline, PipelineOptions, StageReport  # noqa: E402
-from localdev.poller import BatchOutcome  # noqa: E402
 from localdev.scenarios import generate_account  # noqa: E402
 
 CHARTMOGUL_RATE = 40.0  # requests/s per account
