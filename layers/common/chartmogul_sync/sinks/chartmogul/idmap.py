@@ -175,14 +175,11 @@ class IdMap:
             self._delete_parts(customer_external_id, previous_count)
 
     def forget_customer(self, customer_external_id: str) -> None:
-        count, _ = self._parts.pop(customer_external_id, (0, {}))
+        """Drop everything known of a customer: its head item and every part item, whatever their count."""
+        self._parts.pop(customer_external_id, None)
         self._state.delete(self._pk, key("customer", customer_external_id))
-        for stale_count in {count} - {0} or self._stored_part_counts(customer_external_id):
-            self._delete_parts(customer_external_id, stale_count)
-
-    def _stored_part_counts(self, customer_external_id: str) -> set[int]:
-        prefix = key("customer", customer_external_id, "part", "")
-        return {int(str(item["sk"]).split("#")[-2]) for item in self._state.query(self._pk, prefix)}
+        for item in list(self._state.query(self._pk, key("customer", customer_external_id, "part", ""))):
+            self._state.delete(self._pk, str(item["sk"]))
 
     def _delete_parts(self, customer_external_id: str, count: int) -> None:
         for item in list(self._state.query(self._pk, _part_prefix(customer_external_id, count))):
