@@ -62,8 +62,12 @@ IMPORTED = frozenset({"imported", "completed", "success", "succeeded"})
 # ---------------------------------------------------------------- the payload (pure)
 
 
-def customer_records(bundle: CustomerBundle) -> JsonDict:
-    """One customer's records in the bulk format (plans apart: they are shared and sent once per import)."""
+def customer_records(bundle: CustomerBundle, *, with_customer: bool = True) -> JsonDict:
+    """One customer's records in the bulk format (plans apart: they are shared and sent once per import).
+
+    `with_customer=False` leaves the customer record out, for a customer created through the API just before:
+    the import's other records name it by external id, as records of a later import for an existing customer do.
+    """
     customer = bundle.customer
     invoices, line_items, transactions = [], [], []
     for invoice in bundle.invoices:
@@ -76,7 +80,9 @@ def customer_records(bundle: CustomerBundle) -> JsonDict:
             {"invoice_external_id": invoice.external_id, **transaction_payload(t)} for t in invoice.transactions
         ]
     return {
-        "customers": [customer.model_dump(mode="json", exclude_none=True, exclude={"attributes"})],
+        "customers": [customer.model_dump(mode="json", exclude_none=True, exclude={"attributes"})]
+        if with_customer
+        else [],
         "invoices": invoices,
         "line_items": line_items,
         "transactions": transactions,
@@ -113,18 +119,21 @@ def pack_payloads(
     external_id_prefix: str,
     max_bytes: int = MAX_PAYLOAD_BYTES,
     max_customers: int = MAX_CUSTOMERS_PER_IMPORT,
+    created: Iterable[str] = (),
 ) -> tuple[list[BulkPayload], list[CustomerBundle]]:
     """Pack bundles into as few imports as fit the limits (pure); returns (payloads, bundles too big for any).
 
     Every record of a customer stays in one import (docs/sources.md#cm-bulk-import). Plans the id map does not know go
-    with the first import that needs them.
+    with the first import that needs them. The customers in `created` exist already: their customer record is left
+    out.
     """
     known = set(known_plans)
+    exists = set(created)
     payloads: list[BulkPayload] = []
     too_big: list[CustomerBundle] = []
     current: BulkPayload | None = None
     for bundle in bundles:
-        records = customer_records(bundle)
+        records = customer_records(bundle, with_customer=bundle.customer.external_id not in exists)
         new_plans = {p.external_id: p for p in bundle.plans if p.external_id not in known}
         size = _json_size(records) + _json_size([plan_record(p) for p in new_plans.values()])
         if size + _ENVELOPE_BYTES > max_bytes:
@@ -295,31 +304,64 @@ class BulkUploader:
         self, bundles: Sequence[CustomerBundle], indexes: list[int], budget: TimeBudget, outcomes: dict[int, Any]
     ) -> None:
         index_of = {bundles[i].customer.external_id: i for i in indexes}
-        known_plans = self._idmap.known_plans({p.external_id for i in indexes for p in bundles[i].plans})
+        # Customers whose API pass after the import needs their uuid are created through the API first, side by
+        # side: one request each instead of a lookup and an update after the import (`needs_uuid_after_import`).
+        first = [i for i in indexes if needs_uuid_after_import(bundles[i])]
+        created: dict[str, KnownCustomer] = {}
+        for index, made in zip(
+            first, map_concurrently(lambda i: self._create_first(bundles[i], budget), first, self._workers), strict=True
+        ):
+            bundle = bundles[index]
+            if isinstance(made, KnownCustomer):
+                created[bundle.customer.external_id] = made
+                if not bundle.invoices and not bundle.subscription_events:  # nothing to import: the API pass is all
+                    outcomes[index] = self._via_api(bundle, budget)
+            elif made is None:  # ChartMogul had it already: the whole bundle goes through the API
+                outcomes[index] = self._via_api(bundle, budget)
+            else:
+                outcomes[index] = made
+        to_import = [i for i in indexes if i not in outcomes]
+        known_plans = self._idmap.known_plans({p.external_id for i in to_import for p in bundles[i].plans})
         prefix = "cmsync-" + hashlib.sha256(" ".join(sorted(index_of)).encode()).hexdigest()[:12]
         prefix += "-" + uuid.uuid4().hex[:8]  # a retried batch is a new import, never a clash of import ids
         payloads, too_big = pack_payloads(
-            [bundles[i] for i in indexes], known_plans, prefix, max_bytes=self._max_payload_bytes
+            [bundles[i] for i in to_import],
+            known_plans,
+            prefix,
+            max_bytes=self._max_payload_bytes,
+            created=created,
         )
         for bundle in too_big:
             logger.info("customer too large for one bulk import: applied per object", extra=_ids(bundle))
             outcomes[index_of[bundle.customer.external_id]] = self._via_api(bundle, budget)
         for payload in payloads:
-            for bundle, outcome in zip(payload.bundles, self._run_import(payload, budget), strict=True):
+            for bundle, outcome in zip(payload.bundles, self._run_import(payload, created, budget), strict=True):
                 outcomes[index_of[bundle.customer.external_id]] = outcome
 
-    def _run_import(self, payload: BulkPayload, budget: TimeBudget) -> list[BundleOutcome]:
+    def _create_first(self, bundle: CustomerBundle, budget: TimeBudget) -> KnownCustomer | BundleOutcome | None:
+        try:
+            return self._uploader.create_customer_first(bundle, budget)
+        except (BundleRefused, ChartMogulError) as failure:
+            return failure
+        except Overtaken as overtaken:  # cannot happen while the lease holds; kept as the id map's guard
+            return ApplyResult(bundle.customer.external_id, Outcome.STALE, notes=[str(overtaken)])
+        except Exception as error:  # only this record fails
+            return _record_failure(bundle, error)
+
+    def _run_import(
+        self, payload: BulkPayload, created: dict[str, KnownCustomer], budget: TimeBudget
+    ) -> list[BundleOutcome]:
         customer_ids = [b.customer.external_id for b in payload.bundles]
         ds = self._idmap.data_source_uuid
         try:
-            created = self._api.call(
+            queued = self._api.call(
                 f"bulk import {payload.external_id} ({len(customer_ids)} customers)",
                 lambda cfg: chartmogul.JsonImport.create(cfg, data_source_uuid=ds, data=payload.body()).get(),
                 budget,
             )
-            import_id = str(created.id)
+            import_id = str(queued.id)
             self.imports_made.append(import_id)
-            finished = self._poll(payload.external_id, created, budget)
+            finished = self._poll(payload.external_id, queued, budget)
         except ChartMogulError as error:
             if error.kind is FailureKind.PERMANENT:  # the whole document was refused (too large, malformed)
                 return [BundleRefused(c, error, payload.external_id) for c in customer_ids]
@@ -341,7 +383,9 @@ class BulkUploader:
         statuses = customer_statuses(details, customer_ids)
         # The API pass of each imported customer (one bundle per customer, its lease held) runs side by side.
         return map_concurrently(
-            lambda b: self._customer_outcome(b, statuses[b.customer.external_id], plans, import_id, budget),
+            lambda b: self._customer_outcome(
+                b, statuses[b.customer.external_id], plans, import_id, created.get(b.customer.external_id), budget
+            ),
             payload.bundles,
             self._workers,
         )
@@ -352,13 +396,14 @@ class BulkUploader:
         status: CustomerImportStatus | None,
         plans: CustomerImportStatus | None,
         import_id: str,
+        created: KnownCustomer | None,
         budget: TimeBudget,
     ) -> BundleOutcome:
         customer_id = bundle.customer.external_id
         if status is not None and status.imported:
             try:
                 with self._idmap.writing(customer_id, snapshot_version(bundle)):
-                    self._idmap.remember_customer(customer_id, _known_after_import(bundle))
+                    self._idmap.remember_customer(customer_id, _known_after_import(bundle, created))
             except Overtaken as overtaken:  # cannot happen while the lease holds; kept as the id map's guard
                 return ApplyResult(customer_id, Outcome.STALE, notes=[str(overtaken)])
             except Exception as failure:  # only this record fails
@@ -413,15 +458,28 @@ class BulkUploader:
         return None
 
 
-def _known_after_import(bundle: CustomerBundle) -> KnownCustomer:
-    """What a completed bulk import created for this customer (uuids are looked up later, when needed)."""
-    fields = customer_fields(bundle.customer)
-    # The bulk format carries no attributes (docs/sources.md#cm-bulk-import): what ChartMogul holds is the empty
-    # default, which the API pass then patches when the bundle has tags or custom attributes.
-    fields["attributes"] = customer_fields(Customer(external_id=bundle.customer.external_id))["attributes"]
+def needs_uuid_after_import(bundle: CustomerBundle) -> bool:
+    """Whether the API pass after a bulk import would need the customer's ChartMogul uuid (pure).
+
+    It would to set tags or custom attributes (the bulk format carries none, docs/sources.md#cm-bulk-import) and to
+    cancel subscriptions (`PATCH /import/subscriptions/{uuid}`, found through the customer's uuid).
+    """
+    attributes = bundle.customer.attributes
+    return bool(attributes.tags or attributes.custom or bundle.cancellations)
+
+
+def _known_after_import(bundle: CustomerBundle, created: KnownCustomer | None = None) -> KnownCustomer:
+    """What ChartMogul holds for this customer after a completed import (`created`: what creating it first made)."""
+    if created is not None:
+        uuid, fields = created.uuid, created.fields
+    else:
+        uuid, fields = None, customer_fields(bundle.customer)  # its uuid is looked up later, when needed
+        # The bulk format carries no attributes (docs/sources.md#cm-bulk-import): what ChartMogul holds is the
+        # empty default, which the API pass then patches when the bundle has tags or custom attributes.
+        fields["attributes"] = customer_fields(Customer(external_id=bundle.customer.external_id))["attributes"]
     return KnownCustomer(
         exists=True,
-        uuid=None,
+        uuid=uuid,
         fields=fields,
         invoices=dict.fromkeys(i.external_id for i in bundle.invoices),
         transactions=frozenset(t.external_id for i in bundle.invoices for t in i.transactions),

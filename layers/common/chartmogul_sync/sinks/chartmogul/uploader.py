@@ -216,19 +216,7 @@ class BundleUploader:
             result.writes["plans_updated"] += 1
 
         if writes.customer_to_create is not None:
-            payload = customer_create_payload(writes.customer_to_create, self.idmap.data_source_uuid)
-            try:
-                created = self._write(
-                    customer_id,
-                    customer_id,
-                    f"create customer {customer_id}",
-                    lambda cfg: chartmogul.Customer.create(cfg, data=payload).get(),
-                    budget,
-                )
-            except ChartMogulError as error:
-                self._relearn_customer(customer_id, error, budget)
-            known = KnownCustomer(exists=True, uuid=str(created.uuid), fields=customer_fields(bundle.customer))
-            self.idmap.remember_customer(customer_id, known)
+            known = self._create_customer(bundle, budget)
             result.writes["customers_created"] += 1
         if writes.customer_changes:
             uuid = self._customer_uuid(customer_id, known, budget)
@@ -350,6 +338,43 @@ class BundleUploader:
                     raise self._unresolvable(customer_id, event.external_id, error) from error
             known = replace(known, events=known.events | {event.external_id})
             self.idmap.remember_customer(customer_id, known)
+
+    def create_customer_first(self, bundle: CustomerBundle, budget: TimeBudget) -> KnownCustomer | None:
+        """Create the bundle's customer alone, with its attributes, and remember it; the caller holds the lease.
+
+        For a bulk import (bulk.py): the bulk format carries no attributes, and setting them afterwards costs a
+        lookup of the new customer's uuid and an update; created here, the customer costs one request and its uuid
+        is known for what follows (cancellations). None when ChartMogul already holds the customer (a crash after
+        an earlier create): the caller applies the whole bundle through the API, which relearns it.
+        """
+        customer_id = bundle.customer.external_id
+        with self.idmap.writing(customer_id, snapshot_version(bundle)):
+            self._duplicates[customer_id] = set()
+            try:
+                return self._create_customer(bundle, budget)
+            except _Relearned:
+                return None
+            finally:
+                del self._duplicates[customer_id]
+
+    def _create_customer(self, bundle: CustomerBundle, budget: TimeBudget) -> KnownCustomer:
+        customer_id = bundle.customer.external_id
+        payload = customer_create_payload(bundle.customer, self.idmap.data_source_uuid)
+        try:
+            created = self._write(
+                customer_id,
+                customer_id,
+                f"create customer {customer_id}",
+                lambda cfg: chartmogul.Customer.create(cfg, data=payload).get(),
+                budget,
+            )
+        except ChartMogulError as error:
+            self._relearn_customer(customer_id, error, budget)
+        # A create that carried typed custom attributes created their definitions (attributes.py).
+        self.custom_attributes.remember(bundle.customer.model_dump(mode="json")["attributes"]["custom"])
+        known = KnownCustomer(exists=True, uuid=str(created.uuid), fields=customer_fields(bundle.customer))
+        self.idmap.remember_customer(customer_id, known)
+        return known
 
     def _create_invoices(
         self, bundle: CustomerBundle, writes: WritePlan, known: KnownCustomer, budget: TimeBudget, result: ApplyResult
