@@ -3,8 +3,10 @@
 moto's own event source mapping cannot run our code without Docker and ignores partial batch responses
 (docs/sources.md#aws-moto), so this does what Lambda's poller does (#aws-sqs-lambda, #aws-local-poller):
 
-- gather up to BatchSize messages; once a batch has started, wait up to MaximumBatchingWindowInSeconds to
-  fill it;
+- gather up to BatchSize messages, and no more than the invocation payload quota (6 MB) holds; once a batch
+  has started, wait up to MaximumBatchingWindowInSeconds to fill it (docs/sources.md#aws-sqs-lambda: Lambda polls
+  "until the batching window expires, the invocation payload size quota is reached, or the configured maximum
+  batch size is reached"); a message received past the quota starts the next batch;
 - call the handler with the Lambda SQS event; a raised exception or a timeout fails the whole batch;
 - with ReportBatchItemFailures, delete all but the reported records; an invalid report fails the whole batch
   (Lambda developer guide, "Handling errors for an SQS event source": "Lambda treats a batch as a complete
@@ -15,6 +17,7 @@ moto's own event source mapping cannot run our code without Docker and ignores p
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +28,9 @@ from localdev.aws.lambda_model import sqs_event_record
 from localdev.aws.template import SqsEventSource
 
 SQS_MAX_MESSAGES_PER_RECEIVE = 10
+# Lambda's invocation payload quota (synchronous invocations, which an event source mapping makes): 6 MB
+# (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
+INVOCATION_PAYLOAD_QUOTA_BYTES = 6 * 1024 * 1024
 _BATCH_FILL_PAUSE_SECONDS = 0.05
 
 
@@ -84,6 +90,15 @@ class SqsEventSourcePoller:
         self.queue_arn = queue_arn
         self.region = region
         self.options = options
+        # Messages received past the payload quota of the batch being gathered: the next batch starts with them.
+        self._carried: list[dict[str, Any]] = []
+        self._carried_lock = threading.Lock()
+
+    @property
+    def has_carried_messages(self) -> bool:
+        """Messages received past the last batch's payload quota, waiting to start the next batch."""
+        with self._carried_lock:
+            return bool(self._carried)
 
     def poll_once(self, environment: ExecutionEnvironment | None = None) -> BatchOutcome | None:
         """Receive one batch and invoke the function with it; None when the queue gave nothing.
@@ -123,18 +138,33 @@ class SqsEventSourcePoller:
     def _receive_batch(self) -> list[dict[str, Any]]:
         window = self.source.batching_window_seconds if self.options.wait_for_batching_window else 0
         deadline = time.monotonic() + window
+        with self._carried_lock:
+            pending, self._carried = self._carried, []
         batch: list[dict[str, Any]] = []
+        size = len('{"Records":[]}')
         # Bounded: every pass either fills the batch further or sleeps towards the deadline.
         while len(batch) < self.source.batch_size:
-            with _receive_lock(self.queue_url):
-                received = self.sqs.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=min(SQS_MAX_MESSAGES_PER_RECEIVE, self.source.batch_size - len(batch)),
-                    MessageSystemAttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                    WaitTimeSeconds=0,
-                ).get("Messages", [])
-            batch.extend(received)
+            if pending:
+                received, pending = pending, []
+            else:
+                with _receive_lock(self.queue_url):
+                    received = self.sqs.receive_message(
+                        QueueUrl=self.queue_url,
+                        MaxNumberOfMessages=min(SQS_MAX_MESSAGES_PER_RECEIVE, self.source.batch_size - len(batch)),
+                        MessageSystemAttributeNames=["All"],
+                        MessageAttributeNames=["All"],
+                        WaitTimeSeconds=0,
+                    ).get("Messages", [])
+            for index, message in enumerate(received):
+                record_size = len(json.dumps(sqs_event_record(message, self.queue_arn, self.region))) + 1
+                if batch and (
+                    size + record_size > INVOCATION_PAYLOAD_QUOTA_BYTES or len(batch) == self.source.batch_size
+                ):
+                    with self._carried_lock:
+                        self._carried.extend(received[index:])
+                    return batch
+                batch.append(message)
+                size += record_size
             if not received:
                 remaining = deadline - time.monotonic()
                 # An empty queue gives no batch at once; the window only holds a started batch open.

@@ -326,7 +326,7 @@ class LocalStack:
                         running[pool.submit(environment.invoke, item.event)] = (slot, environment, item)
                     for index, poller in enumerate(self.pollers):
                         slot = f"poller-{index}"
-                        if free[slot] and self._visible_messages(poller.source.queue):
+                        if free[slot] and (poller.has_carried_messages or self._visible_messages(poller.source.queue)):
                             environment = free[slot].pop()
                             running[pool.submit(poller.poll_once, environment)] = (slot, environment, None)
                     if not running:

@@ -124,13 +124,30 @@ def test_drain_stops_at_its_batch_bound(template: Template) -> None:
 
 def test_batches_hold_up_to_batch_size(template: Template) -> None:
     recorder = Recorder()
-    batch_size = template.functions["UploadFunction"].sqs_events[0].batch_size  # 20: two receives of 10
-    with local_stack(template, options=FAST, handlers={"UploadFunction": recorder}) as stack:
+    batch_size = template.functions["TransformFunction"].sqs_events[0].batch_size  # 10: one receive of 10
+    with local_stack(template, options=FAST, handlers={"TransformFunction": recorder}) as stack:
         for n in range(batch_size + 5):
-            stack.send("UploadQueue", f"bundle-{n}")
+            stack.send("RawQueue", f"snapshot-{n}")
         stack.drain()
 
     assert [len(event["Records"]) for event, _, _ in recorder.calls] == [batch_size, 5]
+
+
+def test_a_batch_stops_at_lambdas_six_mb_payload_quota(template: Template) -> None:
+    """The upload trigger's batch size (1,000) is not reached when the records fill 6 MB first; the message
+    received past the quota starts the next batch, and every message is delivered once."""
+    recorder = Recorder()
+    options = PollerOptions(wait_for_batching_window=False, failed_record_visibility_timeout=0, concurrent=False)
+    body = "x" * 240_000  # SQS takes up to 256 KiB a message
+    with local_stack(template, options=options, handlers={"UploadFunction": recorder}) as stack:
+        for n in range(30):  # 7.2 MB in all
+            stack.send("UploadQueue", f"{n:02d}{body}")
+        stack.drain()
+
+    sizes = [len(json.dumps(event)) for event, _, _ in recorder.calls]
+    assert len(sizes) == 2 and all(size <= 6 * 1024 * 1024 for size in sizes)
+    delivered = [r["body"][:2] for event, _, _ in recorder.calls for r in event["Records"]]
+    assert sorted(delivered) == [f"{n:02d}" for n in range(30)]
 
 
 def test_a_batch_waits_out_its_batching_window_when_the_queue_has_less(template: Template) -> None:

@@ -645,8 +645,8 @@ MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
     ),
     (
         visibility_covers_consumer_timeout,
-        "upload timeout raised past visibility / 6",
-        lambda raw: _r(raw, "UploadFunction").update(Timeout=301),
+        "upload queue visibility one second short of 6x",
+        lambda raw: _r(raw, "UploadQueue").update(VisibilityTimeout=6 * 900 - 1),
         "UploadQueue",
     ),
     (

@@ -43,8 +43,9 @@ logger = Logger(child=True)
 
 # Clock skew between Lambda hosts is far below this (they run NTP); the margin only keeps an expiry on the safe side.
 CLOCK_MARGIN_S = 30.0
-# A lease never lasts longer than this (the upload function's timeout is 300 s, its queue's visibility 1,800 s).
-MAX_LEASE_S = 900.0
+# A lease never lasts longer than this: Lambda's longest timeout (900 s, the upload function's) plus the margin,
+# far below the upload queue's visibility timeout (5,400 s).
+MAX_LEASE_S = 900.0 + CLOCK_MARGIN_S
 # How long one apply waits for a lease another instance holds before the record is given back to SQS.
 DEFAULT_WAIT_S = 20.0
 _FIRST_PAUSE_S = 0.05
