@@ -165,10 +165,12 @@ class SqsEventSourcePoller:
                     return batch
                 batch.append(message)
                 size += record_size
+            remaining = deadline - time.monotonic()
+            if batch and remaining <= 0:  # the window is a bound on the wait, however fast messages keep coming
+                break
             if not received:
-                remaining = deadline - time.monotonic()
                 # An empty queue gives no batch at once; the window only holds a started batch open.
-                if not batch or remaining <= 0:
+                if not batch:
                     break
                 time.sleep(min(_BATCH_FILL_PAUSE_SECONDS, remaining))
         return batch

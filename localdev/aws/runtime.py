@@ -73,6 +73,7 @@ class AsyncOutcome:
     event: dict[str, Any]
     attempts: int
     error: str | None  # None when an attempt succeeded
+    response: Any = field(default=None, repr=False)  # what the successful attempt returned
 
 
 @dataclass
@@ -403,7 +404,9 @@ class LocalStack:
         """After one attempt: done, retried (Lambda's MaximumRetryAttempts), or sent to the on-failure destination."""
         function = item.function.spec.logical_id
         if not invocation.failed:
-            report.async_invocations.append(AsyncOutcome(function, item.event, item.attempts, None))
+            report.async_invocations.append(
+                AsyncOutcome(function, item.event, item.attempts, None, invocation.response)
+            )
             return
         error = "Task timed out" if invocation.timed_out else repr(invocation.error)
         config = item.function.spec.properties.get("EventInvokeConfig", {})

@@ -60,12 +60,13 @@ class Settings(BaseSettings):
     # Stripe's rate limit belongs to the account and is shared with the user's own application (Stripe docs,
     # "Rate limits", docs.stripe.com/rate-limits: 100 read requests/s in live mode, 25 in test mode). The export
     # uses at most `stripe_rate_limit_share` of it in all modes (real-time, incremental, backfill), split equally
-    # between the export invocations that can run at once (`export_max_concurrency`: the Stripe events trigger's
-    # MaximumConcurrency 2 plus one scheduled, one-customer or backfill run), as the upload splits ChartMogul's.
+    # between the export invocations that can run at once (`export_max_concurrency`), as the upload splits
+    # ChartMogul's. The export function's reserved concurrency is 1 (template.yaml: two runs would move the same
+    # cursor or checkpoint), so one invocation runs at a time, whatever invoked it, and takes the whole share.
     stripe_rate_limit_share: float = Field(default=0.5, gt=0, le=1)
     # None: Stripe's documented limit for the key's mode (a live key 100/s, a test key 25/s).
     stripe_rate_limit_per_second: float | None = Field(default=None, gt=0)
-    export_max_concurrency: int = Field(default=3, ge=1)
+    export_max_concurrency: int = Field(default=1, ge=1)
     # Timeouts for outside calls: (connect, read) seconds. Neither client has a sane default
     # (docs/sources.md#cm-client-config).
     http_connect_timeout_s: float = Field(default=3.05, gt=0)

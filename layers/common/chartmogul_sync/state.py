@@ -16,6 +16,8 @@ Key layout (one place, so two features never collide):
                                   invoices and transactions (sinks/chartmogul/idmap.py)
   pk="failure#<sqs message id>"   sk="last"               why a transform or upload record last failed (`failure`
                                   JSON; `expires_at` TTL after the DLQs' retention; failures.py), for its dead letter
+  pk="uploaders"                  sk="<instance id>"       an upload instance sending ChartMogul requests now
+                                  (`expires_at`, TTL; sinks/chartmogul/limiter.py UploadPeers)
 Callers build keys with `key()` and never spell the separators themselves.
 """
 

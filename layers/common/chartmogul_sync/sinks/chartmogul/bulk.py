@@ -410,6 +410,7 @@ class BulkUploader:
                 return _record_failure(bundle, failure)
             result = self._via_api(bundle, budget)  # cancellations and attributes; no request when there are none
             if isinstance(result, ApplyResult):
+                result.outcome = Outcome.APPLIED  # the import wrote it, whatever the API pass had left to do
                 result.writes["customers_bulk_imported"] += 1
                 result.writes["invoices_bulk_imported"] += len(bundle.invoices)
             return result

@@ -3,14 +3,20 @@
 docs/sources.md#cm-rate-limits: the limits are per *account*, across all concurrent uploads; beyond them
 ChartMogul answers 429 (rate) or 503 (connections).
 
-The choice, for concurrent Lambda instances: each instance takes an equal share of both limits,
-`share = account limit / MaximumConcurrency` (the upload function's `ScalingConfig.MaximumConcurrency`,
-docs/sources.md#aws-sqs-lambda). The shares add up to at most the account limit whatever the instances do, with no
-coordination and no extra request per call. The alternative, a token bucket in DynamoDB, would let a lone instance
-use the whole account limit, but costs a conditional write (and its latency and contention) for every lease of
-tokens, and a throttled DynamoDB would then stall uploads. An incremental sync is far below the limit, and a
-backfill runs every instance at once, where equal shares are what a global bucket would give anyway. A 429 or 503
-that still happens (another integration on the same account) is retried by the client wrapper with backoff.
+The choice, for concurrent Lambda instances: each instance takes an equal share of both limits among the
+instances sending requests *now*: `share = account limit / active instances`. Each busy instance keeps a heartbeat
+item in the state table (`UploadPeers`: a put and a query at most once a second, only while it sends requests) and
+counts the live ones. A lone instance uses the whole account limit; three busy ones a third each; an instance that
+waits for a bulk import to finish, or has no work, stops counting within seconds and leaves its share to the
+others. Without the state table (`peers=None`) the share is fixed at `account limit / MaximumConcurrency` (the
+upload function's `ScalingConfig.MaximumConcurrency`, docs/sources.md#aws-sqs-lambda): safe with no coordination,
+but an instance alone, or beside idle ones, then uses a fraction of the limit.
+
+Why not a token bucket in DynamoDB: a conditional write for every lease of tokens, with its latency and contention
+on one item, and a throttled table would stall uploads. The heartbeat costs two small requests a second per busy
+instance, whatever its request rate. Its cost is a short overshoot: an instance that becomes busy is counted by the
+others within `UploadPeers.refresh_s`, so for that long the account may see more than its limit; ChartMogul answers
+429 and the client wrapper retries with backoff (client.py), as for another integration on the same account.
 
 Within one process the limiter is shared by every thread (a local runtime running invocations in threads of one
 process gives that process the share of one instance, which errs on the safe side).
@@ -18,12 +24,18 @@ process gives that process the share of one instance, which errs on the safe sid
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar
 
+from aws_lambda_powertools import Logger
+
 from chartmogul_sync.config import Settings
+from chartmogul_sync.state import StateTable, key
+
+logger = Logger(child=True)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,8 +45,49 @@ class OutOfTime(RuntimeError):
     """Waiting for a request slot would run past the time budget."""
 
 
+class UploadPeers:
+    """The upload instances sending ChartMogul requests now: a heartbeat item each in the state table.
+
+    `count()` renews this instance's heartbeat and counts the live ones (itself included, so never less than 1).
+    A heartbeat lives `expiry_s`; the limiter calls `count()` at most every `refresh_s`, and only while it lets
+    requests through, so an idle or waiting instance drops out by itself. Expired items are left to the table's
+    TTL (`expires_at`), and ignored until then.
+
+        peers = UploadPeers(state)
+        limiter = ChartMogulLimiter(40, 20, peers=peers)  # 40/s alone, 20/s each for two busy instances
+    """
+
+    def __init__(
+        self,
+        state: StateTable,
+        instance_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+        refresh_s: float = 1.0,
+        expiry_s: float = 3.0,
+    ) -> None:
+        self._state = state
+        self.instance_id = instance_id or uuid.uuid4().hex
+        self._clock = clock
+        self.refresh_s = refresh_s
+        self.expiry_s = expiry_s
+
+    def count(self) -> int:
+        now = self._clock()
+        self._state.put(_PEERS_PK, self.instance_id, {"expires_at": now + self.expiry_s})
+        live = sum(1 for item in self._state.query(_PEERS_PK) if float(item.get("expires_at", 0)) > now)
+        return max(1, live)
+
+
+_PEERS_PK = key("uploaders")
+
+
 class ChartMogulLimiter:
-    """A smooth token bucket (no bursts) plus a cap on requests in flight, both thread-safe."""
+    """A smooth token bucket (no bursts) plus a cap on requests in flight, both thread-safe.
+
+    With `peers` the two figures are the account's, divided by the busy instances (re-counted at most every
+    `peers.refresh_s`; `divide_connections=False` keeps `max_connections` as given); without, they are this
+    instance's fixed share.
+    """
 
     def __init__(
         self,
@@ -42,28 +95,75 @@ class ChartMogulLimiter:
         max_connections: int,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        peers: UploadPeers | None = None,
+        divide_connections: bool = True,
     ) -> None:
         if requests_per_second <= 0 or max_connections < 1:
             raise ValueError("the limiter needs a positive rate and at least one connection")
-        self.requests_per_second = requests_per_second
+        self._rate_limit = requests_per_second
+        self._connection_limit = max_connections
+        # The most connections this limiter ever lets run at once (worker threads are sized by it).
         self.max_connections = max_connections
-        self._interval = 1.0 / requests_per_second
+        self._peers = peers
+        self._divide_connections = divide_connections
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()
+        self._next_refresh = clock()
+        self.active_instances = 1
+        self._share(1)
         self._next_start = clock()
-        self._connections = threading.BoundedSemaphore(max_connections)
+        self._gate = threading.Condition()
         self.in_flight = 0
         self.peak_in_flight = 0  # for metrics and tests: the most requests this limiter ever let run at once
 
+    @property
+    def requests_per_second(self) -> float:
+        return 1.0 / self._interval
+
+    @property
+    def connections(self) -> int:
+        """Requests this instance may have in flight now."""
+        return self._connections
+
     @classmethod
-    def share_of_account(cls, settings: Settings) -> "ChartMogulLimiter":
-        """This instance's equal share of the account limits (see the module docstring for why)."""
+    def share_of_account(cls, settings: Settings, peers: UploadPeers | None = None) -> "ChartMogulLimiter":
+        """This instance's share of the account limits (see the module docstring for why): among the busy
+        instances with `peers`, else a fixed `1 / upload_max_concurrency`."""
         instances = settings.upload_max_concurrency
-        return cls(
-            requests_per_second=settings.chartmogul_requests_per_second / instances,
-            max_connections=max(1, settings.chartmogul_max_connections // instances),
+        # Connections stay the fixed share: an instance that counts itself alone a moment too long would otherwise
+        # open the account's 20 beside the others' (ChartMogul answers 503 past them), and 20 / MaximumConcurrency
+        # still carries the whole rate at ChartMogul's latency (6 connections x 1 / 0.15 s = 40 requests/s).
+        connections = max(1, settings.chartmogul_max_connections // instances)
+        if peers is not None:
+            return cls(settings.chartmogul_requests_per_second, connections, peers=peers, divide_connections=False)
+        return cls(requests_per_second=settings.chartmogul_requests_per_second / instances, max_connections=connections)
+
+    def _share(self, instances: int) -> None:
+        self.active_instances = instances
+        self._interval = instances / self._rate_limit
+        self._connections = (
+            max(1, self._connection_limit // instances) if self._divide_connections else self._connection_limit
         )
+
+    def _refresh(self) -> None:
+        """Re-count the busy instances when due; one thread does it, the others go on with the current share."""
+        if self._peers is None or self._clock() < self._next_refresh or not self._refreshing.acquire(blocking=False):
+            return
+        try:
+            try:
+                instances = self._peers.count()
+            except Exception as error:  # the state table unreachable: keep the current share, try again later
+                logger.warning("could not count the busy upload instances", extra={"error": str(error)})
+                instances = self.active_instances
+            with self._lock:
+                self._share(instances)
+            with self._gate:
+                self._gate.notify_all()
+            self._next_refresh = self._clock() + self._peers.refresh_s
+        finally:
+            self._refreshing.release()
 
     @contextmanager
     def slot(self, deadline: float | None = None) -> Iterator[None]:
@@ -71,21 +171,26 @@ class ChartMogulLimiter:
 
         `deadline` is a `clock()` value; waiting past it raises OutOfTime instead of starting a request late.
         """
-        timeout = None if deadline is None else max(0.0, deadline - self._clock())
-        if not self._connections.acquire(timeout=timeout):
-            raise OutOfTime("no free ChartMogul connection before the time budget ran out")
+        self._refresh()
+        self._acquire_connection(deadline)
         try:
             self._wait_for_rate(deadline)
-            with self._lock:
-                self.in_flight += 1
-                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-            try:
-                yield
-            finally:
-                with self._lock:
-                    self.in_flight -= 1
+            yield
         finally:
-            self._connections.release()
+            with self._gate:
+                self.in_flight -= 1
+                self._gate.notify()
+
+    def _acquire_connection(self, deadline: float | None) -> None:
+        with self._gate:
+            # Bounded: each wait ends by a release, a refresh, or the deadline.
+            while self.in_flight >= self._connections:
+                timeout = None if deadline is None else deadline - self._clock()
+                if timeout is not None and timeout <= 0:
+                    raise OutOfTime("no free ChartMogul connection before the time budget ran out")
+                self._gate.wait(timeout=timeout if timeout is not None else 1.0)
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
     def _wait_for_rate(self, deadline: float | None) -> None:
         # Book the next start time under the lock, sleep outside it: requests are spaced `1/rate` apart, so no

@@ -23,7 +23,7 @@ from .bulk import BulkUploader, BundleOutcome
 from .client import ChartMogulApi, ChartMogulError, FailureKind, TimeBudget
 from .idmap import DataSources, IdMap
 from .leases import CustomerLeases
-from .limiter import ChartMogulLimiter, map_concurrently
+from .limiter import ChartMogulLimiter, UploadPeers, map_concurrently
 from .source_settings import warn_if_auto_churn
 from .uploader import ApplyResult, BundleRefused, BundleUploader
 
@@ -75,10 +75,12 @@ class UploadService:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, api_key: str, dynamodb: Any, s3: Any, sqs: Any) -> "UploadService":
-        api = ChartMogulApi(api_key, settings, ChartMogulLimiter.share_of_account(settings))
+        state = StateTable(dynamodb, settings.state_table)
+        # The account's limits shared among the instances busy now (limiter.py), counted in the state table.
+        api = ChartMogulApi(api_key, settings, ChartMogulLimiter.share_of_account(settings, UploadPeers(state)))
         return cls(
             api=api,
-            state=StateTable(dynamodb, settings.state_table),
+            state=state,
             s3=s3,
             sender=MessageSender(sqs, s3, settings.staging_bucket),
             settings=settings,
