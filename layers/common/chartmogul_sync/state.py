@@ -16,6 +16,9 @@ Key layout (one place, so two features never collide):
                                   invoices and transactions (sinks/chartmogul/idmap.py)
   pk="failure#<sqs message id>"   sk="last"               why a transform or upload record last failed (`failure`
                                   JSON; `expires_at` TTL after the DLQs' retention; failures.py), for its dead letter
+  pk="run#last"                   sk="<mode>"             the export's last run of this mode (incremental, backfill,
+                                  customer, realtime): `run` JSON with its times, outcome and counts
+                                  (sources/stripe/run.py RunRecord), for `cmsync status`
 Callers build keys with `key()` and never spell the separators themselves.
 """
 

@@ -24,7 +24,15 @@ from rich.table import Table
 
 from ..state import StateTable
 from .accounts import Accounts, AccountsError, load_accounts
-from .stack import DeployedStack, SavedState, StackError, load_dead_letters, load_state_items, parked_from_saved
+from .stack import (
+    TERMINAL_QUEUES,
+    DeployedStack,
+    SavedState,
+    StackError,
+    load_dead_letters,
+    load_state_items,
+    parked_from_saved,
+)
 
 _OK = {"ok": "[green]ok[/green]", "fail": "[red]FAIL[/red]", "info": "[blue]info[/blue]"}
 
@@ -88,14 +96,29 @@ def check_command(stack: str | None, as_json: bool) -> None:
     the data source; with --stack, the deployed stack too (secrets set, schedule, queue depths)."""
     from .inspect import CheckResult, check_chartmogul, check_stripe
 
-    accounts, deployed = _accounts(stack)
+    results: list[CheckResult] = []
+    accounts: Accounts | None = None
+    deployed: DeployedStack | None = None
+    if stack is None:
+        accounts, _ = _accounts(None)
+    else:
+        try:
+            deployed = DeployedStack.find(stack)
+        except StackError as error:
+            raise click.ClickException(str(error)) from None
+        try:
+            accounts = load_accounts(deployed)
+            results.append(CheckResult("stack secrets", "ok", "the Stripe and ChartMogul keys are set"))
+        except (AccountsError, StackError) as error:  # the stack's other checks still run
+            results.append(CheckResult("stack secrets", "fail", str(error)))
     with _progress() as progress:
         progress.add_task("checking Stripe and ChartMogul…", total=None)
-        results = [*check_stripe(accounts), *check_chartmogul(accounts)]
+        if accounts is not None:
+            results[:0] = [*check_stripe(accounts), *check_chartmogul(accounts)]
         if deployed is not None:
             results.append(CheckResult("stack schedule", "info", deployed.schedule_state()))
             for queue, depth in deployed.queue_depths().items():
-                waiting = queue not in ("raw", "upload") and depth > 0
+                waiting = queue in TERMINAL_QUEUES and depth > 0
                 results.append(CheckResult(f"stack queue {queue}", "fail" if waiting else "ok", f"{depth} messages"))
     failed = [r for r in results if r.status == "fail"]
     if as_json:
@@ -387,7 +410,8 @@ def audit_command(
 @stack_option
 @json_option
 def status_command(state_dir: Path | None, stack: str | None, as_json: bool) -> None:
-    """What a sync is doing: incremental cursor and its age, backfill progress, queue and DLQ depths, schedule."""
+    """What a sync is doing: incremental cursor and its age, each mode's last run and its outcome, backfill progress,
+    queue and DLQ depths, schedule."""
     from .status import sync_status
 
     if (state_dir is None) == (stack is None):
