@@ -244,3 +244,57 @@ def test_a_transform_bug_shows_as_a_mapping_difference(
     assert {d["check"] for d in report["differences"]} == {"numbers"}  # integrity is clean
     assert {d["cause"] for d in report["differences"]} == {"mapping"}
     assert {d["customer"] for d in report["differences"]} == {customer}
+
+
+def test_a_transform_that_counts_tax_refunds_or_churn_otherwise_is_named_by_that_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three transform bugs at once, each in its own customer: the tax sent as zero (so ChartMogul's MRR keeps it),
+    refunds left out, cancellations a month late. ChartMogul holds exactly what the (buggy) mapping says, so
+    integrity is clean; the audit's independent derivation names the part of Stripe's data each bug miscounts."""
+    from chartmogul_sync.audit.mrr_rules import add_months
+    from chartmogul_sync.transform import mapping
+
+    # Large enough to hold the three scenarios.
+    account = generate_account(customers=40, months=12, seed=11, now=int(time.time()))
+    truth = account.ground_truth()
+
+    def one_with(scenario: str) -> str:
+        return next(c for c, expected in sorted(truth["customers"].items()) if scenario in expected["scenarios"])
+
+    taxed, refunded, churned = one_with("tax_exclusive"), one_with("refund_partial"), one_with("cancel_now")
+    line, cancelled_at = mapping._BundleMapper.line, mapping._BundleMapper.cancelled_at
+
+    def line_without_tax(self: Any, invoice: Any, stripe_line: Any) -> Any:
+        draft = line(self, invoice, stripe_line)
+        if draft is not None:
+            draft["tax_amount_in_cents"] = 0
+        return draft
+
+    def cancelled_a_month_late(self: Any, subscription_id: str, subscription: Any) -> Any:
+        moment = cancelled_at(self, subscription_id, subscription)
+        return None if moment is None else add_months(moment, 1)
+
+    monkeypatch.setattr(mapping._BundleMapper, "line", line_without_tax)
+    monkeypatch.setattr(mapping._BundleMapper, "cancelled_at", cancelled_a_month_late)
+    monkeypatch.setattr(mapping._BundleMapper, "refund_transactions", lambda self: {})
+
+    state = str(tmp_path / "state")
+    with (
+        stripe_emulator.start(account, follow_wall_clock=True) as stripe,
+        chartmogul_emulator.start(rate_limit=None) as chartmogul_server,
+    ):
+        env = environment(stripe, chartmogul_server)
+        for customer in (taxed, refunded, churned):
+            synced = cmsync(env, "sync", "--local", "--mode", "customer", "--customer", customer, "--state-dir", state)
+            assert synced.exit_code == 0, synced.output
+        audited = [arg for customer in (taxed, refunded, churned) for arg in ("--customer", customer)]
+        code, report = audit_json(env, "--state-dir", state, *audited)
+
+    assert code == 1
+    assert {d["check"] for d in report["differences"]} == {"numbers"}  # ChartMogul holds what the mapping says
+    causes = drift_by_customer(report)
+    assert causes == {taxed: {"tax"}, refunded: {"refunds"}, churned: {"churn date"}}
+    refund = next(d for d in report["differences"] if d["customer"] == refunded)
+    assert refund["problem"].startswith("net cash flow") and "missing from ChartMogul" in refund["detail"]
+    assert set(report["summary"]["advice"]) == {"tax", "refunds", "churn date"}

@@ -59,6 +59,8 @@ def print_audit(report: AuditReport, console: Console, *, title: str = "Audit: C
         console.print(table)
         if len(report.differences) > MAX_ROWS:
             console.print(f"… and {len(report.differences) - MAX_ROWS} more (--json lists them all)")
+    for cause, advice in report.advice().items():
+        console.print(f"  [bold]{cause}[/bold]: {advice}")
     causes = ", ".join(f"{cause}: {count}" for cause, count in report.causes().items()) or "none"
     console.print(
         f"Customers audited {report.customers_audited}, in ChartMogul {report.customers_in_chartmogul}; "
