@@ -298,3 +298,54 @@ def test_a_transform_that_counts_tax_refunds_or_churn_otherwise_is_named_by_that
     refund = next(d for d in report["differences"] if d["customer"] == refunded)
     assert refund["problem"].startswith("net cash flow") and "missing from ChartMogul" in refund["detail"]
     assert set(report["summary"]["advice"]) == {"tax", "refunds", "churn date"}
+
+
+def test_compare_data_source_names_the_customers_and_months_where_two_sources_differ(
+    account: Account, stripe: Any, chartmogul_server: Any, tmp_path: Path
+) -> None:
+    """A second data source in the same ChartMogul account, filled through the Import API by the same pipeline
+    under another name (standing in for the native Stripe source during a migration), with one customer fewer,
+    one more, and one whose plan it leaves out."""
+    truth = account.ground_truth()
+    last = truth["months"][-1]
+    usd = sorted(
+        customer
+        for customer, expected in truth["customers"].items()
+        if expected["mrr"][last] and {i["currency"] for i in expected["invoices"]} == {"USD"}
+    )
+    assert len(usd) >= 4
+    same, differs, only_ours, only_theirs = usd[:4]
+    env = environment(stripe, chartmogul_server)
+    native = "Stripe (native)"
+    without_a_plan = tmp_path / "without-a-plan.yaml"
+    plan = truth["customers"][differs]["plans"][0]["external_id"]
+    without_a_plan.write_text(f"version: 1\nexclude:\n  prices: [{plan}]\n")
+
+    def sync(customer: str, source_env: dict[str, str], state: str, *config: str) -> None:
+        args = ("sync", "--local", "--mode", "customer", "--customer", customer, "--state-dir", state, *config)
+        result = cmsync(source_env, *args)
+        assert result.exit_code == 0, result.output
+
+    for customer in (same, differs, only_ours):
+        sync(customer, env, str(tmp_path / "ours"))
+    theirs = {**env, "CHARTMOGUL_DATA_SOURCE_NAME": native}
+    sync(same, theirs, str(tmp_path / "theirs"))
+    sync(differs, theirs, str(tmp_path / "theirs"), "--config", str(without_a_plan))
+    sync(only_theirs, theirs, str(tmp_path / "theirs"))
+    writes = chartmogul_writes(chartmogul_server)
+
+    compared = cmsync(env, "audit", "--compare-data-source", native, "--json")
+    assert compared.exit_code == 1, compared.output
+    report = json.loads(compared.stdout)
+    problems = {(d["customer"], d["problem"]) for d in report["differences"]}
+    assert {(only_ours, "only in ours"), (only_theirs, "only in theirs"), (differs, "MRR")} == problems
+    at_last = next(d for d in report["differences"] if d["customer"] == differs and d["month"] == last)
+    assert at_last["ours"] == truth["customers"][differs]["mrr"][last] and at_last["theirs"] != at_last["ours"]
+    assert report["summary"]["customers_in_both"] == 2
+    assert chartmogul_writes(chartmogul_server) == writes  # read only
+
+    table = cmsync(env, "audit", "--compare-data-source", native, "--customer", same)
+    assert table.exit_code == 0, table.output
+    assert "agree on every customer and month" in table.output
+    unknown = cmsync(env, "audit", "--compare-data-source", "No such source")
+    assert unknown.exit_code == 1 and "no data source named 'No such source'" in unknown.output

@@ -69,10 +69,10 @@ def _step_progress() -> Iterator[Callable[[str, int | None], None]]:
         yield tick
 
 
-def _accounts(stack: str | None) -> tuple[Accounts, DeployedStack | None]:
+def _accounts(stack: str | None, *, stripe: bool = True) -> tuple[Accounts, DeployedStack | None]:
     try:
         deployed = DeployedStack.find(stack) if stack else None
-        return load_accounts(deployed), deployed
+        return load_accounts(deployed, stripe=stripe), deployed
     except (AccountsError, StackError) as error:
         raise click.ClickException(str(error)) from None
 
@@ -340,6 +340,14 @@ def _print_dead_letters(console: Console, letters: list[tuple[str, str]]) -> Non
 @click.option(
     "--state-dir", type=click.Path(file_okay=False, path_type=Path), help="A local sync's state (sync --local)."
 )
+@click.option(
+    "--compare-data-source",
+    "other_source",
+    default=None,
+    metavar="NAME",
+    help="Instead: compare our data source with this one of the same ChartMogul account (e.g. the native Stripe "
+    "source, in a migration), per customer and month; reads ChartMogul only.",
+)
 @stack_option
 @json_option
 def audit_command(
@@ -350,16 +358,24 @@ def audit_command(
     rates_json: str | None,
     account_currency: str,
     state_dir: Path | None,
+    other_source: str | None,
     stack: str | None,
     as_json: bool,
 ) -> None:
     """Compare ChartMogul with Stripe: integrity (every object the mapping of Stripe's current data says, nothing
     else) and numbers (MRR, customers, net cash flow per customer and month, derived from Stripe independently of
-    the transform). Each difference has a cause; exits 1 when any is drift (see README, "Audit")."""
+    the transform). Each difference has a cause; exits 1 when any is drift (see README, "Audit").
+
+    With --compare-data-source NAME: our data source against another one in the same ChartMogul account, per
+    customer (matched by external id, the Stripe customer id): customers only in one, and MRR per month where
+    the two differ; exits 1 on any difference."""
     from ..audit.render import print_audit
     from ..audit.service import AuditRequest, run_audit
     from ..transform.config import MappingConfigError, load_mapping_config
 
+    if other_source is not None:
+        _compare_data_sources(other_source, list(customers), from_month, to_month, stack, as_json)
+        return
     accounts, deployed = _accounts(stack)
     try:
         config = load_mapping_config(config_path)
@@ -400,6 +416,36 @@ def audit_command(
     else:
         print_audit(report, _stdout())
     sys.exit(0 if report.matches else 1)
+
+
+def _compare_data_sources(
+    other: str, customers: list[str], from_month: str | None, to_month: str | None, stack: str | None, as_json: bool
+) -> None:
+    from ..audit.data_sources import DataSourceNotFound, compare_data_sources
+    from ..audit.render import print_source_comparison
+
+    accounts, _ = _accounts(stack, stripe=False)
+    ours = accounts.settings.chartmogul_data_source_name
+    if other == ours:
+        raise click.UsageError(f"--compare-data-source {other!r} is our own data source: name the other one")
+    with _step_progress() as tick:
+        try:
+            comparison = compare_data_sources(
+                accounts.chartmogul_api(),
+                ours,
+                other,
+                customers=customers or None,
+                from_month=from_month,
+                to_month=to_month,
+                on_customer=lambda: tick("reading ChartMogul customers", None),
+            )
+        except DataSourceNotFound as error:
+            raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(comparison.to_json())
+    else:
+        print_source_comparison(comparison, _stdout())
+    sys.exit(0 if comparison.matches else 1)
 
 
 # ---------------------------------------------------------------------------------------------- status
