@@ -208,6 +208,13 @@ def test_plan_sync_audit_status_and_every_injected_drift_named(
     assert status.exit_code == 0, status.output
     summary = json.loads(status.stdout)
     assert summary["incremental_cursor"] is not None and summary["backfills"][0]["finished"] is True
+    # Each mode's last run, as the export function recorded it at its end.
+    assert {mode: run["outcome"] for mode, run in summary["last_runs"].items()} == {
+        "incremental": "ok",
+        "backfill": "ok",
+        "customer": "ok",
+    }
+    assert summary["last_runs"]["backfill"]["customers_exported"] == len(account.scenarios)
 
 
 def test_a_transform_bug_shows_as_a_mapping_difference(
