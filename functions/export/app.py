@@ -29,6 +29,7 @@ from chartmogul_sync.sources.stripe.client import StripeApi, TimeBudget, make_st
 from chartmogul_sync.sources.stripe.incremental import export_customer, resume_incremental, run_incremental
 from chartmogul_sync.sources.stripe.invocation import (
     BackfillRequest,
+    ContinuationRequest,
     CustomerRequest,
     ExportRequest,
     IncrementalRequest,
@@ -36,7 +37,7 @@ from chartmogul_sync.sources.stripe.invocation import (
     parse_export_request,
 )
 from chartmogul_sync.sources.stripe.realtime import RealtimeOutcome, export_event_batch, is_sqs_batch
-from chartmogul_sync.sources.stripe.run import Exporter, ExportOutcome
+from chartmogul_sync.sources.stripe.run import Exporter, ExportOutcome, recorded_run
 from chartmogul_sync.sources.stripe.wiring import export_wiring
 from chartmogul_sync.state import StateTable
 
@@ -64,14 +65,20 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.info("export run", extra={"mode": request.mode, "run_id": run_id})
 
     exporter = _exporter(settings, run_id, context)
+    # The run's end, however it ends, is kept as its mode's last run (`cmsync status`).
+    mode = request.resume if isinstance(request, ContinuationRequest) else request.mode
     try:
-        outcome = _run(exporter, request)
-    except (BackfillNotFound, StagedDataMissing) as failure:
-        # No retry can help (a run that never started; staged data that is gone): kept once with its reason on the
-        # bad-records queue, logged at ERROR, answered as a failed run, not retried by Lambda twice more.
-        field = "run_id" if isinstance(failure, BackfillNotFound) else None
-        _report_bad_event(settings, event, InvalidExportRequest(str(failure), (field,) if field else ()))
-        return {"error": str(failure), "field": field, "run_id": run_id, "finished": False}
+        with recorded_run(exporter, mode) as run:
+            try:
+                outcome = _run(exporter, request)
+            except (BackfillNotFound, StagedDataMissing) as failure:
+                # No retry can help (a run that never started; staged data that is gone): kept once with its reason
+                # on the bad-records queue, logged at ERROR, answered as a failed run, not retried by Lambda twice.
+                run.failed(str(failure))
+                field = "run_id" if isinstance(failure, BackfillNotFound) else None
+                _report_bad_event(settings, event, InvalidExportRequest(str(failure), (field,) if field else ()))
+                return {"error": str(failure), "field": field, "run_id": run_id, "finished": False}
+            run.finished(outcome)
     except Exception:
         # Lambda retries the invocation (a backfill resumes from its checkpoint, an incremental run re-reads
         # from its unmoved cursor); the log says why, under the run's correlation id.
@@ -107,7 +114,12 @@ def _export_stripe_events(settings: Settings, event: dict[str, Any], context: La
     logger.set_correlation_id(run_id)
     exporter = _exporter(settings, run_id, context)
     try:
-        outcome = export_event_batch(exporter, event["Records"])
+        with recorded_run(exporter, "realtime") as run:
+            outcome = export_event_batch(exporter, event["Records"])
+            if outcome.failed:
+                run.failed(
+                    f"{len(outcome.failed)} of {outcome.events} events not exported yet: SQS delivers them again"
+                )
     except Exception:
         # Raising fails the whole batch: every record comes back after the visibility timeout.
         logger.exception("Stripe events batch failed", extra={"records": len(event["Records"])})

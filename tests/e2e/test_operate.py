@@ -208,6 +208,13 @@ def test_plan_sync_audit_status_and_every_injected_drift_named(
     assert status.exit_code == 0, status.output
     summary = json.loads(status.stdout)
     assert summary["incremental_cursor"] is not None and summary["backfills"][0]["finished"] is True
+    # Each mode's last run, as the export function recorded it at its end.
+    assert {mode: run["outcome"] for mode, run in summary["last_runs"].items()} == {
+        "incremental": "ok",
+        "backfill": "ok",
+        "customer": "ok",
+    }
+    assert summary["last_runs"]["backfill"]["customers_exported"] == len(account.scenarios)
 
 
 def test_a_transform_bug_shows_as_a_mapping_difference(
@@ -244,3 +251,108 @@ def test_a_transform_bug_shows_as_a_mapping_difference(
     assert {d["check"] for d in report["differences"]} == {"numbers"}  # integrity is clean
     assert {d["cause"] for d in report["differences"]} == {"mapping"}
     assert {d["customer"] for d in report["differences"]} == {customer}
+
+
+def test_a_transform_that_counts_tax_refunds_or_churn_otherwise_is_named_by_that_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three transform bugs at once, each in its own customer: the tax sent as zero (so ChartMogul's MRR keeps it),
+    refunds left out, cancellations a month late. ChartMogul holds exactly what the (buggy) mapping says, so
+    integrity is clean; the audit's independent derivation names the part of Stripe's data each bug miscounts."""
+    from chartmogul_sync.audit.mrr_rules import add_months
+    from chartmogul_sync.transform import mapping
+
+    # Large enough to hold the three scenarios.
+    account = generate_account(customers=40, months=12, seed=11, now=int(time.time()))
+    truth = account.ground_truth()
+
+    def one_with(scenario: str) -> str:
+        return next(c for c, expected in sorted(truth["customers"].items()) if scenario in expected["scenarios"])
+
+    taxed, refunded, churned = one_with("tax_exclusive"), one_with("refund_partial"), one_with("cancel_now")
+    line, cancelled_at = mapping._BundleMapper.line, mapping._BundleMapper.cancelled_at
+
+    def line_without_tax(self: Any, invoice: Any, stripe_line: Any) -> Any:
+        draft = line(self, invoice, stripe_line)
+        if draft is not None:
+            draft["tax_amount_in_cents"] = 0
+        return draft
+
+    def cancelled_a_month_late(self: Any, subscription_id: str, subscription: Any) -> Any:
+        moment = cancelled_at(self, subscription_id, subscription)
+        return None if moment is None else add_months(moment, 1)
+
+    monkeypatch.setattr(mapping._BundleMapper, "line", line_without_tax)
+    monkeypatch.setattr(mapping._BundleMapper, "cancelled_at", cancelled_a_month_late)
+    monkeypatch.setattr(mapping._BundleMapper, "refund_transactions", lambda self: {})
+
+    state = str(tmp_path / "state")
+    with (
+        stripe_emulator.start(account, follow_wall_clock=True) as stripe,
+        chartmogul_emulator.start(rate_limit=None) as chartmogul_server,
+    ):
+        env = environment(stripe, chartmogul_server)
+        for customer in (taxed, refunded, churned):
+            synced = cmsync(env, "sync", "--local", "--mode", "customer", "--customer", customer, "--state-dir", state)
+            assert synced.exit_code == 0, synced.output
+        audited = [arg for customer in (taxed, refunded, churned) for arg in ("--customer", customer)]
+        code, report = audit_json(env, "--state-dir", state, *audited)
+
+    assert code == 1
+    assert {d["check"] for d in report["differences"]} == {"numbers"}  # ChartMogul holds what the mapping says
+    causes = drift_by_customer(report)
+    assert causes == {taxed: {"tax"}, refunded: {"refunds"}, churned: {"churn date"}}
+    refund = next(d for d in report["differences"] if d["customer"] == refunded)
+    assert refund["problem"].startswith("net cash flow") and "missing from ChartMogul" in refund["detail"]
+    assert set(report["summary"]["advice"]) == {"tax", "refunds", "churn date"}
+
+
+def test_compare_data_source_names_the_customers_and_months_where_two_sources_differ(
+    account: Account, stripe: Any, chartmogul_server: Any, tmp_path: Path
+) -> None:
+    """A second data source in the same ChartMogul account, filled through the Import API by the same pipeline
+    under another name (standing in for the native Stripe source during a migration), with one customer fewer,
+    one more, and one whose plan it leaves out."""
+    truth = account.ground_truth()
+    last = truth["months"][-1]
+    usd = sorted(
+        customer
+        for customer, expected in truth["customers"].items()
+        if expected["mrr"][last] and {i["currency"] for i in expected["invoices"]} == {"USD"}
+    )
+    assert len(usd) >= 4
+    same, differs, only_ours, only_theirs = usd[:4]
+    env = environment(stripe, chartmogul_server)
+    native = "Stripe (native)"
+    without_a_plan = tmp_path / "without-a-plan.yaml"
+    plan = truth["customers"][differs]["plans"][0]["external_id"]
+    without_a_plan.write_text(f"version: 1\nexclude:\n  prices: [{plan}]\n")
+
+    def sync(customer: str, source_env: dict[str, str], state: str, *config: str) -> None:
+        args = ("sync", "--local", "--mode", "customer", "--customer", customer, "--state-dir", state, *config)
+        result = cmsync(source_env, *args)
+        assert result.exit_code == 0, result.output
+
+    for customer in (same, differs, only_ours):
+        sync(customer, env, str(tmp_path / "ours"))
+    theirs = {**env, "CHARTMOGUL_DATA_SOURCE_NAME": native}
+    sync(same, theirs, str(tmp_path / "theirs"))
+    sync(differs, theirs, str(tmp_path / "theirs"), "--config", str(without_a_plan))
+    sync(only_theirs, theirs, str(tmp_path / "theirs"))
+    writes = chartmogul_writes(chartmogul_server)
+
+    compared = cmsync(env, "audit", "--compare-data-source", native, "--json")
+    assert compared.exit_code == 1, compared.output
+    report = json.loads(compared.stdout)
+    problems = {(d["customer"], d["problem"]) for d in report["differences"]}
+    assert {(only_ours, "only in ours"), (only_theirs, "only in theirs"), (differs, "MRR")} == problems
+    at_last = next(d for d in report["differences"] if d["customer"] == differs and d["month"] == last)
+    assert at_last["ours"] == truth["customers"][differs]["mrr"][last] and at_last["theirs"] != at_last["ours"]
+    assert report["summary"]["customers_in_both"] == 2
+    assert chartmogul_writes(chartmogul_server) == writes  # read only
+
+    table = cmsync(env, "audit", "--compare-data-source", native, "--customer", same)
+    assert table.exit_code == 0, table.output
+    assert "agree on every customer and month" in table.output
+    unknown = cmsync(env, "audit", "--compare-data-source", "No such source")
+    assert unknown.exit_code == 1 and "no data source named 'No such source'" in unknown.output

@@ -10,8 +10,10 @@
 Each difference gets one cause (report.Cause), decided per customer in this order, the first that applies:
 waiting in a dead-letter queue (the queue named) › not yet synced (Stripe events for it since the incremental
 cursor) › merged in ChartMogul (its invoices sit under another customer) › for objects: imported by us and gone
-or changed since (manual edit), or never uploaded › for numbers whose objects all match: the mapping (the
-transform, or a mapping config that departs from the documented defaults) › exchange rates (no rate given).
+or changed since (manual edit), or never uploaded › for numbers whose objects all match: the part of Stripe's
+data the mapping counts otherwise (tax, one-time charges, refunds, proration timing, free customers, churn date:
+causes.py), else the mapping (the transform, or a mapping config that departs from the documented defaults) ›
+exchange rates (no rate given).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ..models import Cancellation, CustomerBundle, Invoice
@@ -28,9 +31,10 @@ from ..sinks.chartmogul.apply import KnownCustomer
 from ..transform.config import DeletedCustomerHandling, MappingConfig
 from ..transform.errors import CustomerExcluded, MappingError
 from ..transform.mapping import map_snapshot
+from .causes import CauseFinder
 from .chartmogul_side import ChartMogulCustomer, ChartMogulView
 from .mrr_rules import Rates, customer_counted, customer_mrr, first_active_day
-from .report import TOLERANCE_CENTS_PER_SUBSCRIPTION, AuditReport, Cause, Difference, MonthFigures
+from .report import ADVICE, TOLERANCE_CENTS_PER_SUBSCRIPTION, AuditReport, Cause, Difference, MonthFigures
 from .stripe_figures import StripeCustomerFigures, customer_figures
 
 
@@ -267,6 +271,7 @@ class _CustomerAudit:
                 )
             ]
         found: list[Difference] = []
+        finder = CauseFinder(self.snapshot, inputs.as_of, inputs.rates)
         subscriptions = list(figures.subscriptions.values())
         first_paid = first_active_day(subscriptions, inputs.rates) if subscriptions else None
         for label, day in inputs.months:
@@ -278,11 +283,13 @@ class _CustomerAudit:
             chartmogul_compared[label] += actual
             tolerance = TOLERANCE_CENTS_PER_SUBSCRIPTION * max(1, counted, _active(subscriptions, day, inputs.rates))
             if abs(actual - expected) > tolerance:
-                found.append(self._number_difference("MRR", label, expected, actual))
-        found.extend(self._cash_flow(figures))
+                found.append(
+                    self._number_difference("MRR", label, expected, actual, partial(finder.mrr, day, expected, actual))
+                )
+        found.extend(self._cash_flow(figures, finder))
         return found
 
-    def _cash_flow(self, figures: StripeCustomerFigures) -> list[Difference]:
+    def _cash_flow(self, figures: StripeCustomerFigures, finder: CauseFinder) -> list[Difference]:
         actual: dict[tuple[str, str], int] = defaultdict(int)
         if self.chartmogul is not None:
             for invoice in self.chartmogul.invoices.values():
@@ -299,26 +306,40 @@ class _CustomerAudit:
             month, currency = key
             if month not in months:
                 continue
-            if actual.get(key, 0) != figures.cash_flow.get(key, 0):
+            expected, got = figures.cash_flow.get(key, 0), actual.get(key, 0)
+            if got != expected:
                 found.append(
                     self._number_difference(
-                        f"net cash flow ({currency})", month, figures.cash_flow.get(key, 0), actual.get(key, 0)
+                        f"net cash flow ({currency})",
+                        month,
+                        expected,
+                        got,
+                        partial(finder.cash_flow, month, currency, expected, got),
                     )
                 )
         return found
 
-    def _number_difference(self, problem: str, month: str, expected: int, actual: int) -> Difference:
+    def _number_difference(
+        self,
+        problem: str,
+        month: str,
+        expected: int,
+        actual: int,
+        explain: Callable[[], tuple[Cause, str] | None] = lambda: None,
+    ) -> Difference:
         queued = self._queue_cause()
         if queued is not None:
             cause, detail = queued
         elif self.object_causes:
             cause, detail = self.object_causes[0], "follows from the object differences listed for this customer"
         elif self.bundle is not None or self.excluded:
-            cause = Cause.MAPPING
-            detail = (
+            # ChartMogul holds what the mapping says: which part of Stripe's data does the mapping count otherwise?
+            cause, detail = explain() or (
+                Cause.MAPPING,
                 "ChartMogul holds what the mapping says, and that differs from ChartMogul's rules applied to "
-                "Stripe: a transform bug, or a mapping config that departs from the documented defaults"
+                "Stripe: a transform bug, or a mapping config that departs from the documented defaults",
             )
+            detail = f"{detail}; {ADVICE[cause]}" if cause is not Cause.MAPPING else detail
         else:
             cause, detail = Cause.UNEXPLAINED, ""
         return Difference(

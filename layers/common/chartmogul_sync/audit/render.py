@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from .data_sources import SourceComparison
 from .report import AuditReport
 
 MAX_ROWS = 200  # the table shows this many differences; --json has them all
@@ -59,6 +60,8 @@ def print_audit(report: AuditReport, console: Console, *, title: str = "Audit: C
         console.print(table)
         if len(report.differences) > MAX_ROWS:
             console.print(f"… and {len(report.differences) - MAX_ROWS} more (--json lists them all)")
+    for cause, advice in report.advice().items():
+        console.print(f"  [bold]{cause}[/bold]: {advice}")
     causes = ", ".join(f"{cause}: {count}" for cause, count in report.causes().items()) or "none"
     console.print(
         f"Customers audited {report.customers_audited}, in ChartMogul {report.customers_in_chartmogul}; "
@@ -71,3 +74,38 @@ def print_audit(report: AuditReport, console: Console, *, title: str = "Audit: C
             f"[red]Audit: ChartMogul differs from Stripe for {len(report.customers_differing)} customers "
             f"(MRR difference {_money(report.mrr_difference)} at the last month).[/red]"
         )
+
+
+def print_source_comparison(comparison: SourceComparison, console: Console) -> None:
+    """`cmsync audit --compare-data-source`: the two data sources' MRR per month, then every difference."""
+    months = Table(title=f"{comparison.ours} against {comparison.theirs}, per month")
+    for column in ("month", "MRR ours", "MRR theirs", "difference", "customers ours", "customers theirs"):
+        months.add_column(column, justify="right")
+    for month in comparison.months:
+        months.add_row(
+            month.month,
+            _money(month.ours_mrr),
+            _money(month.theirs_mrr),
+            _money(month.ours_mrr - month.theirs_mrr),
+            str(month.ours_customers),
+            str(month.theirs_customers),
+        )
+    if comparison.months:
+        console.print(months)
+    if comparison.differences:
+        table = Table(title=f"Differences ({len(comparison.differences)})")
+        for column in ("customer", "what", "month", f"MRR {comparison.ours}", f"MRR {comparison.theirs}"):
+            table.add_column(column)
+        for d in comparison.differences[:MAX_ROWS]:
+            table.add_row(d.customer, d.problem, d.month or "", _money(d.ours), _money(d.theirs))
+        console.print(table)
+        if len(comparison.differences) > MAX_ROWS:
+            console.print(f"… and {len(comparison.differences) - MAX_ROWS} more (--json lists them all)")
+    console.print(
+        f"Customers: {comparison.customers_ours} in {comparison.ours}, {comparison.customers_theirs} in "
+        f"{comparison.theirs}, {comparison.customers_in_both} in both (matched by external id)."
+    )
+    if comparison.matches:
+        console.print("[green]The two data sources agree on every customer and month.[/green]")
+    else:
+        console.print(f"[red]The data sources differ for {len(comparison.customers_differing)} customers.[/red]")

@@ -28,13 +28,48 @@ class Cause(StrEnum):
     MERGED_IN_CHARTMOGUL = "customer merged in ChartMogul"  # by hand: its objects now sit under another customer
     MANUAL_EDIT = "manual edit in ChartMogul"  # deleted, added or edited there by hand since we imported it
     NOT_UPLOADED = "not uploaded"  # Stripe has it, ChartMogul never got it and no queue holds it: a lost record
-    MAPPING = "mapping"  # ChartMogul holds what the mapping says, but the figures differ from ChartMogul's rules
+    # ChartMogul holds what the mapping says, but its figures differ from ChartMogul's rules applied to Stripe, by
+    # exactly one of these parts of Stripe's data (audit/causes.py), or by none of them: "mapping".
+    TAX = "tax"
+    ONE_TIME_CHARGES = "one-time charges"
+    REFUNDS = "refunds"
+    PRORATION_TIMING = "proration timing"
+    FREE_CUSTOMERS = "free customers"
+    CHURN_DATE = "churn date"
+    MAPPING = "mapping"
     UNEXPLAINED = "unexplained"
     # By design: not drift.
     FX = "exchange rates"  # the audit was given no rate for a currency: figures in it are not compared
 
 
 DRIFT = frozenset(cause for cause in Cause if cause is not Cause.FX)
+
+# What to check, per cause: one line, shown with the report (render.py) and in its JSON (`advice`).
+ADVICE: dict[Cause, str] = {
+    Cause.WAITING_IN_DLQ: "read the record's reason (cmsync dlq list), fix the cause, then cmsync dlq replay it",
+    Cause.NOT_YET_SYNCED: "nothing, if the schedule is on: the next incremental run takes the change",
+    Cause.MERGED_IN_CHARTMOGUL: "the merge was made in ChartMogul: list the merged customer under exclude.customers "
+    "or undo the merge; the sync keeps following it",
+    Cause.MANUAL_EDIT: "an object this sync imported was changed in ChartMogul: resync the customer "
+    "(one-customer export) to restore it, or stop editing the data source by hand",
+    Cause.NOT_UPLOADED: "a lost record: resync the customer (one-customer export) and look for its run's errors",
+    Cause.TAX: "ChartMogul's MRR includes the tax: check that the mapping sends each line's tax in "
+    "tax_amount_in_cents (docs/mapping-decisions.md)",
+    Cause.ONE_TIME_CHARGES: "one-off lines are counted differently: check the mapping's handling of invoice "
+    "items that bill no subscription (one_time lines)",
+    Cause.REFUNDS: "refunds are counted differently: check that each Stripe refund becomes a refund transaction "
+    "on its invoice, in the month Stripe made it",
+    Cause.PRORATION_TIMING: "prorations are counted differently: check that proration lines are sent with "
+    "prorated=true and their own service period",
+    Cause.FREE_CUSTOMERS: "a customer free by a 100 % coupon shows MRR: check that discounts are sent "
+    "(discount_amount_in_cents) and the account's free-customer handling",
+    Cause.CHURN_DATE: "the subscription stops in another month: check the cancellation date the mapping sends "
+    "(Stripe's ended_at, or the item's removal)",
+    Cause.MAPPING: "ChartMogul holds what the mapping says and no single part of Stripe's data explains the "
+    "figures: a transform bug, or a mapping config that departs from the documented defaults",
+    Cause.UNEXPLAINED: "compare the customer in ChartMogul with `cmsync snapshot` / `cmsync transform` of it",
+    Cause.FX: "give the currency's exchange rate (--rates, AuditExchangeRates) to compare its customers",
+}
 
 Check = Literal["integrity", "numbers", "ground truth"]
 
@@ -109,6 +144,10 @@ class AuditReport(BaseModel):
             counts[difference.cause.value] = counts.get(difference.cause.value, 0) + 1
         return dict(sorted(counts.items()))
 
+    def advice(self) -> dict[str, str]:
+        """What to check for each cause found."""
+        return {cause.value: ADVICE[cause] for cause in sorted({d.cause for d in self.differences})}
+
     def summary(self) -> dict[str, object]:
         return {
             "matches": self.matches,
@@ -118,6 +157,7 @@ class AuditReport(BaseModel):
             "mrr_difference_cents": self.mrr_difference,
             "differences": len(self.differences),
             "causes": self.causes(),
+            "advice": self.advice(),
         }
 
     def to_json(self) -> str:

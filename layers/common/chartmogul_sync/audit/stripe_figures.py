@@ -19,6 +19,10 @@ behaviour, written from the documents, not from the transform's code:
 - net cash flow: what Stripe collected (paid invoice payments, on the day they were paid) minus what it refunded
   (succeeded refunds, on their day), per month and invoice currency, as ChartMogul's cash-flow view counts
   transactions (https://help.chartmogul.com/hc/en-us/articles/360016483800-Auditing-your-subscription-data).
+
+`FigureRules` departs from these rules in one named way at a time (tax kept in MRR, coupons not deducted,
+prorations dropped or taken as full periods, cancellations a month off or missing): what a mapping that departs
+that way would make ChartMogul show. audit/causes.py names a difference's cause by the departure that explains it.
 """
 
 from __future__ import annotations
@@ -26,15 +30,37 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..models.snapshot import CustomerSnapshot
-from .mrr_rules import SubscriptionHistory, SubscriptionLine
+from .mrr_rules import SubscriptionHistory, SubscriptionLine, add_months
 
 Json = dict[str, Any]
 
 COUNTED_INVOICE_STATUSES = frozenset({"open", "paid", "uncollectible"})
 ENDED_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
+
+
+@dataclass(frozen=True)
+class FigureRules:
+    """ChartMogul's documented rules (the defaults), or a departure from them (audit/causes.py)."""
+
+    subtract_tax: bool = True  # False: tax in MRR (inclusive tax kept, exclusive tax added)
+    subtract_discounts: bool = True  # False: coupons not deducted (a 100 % coupon's customer shows MRR)
+    prorations: Literal["over their window", "dropped", "as full periods"] = "over their window"
+    cancellations: Literal["as stripe says", "missing", "a month early", "a month late"] = "as stripe says"
+
+
+DOCUMENTED_RULES = FigureRules()
+
+
+@dataclass
+class CashComponents:
+    """Parts of one month's cash flow in one currency that a mapping may count differently (cents)."""
+
+    refunds: int = 0  # succeeded refunds of the month
+    one_time: int = 0  # one-off lines (no subscription item) of the invoices paid in the month, after discounts
+    exclusive_tax: int = 0  # exclusive tax of the invoices paid in the month
 
 
 @dataclass
@@ -44,6 +70,9 @@ class StripeCustomerFigures:
     currencies: set[str] = field(default_factory=set)  # the invoice currencies (upper case)
     cash_flow: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))  # (month, CUR) → cents
     invoice_ids: set[str] = field(default_factory=set)
+    cash_components: dict[tuple[str, str], CashComponents] = field(default_factory=dict)  # (month, CUR) →
+    # free of charge by a discount: subscription item ids with a line whose discounts took all of its amount
+    fully_discounted: set[str] = field(default_factory=set)
 
 
 def _moment(seconds: int) -> dt.datetime:
@@ -60,7 +89,9 @@ def _id(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def customer_figures(snapshot: CustomerSnapshot, as_of: dt.datetime) -> StripeCustomerFigures:
+def customer_figures(
+    snapshot: CustomerSnapshot, as_of: dt.datetime, rules: FigureRules = DOCUMENTED_RULES
+) -> StripeCustomerFigures:
     """The customer's subscription histories (for MRR) and cash flow, from its Stripe objects alone."""
     figures = StripeCustomerFigures(snapshot.customer_id)
     prices = {str(price["id"]): price for price in snapshot.prices}
@@ -88,19 +119,23 @@ def customer_figures(snapshot: CustomerSnapshot, as_of: dt.datetime) -> StripeCu
             unit, count = str(recurring.get("interval")), int(recurring.get("interval_count") or 1)
             if unit == "week":
                 unit, count = "day", 7 * count
-            discounts = sum(int(d.get("amount", 0)) for d in line.get("discount_amounts") or [])
-            inclusive_tax = sum(
-                int(t.get("amount", 0)) for t in line.get("taxes") or [] if t.get("tax_behavior") == "inclusive"
-            )
+            discounts = _discounts(line)
+            amount = int(line.get("amount", 0))
+            if discounts and amount > 0 and discounts >= amount:
+                figures.fully_discounted.add(item_id)
+            amount -= discounts if rules.subtract_discounts else 0
+            amount += -_tax(line, "inclusive") if rules.subtract_tax else _tax(line, "exclusive")
+            if prorated and rules.prorations == "dropped":
+                continue
             history = figures.subscriptions.setdefault(item_id, SubscriptionHistory())
             history.lines.append(
                 SubscriptionLine(
                     start=_moment(start),
                     end=_moment(end),
-                    amount_in_cents=int(line.get("amount", 0)) - discounts - inclusive_tax,
+                    amount_in_cents=amount,
                     tax_amount_in_cents=0,
                     currency=currency,
-                    prorated=prorated,
+                    prorated=prorated and rules.prorations == "over their window",
                     interval_unit=unit,
                     interval_count=count,
                 )
@@ -113,10 +148,19 @@ def customer_figures(snapshot: CustomerSnapshot, as_of: dt.datetime) -> StripeCu
         if ended is None and snapshot.deleted:
             deleted_at = snapshot.customer.get("deleted_at")
             ended = _moment(deleted_at) if isinstance(deleted_at, int) else as_of
-        if ended is not None:
-            history.cancellations.append(min(ended, as_of))
+        if ended is not None and rules.cancellations != "missing":
+            shift = {"a month early": -1, "a month late": 1}.get(rules.cancellations, 0)
+            history.cancellations.append(min(add_months(ended, shift), as_of))
     _add_cash_flow(snapshot, figures)
     return figures
+
+
+def _discounts(line: Json) -> int:
+    return sum(int(d.get("amount", 0)) for d in line.get("discount_amounts") or [])
+
+
+def _tax(line: Json, behavior: str) -> int:
+    return sum(int(t.get("amount", 0)) for t in line.get("taxes") or [] if t.get("tax_behavior") == behavior)
 
 
 def _line_price(line: Json) -> str | None:
@@ -177,6 +221,9 @@ def _item_end(item_id: str, subscription: Json | None, lines: list[Json]) -> dt.
 
 
 def _add_cash_flow(snapshot: CustomerSnapshot, figures: StripeCustomerFigures) -> None:
+    invoices = {str(i["id"]): i for i in snapshot.invoices}
+    invoice_items = {str(item["id"]): item for item in snapshot.invoice_items}
+    subscriptions = {str(sub["id"]): sub for sub in snapshot.subscriptions}
     currency_of_invoice = {
         str(i["id"]): str(i.get("currency", "")).upper()
         for i in snapshot.invoices
@@ -187,7 +234,13 @@ def _add_cash_flow(snapshot: CustomerSnapshot, figures: StripeCustomerFigures) -
         paid_at = (payment.get("status_transitions") or {}).get("paid_at")
         if payment.get("status") != "paid" or paid_invoice not in currency_of_invoice or not isinstance(paid_at, int):
             continue
-        figures.cash_flow[(_month(paid_at), currency_of_invoice[paid_invoice])] += int(payment.get("amount_paid", 0))
+        key = (_month(paid_at), currency_of_invoice[paid_invoice])
+        figures.cash_flow[key] += int(payment.get("amount_paid", 0))
+        components = figures.cash_components.setdefault(key, CashComponents())
+        for line in (invoices[paid_invoice].get("lines") or {}).get("data") or []:
+            components.exclusive_tax += _tax(line, "exclusive")
+            if _billed_item(line, invoices[paid_invoice], invoice_items, subscriptions) is None:
+                components.one_time += int(line.get("amount", 0)) - _discounts(line)
     charges = {str(c["id"]): c for c in snapshot.charges}
     invoice_of_charge = {
         str(c["id"]): _id(c.get("invoice")) for c in snapshot.charges if _id(c.get("invoice")) in currency_of_invoice
@@ -204,4 +257,6 @@ def _add_cash_flow(snapshot: CustomerSnapshot, figures: StripeCustomerFigures) -
             invoice_id = payment_intents.get(_id(charges[charge_id].get("payment_intent")))
         if invoice_id not in currency_of_invoice:
             continue  # a refund of a charge that no imported invoice was paid by
-        figures.cash_flow[(_month(refund["created"]), currency_of_invoice[invoice_id])] -= int(refund.get("amount", 0))
+        key = (_month(refund["created"]), currency_of_invoice[invoice_id])
+        figures.cash_flow[key] -= int(refund.get("amount", 0))
+        figures.cash_components.setdefault(key, CashComponents()).refunds += int(refund.get("amount", 0))

@@ -48,19 +48,21 @@ class Accounts:
         return ChartMogulApi(self.chartmogul_key, settings, ChartMogulLimiter.share_of_account(settings))
 
 
-def load_accounts(stack: Any | None = None) -> Accounts:
-    """Keys from the environment, or from the stack's secrets (`stack`: a DeployedStack)."""
+def load_accounts(stack: Any | None = None, *, stripe: bool = True) -> Accounts:
+    """Keys from the environment, or from the stack's secrets (`stack`: a DeployedStack).
+
+    `stripe=False`: a command that reads ChartMogul only; its Stripe key is not asked for (and stays empty).
+    """
     settings = Settings()
     if stack is not None:
         settings = stack.settings(settings)
-        stripe_key = stack.secret("StripeApiKeySecret")
+        stripe_key = stack.secret("StripeApiKeySecret") if stripe else ""
         chartmogul_key = stack.secret("ChartMogulApiKeySecret")
     else:
         stripe_key = os.environ.get("STRIPE_API_KEY", "").strip()
         chartmogul_key = os.environ.get("CHARTMOGUL_API_KEY", "").strip()
-    missing = [
-        name for name, value in (("STRIPE_API_KEY", stripe_key), ("CHARTMOGUL_API_KEY", chartmogul_key)) if not value
-    ]
+    needed = (("STRIPE_API_KEY", stripe_key),) if stripe else ()
+    missing = [name for name, value in (*needed, ("CHARTMOGUL_API_KEY", chartmogul_key)) if not value]
     if missing:
         raise AccountsError(f"set {' and '.join(missing)} (or give --stack NAME to read the deployed stack's secrets)")
     return Accounts(settings, stripe_key, chartmogul_key)

@@ -24,7 +24,15 @@ from rich.table import Table
 
 from ..state import StateTable
 from .accounts import Accounts, AccountsError, load_accounts
-from .stack import DeployedStack, SavedState, StackError, load_dead_letters, load_state_items, parked_from_saved
+from .stack import (
+    TERMINAL_QUEUES,
+    DeployedStack,
+    SavedState,
+    StackError,
+    load_dead_letters,
+    load_state_items,
+    parked_from_saved,
+)
 
 _OK = {"ok": "[green]ok[/green]", "fail": "[red]FAIL[/red]", "info": "[blue]info[/blue]"}
 
@@ -61,10 +69,10 @@ def _step_progress() -> Iterator[Callable[[str, int | None], None]]:
         yield tick
 
 
-def _accounts(stack: str | None) -> tuple[Accounts, DeployedStack | None]:
+def _accounts(stack: str | None, *, stripe: bool = True) -> tuple[Accounts, DeployedStack | None]:
     try:
         deployed = DeployedStack.find(stack) if stack else None
-        return load_accounts(deployed), deployed
+        return load_accounts(deployed, stripe=stripe), deployed
     except (AccountsError, StackError) as error:
         raise click.ClickException(str(error)) from None
 
@@ -88,14 +96,29 @@ def check_command(stack: str | None, as_json: bool) -> None:
     the data source; with --stack, the deployed stack too (secrets set, schedule, queue depths)."""
     from .inspect import CheckResult, check_chartmogul, check_stripe
 
-    accounts, deployed = _accounts(stack)
+    results: list[CheckResult] = []
+    accounts: Accounts | None = None
+    deployed: DeployedStack | None = None
+    if stack is None:
+        accounts, _ = _accounts(None)
+    else:
+        try:
+            deployed = DeployedStack.find(stack)
+        except StackError as error:
+            raise click.ClickException(str(error)) from None
+        try:
+            accounts = load_accounts(deployed)
+            results.append(CheckResult("stack secrets", "ok", "the Stripe and ChartMogul keys are set"))
+        except (AccountsError, StackError) as error:  # the stack's other checks still run
+            results.append(CheckResult("stack secrets", "fail", str(error)))
     with _progress() as progress:
         progress.add_task("checking Stripe and ChartMogul…", total=None)
-        results = [*check_stripe(accounts), *check_chartmogul(accounts)]
+        if accounts is not None:
+            results[:0] = [*check_stripe(accounts), *check_chartmogul(accounts)]
         if deployed is not None:
             results.append(CheckResult("stack schedule", "info", deployed.schedule_state()))
             for queue, depth in deployed.queue_depths().items():
-                waiting = queue not in ("raw", "upload") and depth > 0
+                waiting = queue in TERMINAL_QUEUES and depth > 0
                 results.append(CheckResult(f"stack queue {queue}", "fail" if waiting else "ok", f"{depth} messages"))
     failed = [r for r in results if r.status == "fail"]
     if as_json:
@@ -317,6 +340,14 @@ def _print_dead_letters(console: Console, letters: list[tuple[str, str]]) -> Non
 @click.option(
     "--state-dir", type=click.Path(file_okay=False, path_type=Path), help="A local sync's state (sync --local)."
 )
+@click.option(
+    "--compare-data-source",
+    "other_source",
+    default=None,
+    metavar="NAME",
+    help="Instead: compare our data source with this one of the same ChartMogul account (e.g. the native Stripe "
+    "source, in a migration), per customer and month; reads ChartMogul only.",
+)
 @stack_option
 @json_option
 def audit_command(
@@ -327,16 +358,24 @@ def audit_command(
     rates_json: str | None,
     account_currency: str,
     state_dir: Path | None,
+    other_source: str | None,
     stack: str | None,
     as_json: bool,
 ) -> None:
     """Compare ChartMogul with Stripe: integrity (every object the mapping of Stripe's current data says, nothing
     else) and numbers (MRR, customers, net cash flow per customer and month, derived from Stripe independently of
-    the transform). Each difference has a cause; exits 1 when any is drift (see README, "Audit")."""
+    the transform). Each difference has a cause; exits 1 when any is drift (see README, "Audit").
+
+    With --compare-data-source NAME: our data source against another one in the same ChartMogul account, per
+    customer (matched by external id, the Stripe customer id): customers only in one, and MRR per month where
+    the two differ; exits 1 on any difference."""
     from ..audit.render import print_audit
     from ..audit.service import AuditRequest, run_audit
     from ..transform.config import MappingConfigError, load_mapping_config
 
+    if other_source is not None:
+        _compare_data_sources(other_source, list(customers), from_month, to_month, stack, as_json)
+        return
     accounts, deployed = _accounts(stack)
     try:
         config = load_mapping_config(config_path)
@@ -379,6 +418,36 @@ def audit_command(
     sys.exit(0 if report.matches else 1)
 
 
+def _compare_data_sources(
+    other: str, customers: list[str], from_month: str | None, to_month: str | None, stack: str | None, as_json: bool
+) -> None:
+    from ..audit.data_sources import DataSourceNotFound, compare_data_sources
+    from ..audit.render import print_source_comparison
+
+    accounts, _ = _accounts(stack, stripe=False)
+    ours = accounts.settings.chartmogul_data_source_name
+    if other == ours:
+        raise click.UsageError(f"--compare-data-source {other!r} is our own data source: name the other one")
+    with _step_progress() as tick:
+        try:
+            comparison = compare_data_sources(
+                accounts.chartmogul_api(),
+                ours,
+                other,
+                customers=customers or None,
+                from_month=from_month,
+                to_month=to_month,
+                on_customer=lambda: tick("reading ChartMogul customers", None),
+            )
+        except DataSourceNotFound as error:
+            raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(comparison.to_json())
+    else:
+        print_source_comparison(comparison, _stdout())
+    sys.exit(0 if comparison.matches else 1)
+
+
 # ---------------------------------------------------------------------------------------------- status
 
 
@@ -387,7 +456,8 @@ def audit_command(
 @stack_option
 @json_option
 def status_command(state_dir: Path | None, stack: str | None, as_json: bool) -> None:
-    """What a sync is doing: incremental cursor and its age, backfill progress, queue and DLQ depths, schedule."""
+    """What a sync is doing: incremental cursor and its age, each mode's last run and its outcome, backfill progress,
+    queue and DLQ depths, schedule."""
     from .status import sync_status
 
     if (state_dir is None) == (stack is None):

@@ -43,44 +43,58 @@ class DeployedStack:
     name: str
     session: Any  # boto3.session.Session
     resources: dict[str, str] = field(default_factory=dict)  # logical id → physical id
+    types: dict[str, str] = field(default_factory=dict)  # logical id → resource type (AWS::SQS::Queue, …)
 
     @classmethod
     def find(cls, name: str, session: Any = None) -> DeployedStack:
         import boto3
 
         session = session or boto3.session.Session()
+        resources: dict[str, str] = {}
+        types: dict[str, str] = {}
         try:
-            answer = session.client("cloudformation").describe_stack_resources(StackName=name)
+            # ListStackResources, paged: DescribeStackResources answers only a stack's first 100 resources, and SAM
+            # makes more than that of template.yaml (roles, permissions, event source mappings, schedules).
+            for page in session.client("cloudformation").get_paginator("list_stack_resources").paginate(StackName=name):
+                for resource in page.get("StackResourceSummaries", []):
+                    resources[resource["LogicalResourceId"]] = resource.get("PhysicalResourceId", "")
+                    types[resource["LogicalResourceId"]] = resource.get("ResourceType", "")
         except Exception as error:  # botocore's ClientError, NoCredentialsError…: one line, not a traceback
             raise StackError(f"stack {name!r}: {error}") from error
-        resources = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in answer["StackResources"]}
-        return cls(name, session, resources)
+        return cls(name, session, resources, types)
 
     def physical(self, logical_id: str) -> str:
-        if logical_id not in self.resources:
+        if not self.resources.get(logical_id):
             raise StackError(f"stack {self.name!r} has no resource {logical_id}")
         return self.resources[logical_id]
 
     def settings(self, base: Settings) -> Settings:
-        """The settings the stack's functions run with, as far as the command needs them."""
-        return base.model_copy(
-            update={
-                "state_table": self.physical("StateTable"),
-                "staging_bucket": self.physical("StagingBucket"),
-                "raw_queue_url": self.physical("RawQueue"),
-                "upload_queue_url": self.physical("UploadQueue"),
-                "bad_records_queue_url": self.physical("BadRecordsQueue"),
-            }
-        )
+        """The settings the stack's functions run with, as far as the commands need them: every queue URL, the
+        state table and the export function (as `cmsync dlq --stack` finds them), and the staging bucket."""
+        from ..sinks.chartmogul.dlq import QueueNotFound, settings_from_stack
+
+        try:
+            found = settings_from_stack(self.session.client("cloudformation"), self.name, base)
+        except QueueNotFound as error:
+            raise StackError(str(error)) from error
+        return found.model_copy(update={"staging_bucket": self.physical("StagingBucket")})
 
     def secret(self, logical_id: str) -> str:
         client = self.session.client("secretsmanager")
+        secret_id = self.physical(logical_id)
         try:
-            value = client.get_secret_value(SecretId=self.physical(logical_id)).get("SecretString", "")
+            value = client.get_secret_value(SecretId=secret_id).get("SecretString", "")
         except Exception as error:
-            raise StackError(
-                f"secret {logical_id} of stack {self.name!r} cannot be read: {type(error).__name__}"
-            ) from error
+            code = getattr(error, "response", {}).get("Error", {}).get("Code", type(error).__name__)
+            if code == "ResourceNotFoundException":
+                # The template creates the secrets empty; the user puts the key in (README "Deploy").
+                raise StackError(
+                    f"secret {logical_id} of stack {self.name!r} has no value yet: "
+                    f"aws secretsmanager put-secret-value --secret-id {_secret_name(secret_id)} --secret-string '…'"
+                ) from error
+            raise StackError(f"secret {logical_id} of stack {self.name!r} cannot be read: {code}") from error
+        if not str(value).strip():
+            raise StackError(f"secret {logical_id} of stack {self.name!r} is empty: put the API key in it")
         return str(value).strip()
 
     def state(self) -> StateTable:
@@ -103,16 +117,31 @@ class DeployedStack:
         return depths
 
     def schedule_state(self) -> str:
-        """ENABLED / DISABLED of the incremental schedule (EventBridge Scheduler)."""
-        schedules = [physical for logical, physical in self.resources.items() if "Schedule" in logical]
-        schedules = [s for s in schedules if not s.startswith("http")]  # not the schedule's DLQ
+        """ENABLED / DISABLED of the incremental schedule (EventBridge Scheduler), "none" without one.
+
+        SAM names the schedule of a ScheduleV2 event `<function><event>`: the export function's, not the audit's.
+        """
+        schedules = sorted(
+            logical
+            for logical, kind in self.types.items()
+            if kind == "AWS::Scheduler::Schedule" and logical.startswith("ExportFunction")
+        )
         if not schedules:
             return "none"
-        name = schedules[0].split("|")[-1]
+        # A schedule's physical id is its name (with its group before a "|" where CloudFormation shows one).
+        name = self.resources[schedules[0]].split("|")[-1]
         try:
             return str(self.session.client("scheduler").get_schedule(Name=name)["State"])
         except Exception as error:
             return f"unknown ({type(error).__name__})"
+
+
+def _secret_name(secret_id: str) -> str:
+    """A secret's name from its ARN (`arn:…:secret:NAME-AbCdEf`), for the command to put its value."""
+    if not secret_id.startswith("arn:"):
+        return secret_id
+    name = secret_id.split(":secret:", 1)[-1]
+    return name.rsplit("-", 1)[0] if "-" in name else name
 
 
 class SavedState(StateTable):

@@ -1,9 +1,10 @@
 """`cmsync status`: what a sync is doing, from its state table and its queues.
 
-The incremental cursor (the newest Stripe event handled) and its age, each backfill run's checkpoint (progress,
-finished or not), queue and dead-letter depths and the schedule's state. Healthy means: nothing waits in a
-dead-letter queue, no backfill is stuck unfinished, and the cursor is younger than Stripe's 30-day event
-retention (older, and an incremental run must rescan: sources/stripe/incremental.py).
+The incremental cursor (the newest Stripe event handled) and its age, the last run of each export mode (when it
+started and ended, its outcome and why it failed, customers exported: sources/stripe/run.py RunRecord), each
+backfill run's checkpoint (progress, finished or not), queue and dead-letter depths and the schedule's state.
+Healthy means: nothing waits in a dead-letter queue, no mode's last run failed, and the cursor is younger than
+Stripe's 30-day event retention (older, and an incremental run must rescan: sources/stripe/incremental.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from ..sources.stripe.backfill import Checkpoint
 from ..sources.stripe.incremental import CURSOR_PK, CURSOR_SK, EVENT_RETENTION_S, EventCursor
+from ..sources.stripe.run import RUN_MODES, RunRecord, last_runs
 from ..state import StateTable
 from .stack import TERMINAL_QUEUES, SavedState
 
@@ -27,6 +29,7 @@ class SyncStatus:
     cursor: dt.datetime | None
     cursor_age_s: float | None
     backfills: list[dict[str, Any]] = field(default_factory=list)
+    last_runs: dict[str, RunRecord] = field(default_factory=dict)  # by mode
     queue_depths: dict[str, int] = field(default_factory=dict)
     schedule: str = ""
 
@@ -37,13 +40,15 @@ class SyncStatus:
     @property
     def healthy(self) -> bool:
         stale = self.cursor_age_s is not None and self.cursor_age_s > EVENT_RETENTION_S
-        return not self.waiting and not stale
+        failed = any(run.outcome == "failed" for run in self.last_runs.values())
+        return not self.waiting and not stale and not failed
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "healthy": self.healthy,
             "incremental_cursor": self.cursor.isoformat() if self.cursor else None,
             "cursor_age_seconds": round(self.cursor_age_s) if self.cursor_age_s is not None else None,
+            "last_runs": {mode: run.model_dump(mode="json") for mode, run in self.last_runs.items()},
             "backfills": self.backfills,
             "queue_depths": self.queue_depths,
             "schedule": self.schedule,
@@ -58,6 +63,10 @@ class SyncStatus:
         else:
             age = dt.timedelta(seconds=round(self.cursor_age_s or 0))
             table.add_row("incremental cursor", f"{self.cursor:%Y-%m-%d %H:%M:%S} UTC ({age} ago)")
+        if not self.last_runs:
+            table.add_row("last run", "none recorded")
+        for mode, last in self.last_runs.items():
+            table.add_row(f"last {mode} run", _describe_run(last))
         for run in self.backfills:
             state = "finished" if run["finished"] else "in progress or stopped"
             table.add_row(
@@ -72,6 +81,18 @@ class SyncStatus:
         console.print(table)
         verdict = "[green]healthy[/green]" if self.healthy else "[red]needs attention[/red]"
         console.print(f"Sync: {verdict}")
+
+
+def _describe_run(run: RunRecord) -> str:
+    seconds = (run.finished_at - run.started_at).total_seconds()
+    outcome = {"ok": "[green]ok[/green]", "continuing": "continuing", "failed": "[red]failed[/red]"}[run.outcome]
+    text = (
+        f"{outcome}: {run.run_id}, {run.started_at:%Y-%m-%d %H:%M:%S} UTC, {seconds:.0f} s, "
+        f"{run.customers_exported} customers exported"
+    )
+    if run.customers_set_aside:
+        text += f", {run.customers_set_aside} set aside"
+    return f"{text} ({run.reason})" if run.reason else text
 
 
 def sync_status(
@@ -98,6 +119,7 @@ def sync_status(
         cursor=cursor,
         cursor_age_s=(now - cursor).total_seconds() if cursor else None,
         backfills=sorted(backfills, key=lambda run: str(run["started_at"])),
+        last_runs={mode: run for mode, run in sorted(last_runs(state).items(), key=lambda m: RUN_MODES.index(m[0]))},
         queue_depths=dict(queue_depths),
         schedule=schedule,
     )

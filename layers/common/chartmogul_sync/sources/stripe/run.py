@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -13,10 +14,11 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict
 
 from ...config import Settings
+from ...models.common import UtcDatetime
 from ...models.envelope import RawMessage
 from ...models.snapshot import CustomerSnapshot
 from ...queues import BadRecord, BadRecords, MessageSender, Stage
-from ...state import StateTable
+from ...state import StateTable, key
 from .client import StripeApi, TimeBudget, stripe_error_body
 
 ExportMode = Literal["incremental", "backfill", "customer"]
@@ -139,3 +141,91 @@ class ExportOutcome(BaseModel):
     customers_enqueued: int
     continuation: Continuation | None = None
     detail: dict[str, Any] = {}
+
+
+# -- the run record: what `cmsync status` shows as each mode's last run -----------------------------------------
+
+RunMode = Literal["incremental", "backfill", "customer", "realtime"]
+RUN_MODES: tuple[RunMode, ...] = ("incremental", "backfill", "customer", "realtime")
+RUN_RECORD_PK = key("run", "last")  # sk: the mode (state.py's key layout)
+_REASON_CHARS = 300
+
+
+class RunRecord(BaseModel):
+    """One invocation of the export function as it ended: stored per mode, the newest replacing the last.
+
+    `outcome` is "ok" (the run finished, or had nothing to do), "continuing" (it handed over to a continuation
+    before the time limit; the next invocation of the same run writes the next record) or "failed" (with the
+    reason: an exception, or records a realtime batch could not export yet).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: RunMode
+    run_id: str
+    started_at: UtcDatetime
+    finished_at: UtcDatetime
+    outcome: Literal["ok", "continuing", "failed"]
+    reason: str | None = None
+    customers_exported: int = 0
+    customers_set_aside: int = 0
+    stripe_requests: int = 0
+
+
+@dataclass
+class RunRecorder:
+    """Filled in by the run (`outcome`, or `failed(reason)`); written when the `recorded_run` block ends."""
+
+    mode: RunMode
+    started_at: datetime
+    outcome: Literal["ok", "continuing", "failed"] = "ok"
+    reason: str | None = None
+
+    def finished(self, outcome: ExportOutcome) -> None:
+        if outcome.continuation is not None:
+            self.outcome = "continuing"
+        elif outcome.detail.get("superseded"):
+            self.reason = "superseded: a newer backfill run holds the checkpoint"
+
+    def failed(self, reason: str) -> None:
+        self.outcome, self.reason = "failed", reason[:_REASON_CHARS]
+
+
+@contextmanager
+def recorded_run(exporter: Exporter, mode: RunMode) -> Iterator[RunRecorder]:
+    """Record the run's end in the state table (`run#last`, sk the mode), however it ends.
+
+    An exception is recorded as a failure and raised on. Writing the record never fails the run: a record that
+    cannot be written is logged at WARNING (the run's own result, and its metrics, are what matter).
+    """
+    recorder = RunRecorder(mode, exporter.clock())
+    try:
+        yield recorder
+    except Exception as error:
+        recorder.failed(f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        record = RunRecord(
+            mode=mode,
+            run_id=exporter.run_id,
+            started_at=recorder.started_at,
+            finished_at=exporter.clock(),
+            outcome=recorder.outcome,
+            reason=recorder.reason,
+            customers_exported=exporter.stats.customers_enqueued,
+            customers_set_aside=exporter.stats.customers_set_aside,
+            stripe_requests=exporter.api.stats.requests,
+        )
+        try:
+            exporter.state.put(RUN_RECORD_PK, mode, {"run": record.model_dump_json()})
+        except Exception as error:  # DynamoDB unreachable, say: the run stands, its record is lost
+            exporter.log.warning("run record not written", extra={"mode": mode, "error": type(error).__name__})
+
+
+def last_runs(state: StateTable) -> dict[str, RunRecord]:
+    """The last run of each mode that has run, by mode."""
+    return {
+        str(item["sk"]): RunRecord.model_validate_json(item["run"])
+        for item in state.query(RUN_RECORD_PK)
+        if item.get("run")
+    }
