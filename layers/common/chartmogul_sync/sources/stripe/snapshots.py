@@ -457,7 +457,9 @@ def fetch_customer_records(
         records = _fetch_live_customer(api, customer_id, account_lists)
         if records is not None:
             return records
-    return _fetch_deleted_or_retrieved(api, customer_id, last_known=last_known, deletions=deletions)
+    return _fetch_deleted_or_retrieved(
+        api, customer_id, last_known=last_known, deletions=deletions, account_lists=account_lists
+    )
 
 
 def _fetch_live_customer(
@@ -469,10 +471,7 @@ def _fetch_live_customer(
     for owned in OWNED_LISTS:
         listed = account_lists.objects(owned.resource, customer_id) if account_lists is not None else None
         if listed is None:
-            expand = [*owned.params.get("expand", []), *_PER_CUSTOMER_EXPAND.get(owned.resource, ())]
-            if customer is None:
-                expand.append(_CUSTOMER_EXPAND)
-            params = {**owned.params, "customer": customer_id, **({"expand": expand} if expand else {})}
+            params = _per_customer(owned, customer_id, expand_customer=customer is None)
             try:
                 listed = list(api.list_all(owned.resource, params))
             except stripe.InvalidRequestError as error:
@@ -498,14 +497,25 @@ def _fetch_live_customer(
     return records
 
 
+def _per_customer(owned: OwnedList, customer_id: str, *, expand_customer: bool = False) -> dict[str, Any]:
+    """The parameters of one customer's list: the owned list's, with the per-customer expansions."""
+    expand = [*owned.params.get("expand", []), *_PER_CUSTOMER_EXPAND.get(owned.resource, ())]
+    if expand_customer:
+        expand.append(_CUSTOMER_EXPAND)
+    return {**owned.params, "customer": customer_id, **({"expand": expand} if expand else {})}
+
+
 def _fetch_deleted_or_retrieved(
     api: StripeApi,
     customer_id: str,
     *,
     last_known: StripeJson | None,
     deletions: RecentDeletions | None,
+    account_lists: AccountLists | None,
 ) -> CustomerRecords:
-    """The customer retrieved first, then its lists; for a deleted one, its subscriptions as Stripe lists them."""
+    """The customer retrieved first, then its lists; for a deleted one, its subscriptions as Stripe lists them.
+
+    A deleted customer's objects in `account_lists` are what the backfill's global lists give for it too."""
     records = CustomerRecords(customer_id)
     customer = api.retrieve(StripeList.CUSTOMERS, customer_id)
     if customer.get("deleted") is True and last_known is None:
@@ -514,8 +524,11 @@ def _fetch_deleted_or_retrieved(
     for owned in OWNED_LISTS:
         if records.deleted and owned.resource is StripeList.SUBSCRIPTIONS:
             continue  # `status=all` may leave them out: `add_subscriptions_of_deleted_customer` below
+        listed = account_lists.objects(owned.resource, customer_id) if account_lists is not None else None
         try:
-            for obj in api.list_all(owned.resource, {**owned.params, "customer": customer_id}):
+            for obj in (
+                listed if listed is not None else api.list_all(owned.resource, _per_customer(owned, customer_id))
+            ):
                 records.add(owned.resource, complete(api, owned.resource, obj))
         except stripe.InvalidRequestError as error:
             # A deleted customer's lists may answer "No such customer": it has nothing more to list.
