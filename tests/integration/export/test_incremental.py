@@ -441,3 +441,21 @@ def test_account_lists_keep_a_list_that_ends_within_its_pages_and_drop_one_that_
     per_customer = list(api.list_all(StripeList.INVOICE_ITEMS, {"customer": owner}))
     assert lists.objects(StripeList.INVOICE_ITEMS, owner) == per_customer
     assert lists.objects(StripeList.INVOICE_ITEMS, "cus_without_items") == []
+
+
+def test_a_snapshot_built_with_the_account_wide_lists_is_dated_no_later_than_those_lists(
+    rig: ExportRig, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, candidates = backfilled_then_a_minute_later(rig, account)
+    changed = {change(rig, "upgrade", candidates), change(rig, "cancel", candidates)}
+    ticks = iter(range(10_000))  # a clock one second on at each reading: every reading is a new time
+    start = rig.emulator.store.now
+    monkeypatch.setattr(export_wiring, "clock", lambda: datetime.fromtimestamp(start + next(ticks), UTC))
+
+    rig.run(schedule_event(rig))
+
+    # Fetched one after the other, but their credit notes and invoice items were listed before either: the
+    # upload then never prefers them to a snapshot taken after those lists.
+    times = {message.customer_external_id: message.snapshot_time for message in rig.raw_messages}
+    assert set(times) == changed
+    assert len(set(times.values())) == 1

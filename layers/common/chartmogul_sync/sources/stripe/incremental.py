@@ -284,12 +284,14 @@ def _pending_key(run_id: str) -> str:
     return f"incremental/{run_id}/pending.json"
 
 
-def _account_lists(exporter: Exporter, customers: int) -> AccountLists:
-    """The sparse lists (`SPARSE_LISTS`) listed whole, those that take fewer pages than half of `customers`.
+def _account_lists(exporter: Exporter, customers: int) -> tuple[AccountLists, datetime]:
+    """The sparse lists (`SPARSE_LISTS`) listed whole, those that take fewer pages than half of `customers`, and
+    the time before they were listed.
 
     A list whose pages were counted before (the number this run or an earlier one took, or at least that many
     when it stopped short) is not tried when it took more than this run may spend on it.
     """
+    listed_at = exporter.clock()
     account_lists = AccountLists()
     max_pages = customers // 2
     for owned in SPARSE_LISTS:
@@ -299,7 +301,7 @@ def _account_lists(exporter: Exporter, customers: int) -> AccountLists:
         pages, kept = account_lists.list_whole(exporter.api, owned, max_pages)
         # Stopped short: the list has more than `pages` pages; one more than that is the least it can take.
         exporter.state.put(ACCOUNT_LIST_PAGES_PK, owned.resource.value, {"pages": pages if kept else pages + 1})
-    return account_lists
+    return account_lists, listed_at
 
 
 def _export_changes(exporter: Exporter, changes: ChangeSet, *, previous: EventCursor | None) -> ExportOutcome:
@@ -307,7 +309,7 @@ def _export_changes(exporter: Exporter, changes: ChangeSet, *, previous: EventCu
     remaining = sorted(changes.customers)
     if len(remaining) >= CATALOG_PRELOAD_CUSTOMERS:
         catalog.preload(CATALOG_PRELOAD_PAGES)
-    account_lists = _account_lists(exporter, customers=len(remaining))
+    account_lists, lists_listed_at = _account_lists(exporter, customers=len(remaining))
     exported = set_aside = 0  # `exported` counts the customers done, set aside or not
 
     def snapshots() -> Iterator[tuple[CustomerSnapshot, datetime]]:
@@ -317,6 +319,10 @@ def _export_changes(exporter: Exporter, changes: ChangeSet, *, previous: EventCu
             if exported and exporter.time_to_hand_over():
                 return
             snapshot_time = exporter.clock()  # the data fetched next is at least this fresh
+            if account_lists.kept:
+                # Its invoice items or credit notes were listed at the start: the snapshot says no newer than that,
+                # so it never supersedes a snapshot taken since (the upload skips older ones).
+                snapshot_time = min(snapshot_time, lists_listed_at)
             last_known = changes.customers[customer_id]
             try:
                 snapshot = fetch_customer_snapshot(

@@ -44,7 +44,8 @@ class OwnedList:
 
 # The customer-owned lists, with the parameters both paths use. Invoice payments and refunds name no customer
 # (docs/sources.md#stripe-versions): payments come with their invoice (`invoice.payments` is
-# includable, docs/sources.md#stripe-expand), refunds are listed per refunded charge (`complete`).
+# includable, docs/sources.md#stripe-expand), refunds with their charges per customer (`CHARGE_REFUNDS_EXPAND`)
+# and in a list of their own in a backfill (`REFUNDS_WITH_OWNER`).
 OWNED_LISTS: tuple[OwnedList, ...] = (
     # Without status=all the list leaves out canceled subscriptions (docs/sources.md#stripe-lists).
     OwnedList(StripeList.SUBSCRIPTIONS, {"status": "all"}),
@@ -395,6 +396,11 @@ class AccountLists:
 
     def __init__(self) -> None:
         self._by_resource: dict[StripeList, dict[str, list[StripeJson]]] = {}
+
+    @property
+    def kept(self) -> bool:
+        """Whether any list was kept (a snapshot built with it is only as fresh as that list)."""
+        return bool(self._by_resource)
 
     def list_whole(self, api: StripeApi, owned: OwnedList, max_pages: int) -> tuple[int, bool]:
         """List `owned` for the whole account if it ends within `max_pages` pages, and keep it by customer.
