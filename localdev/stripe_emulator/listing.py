@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from localdev.stripe_emulator import records as r
 from localdev.stripe_emulator.errors import invalid, no_such
-from localdev.stripe_emulator.render import Json, list_object, render
+from localdev.stripe_emulator.render import EMBEDDED_LINES, Json, list_object, render
 from localdev.stripe_emulator.store import Collection, StripeStore
 
 MAX_LIMIT = 100
@@ -259,6 +259,18 @@ def _includable(store: StripeStore, obj: Json, field: str, at: int) -> Json | No
         return list_object(
             [render(store, "invoice_payments", p, at) for p in payments],
             f"/v1/invoice_payments?invoice={obj['id']}",
+        )
+    if obj.get("object") == "charge" and field == "refunds":
+        # Since 2022-11-15 a charge's refunds are expandable only (docs.stripe.com/changelog/2022-11-15/
+        # deprecates-charges-auto-expand; stripe 16.1.0 `stripe/_charge.py` `refunds: Optional[ListObject[Refund]]`):
+        # a sublist of the first ten (as many as an invoice embeds lines: Stripe gives no figure for this one),
+        # newest first as `GET /v1/refunds?charge=` lists them, so that list's `starting_after` goes on where the
+        # sublist ends.
+        refunds = [ref for ref in store.refunds.indexed("charge", obj["id"]) or [] if ref.created <= at]
+        return list_object(
+            [render(store, "refunds", ref, at) for ref in refunds[:EMBEDDED_LINES]],
+            f"/v1/charges/{obj['id']}/refunds",
+            has_more=len(refunds) > EMBEDDED_LINES,
         )
     if obj.get("object") == "customer" and field == "subscriptions":
         subs = store.subscriptions.indexed("customer", obj["id"]) or []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,9 +11,10 @@ import pytest
 import stripe
 
 from chartmogul_sync.queues import BadRecord
-from chartmogul_sync.sources.stripe.client import RetryPolicy
-from chartmogul_sync.sources.stripe.incremental import CURSOR_PK, CURSOR_SK
+from chartmogul_sync.sources.stripe.client import RetryPolicy, StripeList
+from chartmogul_sync.sources.stripe.incremental import ACCOUNT_LIST_PAGES_PK, CURSOR_PK, CURSOR_SK
 from chartmogul_sync.sources.stripe.run import ExportLimits
+from chartmogul_sync.sources.stripe.snapshots import OWNED_LISTS, AccountLists
 from chartmogul_sync.sources.stripe.wiring import export_wiring
 from localdev.scenarios import Account, generate_account
 from localdev.stripe_emulator.records import Event
@@ -322,3 +324,138 @@ def test_a_one_customer_sync_of_a_customer_stripe_does_not_know_is_set_aside_onc
     [record] = bad_records(rig)
     assert record.stage == "export" and record.object_id == "cus_NeverExisted" and "HTTP 404" in record.reason
     assert json.loads(record.original_body) == event
+
+
+# -- what an incremental run asks Stripe for ---------------------------------------------------------------
+
+
+def requests_during(rig: ExportRig, run: Callable[[], object]) -> dict[str, int]:
+    """Stripe requests by route (`GET /v1/invoices`, ...) while `run` ran, as the emulator counted them."""
+    before = rig.emulator.server.counter.snapshot()
+    run()
+    after = rig.emulator.server.counter.snapshot()
+    counts = {route: sum(s.values()) - sum(before.get(route, {}).values()) for route, s in after.items()}
+    return {route: n for route, n in counts.items() if n}
+
+
+def full_export(rig: ExportRig) -> dict[str, str]:
+    """Customer id -> snapshot JSON as a backfill (global lists, no per-customer request) sends it now."""
+    rig.raw_messages.clear()
+    rig.run({"mode": "backfill"})
+    return by_customer(rig.raw_messages)
+
+
+def pages_of(account: Account, collection: str, customer_id: str) -> int:
+    """The pages (100 objects each, at least one) of a customer's list."""
+    owned = account.store.collection(collection).indexed("customer", customer_id) or []
+    return max(1, -(-len(owned) // 100))
+
+
+def test_an_incremental_run_sends_a_full_exports_snapshots_for_three_requests_per_changed_customer(
+    rig: ExportRig, account: Account
+) -> None:
+    _, candidates = backfilled_then_a_minute_later(rig, account)
+    changed = {
+        change(rig, "upgrade", candidates),
+        change(rig, "cancel", candidates),
+        change(rig, "credit_note", candidates, share=0.25),
+        change(rig, "change_quantity", candidates, quantity=7),
+        change(rig, "delete_customer", candidates),
+    }
+    # Twelve refunds of one charge: more than the ten its expanded `refunds` embed.
+    refunded = change(rig, "refund", candidates, share=0.05)
+    for _ in range(11):
+        rig.emulator.apply_step({"kind": "refund", "customer": refunded, "share": 0.05})
+    new = rig.emulator.apply_step({"kind": "new_customer", "plan": "Pro", "interval": "monthly", "currency": "usd"})
+    changed |= {refunded, new["customer"]}
+
+    routes = requests_during(rig, lambda: rig.run(schedule_event(rig)))
+    incremental = by_customer(rig.raw_messages)
+    full = full_export(rig)
+
+    assert set(incremental) == changed
+    for customer_id in sorted(changed):
+        assert incremental[customer_id] == full[customer_id], customer_id
+    assert len(json.loads(incremental[refunded])["refunds"]) >= 12
+    # Per changed customer one request for each of its subscriptions, invoices and charges (refunds expanded)
+    # lists; the invoice items and credit notes of the whole account take a page each; the customer itself comes
+    # expanded on its first list, and only the deleted one, whose stub no list carries, is retrieved.
+    assert routes["GET /v1/subscriptions"] == len(changed)
+    assert routes["GET /v1/invoices"] == sum(pages_of(account, "invoices", c) for c in changed)
+    assert routes["GET /v1/charges"] == sum(pages_of(account, "charges", c) for c in changed)
+    assert routes["GET /v1/invoiceitems"] == routes["GET /v1/credit_notes"] == 1
+    assert routes["GET /v1/customers/{object_id}"] == 1
+    assert routes["GET /v1/refunds"] == 1  # the two refunds past the ten the charge embeds
+    assert sum(routes.values()) / len(changed) <= 5  # everything, events and catalog included
+
+
+def test_a_one_customer_sync_asks_once_for_each_of_the_customers_lists_and_never_for_the_customer(
+    rig: ExportRig, account: Account
+) -> None:
+    customer_id = account.customers_with("refund_partial")[0]
+    full = full_export(rig)
+    rig.raw_messages.clear()
+
+    routes = requests_during(rig, lambda: rig.run({"mode": "customer", "customer_id": customer_id}))
+
+    assert by_customer(rig.raw_messages) == {customer_id: full[customer_id]}
+    lists = ("subscriptions", "invoices", "invoiceitems", "charges", "credit_notes")
+    assert {route: n for route, n in routes.items() if "{" not in route} == {f"GET /v1/{name}": 1 for name in lists}
+    assert "GET /v1/customers/{object_id}" not in routes and "GET /v1/refunds" not in routes
+
+
+def test_a_sparse_list_longer_than_a_run_can_pay_for_is_listed_per_customer_and_not_tried_again(
+    rig: ExportRig, account: Account
+) -> None:
+    _, candidates = backfilled_then_a_minute_later(rig, account)
+    changed = {change(rig, "upgrade", candidates), change(rig, "cancel", candidates)}
+    # An earlier run found the account's invoice items take more pages than this run's two customers pay for.
+    rig.stack.clients.dynamodb.put_item(
+        TableName=rig.environment["STATE_TABLE"],
+        Item={"pk": {"S": ACCOUNT_LIST_PAGES_PK}, "sk": {"S": "invoice_items"}, "pages": {"N": "2"}},
+    )
+
+    routes = requests_during(rig, lambda: rig.run(schedule_event(rig)))
+
+    assert set(by_customer(rig.raw_messages)) == changed
+    assert routes["GET /v1/invoiceitems"] == len(changed)  # per customer, not tried whole
+    assert routes["GET /v1/credit_notes"] == 1  # one page: the two customers pay for it
+    assert rig.state_item(ACCOUNT_LIST_PAGES_PK, "credit_notes") == {
+        "pk": {"S": ACCOUNT_LIST_PAGES_PK},
+        "sk": {"S": "credit_notes"},
+        "pages": {"N": "1"},
+    }
+
+
+def test_account_lists_keep_a_list_that_ends_within_its_pages_and_drop_one_that_does_not(rig: ExportRig) -> None:
+    api = rig.stripe_api()
+    lists = AccountLists()
+    invoice_items = next(o for o in OWNED_LISTS if o.resource is StripeList.INVOICE_ITEMS)
+    charges = next(o for o in OWNED_LISTS if o.resource is StripeList.CHARGES)
+
+    assert lists.list_whole(api, invoice_items, max_pages=3) == (1, True)
+    assert lists.list_whole(api, charges, max_pages=2) == (2, False)  # the account's charges take more pages
+
+    assert lists.objects(StripeList.CHARGES, "cus_any") is None  # not kept: listed per customer
+    owner = next(item.customer for item in rig.emulator.store.collection("invoiceitems").newest_first())
+    per_customer = list(api.list_all(StripeList.INVOICE_ITEMS, {"customer": owner}))
+    assert lists.objects(StripeList.INVOICE_ITEMS, owner) == per_customer
+    assert lists.objects(StripeList.INVOICE_ITEMS, "cus_without_items") == []
+
+
+def test_a_snapshot_built_with_the_account_wide_lists_is_dated_no_later_than_those_lists(
+    rig: ExportRig, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, candidates = backfilled_then_a_minute_later(rig, account)
+    changed = {change(rig, "upgrade", candidates), change(rig, "cancel", candidates)}
+    ticks = iter(range(10_000))  # a clock one second on at each reading: every reading is a new time
+    start = rig.emulator.store.now
+    monkeypatch.setattr(export_wiring, "clock", lambda: datetime.fromtimestamp(start + next(ticks), UTC))
+
+    rig.run(schedule_event(rig))
+
+    # Fetched one after the other, but their credit notes and invoice items were listed before either: the
+    # upload then never prefers them to a snapshot taken after those lists.
+    times = {message.customer_external_id: message.snapshot_time for message in rig.raw_messages}
+    assert set(times) == changed
+    assert len(set(times.values())) == 1

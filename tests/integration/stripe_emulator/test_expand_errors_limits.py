@@ -34,6 +34,37 @@ def test_expand_on_lists_and_retrieve(account: Account, client: stripe.StripeCli
     assert sub["latest_invoice"]["object"] == "invoice"
 
 
+def test_a_charges_refunds_are_absent_unless_expanded_and_then_embed_ten_and_page_on_in_the_refunds_list() -> None:
+    # Its own account: refunds are added to one charge, beyond what any generated charge has.
+    account = generate_account(customers=45, months=9, seed=3)
+    customer = account.customers_with("refund_partial")[0]
+    for _ in range(12):  # of its latest payment
+        account.apply_step({"kind": "refund", "customer": customer, "share": 0.05})
+    store = account.store
+    charge = max((c for c in store.charges.values() if c.customer == customer), key=lambda c: len(c.refunds))
+    newest_first = [x.id for x in sorted((store.refunds.get(i) for i in charge.refunds), key=lambda x: -x.created)]
+    assert len(newest_first) >= 12
+    with start(account, rate_limit=None) as emulator:
+        client = client_for(emulator)
+        plain = client.v1.charges.retrieve(charge.id).to_dict()
+        page = client.v1.charges.list({"customer": customer, "limit": 100, "expand": ["data.refunds"]})
+
+        assert "refunds" not in plain and plain["amount_refunded"] > 0
+        refunds = next(c for c in page.data if c.id == charge.id).to_dict()["refunds"]
+        assert [x["id"] for x in refunds["data"]] == newest_first[:10] and refunds["has_more"] is True
+        assert refunds["url"] == f"/v1/charges/{charge.id}/refunds"
+        assert refunds["data"][0] == client.v1.refunds.retrieve(newest_first[0]).to_dict()
+        rest = client.v1.refunds.list({"charge": charge.id, "starting_after": newest_first[9]})
+        assert [x.id for x in rest.data] == newest_first[10:] and rest.has_more is False
+        unrefunded = next(c for c in page.data if not c.amount_refunded).to_dict()
+        assert unrefunded["refunds"] == {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "url": f"/v1/charges/{unrefunded['id']}/refunds",
+        }
+
+
 def test_expand_refuses_unknown_paths_and_depth_over_four(client: stripe.StripeClient, account: Account) -> None:
     invoice_id = next(iter(account.store.invoices.values())).id
     with pytest.raises(stripe.InvalidRequestError) as caught:

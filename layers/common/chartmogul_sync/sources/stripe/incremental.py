@@ -33,7 +33,7 @@ from .client import StripeList, is_permanent_for_object
 from .events import CustomerChanged, CustomerDeleted, NeedsLookup, event_target
 from .exported import drop_covered_customers
 from .run import Continuation, Exporter, ExportOutcome
-from .snapshots import OWNED_LISTS, Catalog, customer_of, fetch_customer_snapshot
+from .snapshots import OWNED_LISTS, AccountLists, Catalog, OwnedList, customer_of, fetch_customer_snapshot
 
 CURSOR_PK = key("cursor", "stripe")
 CURSOR_SK = "incremental"
@@ -48,6 +48,14 @@ EVENT_OVERLAP_S = 300
 # object, which a handful of changed customers on different plans already exceed (snapshots.py Catalog.preload).
 CATALOG_PRELOAD_CUSTOMERS = 5
 CATALOG_PRELOAD_PAGES = 2
+# The owned lists an account holds few of: a run lists them whole when they take fewer pages than half its
+# customers (one request each per customer otherwise), so a list too long for that costs at most half of what
+# listing it per customer costs, once: the pages it took are kept, and the next runs do not try again until they
+# export enough customers to pay for them (`_account_lists`).
+SPARSE_LISTS: tuple[OwnedList, ...] = tuple(
+    owned for owned in OWNED_LISTS if owned.resource in (StripeList.INVOICE_ITEMS, StripeList.CREDIT_NOTES)
+)
+ACCOUNT_LIST_PAGES_PK = key("account-list-pages", "stripe")
 
 
 class EventCursor(BaseModel):
@@ -276,11 +284,32 @@ def _pending_key(run_id: str) -> str:
     return f"incremental/{run_id}/pending.json"
 
 
+def _account_lists(exporter: Exporter, customers: int) -> tuple[AccountLists, datetime]:
+    """The sparse lists (`SPARSE_LISTS`) listed whole, those that take fewer pages than half of `customers`, and
+    the time before they were listed.
+
+    A list whose pages were counted before (the number this run or an earlier one took, or at least that many
+    when it stopped short) is not tried when it took more than this run may spend on it.
+    """
+    listed_at = exporter.clock()
+    account_lists = AccountLists()
+    max_pages = customers // 2
+    for owned in SPARSE_LISTS:
+        known = exporter.state.get(ACCOUNT_LIST_PAGES_PK, owned.resource.value)
+        if max_pages < 1 or (known is not None and int(known["pages"]) > max_pages):
+            continue
+        pages, kept = account_lists.list_whole(exporter.api, owned, max_pages)
+        # Stopped short: the list has more than `pages` pages; one more than that is the least it can take.
+        exporter.state.put(ACCOUNT_LIST_PAGES_PK, owned.resource.value, {"pages": pages if kept else pages + 1})
+    return account_lists, listed_at
+
+
 def _export_changes(exporter: Exporter, changes: ChangeSet, *, previous: EventCursor | None) -> ExportOutcome:
     catalog = Catalog(exporter.api)
     remaining = sorted(changes.customers)
     if len(remaining) >= CATALOG_PRELOAD_CUSTOMERS:
         catalog.preload(CATALOG_PRELOAD_PAGES)
+    account_lists, lists_listed_at = _account_lists(exporter, customers=len(remaining))
     exported = set_aside = 0  # `exported` counts the customers done, set aside or not
 
     def snapshots() -> Iterator[tuple[CustomerSnapshot, datetime]]:
@@ -290,9 +319,15 @@ def _export_changes(exporter: Exporter, changes: ChangeSet, *, previous: EventCu
             if exported and exporter.time_to_hand_over():
                 return
             snapshot_time = exporter.clock()  # the data fetched next is at least this fresh
+            if account_lists.kept:
+                # Its invoice items or credit notes were listed at the start: the snapshot says no newer than that,
+                # so it never supersedes a snapshot taken since (the upload skips older ones).
+                snapshot_time = min(snapshot_time, lists_listed_at)
             last_known = changes.customers[customer_id]
             try:
-                snapshot = fetch_customer_snapshot(exporter.api, catalog, customer_id, last_known=last_known)
+                snapshot = fetch_customer_snapshot(
+                    exporter.api, catalog, customer_id, last_known=last_known, account_lists=account_lists
+                )
             except stripe.StripeError as error:
                 # Refused for good: set aside, so one customer does not hold back every later change. A passing
                 # failure (429, 5xx, network, retries exhausted) fails the run and leaves the cursor unmoved.

@@ -10,7 +10,10 @@ Two paths feed one assembly:
 Both list the same endpoints with the same parameters (`OWNED_LISTS`), complete every object the same way
 (`complete`: invoice and credit note lines, payments, refunds and subscription items past the embedded first
 page are fetched) and hand the objects to `CustomerRecords.add`, so the snapshot of a customer does not depend
-on the path that built it.
+on the path that built it. The per-customer path saves requests where Stripe gives the same objects for fewer
+(docs/snapshot-format.md "Requests per customer"): the customer comes expanded on its first list that has an
+object, refunds come expanded on their charges, and a run exporting many customers lists the lists an account
+holds few of (invoice items, credit notes) once for the whole account (`AccountLists`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import stripe
 
 from ...config import STRIPE_API_VERSION
 from ...models.snapshot import CustomerSnapshot, StripeJson
-from .client import Page, StripeApi, StripeList, follow_pages
+from .client import Page, PagingError, StripeApi, StripeList, follow_pages
 from .events import CustomerDeleted, event_target
 
 # The line expansions of an invoice list, and the same for lines paged past the embedded first page.
@@ -41,7 +44,8 @@ class OwnedList:
 
 # The customer-owned lists, with the parameters both paths use. Invoice payments and refunds name no customer
 # (docs/sources.md#stripe-versions): payments come with their invoice (`invoice.payments` is
-# includable, docs/sources.md#stripe-expand), refunds are listed per refunded charge (`complete`).
+# includable, docs/sources.md#stripe-expand), refunds with their charges per customer (`CHARGE_REFUNDS_EXPAND`)
+# and in a list of their own in a backfill (`REFUNDS_WITH_OWNER`).
 OWNED_LISTS: tuple[OwnedList, ...] = (
     # Without status=all the list leaves out canceled subscriptions (docs/sources.md#stripe-lists).
     OwnedList(StripeList.SUBSCRIPTIONS, {"status": "all"}),
@@ -57,6 +61,14 @@ OWNED_LISTS: tuple[OwnedList, ...] = (
     OwnedList(StripeList.CREDIT_NOTES, {}),
 )
 
+
+# The per-customer path takes a charge's refunds with the charge: `charge.refunds` is expandable (not rendered
+# unless asked for since 2022-11-15: docs.stripe.com/changelog/2022-11-15/deprecates-charges-auto-expand; stripe
+# 16.1.0 `stripe/_charge.py` `refunds: Optional[ListObject["Refund"]]`), a sublist whose rest `complete` pages
+# with `GET /v1/refunds?charge=`. One request for a customer's charges and all their refunds, instead of one more
+# per refunded charge; `CustomerRecords.add` lifts the refunds out, so the charge is stored as Stripe renders it
+# unexpanded.
+CHARGE_REFUNDS_EXPAND = ("data.refunds",)
 
 # A backfill lists refunds globally instead of per refunded charge: one request per 100 refunds. A refund names
 # its charge only, so the charge comes expanded (docs/sources.md#stripe-expand) to tell the customer
@@ -104,11 +116,16 @@ def complete(api: StripeApi, resource: StripeList, obj: StripeJson, *, refunds_p
         obj = _complete_nested(
             api, obj, "payments", lambda after: _page(api, StripeList.INVOICE_PAYMENTS, {"invoice": obj["id"]}, after)
         )
-    elif resource is StripeList.CHARGES and refunds_per_charge and obj.get("amount_refunded"):
-        # A charge's refunds are not part of it (expandable only) and a refund names no customer: list them for
-        # the charges that have any, which `amount_refunded` tells without a request.
-        refunds = list(api.list_all(StripeList.REFUNDS, {"charge": obj["id"]}))
-        obj = {**obj, "refunds": {"object": "list", "data": refunds, "has_more": False}}
+    elif resource is StripeList.CHARGES and refunds_per_charge:
+        if isinstance(obj.get("refunds"), dict):  # listed with its refunds expanded (`CHARGE_REFUNDS_EXPAND`)
+            obj = _complete_nested(
+                api, obj, "refunds", lambda after: _page(api, StripeList.REFUNDS, {"charge": obj["id"]}, after)
+            )
+        elif obj.get("amount_refunded"):
+            # Listed without them: a refund names no customer, so list them for the charges that have any, which
+            # `amount_refunded` tells without a request.
+            refunds = list(api.list_all(StripeList.REFUNDS, {"charge": obj["id"]}))
+            obj = {**obj, "refunds": {"object": "list", "data": refunds, "has_more": False}}
     elif resource is StripeList.CREDIT_NOTES:
         obj = _complete_nested(api, obj, "lines", lambda after: api.list_lines(resource, str(obj["id"]), after))
     elif resource is StripeList.SUBSCRIPTIONS:
@@ -368,14 +385,143 @@ def _sorted(objects: Iterable[StripeJson]) -> list[StripeJson]:
 # -- the per-customer path ------------------------------------------------------------------------------------
 
 
+class AccountLists:
+    """Customer-owned objects listed once for the whole account, by customer, for a run exporting many customers.
+
+    An account holds few invoice items and credit notes beside its invoices and charges (a proration, a one-off
+    item, a credit note now and then): a run exporting C customers spends C requests on each of those lists per
+    customer, or as many pages as the account has of it (100 objects each) listed whole. The whole list is the
+    backfill's way to the same objects (global lists, the same parameters), so the snapshots do not change.
+    """
+
+    def __init__(self) -> None:
+        self._by_resource: dict[StripeList, dict[str, list[StripeJson]]] = {}
+
+    @property
+    def kept(self) -> bool:
+        """Whether any list was kept (a snapshot built with it is only as fresh as that list)."""
+        return bool(self._by_resource)
+
+    def list_whole(self, api: StripeApi, owned: OwnedList, max_pages: int) -> tuple[int, bool]:
+        """List `owned` for the whole account if it ends within `max_pages` pages, and keep it by customer.
+
+        Returns (pages requested, whether the list was kept). A longer list is dropped after `max_pages` requests
+        and its customers are listed one by one as ever; so is a list whose cursor object was deleted between
+        two pages (an invoice item, say: Stripe answers 404 for `starting_after`).
+        """
+        by_customer: dict[str, list[StripeJson]] = {}
+        starting_after: str | None = None
+        for pages in range(1, max_pages + 1):  # bounded: at most max_pages requests
+            cursor = {"starting_after": starting_after} if starting_after else {}
+            try:
+                page = api.list_page(owned.resource, {**owned.params, **cursor})
+            except stripe.InvalidRequestError as error:
+                if error.param != "starting_after":
+                    raise
+                return pages, False
+            for obj in page.data:
+                owner = customer_of(obj)
+                if owner is not None:
+                    by_customer.setdefault(owner, []).append(obj)
+            if not page.has_more or page.last_id is None:
+                self._by_resource[owned.resource] = by_customer
+                return pages, True
+            if page.last_id == starting_after:
+                raise PagingError(f"list {owned.resource.value}: the page after {starting_after} ends on it again")
+            starting_after = page.last_id
+        return max_pages, False
+
+    def objects(self, resource: StripeList, customer_id: str) -> list[StripeJson] | None:
+        """The customer's objects of a list kept whole; None when that list was not (list it per customer)."""
+        by_customer = self._by_resource.get(resource)
+        return None if by_customer is None else by_customer.get(customer_id, [])
+
+
+# What `fetch_customer_records` adds to an owned list's parameters: refunds with their charges.
+_PER_CUSTOMER_EXPAND: dict[StripeList, tuple[str, ...]] = {StripeList.CHARGES: CHARGE_REFUNDS_EXPAND}
+# The customer, expanded on its first list that has an object (docs.stripe.com/api/expanding_objects: an id field
+# can be expanded into the object a retrieve answers, `data.`-prefixed on a list); two levels.
+_CUSTOMER_EXPAND = "data.customer"
+
+
 def fetch_customer_records(
     api: StripeApi,
     customer_id: str,
     *,
     last_known: StripeJson | None = None,
     deletions: RecentDeletions | None = None,
+    account_lists: AccountLists | None = None,
 ) -> CustomerRecords:
-    """Everything of one customer, straight from Stripe (incremental and one-customer sync)."""
+    """Everything of one customer, straight from Stripe (incremental and one-customer sync).
+
+    A live customer costs one request per owned list it is not in `account_lists` for (docs/snapshot-format.md
+    "Requests per customer"): the customer itself comes expanded on the first of its lists that has an object,
+    and is retrieved only when none has. A customer known to be deleted (`last_known`), or found deleted on the
+    way, is fetched the way a deleted customer needs (`_fetch_deleted_or_retrieved`).
+    """
+    if last_known is None:
+        records = _fetch_live_customer(api, customer_id, account_lists)
+        if records is not None:
+            return records
+    return _fetch_deleted_or_retrieved(
+        api, customer_id, last_known=last_known, deletions=deletions, account_lists=account_lists
+    )
+
+
+def _fetch_live_customer(
+    api: StripeApi, customer_id: str, account_lists: AccountLists | None
+) -> CustomerRecords | None:
+    """The records of a customer Stripe still has, or None when it turns out deleted (nothing is kept then)."""
+    records = CustomerRecords(customer_id)
+    customer: StripeJson | None = None
+    for owned in OWNED_LISTS:
+        listed = account_lists.objects(owned.resource, customer_id) if account_lists is not None else None
+        if listed is None:
+            params = _per_customer(owned, customer_id, expand_customer=customer is None)
+            try:
+                listed = list(api.list_all(owned.resource, params))
+            except stripe.InvalidRequestError as error:
+                # "No such customer" (deleted since the change was seen), or a customer the expansion cannot
+                # find: the retrieve-first path asks for the customer itself and says what Stripe answers.
+                if error.http_status == 404 or error.param == "expand":
+                    return None
+                raise
+        for obj in listed:
+            expanded = obj.get("customer")
+            if isinstance(expanded, dict):
+                if expanded.get("deleted") is True:
+                    return None
+                customer = customer or expanded
+                # As Stripe renders it unexpanded: the id, in its place among the keys.
+                obj = {**obj, "customer": expanded.get("id")}
+            records.add(owned.resource, complete(api, owned.resource, obj))
+    if customer is None:  # no object in any list (a lead, say): ask for the customer itself
+        customer = api.retrieve(StripeList.CUSTOMERS, customer_id)
+        if customer.get("deleted") is True:
+            return None
+    records.set_customer(customer)
+    return records
+
+
+def _per_customer(owned: OwnedList, customer_id: str, *, expand_customer: bool = False) -> dict[str, Any]:
+    """The parameters of one customer's list: the owned list's, with the per-customer expansions."""
+    expand = [*owned.params.get("expand", []), *_PER_CUSTOMER_EXPAND.get(owned.resource, ())]
+    if expand_customer:
+        expand.append(_CUSTOMER_EXPAND)
+    return {**owned.params, "customer": customer_id, **({"expand": expand} if expand else {})}
+
+
+def _fetch_deleted_or_retrieved(
+    api: StripeApi,
+    customer_id: str,
+    *,
+    last_known: StripeJson | None,
+    deletions: RecentDeletions | None,
+    account_lists: AccountLists | None,
+) -> CustomerRecords:
+    """The customer retrieved first, then its lists; for a deleted one, its subscriptions as Stripe lists them.
+
+    A deleted customer's objects in `account_lists` are what the backfill's global lists give for it too."""
     records = CustomerRecords(customer_id)
     customer = api.retrieve(StripeList.CUSTOMERS, customer_id)
     if customer.get("deleted") is True and last_known is None:
@@ -384,8 +530,11 @@ def fetch_customer_records(
     for owned in OWNED_LISTS:
         if records.deleted and owned.resource is StripeList.SUBSCRIPTIONS:
             continue  # `status=all` may leave them out: `add_subscriptions_of_deleted_customer` below
+        listed = account_lists.objects(owned.resource, customer_id) if account_lists is not None else None
         try:
-            for obj in api.list_all(owned.resource, {**owned.params, "customer": customer_id}):
+            for obj in (
+                listed if listed is not None else api.list_all(owned.resource, _per_customer(owned, customer_id))
+            ):
                 records.add(owned.resource, complete(api, owned.resource, obj))
         except stripe.InvalidRequestError as error:
             # A deleted customer's lists may answer "No such customer": it has nothing more to list.
@@ -434,6 +583,12 @@ def _invoice_subscription(invoice: StripeJson) -> str | None:
 
 
 def fetch_customer_snapshot(
-    api: StripeApi, catalog: Catalog, customer_id: str, *, last_known: StripeJson | None = None
+    api: StripeApi,
+    catalog: Catalog,
+    customer_id: str,
+    *,
+    last_known: StripeJson | None = None,
+    account_lists: AccountLists | None = None,
 ) -> CustomerSnapshot:
-    return assemble_snapshot(fetch_customer_records(api, customer_id, last_known=last_known), catalog)
+    records = fetch_customer_records(api, customer_id, last_known=last_known, account_lists=account_lists)
+    return assemble_snapshot(records, catalog)
