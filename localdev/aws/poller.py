@@ -166,11 +166,11 @@ class SqsEventSourcePoller:
                 batch.append(message)
                 size += record_size
             remaining = deadline - time.monotonic()
-            if batch and remaining <= 0:  # the window is a bound on the wait, however fast messages keep coming
+            if window and batch and remaining <= 0:  # a window bounds the wait, however fast messages keep coming
                 break
             if not received:
                 # An empty queue gives no batch at once; the window only holds a started batch open.
-                if not batch:
+                if not batch or remaining <= 0:
                     break
                 time.sleep(min(_BATCH_FILL_PAUSE_SECONDS, remaining))
         return batch

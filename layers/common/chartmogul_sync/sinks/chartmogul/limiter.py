@@ -3,14 +3,16 @@
 docs/sources.md#cm-rate-limits: the limits are per *account*, across all concurrent uploads; beyond them
 ChartMogul answers 429 (rate) or 503 (connections).
 
-The choice, for concurrent Lambda instances: each instance takes an equal share of both limits among the
-instances sending requests *now*: `share = account limit / active instances`. Each busy instance keeps a heartbeat
+The choice, for concurrent Lambda instances (`Settings.chartmogul_rate_sharing`): by default (`fixed`) each
+instance takes `account limit / MaximumConcurrency`, so the account's limit is never passed. With `busy`, each
+takes an equal share of the rate among the instances sending requests *now*: `share = account rate / active
+instances`. Each busy instance keeps a heartbeat
 item in the state table (`UploadPeers`: a put and a query at most once a second, only while it sends requests) and
 counts the live ones. A lone instance uses the whole account limit; three busy ones a third each; an instance that
 waits for a bulk import to finish, or has no work, stops counting within seconds and leaves its share to the
-others. Without the state table (`peers=None`) the share is fixed at `account limit / MaximumConcurrency` (the
-upload function's `ScalingConfig.MaximumConcurrency`, docs/sources.md#aws-sqs-lambda): safe with no coordination,
-but an instance alone, or beside idle ones, then uses a fraction of the limit.
+others. The fixed share (`peers=None`; `ScalingConfig.MaximumConcurrency` of the upload function,
+docs/sources.md#aws-sqs-lambda) needs no coordination, but an instance alone, or beside idle ones, then uses a
+fraction of the limit.
 
 Why not a token bucket in DynamoDB: a conditional write for every lease of tokens, with its latency and contention
 on one item, and a throttled table would stall uploads. The heartbeat costs two small requests a second per busy

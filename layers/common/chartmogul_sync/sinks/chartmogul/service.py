@@ -76,8 +76,9 @@ class UploadService:
     @classmethod
     def from_settings(cls, settings: Settings, *, api_key: str, dynamodb: Any, s3: Any, sqs: Any) -> "UploadService":
         state = StateTable(dynamodb, settings.state_table)
-        # The account's limits shared among the instances busy now (limiter.py), counted in the state table.
-        api = ChartMogulApi(api_key, settings, ChartMogulLimiter.share_of_account(settings, UploadPeers(state)))
+        # `busy`: the account's rate shared among the instances busy now, counted in the state table (limiter.py).
+        peers = UploadPeers(state) if settings.chartmogul_rate_sharing == "busy" else None
+        api = ChartMogulApi(api_key, settings, ChartMogulLimiter.share_of_account(settings, peers))
         return cls(
             api=api,
             state=state,
