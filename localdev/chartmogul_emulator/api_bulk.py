@@ -2,8 +2,8 @@
 
 The POST only queues the payload (validation is asynchronous, docs/sources.md#cm-validation); a background worker moves
 each import queued → processing → completed after the configured delays, applying it customer by customer.
-Each customer's objects are all-or-nothing [inf]: one invalid record fails that customer, and
-`status_details[<customer external id>]` says `failed` with the errors; the import itself still
+Each customer's objects are all-or-nothing [inf], in a transaction of their own: one invalid record fails that
+customer, and `status_details[<customer external id>]` says `failed` with the errors; the import itself still
 `completed`. Plans go first and are shared; an existing customer or plan (same external id) is reused.
 """
 
@@ -73,7 +73,7 @@ class BulkImporter:
         transactions = self.by_key("transactions", "invoice_external_id")
         for external_id in dict.fromkeys([*customers, *invoices, *events]):
             try:
-                with self.store.savepoint():
+                with self.store.transaction():  # one customer's records all-or-nothing, the lock released after
                     counts = self.import_customer(
                         external_id,
                         customers.get(external_id),
@@ -90,6 +90,10 @@ class BulkImporter:
 
     def import_plans(self) -> dict[str, str]:
         """Plans by external id → uuid (existing ones included); failures land in `details["plans"]`."""
+        with self.store.transaction():
+            return self._import_plans()
+
+    def _import_plans(self) -> dict[str, str]:
         errors: list[str] = []
         for plan in self.payload.get("plans") or []:
             external_id = plan.get("external_id")
@@ -225,11 +229,13 @@ class BulkWorker:
         for _, doc in store.rows("json_imports", status=["queued", "processing"]):
             entered = dt.datetime.fromisoformat(doc["_stage_entered"])
             if doc["status"] == "queued" and now - entered >= dt.timedelta(seconds=options.bulk_queued_seconds):
-                with store.transaction():
-                    doc["status_details"] = BulkImporter(
-                        self.emulator, doc["data_source_uuid"], doc.pop("_payload")
-                    ).run()
-                    self._advance(doc, "processing", now)
+                # Processing is asynchronous and gradual, as ChartMogul's (docs/sources.md#cm-bulk-import): the import
+                # is `processing` while its customers are applied one transaction each, so the API's other requests
+                # are served in between instead of waiting for the whole import.
+                payload = doc.pop("_payload")
+                self._advance(doc, "processing", now)
+                doc["status_details"] = BulkImporter(self.emulator, doc["data_source_uuid"], payload).run()
+                store.update("json_imports", {"uuid": doc["id"]}, doc, status=doc["status"])
             elif doc["status"] == "processing" and now - entered >= dt.timedelta(
                 seconds=options.bulk_processing_seconds
             ):
