@@ -99,7 +99,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.redirect_stdout(io.StringIO()), LocalPipeline(account, options) as pipeline:
         pipeline.stripe.server.set_latency(args.stripe_latency_ms / 1000)
         window.started = time.monotonic()
+        cpu_before = time.process_time()
         backfill = pipeline.backfill(on_batch=window, overlapped=True, upload_mode=args.upload_mode)
+        cpu_seconds = time.process_time() - cpu_before
         # The backfill's own requests by route (read before the incremental run adds its own).
         backfill_routes = pipeline.chartmogul.request_counts()["routes"]
         peak_connections = pipeline.chartmogul.request_counts()["peak_requests_in_progress"]
@@ -112,6 +114,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     return {
         "generated_s": generated_s,
+        "cpu_seconds": cpu_seconds,
         "stripe_pages": stripe_pages,
         "backfill": backfill,
         "incremental": incremental,
@@ -177,6 +180,12 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         if w.first_start is not None and w.last_end is not None
     )
     print(f"  backfill timeline from the export's invocation: {timeline}")
+    # One process holds the emulators, moto and every function instance: CPU near one core's worth of the wall time
+    # means the run is bound by this machine (Python runs one thread at a time), not by ChartMogul's limits.
+    print(
+        f"  this process's CPU during the backfill: {result['cpu_seconds']:.0f} s in {backfill.seconds:.0f} s of wall "
+        f"time = {result['cpu_seconds'] / backfill.seconds:.2f} cores busy"
+    )
     seconds = {name: round(figures.seconds, 1) for name, figures in backfill.functions.items()}
     print(f"  backfill handler seconds by function (summed over instances): {seconds}")
     # The changed customers are those the run exported (one snapshot each): the demo's changes, and the customers
