@@ -86,9 +86,8 @@ _PEERS_PK = key("uploaders")
 class ChartMogulLimiter:
     """A smooth token bucket (no bursts) plus a cap on requests in flight, both thread-safe.
 
-    With `peers` the two figures are the account's, divided by the busy instances (re-counted at most every
-    `peers.refresh_s`; `divide_connections=False` keeps `max_connections` as given); without, they are this
-    instance's fixed share.
+    The connections are this instance's own. The rate is too, or with `peers` the account's, divided by the busy
+    instances (re-counted at most every `peers.refresh_s`).
     """
 
     def __init__(
@@ -98,16 +97,12 @@ class ChartMogulLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         peers: UploadPeers | None = None,
-        divide_connections: bool = True,
     ) -> None:
         if requests_per_second <= 0 or max_connections < 1:
             raise ValueError("the limiter needs a positive rate and at least one connection")
         self._rate_limit = requests_per_second
-        self._connection_limit = max_connections
-        # The most connections this limiter ever lets run at once (worker threads are sized by it).
         self.max_connections = max_connections
         self._peers = peers
-        self._divide_connections = divide_connections
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -116,18 +111,13 @@ class ChartMogulLimiter:
         self.active_instances = 1
         self._share(1)
         self._next_start = clock()
-        self._gate = threading.Condition()
+        self._connections = threading.BoundedSemaphore(max_connections)
         self.in_flight = 0
         self.peak_in_flight = 0  # for metrics and tests: the most requests this limiter ever let run at once
 
     @property
     def requests_per_second(self) -> float:
         return 1.0 / self._interval
-
-    @property
-    def connections(self) -> int:
-        """Requests this instance may have in flight now."""
-        return self._connections
 
     @classmethod
     def share_of_account(cls, settings: Settings, peers: UploadPeers | None = None) -> "ChartMogulLimiter":
@@ -139,15 +129,12 @@ class ChartMogulLimiter:
         # still carries the whole rate at ChartMogul's latency (6 connections x 1 / 0.15 s = 40 requests/s).
         connections = max(1, settings.chartmogul_max_connections // instances)
         if peers is not None:
-            return cls(settings.chartmogul_requests_per_second, connections, peers=peers, divide_connections=False)
+            return cls(settings.chartmogul_requests_per_second, connections, peers=peers)
         return cls(requests_per_second=settings.chartmogul_requests_per_second / instances, max_connections=connections)
 
     def _share(self, instances: int) -> None:
         self.active_instances = instances
         self._interval = instances / self._rate_limit
-        self._connections = (
-            max(1, self._connection_limit // instances) if self._divide_connections else self._connection_limit
-        )
 
     def _refresh(self) -> None:
         """Re-count the busy instances when due; one thread does it, the others go on with the current share."""
@@ -161,8 +148,6 @@ class ChartMogulLimiter:
                 instances = self.active_instances
             with self._lock:
                 self._share(instances)
-            with self._gate:
-                self._gate.notify_all()
             self._next_refresh = self._clock() + self._peers.refresh_s
         finally:
             self._refreshing.release()
@@ -174,25 +159,21 @@ class ChartMogulLimiter:
         `deadline` is a `clock()` value; waiting past it raises OutOfTime instead of starting a request late.
         """
         self._refresh()
-        self._acquire_connection(deadline)
+        timeout = None if deadline is None else max(0.0, deadline - self._clock())
+        if not self._connections.acquire(timeout=timeout):
+            raise OutOfTime("no free ChartMogul connection before the time budget ran out")
         try:
             self._wait_for_rate(deadline)
-            yield
+            with self._lock:
+                self.in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
         finally:
-            with self._gate:
-                self.in_flight -= 1
-                self._gate.notify()
-
-    def _acquire_connection(self, deadline: float | None) -> None:
-        with self._gate:
-            # Bounded: each wait ends by a release, a refresh, or the deadline.
-            while self.in_flight >= self._connections:
-                timeout = None if deadline is None else deadline - self._clock()
-                if timeout is not None and timeout <= 0:
-                    raise OutOfTime("no free ChartMogul connection before the time budget ran out")
-                self._gate.wait(timeout=timeout if timeout is not None else 1.0)
-            self.in_flight += 1
-            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            self._connections.release()
 
     def _wait_for_rate(self, deadline: float | None) -> None:
         # Book the next start time under the lock, sleep outside it: requests are spaced `1/rate` apart, so no
