@@ -367,10 +367,12 @@ def test_sqs_functions_run_as_many_invocations_at_once_as_lambda_would(
     options = PollerOptions(wait_for_batching_window=False, concurrent=concurrent, default_concurrency=3)
     parameters = {"UploadMaximumConcurrency": "3"}
     with local_stack(template, options=options, parameters=parameters, handlers={function: handler}) as stack:
-        # One message per batch would need BatchSize 1; instead enough messages for many batches of any size.
-        sent = [f"m{i}" for i in range(120)]
-        for body in sent:
-            stack.send(queue, body)
+        # Enough messages that no one batch can take them all: more than BatchSize per instance that should run.
+        batch_size = next(p.source.batch_size for p in stack.pollers if p.source.queue == queue)
+        sent = [f"m{i}" for i in range(batch_size * expected_peak + 10)]
+        for start in range(0, len(sent), 10):
+            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(sent[start : start + 10])]
+            stack.clients.sqs.send_message_batch(QueueUrl=stack.queue_url(queue), Entries=entries)
         report = stack.drain(timeout_seconds=60)
 
         assert handler.peak == expected_peak

@@ -1,0 +1,146 @@
+"""moto's SQS without its quadratic costs and with thread-safe deletes; what it answers is unchanged.
+
+moto 5.2.5 (the pinned, newest release) builds a queue's whole attribute dictionary, whose
+`ApproximateNumberOfMessages*` entries walk every message in the queue, each time it needs one attribute:
+`SQSBackend.send_message` reads `queue.attributes.get("ContentBasedDeduplication")` for every message sent, and
+`SQSBackend.receive_message` calls `is_message_valid_based_on_retention_period`, which calls
+`get_queue_attributes(queue, ["MessageRetentionPeriod"])` (three full builds) for every message received
+(moto/sqs/models.py). A backfill puts one message per customer through each queue, so the local world slowed
+down with the square of the account's size: at 2,000 customers 39% of the benchmark's CPU went to those walks,
+and a 10,000-customer backfill did not finish in an hour. `Queue.messages` (the visible messages, walked once
+per receive) read the clock twice per message.
+
+`install()` replaces these members of moto's SQS models, idempotently:
+- `attributes` becomes a read-only mapping with the same keys whose values are computed when read, each exactly
+  as moto's property computes it (`tests/unit/localdev_aws/test_moto_speedups.py` compares the two on every kind of
+  queue the template declares);
+- `messages` and the in-flight and delayed counts read the clock once per call, not once or twice per message
+  (the same filters: visible and not delayed; not visible; delayed);
+- `delete_message` finds the message in one pass over the queue instead of two that build a list per message,
+  under the queue's lock: moto's own could lose a concurrent delete (a thread-safety bug, not only a cost:
+  the message then stays in flight for the queue's whole visibility timeout, which stalled a 2,000-customer
+  benchmark); `SQSBackend.receive_message` runs under the same lock.
+
+Everything else (receive counts, redrive to the DLQ, visibility, retention) is moto's own code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+_ORIGINALS: dict[str, Any] = {}
+
+
+class LazyQueueAttributes(Mapping[str, Any]):
+    """A queue's attributes, each computed when read (moto's `Queue.attributes`, one key at a time)."""
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+        keys = list(queue.BASE_ATTRIBUTES)
+        if queue.fifo_queue:
+            keys += queue.FIFO_ATTRIBUTES
+        if queue.kms_master_key_id:
+            keys += queue.KMS_ATTRIBUTES
+        self._keys = keys
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._keys:
+            raise KeyError(key)
+        from moto.core.utils import camelcase_to_underscores
+
+        queue = self._queue
+        if key == "RedrivePolicy" and queue.redrive_policy:
+            value = json.dumps(queue.redrive_policy)
+        else:
+            value = getattr(queue, camelcase_to_underscores(key))
+        return str(value).lower() if isinstance(value, bool) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def _visible_messages(queue: Any) -> list[Any]:
+    from moto.core.utils import unix_time_millis
+
+    now = unix_time_millis()
+    # moto's Message.visible is `now > visible_at`, Message.delayed is `now < delayed_until`.
+    return [m for m in queue._messages if now > m.visible_at and not now < m.delayed_until]
+
+
+def _delete_message(queue: Any, receipt_handle: str) -> None:
+    """moto's `Queue.delete_message` in one pass over the queue instead of two, each building a list per message."""
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid
+
+    # Under the queue's own lock (moto's add_message appends under it): moto rebuilds the message list without
+    # one, so two threads deleting at once could each write back a list holding the other's deleted message,
+    # which then stays in flight forever (its receipt handle already counts as deleted).
+    with queue._messages_lock:
+        if receipt_handle in queue.deleted_messages:
+            return  # already deleted: moto handles a second delete gracefully
+        kept, matched = [], []
+        for message in queue._messages:
+            if message.receipt_handle == receipt_handle or receipt_handle in message._old_receipt_handles:
+                matched.append(message)
+            else:
+                kept.append(message)
+        if not matched:
+            raise ReceiptHandleIsInvalid()
+        for message in matched:  # deleted regardless of pending state, as moto does
+            queue.pending_messages.discard(message)
+            queue.deleted_messages.update(message.all_receipt_handles)
+        queue._messages = kept
+
+
+def _locked_receive(receive: Any) -> Any:
+    def receive_message(backend: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        # moto marks messages received, and moves spent ones to the DLQ, without a lock: under the queue's lock
+        # (re-entrant; a long poll's wait releases it), a receive and a delete or send never interleave.
+        with backend.get_queue(queue_name)._messages_lock:
+            return receive(backend, queue_name, *args, **kwargs)
+
+    return receive_message
+
+
+def _not_visible_count(queue: Any) -> int:
+    from moto.core.utils import unix_time_millis
+
+    now = unix_time_millis()
+    return sum(1 for m in queue._messages if not now > m.visible_at)
+
+
+def _delayed_count(queue: Any) -> int:
+    from moto.core.utils import unix_time_millis
+
+    now = unix_time_millis()
+    return sum(1 for m in queue._messages if now < m.delayed_until)
+
+
+def install() -> None:
+    """Patch moto's SQS `Queue` (once per process; harmless to call again)."""
+    from moto.sqs.models import Queue, SQSBackend
+
+    if _ORIGINALS:
+        return
+    _ORIGINALS["attributes"] = Queue.attributes
+    _ORIGINALS["messages"] = Queue.messages
+    _ORIGINALS["delete_message"] = Queue.delete_message
+    Queue.attributes = property(LazyQueueAttributes)
+    Queue.messages = property(_visible_messages)
+    Queue.approximate_number_of_messages_not_visible = property(_not_visible_count)
+    Queue.approximate_number_of_messages_delayed = property(_delayed_count)
+    Queue.delete_message = _delete_message
+    _ORIGINALS["receive_message"] = SQSBackend.receive_message
+    SQSBackend.receive_message = _locked_receive(SQSBackend.receive_message)
+
+
+def original_attributes(queue: Any) -> dict[str, Any]:
+    """What moto's own `Queue.attributes` returns for `queue` (for the tests that compare)."""
+    from moto.sqs.models import Queue
+
+    prop = _ORIGINALS.get("attributes", Queue.attributes)
+    return dict(prop.fget(queue))

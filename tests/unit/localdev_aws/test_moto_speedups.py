@@ -1,0 +1,128 @@
+"""The moto SQS patch (localdev/aws/moto_speedups.py) changes moto's cost, never what SQS answers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.sqs.models import sqs_backends
+
+from localdev.aws import moto_speedups
+
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def sqs() -> Iterator[Any]:
+    moto_speedups.install()
+    with mock_aws():
+        yield boto3.client("sqs", region_name=REGION)
+
+
+def _queue(name: str) -> Any:
+    return sqs_backends["123456789012"][REGION].queues[name]
+
+
+def test_every_kind_of_queue_has_the_attributes_moto_itself_computes(sqs: Any) -> None:
+    client = sqs
+    dlq = client.create_queue(QueueName="dead")["QueueUrl"]
+    dlq_arn = client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    client.create_queue(
+        QueueName="with-redrive",
+        Attributes={
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}),
+            "KmsMasterKeyId": "alias/aws/sqs",
+            "VisibilityTimeout": "5400",
+        },
+    )
+    client.create_queue(QueueName="ordered.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"})
+    client.create_queue(QueueName="sse", Attributes={"SqsManagedSseEnabled": "true"})
+    url = client.get_queue_url(QueueName="with-redrive")["QueueUrl"]
+    client.send_message(QueueUrl=url, MessageBody="in flight")
+    client.receive_message(QueueUrl=url)
+    client.send_message(QueueUrl=url, MessageBody="delayed", DelaySeconds=60)
+    client.send_message(QueueUrl=url, MessageBody="visible")
+    for name in ("dead", "with-redrive", "ordered.fifo", "sse"):
+        queue = _queue(name)
+        assert dict(queue.attributes) == moto_speedups.original_attributes(queue), name
+    counts = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"]) == ("1", "1")
+    assert counts["ApproximateNumberOfMessagesDelayed"] == "1"
+
+
+def test_fifo_content_based_deduplication_still_drops_a_repeated_body(sqs: Any) -> None:
+    client = sqs
+    url = client.create_queue(
+        QueueName="dedup.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )["QueueUrl"]
+    for _ in range(2):
+        client.send_message(QueueUrl=url, MessageBody="same body", MessageGroupId="g")
+    assert (
+        client.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
+            "ApproximateNumberOfMessages"
+        ]
+        == "1"
+    )
+
+
+def test_receive_still_skips_in_flight_and_delayed_messages_and_honours_retention(sqs: Any) -> None:
+    client = sqs
+    url = client.create_queue(QueueName="plain", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    client.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=30)
+    client.send_message(QueueUrl=url, MessageBody="now")
+    first = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)["Messages"]
+    assert [m["Body"] for m in first] == ["now"]
+    assert "Messages" not in client.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    # A message older than the queue's retention period is never delivered (moto's own check, now cheap).
+    client.send_message(QueueUrl=url, MessageBody="expired")
+    expired = next(m for m in _queue("plain")._messages if m.body == "expired")
+    expired.sent_timestamp = int((time.time() - 120) * 1000)
+    assert "Messages" not in client.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+
+
+def test_delete_takes_any_receipt_handle_the_message_had_and_refuses_one_it_never_had(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName="deletes")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="kept")
+    sqs.send_message(QueueUrl=url, MessageBody="deleted")
+    first = {
+        m["Body"]: m["ReceiptHandle"]
+        for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+    }
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)  # new receipt handles
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["deleted"])  # an older handle still deletes it
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["deleted"])  # and a second delete is harmless
+    assert [m.body for m in _queue("deletes")._messages] == ["kept"]
+    with pytest.raises(sqs.exceptions.ReceiptHandleIsInvalid):
+        sqs.delete_message(QueueUrl=url, ReceiptHandle="never-issued")
+
+
+def test_concurrent_deletes_leave_no_message_behind(sqs: Any) -> None:
+    """moto's own delete rebuilt the queue without a lock: two threads deleting at once could write back each
+    other's deleted message, which then stayed in flight for the whole visibility timeout (a stalled drain)."""
+    url = sqs.create_queue(QueueName="busy", Attributes={"VisibilityTimeout": "5400"})["QueueUrl"]
+    for start in range(0, 2000, 10):
+        sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(10)]
+        )
+    handles: list[str] = []
+    while received := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        handles += [m["ReceiptHandle"] for m in received]
+    assert len(handles) == 2000
+
+    def delete(chunk: list[str]) -> None:
+        for start in range(0, len(chunk), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(chunk[start : start + 10])]
+            assert not sqs.delete_message_batch(QueueUrl=url, Entries=entries).get("Failed")
+
+    threads = [threading.Thread(target=delete, args=(handles[n::8],)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert _queue("busy")._messages == []
