@@ -56,7 +56,7 @@ def test_upgrade_refund_cancellation_and_deletion_reach_chartmogul_through_event
         realtime = pipeline.realtime()
 
         # Only the SQS trigger exported, and only the changed customers, one snapshot each.
-        assert realtime.functions["ExportFunction"].invocations >= 1
+        assert realtime.functions["StripeEventsFunction"].invocations >= 1
         assert realtime.functions["TransformFunction"].records == len(changed)
         assert_matches_ground_truth(pipeline, account)
         assert_dead_letter_queues_empty(pipeline)
@@ -84,7 +84,7 @@ def test_fifty_events_of_one_customer_in_one_window_make_one_snapshot(account: A
 
         realtime = pipeline.realtime()
 
-        export = realtime.functions["ExportFunction"]
+        export = realtime.functions["StripeEventsFunction"]
         assert export.invocations == 1 and export.records == events  # one batch (BatchSize 100) held them all
         assert realtime.functions["TransformFunction"].records == 1
         assert_matches_ground_truth(pipeline, account)
@@ -119,7 +119,7 @@ def test_an_event_for_an_unknown_customer_ends_as_a_bad_record_with_stripes_answ
 
         realtime = pipeline.realtime()
 
-        assert realtime.functions["ExportFunction"].failed == 0  # done with, not retried
+        assert realtime.functions["StripeEventsFunction"].failed == 0  # done with, not retried
         (body,) = pipeline.dead_letters()["BadRecordsQueue"]
         record = BadRecord.model_validate_json(body)
         assert record.stage == "export" and record.customer_external_id == "cus_DoesNotExist000"
