@@ -7,19 +7,22 @@ it costs in Stripe requests, through the local runtime with both emulators' rate
 After a backfill, a thread applies a burst of scenario changes in Stripe (upgrades, seat changes, refunds,
 cancellations, each on its own customer) at `--rate` changes a second; the Stripe emulator delivers its events to
 the partner event bus in moto, the template's rule routes them to the Stripe events queue, and the local runtime
-runs the export, transform and upload triggers until every changed customer's bundle is applied. No schedule runs.
+runs the Stripe events, transform and upload triggers until every changed customer's bundle is applied. No
+schedule runs.
 
 Prints:
 - latency per changed customer, from the change in Stripe to the upload's return with its bundle applied
   (p50, p95, max), with the pollers' batching windows off (processing alone) or on (`--windows`: the deployed
   10 s + 5 s + 10 s);
-- Stripe requests per changed customer, and the export's request budget (`Settings.stripe_requests_per_second`);
-- events delivered, export invocations, snapshots sent (one per customer and batch).
+- Stripe requests per changed customer, and the Stripe events function's request budget per batch
+  (`Settings.stripe_requests_per_second`);
+- events delivered, Stripe events function invocations, snapshots sent (one per customer and batch).
 
 Figures are printed, never asserted: they depend on the machine. The Stripe emulator limits requests to Stripe's
-25/s (test mode), the ChartMogul emulator to 40/s; the export keeps to its share (`STRIPE_RATE_LIMIT_SHARE`, 0.5 of
-Stripe's limit split between `EXPORT_MAX_CONCURRENCY` 3 invocations by default). The local runtime runs one
-invocation at a time, so the figures are those of one export instance.
+25/s (test mode), the ChartMogul emulator to 40/s; the Stripe events function keeps to its part of the sync's
+share (`STRIPE_REALTIME_SHARE` of `STRIPE_RATE_LIMIT_SHARE`, as the template sets them, split between the trigger's
+`STRIPE_EVENTS_MAX_CONCURRENCY` batches), the rest being the export function's. The local runtime runs up to the
+trigger's MaximumConcurrency batches at once, as Lambda does.
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ def main() -> None:
     parser.add_argument("--windows", action="store_true", help="honour the triggers' batching windows")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--share", type=float, default=0.5, help="STRIPE_RATE_LIMIT_SHARE")
-    parser.add_argument("--concurrency", type=int, default=3, help="EXPORT_MAX_CONCURRENCY")
+    parser.add_argument(
+        "--realtime-share", type=float, default=None, help="STRIPE_REALTIME_SHARE (default: the template's)"
+    )
     args = parser.parse_args()
 
     from chartmogul_sync.config import Settings
@@ -67,7 +72,8 @@ def main() -> None:
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "STRIPE_RATE_LIMIT_SHARE": str(args.share),
-            "EXPORT_MAX_CONCURRENCY": str(args.concurrency),
+            # On every function, so the export function's part stays the complement of this one.
+            **({} if args.realtime_share is None else {"STRIPE_REALTIME_SHARE": str(args.realtime_share)}),
         },
     )
     with LocalPipeline(account, options) as pipeline:
@@ -84,6 +90,7 @@ def main() -> None:
         )
         started = time.monotonic()
         burst.start()
+        realtime_environment = dict(pipeline.stack.function("StripeEventsFunction").environment)
         export_invocations = snapshots = 0
         while time.monotonic() - started < MAX_SECONDS:  # bounded
             if not burst.is_alive() and applied_at and set(applied_at) <= set(written_at):
@@ -91,7 +98,7 @@ def main() -> None:
             if pipeline.event_destination is not None:
                 pipeline.event_destination.publish_pending()
             report = pipeline.stack.drain(max_batches=10_000, timeout_seconds=MAX_SECONDS)
-            export_invocations += len(report.batches_of("ExportFunction"))
+            export_invocations += len(report.batches_of("StripeEventsFunction"))
             snapshots += sum(len(b.message_ids) for b in report.batches_of("TransformFunction"))
             time.sleep(0.02)
         burst.join(timeout=5)
@@ -100,12 +107,18 @@ def main() -> None:
 
     latencies = sorted(written_at[c] - applied_at[c] for c in applied_at if c in written_at)
     changed = len(applied_at)
-    settings = Settings(stripe_rate_limit_share=args.share, export_max_concurrency=args.concurrency)
-    budget = settings.stripe_requests_per_second(STRIPE_TEST_KEY)
+    settings = Settings(
+        stripe_rate_limit_share=args.share,
+        stripe_realtime_share=float(realtime_environment["STRIPE_REALTIME_SHARE"]),
+        stripe_events_max_concurrency=int(realtime_environment["STRIPE_EVENTS_MAX_CONCURRENCY"]),
+    )
+    budget = settings.stripe_requests_per_second(STRIPE_TEST_KEY, realtime=True)
+    export_budget = settings.stripe_requests_per_second(STRIPE_TEST_KEY)
     print(f"account: {args.customers} customers x {args.months} months; burst: {changed} changes at {args.rate}/s")
     print(f"batching windows: {'on (10 s + 5 s + 10 s)' if args.windows else 'off (processing alone)'}")
     print(
-        f"Stripe events delivered to EventBridge: {delivered}; export invocations: {export_invocations}; "
+        f"Stripe events delivered to EventBridge: {delivered}; "
+        f"Stripe events function invocations: {export_invocations}; "
         f"snapshots: {snapshots} for {changed} changed customers"
     )
     if latencies:
@@ -116,7 +129,8 @@ def main() -> None:
         )
     print(
         f"Stripe requests: {stripe_requests} = {stripe_requests / max(changed, 1):.1f} per changed customer; "
-        f"export budget {budget:.2f} requests/s per invocation (Stripe test mode 25/s)"
+        f"Stripe events function budget {budget:.2f} requests/s per batch "
+        f"(x {settings.stripe_events_max_concurrency}), export function {export_budget:.2f} (Stripe test mode 25/s)"
     )
 
 

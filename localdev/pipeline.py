@@ -37,6 +37,8 @@ DEAD_LETTER_QUEUES = (
 # Terminal queues only some parameter values deploy (the Stripe events DLQ needs StripePartnerEventSourceName).
 OPTIONAL_DEAD_LETTER_QUEUES = ("StripeEventsDeadLetterQueue",)
 FUNCTIONS = ("ExportFunction", "TransformFunction", "UploadFunction")
+# Functions only some parameter values deploy (the near-real-time export needs StripePartnerEventSourceName).
+OPTIONAL_FUNCTIONS = ("StripeEventsFunction",)
 STRIPE_TEST_KEY = "sk_test_chartmogul_sync_demo"
 # The partner event source a Stripe event destination of type Amazon EventBridge would create (its id is ed_…).
 STRIPE_EVENT_SOURCE = "aws.partner/stripe.com/ed_test_chartmogulsynclocal"
@@ -49,6 +51,7 @@ class FunctionFigures:
     deliveries: int = 0  # messages received, redeliveries included
     failed: int = 0
     seconds: float = 0.0
+    throttled: int = 0  # SQS batches Lambda could not invoke the function with (its reserved concurrency was full)
 
 
 @dataclass
@@ -220,7 +223,8 @@ class LocalPipeline:
 
     def realtime(self, on_batch: Callable[[BatchOutcome], None] | None = None) -> StageReport:
         """Near-real-time: what the Stripe emulator delivered to EventBridge since the last look, drained through
-        the Stripe events queue, export, transform and upload. No export is invoked: the SQS trigger does it."""
+        the Stripe events queue, the Stripe events function, transform and upload. No export is invoked: the SQS
+        trigger does it."""
         if self.event_destination is None:
             raise RuntimeError("no Stripe event destination: set PipelineOptions.stripe_event_destination")
         self._sync_chartmogul_clock()
@@ -234,7 +238,7 @@ class LocalPipeline:
         return StageReport(
             name="near-real-time",
             seconds=time.monotonic() - started,
-            export_result=[b.response for b in drained.batches_of("ExportFunction")],
+            export_result=[b.response for b in drained.batches_of("StripeEventsFunction")],
             functions=figures,
             stripe_requests=self.stripe_request_total() - stripe_before,
             chartmogul_requests=self.chartmogul_request_total() - chartmogul_before,
@@ -438,6 +442,9 @@ def _function_figures(drained: DrainReport) -> dict[str, FunctionFigures]:
     distinct: dict[str, set[str]] = {}
     for batch in drained.batches:
         entry = figures.setdefault(batch.function, FunctionFigures())
+        if batch.throttled:  # not an invocation: no handler ran, and its messages went back to the queue
+            entry.throttled += 1
+            continue
         entry.invocations += 1
         entry.deliveries += len(batch.message_ids)
         entry.failed += len(batch.failed_ids)

@@ -1,10 +1,9 @@
 """Export function: Stripe → raw queue, one customer snapshot per message.
 
-Invoked by the schedule (incremental), by hand (backfill, one customer), by itself (continuation of a run
-that reached its time limit) and, when the stack has a Stripe event destination, by the Stripe events queue's
-SQS trigger (near-real-time: one snapshot per customer the batch's events name, a partial batch response). The
-handler only wires: parse the event, build the exporter, run the mode, hand over if asked to, publish the run's
-metrics.
+Invoked by the schedule (incremental), by hand (backfill, one customer) and by itself (continuation of a run
+that reached its time limit). The near-real-time path (Stripe events) has a function of its own,
+`functions/stripe_events`, which runs beside this one. The handler only wires: parse the event, build the
+exporter, run the mode, hand over if asked to, publish the run's metrics.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from chartmogul_sync.sources.stripe.backfill import (
     resume_backfill,
     start_backfill,
 )
-from chartmogul_sync.sources.stripe.client import StripeApi, TimeBudget, make_stripe_client, stripe_request_limiter
 from chartmogul_sync.sources.stripe.incremental import export_customer, resume_incremental, run_incremental
 from chartmogul_sync.sources.stripe.invocation import (
     BackfillRequest,
@@ -36,10 +34,8 @@ from chartmogul_sync.sources.stripe.invocation import (
     InvalidExportRequest,
     parse_export_request,
 )
-from chartmogul_sync.sources.stripe.realtime import RealtimeOutcome, export_event_batch, is_sqs_batch
 from chartmogul_sync.sources.stripe.run import Exporter, ExportOutcome, recorded_run
-from chartmogul_sync.sources.stripe.wiring import export_wiring
-from chartmogul_sync.state import StateTable
+from chartmogul_sync.sources.stripe.wiring import build_exporter, export_wiring, run_metrics
 
 logger = Logger()
 metrics = Metrics(namespace="ChartMogulSync")
@@ -51,8 +47,6 @@ tracer = Tracer()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = get_settings()
-    if is_sqs_batch(event):
-        return _export_stripe_events(settings, event, context)
     try:
         request = parse_export_request(event)
     except InvalidExportRequest as error:
@@ -64,7 +58,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.set_correlation_id(run_id)
     logger.info("export run", extra={"mode": request.mode, "run_id": run_id})
 
-    exporter = _exporter(settings, run_id, context)
+    exporter = build_exporter(settings, run_id, context, logger, on_retry=_log_retry)
     # The run's end, however it ends, is kept as its mode's last run (`cmsync status`).
     mode = request.resume if isinstance(request, ContinuationRequest) else request.mode
     try:
@@ -108,51 +102,6 @@ def _run(exporter: Exporter, request: ExportRequest) -> ExportOutcome:
     return resume_incremental(exporter)
 
 
-def _export_stripe_events(settings: Settings, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Near-real-time: a batch of Stripe events from EventBridge, via the Stripe events queue."""
-    run_id = f"realtime-{context.aws_request_id}"
-    logger.set_correlation_id(run_id)
-    exporter = _exporter(settings, run_id, context)
-    try:
-        with recorded_run(exporter, "realtime") as run:
-            outcome = export_event_batch(exporter, event["Records"])
-            if outcome.failed:
-                run.failed(
-                    f"{len(outcome.failed)} of {outcome.events} events not exported yet: SQS delivers them again"
-                )
-    except Exception:
-        # Raising fails the whole batch: every record comes back after the visibility timeout.
-        logger.exception("Stripe events batch failed", extra={"records": len(event["Records"])})
-        raise
-    finally:
-        _publish_metrics(exporter)
-    logger.info("Stripe events exported", extra=outcome.model_dump(mode="json", exclude={"failed"}))
-    _publish_realtime_metrics(outcome)
-    return outcome.batch_response()
-
-
-def _exporter(settings: Settings, run_id: str, context: LambdaContext) -> Exporter:
-    budget = TimeBudget.from_lambda_context(context)
-    api_key = export_wiring.api_key(settings.stripe_secret_name)
-    client = make_stripe_client(settings, api_key)
-    # Every mode keeps to its share of Stripe's rate limit, which the user's own application shares.
-    limiter = stripe_request_limiter(settings, api_key)
-    api = StripeApi(client, budget, export_wiring.retry_policy, on_retry=_log_retry, limiter=limiter)
-    s3 = boto3.client("s3")
-    return Exporter(
-        api=api,
-        sender=MessageSender(boto3.client("sqs"), s3, settings.staging_bucket),
-        state=StateTable(boto3.resource("dynamodb"), settings.state_table),
-        s3=s3,
-        settings=settings,
-        budget=budget,
-        run_id=run_id,
-        limits=export_wiring.limits,
-        clock=export_wiring.clock,
-        log=logger,
-    )
-
-
 def _log_retry(what: str, error: BaseException, wait_s: float) -> None:
     logger.warning(
         "Stripe request failed, retrying",
@@ -161,27 +110,7 @@ def _log_retry(what: str, error: BaseException, wait_s: float) -> None:
 
 
 def _publish_metrics(exporter: Exporter) -> None:
-    stats, requests = exporter.stats, exporter.api.stats
-    for name, value in (
-        ("ObjectsListed", stats.objects_listed),
-        ("CustomersEnqueued", stats.customers_enqueued),
-        ("PagesStaged", stats.pages_staged),
-        ("CustomersSetAside", stats.customers_set_aside),
-        ("StripeRequests", requests.requests),
-        ("StripeRetries", requests.retries),
-        ("StripeAuthFailures", requests.auth_failures),
-    ):
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-
-
-def _publish_realtime_metrics(outcome: RealtimeOutcome) -> None:
-    for name, value in (
-        ("StripeEventsReceived", outcome.events),
-        ("CustomersAlreadyExported", outcome.customers_already_exported),
-        ("RejectedEvents", outcome.events_rejected),
-        ("StripeEventsSkipped", outcome.events_skipped),
-        ("StripeEventsFailed", len(outcome.failed)),
-    ):
+    for name, value in run_metrics(exporter):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 

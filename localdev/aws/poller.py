@@ -12,7 +12,11 @@ moto's own event source mapping cannot run our code without Docker and ignores p
   (Lambda developer guide, "Handling errors for an SQS event source": "Lambda treats a batch as a complete
   failure if ... itemIdentifier is null, empty or names a message that is not in the batch");
 - leave failed messages alone: they reappear after the queue's visibility timeout, and SQS itself (moto, which
-  honours RedrivePolicy, docs/sources.md#aws-moto) moves a message to the DLQ on the receive after maxReceiveCount.
+  honours RedrivePolicy, docs/sources.md#aws-moto) moves a message to the DLQ on the receive after maxReceiveCount;
+- a batch received while the function is at its reserved concurrency is throttled (`throttle_once`, called by the
+  concurrent drain): the mapping does not account for reserved concurrency and receives it anyway
+  (https://repost.aws/knowledge-center/lambda-sqs-scaling), no handler runs, and the messages go back to the queue
+  with their receive counted, as failed ones do.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ class BatchOutcome:
     response: Any = field(default=None, repr=False)
     # Wall-clock seconds the handler ran for this batch (the demo's time per stage adds these up).
     duration_s: float = 0.0
+    # Lambda throttled the invocation (the function was at its reserved concurrency): no handler ran.
+    throttled: bool = False
 
 
 class SqsEventSourcePoller:
@@ -132,6 +138,28 @@ class SqsEventSourcePoller:
             error=error,
             response=invocation.response,
             duration_s=duration_s,
+        )
+
+    def throttle_once(self) -> BatchOutcome | None:
+        """Receive one batch that Lambda cannot invoke the function with (it is at its reserved concurrency):
+        every message goes back to the queue, its receive counted towards maxReceiveCount; None when the queue
+        gave nothing."""
+        messages = self._receive_batch()
+        if not messages:
+            return None
+        if self.options.failed_record_visibility_timeout is not None:
+            self._set_visibility(messages, self.options.failed_record_visibility_timeout)
+        batch_ids = [m["MessageId"] for m in messages]
+        return BatchOutcome(
+            function=self.function.spec.logical_id,
+            queue=self.source.queue,
+            message_ids=batch_ids,
+            bodies={m["MessageId"]: m["Body"] for m in messages},
+            receive_counts={m["MessageId"]: int(m["Attributes"]["ApproximateReceiveCount"]) for m in messages},
+            failed_ids=batch_ids,
+            deleted_ids=[],
+            error="Rate Exceeded: throttled at the function's ReservedConcurrentExecutions",
+            throttled=True,
         )
 
     # ------------------------------------------------------------------ internals

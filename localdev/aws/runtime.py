@@ -320,7 +320,7 @@ class LocalStack:
                         if slot not in free:
                             count = self._function_concurrency(item.function.spec.logical_id)
                             free[slot] = [item.function.execution_environment(100 + e) for e in range(count)]
-                        if not free[slot]:
+                        if not free[slot] or self._at_reserved_concurrency(item.function, running):
                             self._queue_async(item)  # every environment of the function is busy: later
                             continue
                         environment = free[slot].pop()
@@ -329,6 +329,11 @@ class LocalStack:
                     for index, poller in enumerate(self.pollers):
                         slot = f"poller-{index}"
                         if free[slot] and (poller.has_carried_messages or self._visible_messages(poller.source.queue)):
+                            if self._at_reserved_concurrency(poller.function, running):
+                                throttled = poller.throttle_once()  # no handler runs: its batch goes back
+                                if throttled is not None:
+                                    report.batches.append(throttled)
+                                continue
                             environment = free[slot].pop()
                             running[pool.submit(poller.poll_once, environment)] = (slot, environment, None)
                     if not running:
@@ -358,6 +363,15 @@ class LocalStack:
             if f"poller-{index}" not in self._environments:
                 count = self.concurrency_of(poller)
                 self._environments[f"poller-{index}"] = [poller.function.execution_environment(e) for e in range(count)]
+
+    def _at_reserved_concurrency(self, function: LocalFunction, running: Mapping[Any, tuple[str, Any, Any]]) -> bool:
+        """Whether the function's in-flight invocations, of every trigger, fill its ReservedConcurrentExecutions:
+        Lambda throttles the next one (an asynchronous one waits and is retried; an SQS batch goes back)."""
+        reserved = self.values.resolve(function.spec.properties.get("ReservedConcurrentExecutions"))
+        if reserved is None:
+            return False
+        in_flight = sum(1 for _, environment, _ in running.values() if environment.function is function)
+        return in_flight >= int(reserved)
 
     def _function_concurrency(self, logical_id: str) -> int:
         reserved = self.values.resolve(self.function(logical_id).spec.properties.get("ReservedConcurrentExecutions"))

@@ -215,3 +215,25 @@ def test_a_refused_stripe_key_fails_the_run_and_counts_an_auth_failure(
     assert result["error"] is not None
     assert sum(metric_values(printed, "StripeAuthFailures")) >= 1
     assert metric_values(printed, "IncrementalRunsSucceeded") == []
+
+
+def test_stripe_events_sample_exports_its_customer_once_and_sets_the_thin_event_aside(
+    built: Template, stripe_api: RunningStripeEmulator, layer_dir: Path, runtime_dir: Path
+) -> None:
+    # The Stripe events function is deployed only with a partner event source.
+    source = {"StripePartnerEventSourceName": "aws.partner/stripe.com/ed_test_smoke"}
+    with local_stack(built, backend="server", parameters=source) as stack:
+        stack.put_secret_value("StripeApiKeySecret", STRIPE_KEY)
+        event = sample("sqs-stripe-events-batch.json")
+        result, printed = invoke(
+            stack, "StripeEventsFunction", event, layer_dir, runtime_dir, STRIPE_API_BASE=stripe_api.base_url
+        )
+        assert result["error"] is None, result
+        assert result["response"] == {"batchItemFailures": []}  # every record done with: none comes back
+        # Three events of one customer (the generated account has it): one snapshot.
+        (snapshot,) = [json.loads(m["Body"]) for m in stack.receive_all("RawQueue")]
+        assert snapshot["customer_external_id"] == "cus_XOUYmij3C0QRTV"
+        (bad,) = [json.loads(m["Body"]) for m in stack.receive_all("BadRecordsQueue")]
+        assert (bad["stage"], bad["field"]) == ("export", "detail.object")  # a thin event names no customer
+        assert metric_values(printed, "StripeEventsReceived") == [len(event["Records"])]
+        assert metric_values(printed, "StripeAuthFailures") == [0]

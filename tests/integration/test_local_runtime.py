@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -379,3 +380,73 @@ def test_sqs_functions_run_as_many_invocations_at_once_as_lambda_would(
         assert handler.deliveries == Counter(sent)  # each message delivered once, none lost
         assert sum(len(b.deleted_ids) for b in report.batches) == len(sent)
         assert stack.queue_depth(queue) == 0
+
+
+# ------------------------------------------------------------------------------------ throttles
+STRIPE_EVENTS = {"StripePartnerEventSourceName": "aws.partner/stripe.com/ed_test_throttles"}
+
+
+class HeldExport:
+    """An asynchronous export that stays in flight (as a backfill of hours does) until `done()` holds or 20 s pass;
+    an SQS batch it is given is recorded and succeeds. Thread-safe."""
+
+    def __init__(self, done: Callable[[], bool]) -> None:
+        self.done = done
+        self.batches: list[list[str]] = []
+        self.released_by_condition: list[bool] = []
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if "Records" in event:
+            self.batches.append([record["body"] for record in event["Records"]])
+            return {"batchItemFailures": []}
+        deadline = time.monotonic() + 20
+        while not self.done() and time.monotonic() < deadline:  # bounded
+            time.sleep(0.05)
+        self.released_by_condition.append(self.done())
+        return {"finished": True}
+
+
+def test_a_trigger_on_a_function_at_its_reserved_concurrency_is_throttled_until_its_events_are_dead_letters(
+    template: Template,
+) -> None:
+    """The layout this stack had before the Stripe events function: the Stripe events trigger (MaximumConcurrency 2)
+    on the export function (ReservedConcurrentExecutions 1). While an export runs, every batch is throttled and
+    goes back to the queue with a receive counted, until healthy events are in the DLQ
+    (https://repost.aws/knowledge-center/lambda-sqs-scaling)."""
+    raw = copy.deepcopy(template.raw)
+    raw["Resources"]["StripeEventsTrigger"]["Properties"]["FunctionName"] = {"Ref": "ExportFunction"}
+    before_the_fix = Template(raw, template.base_dir)
+    events = [f"evt-{i}" for i in range(3)]
+    with local_stack(before_the_fix, options=FAST, parameters=STRIPE_EVENTS) as stack:
+        export = HeldExport(lambda: stack.queue_depth("StripeEventsDeadLetterQueue") == len(events))
+        stack.use_handler("ExportFunction", export)
+        for body in events:
+            stack.send("StripeEventsQueue", body)
+        stack.invoke_async("ExportFunction", load_event("backfill.json"))
+        report = stack.drain(timeout_seconds=60)
+
+        assert export.released_by_condition == [True]  # the export ran until every event was a dead letter
+        assert export.batches == []  # no batch ever reached the handler
+        throttled = [b for b in report.batches if b.throttled]
+        assert throttled and all(b.function == "ExportFunction" and not b.deleted_ids for b in throttled)
+        max_receive_count = before_the_fix.queues["StripeEventsQueue"].redrive.max_receive_count  # type: ignore[union-attr]
+        assert max(n for b in throttled for n in b.receive_counts.values()) == max_receive_count
+        assert bodies(stack.receive_all("StripeEventsDeadLetterQueue")) == events
+
+
+def test_the_stripe_events_function_handles_its_batches_while_an_export_runs(template: Template) -> None:
+    with local_stack(template, options=FAST, parameters=STRIPE_EVENTS) as stack:
+        realtime = Recorder()
+        export = HeldExport(lambda: len(realtime.calls) > 0)
+        stack.use_handler("ExportFunction", export)
+        stack.use_handler("StripeEventsFunction", realtime)
+        events = [f"evt-{i}" for i in range(3)]
+        for body in events:
+            stack.send("StripeEventsQueue", body)
+        stack.invoke_async("ExportFunction", load_event("backfill.json"))
+        report = stack.drain(timeout_seconds=60)
+
+        assert export.released_by_condition == [True]  # the batch was handled while the export was in flight
+        assert sorted(record["body"] for event, _, _ in realtime.calls for record in event["Records"]) == events
+        assert [b for b in report.batches if b.throttled] == []
+        assert stack.queue_depth("StripeEventsDeadLetterQueue") == 0

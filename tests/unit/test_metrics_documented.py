@@ -3,6 +3,7 @@ docs/operations.md (its name in backticks), so an operator never meets a metric 
 
 import ast
 import re
+from types import SimpleNamespace
 
 from localdev.aws.template import DEFAULT_TEMPLATE, REPO_ROOT, Template
 
@@ -37,6 +38,28 @@ def published_metric_names() -> set[str]:
     return names
 
 
+def layer_metric_names() -> set[str]:
+    """The tables of counts the export handlers take from the layer and publish as they are (both export
+    functions share them: `wiring.run_metrics`, `RealtimeOutcome.metrics`)."""
+    from chartmogul_sync.sources.stripe.client import StripeRequestStats
+    from chartmogul_sync.sources.stripe.realtime import RealtimeOutcome
+    from chartmogul_sync.sources.stripe.run import ExportStats
+    from chartmogul_sync.sources.stripe.wiring import run_metrics
+
+    exporter: object = SimpleNamespace(stats=ExportStats(), api=SimpleNamespace(stats=StripeRequestStats()))
+    outcome = RealtimeOutcome(
+        run_id="r",
+        events=0,
+        customers_enqueued=0,
+        customers_already_exported=0,
+        customers_set_aside=0,
+        events_rejected=0,
+        events_skipped=0,
+        failed=[],
+    )
+    return {name for name, _ in [*run_metrics(exporter), *outcome.metrics()]}  # type: ignore[arg-type]
+
+
 def _strings(nodes: list[ast.expr]) -> set[str]:
     return {n.value for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)}
 
@@ -56,6 +79,7 @@ def documented(name: str, text: str) -> bool:
 
 def test_every_published_and_alarmed_metric_is_documented() -> None:
     text = OPERATIONS.read_text()
-    names = published_metric_names() | alarmed_metric_names()
+    names = published_metric_names() | layer_metric_names() | alarmed_metric_names()
     assert {"IncrementalRunsSucceeded", "StripeAuthFailures", "ChartMogulAuthFailures", "Bundles_"} <= names
+    assert {"StripeRequests", "StripeEventsReceived", "StripeEventsFailed"} <= layer_metric_names()
     assert sorted(n for n in names if not documented(n, text)) == []

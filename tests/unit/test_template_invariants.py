@@ -391,6 +391,34 @@ def scheduled_export_runs_alone(t: Template) -> list[str]:
     ]
 
 
+def sqs_triggered_functions_are_never_throttled(t: Template) -> list[str]:
+    """A function an SQS trigger invokes has no reserved concurrency below the trigger's MaximumConcurrency (nor a
+    trigger without one): a throttled batch goes back to the queue and counts a receive towards maxReceiveCount, so
+    healthy records would end in the DLQ (docs/sources.md#aws-sqs-lambda: event source mappings do not account for
+    reserved concurrency; https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html)."""
+    problems = []
+    for function in t.functions.values():
+        reserved = function.properties.get("ReservedConcurrentExecutions")
+        if reserved is None:
+            continue
+        for event in function.sqs_events:
+            where = f"{function.logical_id}.{event.name}"
+            highest = _highest_value(t, event.maximum_concurrency)
+            if highest is None:
+                problems.append(f"{where}: ReservedConcurrentExecutions {reserved} and no MaximumConcurrency")
+            elif int(reserved) < highest:
+                problems.append(f"{where}: ReservedConcurrentExecutions {reserved} < MaximumConcurrency {highest}")
+    return problems
+
+
+def _highest_value(t: Template, value: Any) -> int | None:
+    """A literal, or the highest value a `Ref` to a parameter may take (its MaxValue, else its Default)."""
+    if isinstance(value, dict) and "Ref" in value:
+        bounds = t.parameters[value["Ref"]].properties
+        return int(bounds.get("MaxValue", bounds.get("Default", 0)))
+    return None if value is None else int(value)
+
+
 RULES: list[Rule] = [
     partial_batch_response,
     work_queues_have_dlq,
@@ -414,6 +442,7 @@ RULES: list[Rule] = [
     queues_refuse_plain_http,
     customer_managed_key_reaches_stored_data,
     scheduled_export_runs_alone,
+    sqs_triggered_functions_are_never_throttled,
 ]
 
 
@@ -531,8 +560,11 @@ STRIPE_EVENT_RESOURCES = {
     "StripeEventsQueue",
     "StripeEventsDeadLetterQueue",
     "StripeEventsQueuePolicy",
-    "StripeEventsPollerPolicy",
     "StripeEventsTrigger",
+    "StripeEventsFunction",
+    "StripeEventsLogGroup",
+    "StripeEventsFunctionErrorsAlarm",
+    "StripeEventsFunctionThrottlesAlarm",
     "StripeEventsQueueOldestMessageAlarm",
     "StripeEventsDeadLetterQueueAlarm",
 }
@@ -546,7 +578,9 @@ def test_the_stripe_events_path_is_deployed_only_with_a_partner_event_source(tem
     source = "aws.partner/stripe.com/ed_test_61abc"
     deployed = template.with_conditions(parameter_values(template, {"StripePartnerEventSourceName": source}))
     assert set(deployed.resources) >= STRIPE_EVENT_RESOURCES
-    (trigger,) = deployed.functions["ExportFunction"].sqs_events
+    # The export function (one run at a time) is never the trigger's target: its batches would be throttled.
+    assert deployed.functions["ExportFunction"].sqs_events == ()
+    (trigger,) = deployed.functions["StripeEventsFunction"].sqs_events
     assert (trigger.queue, trigger.batch_size, trigger.reports_batch_item_failures) == ("StripeEventsQueue", 100, True)
     assert trigger.batching_window_seconds > 0  # a window to coalesce a change's many events
 
@@ -578,6 +612,53 @@ def test_only_the_stripe_events_rule_may_send_to_its_queues(template: Template) 
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
     assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["StripeEventsRule", "Arn"]}}}
+
+
+def test_the_two_export_functions_split_the_stripe_budget_the_user_gave(template: Template) -> None:
+    """Both functions read Stripe at once (a batch of events beside a backfill): every invocation of both at their
+    most adds up to STRIPE_RATE_LIMIT_SHARE of Stripe's limit, never more."""
+    from chartmogul_sync.config import Settings
+
+    source = {"StripePartnerEventSourceName": "aws.partner/stripe.com/ed_test_61abc"}
+    deployed = template.with_conditions(parameter_values(template, source))
+    export = deployed.functions["ExportFunction"]
+    realtime = deployed.functions["StripeEventsFunction"]
+    (trigger,) = realtime.sqs_events
+    realtime_env = realtime.properties["Environment"]["Variables"]
+    assert int(realtime_env["STRIPE_EVENTS_MAX_CONCURRENCY"]) == trigger.maximum_concurrency
+    export_share = export.properties["Environment"]["Variables"]["STRIPE_REALTIME_SHARE"]
+    assert export_share == {"Fn::If": ["HasStripeEventSource", realtime_env["STRIPE_REALTIME_SHARE"], "0"]}
+
+    key, share = "rk_live_x", 0.5
+    as_export = Settings(
+        stripe_rate_limit_share=share, stripe_realtime_share=float(realtime_env["STRIPE_REALTIME_SHARE"])
+    )
+    as_realtime = as_export.model_copy(update={"stripe_events_max_concurrency": trigger.maximum_concurrency})
+    exports_at_once = export.properties["ReservedConcurrentExecutions"]
+    total = exports_at_once * as_export.stripe_requests_per_second(key) + trigger.maximum_concurrency * (
+        as_realtime.stripe_requests_per_second(key, realtime=True)
+    )
+    assert total == pytest.approx(100 * share)
+    # Without the near-real-time path the export function takes the whole share.
+    assert Settings(stripe_rate_limit_share=share).stripe_requests_per_second(key) == pytest.approx(100 * share)
+
+
+def test_the_stripe_events_function_may_touch_only_the_state_items_a_batch_uses(template: Template) -> None:
+    """Least privilege that also keeps a batch from ever moving the export's cursor or a backfill checkpoint."""
+    from chartmogul_sync.sources.stripe.exported import EXPORTED_PK
+    from chartmogul_sync.sources.stripe.run import RUN_RECORD_PK
+
+    policies = template.functions["StripeEventsFunction"].policies
+    on_table = [
+        statement
+        for _, statement in _statements(policies, "StripeEventsFunction")
+        if any(resource in STATE_TABLE_ARN for resource in _as_list(statement.get("Resource")))
+    ]
+    (statement,) = on_table
+    assert sorted(statement["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    leading = statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+    assert sorted(leading) == sorted([EXPORTED_PK, RUN_RECORD_PK])
+    assert not any(name.startswith("DynamoDB") for policy in policies if isinstance(policy, dict) for name in policy)
 
 
 def _r(raw: dict[str, Any], logical_id: str) -> dict[str, Any]:
@@ -617,7 +698,7 @@ MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
         partial_batch_response,
         "Stripe events trigger (a plain event source mapping) without ReportBatchItemFailures",
         lambda raw: _r(raw, "StripeEventsTrigger").pop("FunctionResponseTypes"),
-        "ExportFunction.StripeEventsTrigger",
+        "StripeEventsFunction.StripeEventsTrigger",
     ),
     (
         partial_batch_response,
@@ -917,6 +998,18 @@ MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
         "export allowed to overlap itself",
         lambda raw: _r(raw, "ExportFunction").pop("ReservedConcurrentExecutions"),
         "ExportFunction",
+    ),
+    (
+        sqs_triggered_functions_are_never_throttled,
+        "Stripe events trigger pointed at the export function (reserved concurrency 1), as before this fix",
+        lambda raw: _r(raw, "StripeEventsTrigger").update(FunctionName={"Ref": "ExportFunction"}),
+        "ExportFunction.StripeEventsTrigger: ReservedConcurrentExecutions 1 < MaximumConcurrency 2",
+    ),
+    (
+        sqs_triggered_functions_are_never_throttled,
+        "upload function given a reserved concurrency below its parameter's MaxValue",
+        lambda raw: _r(raw, "UploadFunction").update(ReservedConcurrentExecutions=5),
+        "UploadFunction.CustomerBundles: ReservedConcurrentExecutions 5 < MaximumConcurrency 20",
     ),
 ]
 

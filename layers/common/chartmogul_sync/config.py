@@ -63,15 +63,23 @@ class Settings(BaseSettings):
     # instance uses all of it), at the cost of short overshoots, answered 429 and retried, when an idle one wakes.
     chartmogul_rate_sharing: Literal["fixed", "busy"] = "fixed"
     # Stripe's rate limit belongs to the account and is shared with the user's own application (Stripe docs,
-    # "Rate limits", docs.stripe.com/rate-limits: 100 read requests/s in live mode, 25 in test mode). The export
-    # uses at most `stripe_rate_limit_share` of it in all modes (real-time, incremental, backfill), split equally
-    # between the export invocations that can run at once (`export_max_concurrency`), as the upload splits
-    # ChartMogul's. The export function's reserved concurrency is 1 (template.yaml: two runs would move the same
-    # cursor or checkpoint), so one invocation runs at a time, whatever invoked it, and takes the whole share.
+    # "Rate limits", docs.stripe.com/rate-limits: 100 read requests/s in live mode, 25 in test mode). The sync uses at
+    # most `stripe_rate_limit_share` of it, all its functions together. Two functions read Stripe at the same time:
+    # the export function (incremental, backfill, one customer; reserved concurrency 1, template.yaml: two runs would
+    # move the same cursor or checkpoint) and, with the near-real-time path, the Stripe events function (up to its
+    # trigger's MaximumConcurrency invocations, beside a running export). `stripe_realtime_share` of the sync's share
+    # is the Stripe events function's, split equally between its `stripe_events_max_concurrency` invocations; the
+    # rest is the export function's, split between its `export_max_concurrency` invocations. So everything at once
+    # stays within `stripe_rate_limit_share` (`stripe_requests_per_second`).
     stripe_rate_limit_share: float = Field(default=0.5, gt=0, le=1)
     # None: Stripe's documented limit for the key's mode (a live key 100/s, a test key 25/s).
     stripe_rate_limit_per_second: float | None = Field(default=None, gt=0)
     export_max_concurrency: int = Field(default=1, ge=1)
+    # 0 without the near-real-time path (the export takes the whole share); the template sets it on both functions
+    # when it deploys the Stripe events function.
+    stripe_realtime_share: float = Field(default=0.0, ge=0, lt=1)
+    # The Stripe events trigger's ScalingConfig.MaximumConcurrency (template.yaml StripeEventsTrigger; a test checks).
+    stripe_events_max_concurrency: int = Field(default=2, ge=1)
     # Timeouts for outside calls: (connect, read) seconds. Neither client has a sane default
     # (docs/sources.md#cm-client-config).
     http_connect_timeout_s: float = Field(default=3.05, gt=0)
@@ -82,13 +90,22 @@ class Settings(BaseSettings):
     audit_exchange_rates: str | None = None
     account_currency: str = "USD"
 
-    def stripe_requests_per_second(self, api_key: str) -> float:
-        """This export invocation's share of Stripe's rate limit (see `stripe_rate_limit_share`)."""
+    def stripe_requests_per_second(self, api_key: str, *, realtime: bool = False) -> float:
+        """One invocation's share of Stripe's rate limit: of the Stripe events function (`realtime`) or of the
+        export function (see `stripe_rate_limit_share`). All invocations of both at once add up to the share."""
         limit = self.stripe_rate_limit_per_second
         if limit is None:
             live = api_key.startswith(("sk_live_", "rk_live_"))
             limit = STRIPE_LIVE_REQUESTS_PER_SECOND if live else STRIPE_TEST_REQUESTS_PER_SECOND
-        return limit * self.stripe_rate_limit_share / self.export_max_concurrency
+        sync_share = limit * self.stripe_rate_limit_share
+        if realtime:
+            if self.stripe_realtime_share == 0:
+                raise ValueError(
+                    "stripe_realtime_share is 0: no part of the Stripe budget is the Stripe events function's "
+                    "(set STRIPE_REALTIME_SHARE, as template.yaml does with the near-real-time path)"
+                )
+            return sync_share * self.stripe_realtime_share / self.stripe_events_max_concurrency
+        return sync_share * (1 - self.stripe_realtime_share) / self.export_max_concurrency
 
     @field_validator("mapping_config_path", "audit_exchange_rates")
     @classmethod

@@ -53,11 +53,12 @@ class ExportRig:
     def environment(self) -> dict[str, str]:
         return self.stack.function("ExportFunction").environment
 
-    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        """One invocation of the export function (a synchronous invoke: its exception propagates)."""
+    def invoke(self, event: dict[str, Any], function: str = "ExportFunction") -> dict[str, Any]:
+        """One invocation of the export function, or of another (the Stripe events function), synchronous: its
+        exception propagates."""
         get_settings.cache_clear()  # each test's stack is new; the handler reads settings once per process
         self.invocations += 1
-        outcome: dict[str, Any] = self.stack.invoke("ExportFunction", event)
+        outcome: dict[str, Any] = self.stack.invoke(function, event)
         return outcome
 
     def run(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -136,14 +137,21 @@ def rig(emulator: RunningStripeEmulator, monkeypatch: pytest.MonkeyPatch) -> Ite
     yield from make_rig(emulator, monkeypatch)
 
 
-def make_rig(emulator: RunningStripeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExportRig]:
+# The stack with the near-real-time path: the Stripe events function and its queue (`make_rig(stripe_events=True)`).
+STRIPE_EVENTS = {"StripePartnerEventSourceName": "aws.partner/stripe.com/ed_test_export_rig"}
+
+
+def make_rig(
+    emulator: RunningStripeEmulator, monkeypatch: pytest.MonkeyPatch, *, stripe_events: bool = False
+) -> Iterator[ExportRig]:
     options = PollerOptions(wait_for_batching_window=False, failed_record_visibility_timeout=0)
-    with local_stack(options=options) as stack:
+    with local_stack(options=options, parameters=STRIPE_EVENTS if stripe_events else None) as stack:
         stack.put_secret_value("StripeApiKeySecret", STRIPE_KEY)
-        stack.function("ExportFunction").environment["STRIPE_API_BASE"] = emulator.base_url
-        # The export's Stripe budget is a share of Stripe's limit; the emulator's is Stripe's here (none by default).
+        # The exporters' Stripe budget is a share of Stripe's limit; the emulator's is Stripe's here (none by default).
         stripe_limit = emulator.server.bucket.rate or 100_000
-        stack.function("ExportFunction").environment["STRIPE_RATE_LIMIT_PER_SECOND"] = str(stripe_limit)
+        for function in ("ExportFunction", "StripeEventsFunction") if stripe_events else ("ExportFunction",):
+            stack.function(function).environment["STRIPE_API_BASE"] = emulator.base_url
+            stack.function(function).environment["STRIPE_RATE_LIMIT_PER_SECOND"] = str(stripe_limit)
         rig = ExportRig(stack, emulator)
         # Moto cannot run Lambda code: a continuation is queued here and run by `ExportRig.run`, as Lambda
         # would run the asynchronous invocation.

@@ -1,8 +1,10 @@
-"""The export function's SQS path: Stripe events from EventBridge, through the real handler against the Stripe
+"""The Stripe events function: Stripe events from EventBridge, through the real handler against the Stripe
 emulator, with the sample batch from events/ (a subscription update, an invoice paid and its invoice payment for
 one customer, and a thin event)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,8 +18,9 @@ from chartmogul_sync.sources.stripe.client import (
 )
 from localdev.aws.runtime import load_event
 from localdev.scenarios import Account, generate_account
+from localdev.stripe_emulator import RunningStripeEmulator
 
-from .conftest import FAST_RETRIES, STRIPE_KEY, ExportRig
+from .conftest import FAST_RETRIES, STRIPE_KEY, ExportRig, make_rig
 
 SAMPLE_CUSTOMER = "cus_XOUYmij3C0QRTV"  # a customer of the account below (the sample was rendered from it)
 
@@ -27,6 +30,11 @@ def account() -> Account:
     return generate_account(customers=12, months=12, seed=11)
 
 
+@pytest.fixture
+def rig(emulator: RunningStripeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExportRig]:
+    yield from make_rig(emulator, monkeypatch, stripe_events=True)
+
+
 def bad_records(rig: ExportRig) -> list[BadRecord]:
     return [BadRecord.model_validate_json(m["Body"]) for m in rig.stack.receive_all("BadRecordsQueue")]
 
@@ -34,7 +42,7 @@ def bad_records(rig: ExportRig) -> list[BadRecord]:
 def test_a_batchs_events_of_one_customer_make_one_snapshot_and_a_redelivery_makes_none(rig: ExportRig) -> None:
     event = load_event("sqs-stripe-events-batch.json")
 
-    assert rig.invoke(event) == {"batchItemFailures": []}
+    assert rig.invoke(event, "StripeEventsFunction") == {"batchItemFailures": []}
 
     (snapshot,) = rig.take_raw_messages()
     assert snapshot.customer_external_id == SAMPLE_CUSTOMER
@@ -45,7 +53,7 @@ def test_a_batchs_events_of_one_customer_make_one_snapshot_and_a_redelivery_make
 
     # EventBridge and SQS deliver at least once: the same events again find the customer exported after them.
     requests = rig.stripe_requests()
-    assert rig.invoke(event) == {"batchItemFailures": []}
+    assert rig.invoke(event, "StripeEventsFunction") == {"batchItemFailures": []}
     assert rig.take_raw_messages() == []
     assert rig.stripe_requests() - requests == 1  # the invoice payment's invoice, to learn whose it is
 
@@ -56,7 +64,7 @@ def test_when_stripe_keeps_failing_the_customers_events_come_back_and_the_unread
     event = load_event("sqs-stripe-events-batch.json")
     rig.emulator.server.set_faults("500:1.0")
 
-    response = rig.invoke(event)
+    response = rig.invoke(event, "StripeEventsFunction")
 
     customer_records = {record["messageId"] for record in event["Records"][:3]}
     assert {failure["itemIdentifier"] for failure in response["batchItemFailures"]} == customer_records

@@ -10,7 +10,7 @@ from chartmogul_sync.config import Settings
 from chartmogul_sync.sources.stripe.client import stripe_request_limiter
 from chartmogul_sync.sources.stripe.events import CustomerChanged, NeedsLookup
 from chartmogul_sync.sources.stripe.exported import covers
-from chartmogul_sync.sources.stripe.realtime import InvalidStripeEvent, is_sqs_batch, read_record
+from chartmogul_sync.sources.stripe.realtime import InvalidStripeEvent, read_record
 
 SAMPLE = Path(__file__).resolve().parents[3] / "events" / "sqs-stripe-events-batch.json"
 SAMPLE_CUSTOMER = "cus_XOUYmij3C0QRTV"
@@ -27,7 +27,7 @@ def with_body(body: dict[str, Any] | str) -> dict[str, Any]:
 
 def test_the_sample_batch_names_its_customer_directly_or_through_the_invoice_and_refuses_a_thin_event() -> None:
     subscription, invoice, payment, thin = sample_records()
-    assert is_sqs_batch({"Records": sample_records()})
+    assert {record["eventSource"] for record in sample_records()} == {"aws:sqs"}
 
     notices = [read_record(record) for record in (subscription, invoice, payment)]
     assert [n.event_type for n in notices] == ["customer.subscription.updated", "invoice.paid", "invoice_payment.paid"]
@@ -57,11 +57,6 @@ def test_an_unreadable_record_names_the_field_at_fault(body: Any, field: str | N
     assert refused.value.field == field
 
 
-def test_a_command_is_not_an_sqs_batch() -> None:
-    assert not is_sqs_batch({"mode": "incremental"})
-    assert not is_sqs_batch({"Records": [{"eventSource": "aws:s3"}]})
-
-
 def test_a_snapshot_covers_only_events_at_least_a_second_older_than_its_fetch() -> None:
     assert covers(snapshot_started=1_000, newest_event_created=999)
     assert not covers(snapshot_started=1_000, newest_event_created=1_000)  # same second: may have missed it
@@ -77,3 +72,17 @@ def test_the_stripe_budget_is_a_share_of_the_keys_mode_limit_split_between_concu
     assert stripe_request_limiter(explicit, "sk_live_x").requests_per_second == pytest.approx(5.0)
     with pytest.raises(ValueError, match="stripe_rate_limit_share"):
         Settings(stripe_rate_limit_share=1.5)
+
+
+def test_the_stripe_events_function_takes_its_part_of_the_share_and_the_export_the_rest() -> None:
+    settings = Settings(stripe_rate_limit_share=0.5, stripe_realtime_share=0.3, stripe_events_max_concurrency=2)
+    each_batch = settings.stripe_requests_per_second("rk_live_abc", realtime=True)
+    export = settings.stripe_requests_per_second("rk_live_abc")
+    assert each_batch == pytest.approx(100 * 0.5 * 0.3 / 2)
+    assert export == pytest.approx(100 * 0.5 * 0.7)
+    assert 2 * each_batch + export == pytest.approx(50)  # both functions at their most: the share, never more
+    assert stripe_request_limiter(settings, "rk_live_abc", realtime=True).requests_per_second == pytest.approx(7.5)
+    # Without a part of its own (a stack without the near-real-time path) the Stripe events function refuses to run
+    # rather than take the export's budget.
+    with pytest.raises(ValueError, match="STRIPE_REALTIME_SHARE"):
+        Settings().stripe_requests_per_second("rk_live_abc", realtime=True)

@@ -312,10 +312,12 @@ def api_key_from_secrets_manager(secret_name: str) -> str:
     return parameters.get_secret(secret_name, max_age=300)
 
 
-def stripe_request_limiter(settings: Settings, api_key: str) -> RequestLimiter:
-    """This invocation's share of Stripe's rate limit (`Settings.stripe_requests_per_second`), requests spaced
-    evenly; one request at a time, as the exporter makes them."""
-    return RequestLimiter(requests_per_second=settings.stripe_requests_per_second(api_key), max_connections=1)
+def stripe_request_limiter(settings: Settings, api_key: str, *, realtime: bool = False) -> RequestLimiter:
+    """This invocation's share of Stripe's rate limit (`Settings.stripe_requests_per_second`: the Stripe events
+    function's with `realtime`, else the export function's), requests spaced evenly; one request at a time, as
+    the exporter makes them."""
+    rate = settings.stripe_requests_per_second(api_key, realtime=realtime)
+    return RequestLimiter(requests_per_second=rate, max_connections=1)
 
 
 def make_stripe_client(settings: Settings, api_key: str) -> stripe.StripeClient:

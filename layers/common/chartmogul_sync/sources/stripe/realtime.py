@@ -45,7 +45,7 @@ from ...queues import BadRecords, Stage
 from .client import StripeList, is_permanent_for_object
 from .events import CustomerChanged, CustomerDeleted, NeedsLookup, event_target
 from .exported import covers, exported_from, mark_exported
-from .run import Exporter
+from .run import Exporter, recorded_run
 from .snapshots import Catalog, customer_of, fetch_customer_snapshot
 
 # Snapshots go to the raw queue in groups of this many (one SendMessageBatch) as they are fetched, so the first
@@ -87,12 +87,6 @@ REALTIME_EVENT_TYPES = (
     "credit_note.updated",
     "credit_note.voided",
 )
-
-
-def is_sqs_batch(event: Any) -> bool:
-    """An invocation by the SQS trigger (`{"Records": [{"eventSource": "aws:sqs", …}]}`), not a command."""
-    records = event.get("Records") if isinstance(event, dict) else None
-    return isinstance(records, list) and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
 
 
 # -- reading one record ------------------------------------------------------------------------------------
@@ -211,6 +205,32 @@ class RealtimeOutcome(BaseModel):
     def batch_response(self) -> dict[str, Any]:
         """Lambda's partial batch response (ReportBatchItemFailures)."""
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.failed]}
+
+    def metrics(self) -> list[tuple[str, int]]:
+        """The batch's own counts (namespace ChartMogulSync, service export; docs/operations.md)."""
+        return [
+            ("StripeEventsReceived", self.events),
+            ("CustomersAlreadyExported", self.customers_already_exported),
+            ("RejectedEvents", self.events_rejected),
+            ("StripeEventsSkipped", self.events_skipped),
+            ("StripeEventsFailed", len(self.failed)),
+        ]
+
+
+def run_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> RealtimeOutcome:
+    """One invocation of the Stripe events function: the batch exported, its end kept as the `realtime` mode's
+    last run (`cmsync status`); a batch with records not exported yet is recorded as failed, with how many.
+
+    Beside a running incremental or backfill export, by design (docs/architecture.md "The near-real-time
+    function beside a running export"): this writes only per-customer export marks (`exported.py`, never moved
+    back) and its own run record, never the incremental cursor, a backfill checkpoint or staged pages, and the
+    uploader keeps the newest snapshot of a customer whichever run sent it.
+    """
+    with recorded_run(exporter, "realtime") as run:
+        outcome = export_event_batch(exporter, records)
+        if outcome.failed:
+            run.failed(f"{len(outcome.failed)} of {outcome.events} events not exported yet: SQS delivers them again")
+    return outcome
 
 
 def export_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> RealtimeOutcome:

@@ -152,7 +152,7 @@ _REASON_CHARS = 300
 
 
 class RunRecord(BaseModel):
-    """One invocation of the export function as it ended: stored per mode, the newest replacing the last.
+    """One invocation of an export function as it ended: stored per mode, the newest replacing the last.
 
     `outcome` is "ok" (the run finished, or had nothing to do), "continuing" (it handed over to a continuation
     before the time limit; the next invocation of the same run writes the next record) or "failed" (with the

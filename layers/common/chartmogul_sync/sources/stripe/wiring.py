@@ -1,4 +1,5 @@
-"""What the export handler takes from its surroundings, in one replaceable place.
+"""What the export handlers (the export function and the Stripe events function) take from their surroundings, in
+one replaceable place, and the exporter both build from it (`build_exporter`).
 
 In the cloud: the Stripe key from Secrets Manager, the wall clock, and continuations through Lambda's own
 asynchronous invoke. Moto cannot run Lambda code (README "Running it locally"), so the local
@@ -15,8 +16,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .client import RetryPolicy, api_key_from_secrets_manager
-from .run import Continuation, ExportLimits
+from aws_lambda_powertools import Logger
+
+from ...config import Settings
+from ...queues import MessageSender
+from ...state import StateTable
+from .client import (
+    RetryPolicy,
+    StripeApi,
+    TimeBudget,
+    api_key_from_secrets_manager,
+    make_stripe_client,
+    stripe_request_limiter,
+)
+from .run import Continuation, Exporter, ExportLimits
 
 ContinuationPort = Callable[[Continuation, Any], None]
 
@@ -52,3 +65,52 @@ class ExportWiring:
 
 
 export_wiring = ExportWiring()
+
+
+def build_exporter(
+    settings: Settings,
+    run_id: str,
+    context: Any,
+    log: Logger,
+    *,
+    realtime: bool = False,
+    on_retry: Callable[[str, BaseException, float], None] | None = None,
+) -> Exporter:
+    """The exporter of one invocation, with its share of Stripe's rate limit: the Stripe events function's with
+    `realtime`, else the export function's (`Settings.stripe_requests_per_second`), so that both functions at once
+    keep to the share the user gave, which the user's own application shares."""
+    import boto3
+
+    budget = TimeBudget.from_lambda_context(context)
+    api_key = export_wiring.api_key(settings.stripe_secret_name)
+    client = make_stripe_client(settings, api_key)
+    limiter = stripe_request_limiter(settings, api_key, realtime=realtime)
+    api = StripeApi(client, budget, export_wiring.retry_policy, on_retry=on_retry, limiter=limiter)
+    s3 = boto3.client("s3")
+    return Exporter(
+        api=api,
+        sender=MessageSender(boto3.client("sqs"), s3, settings.staging_bucket),
+        state=StateTable(boto3.resource("dynamodb"), settings.state_table),
+        s3=s3,
+        settings=settings,
+        budget=budget,
+        run_id=run_id,
+        limits=export_wiring.limits,
+        clock=export_wiring.clock,
+        log=log,
+    )
+
+
+def run_metrics(exporter: Exporter) -> list[tuple[str, int]]:
+    """The counts every export invocation publishes (namespace ChartMogulSync, service export;
+    docs/operations.md), a failed one's too."""
+    stats, requests = exporter.stats, exporter.api.stats
+    return [
+        ("ObjectsListed", stats.objects_listed),
+        ("CustomersEnqueued", stats.customers_enqueued),
+        ("PagesStaged", stats.pages_staged),
+        ("CustomersSetAside", stats.customers_set_aside),
+        ("StripeRequests", requests.requests),
+        ("StripeRetries", requests.retries),
+        ("StripeAuthFailures", requests.auth_failures),
+    ]
