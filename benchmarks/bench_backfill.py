@@ -214,8 +214,8 @@ def main() -> None:
     parser.add_argument(
         "--rate-sharing",
         choices=("fixed", "busy"),
-        default="fixed",
-        help="how upload instances split ChartMogul's rate (CHARTMOGUL_RATE_SHARING)",
+        default="busy",
+        help="how upload instances split ChartMogul's rate (CHARTMOGUL_RATE_SHARING; default busy, as deployed)",
     )
     parser.add_argument(
         "--stripe-rate", type=float, default=STRIPE_LIVE_RATE, help="Stripe's limit, requests/s (live mode: 100)"
