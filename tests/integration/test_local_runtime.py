@@ -364,7 +364,8 @@ def test_settings_follow_each_new_stack(template: Template) -> None:
 def test_sqs_functions_run_as_many_invocations_at_once_as_lambda_would(
     function: str, queue: str, concurrent: bool, expected_peak: int, template: Template
 ) -> None:
-    handler = CountOverlap(seconds=0.3)
+    # Each batch takes long enough for the others to be gathered meanwhile (a batch of 1,000 is 100 receives).
+    handler = CountOverlap(seconds=1.5)
     options = PollerOptions(wait_for_batching_window=False, concurrent=concurrent, default_concurrency=3)
     parameters = {"UploadMaximumConcurrency": "3"}
     with local_stack(template, options=options, parameters=parameters, handlers={function: handler}) as stack:

@@ -36,33 +36,54 @@ def key(*parts: str) -> str:
 
 
 class StateTable:
+    """The state table through DynamoDB's low-level client, which threads may share.
+
+    boto3's resources (`dynamodb.Table`) are not thread-safe and must not be shared across threads
+    (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/resources.html#multithreading-or-multiprocessing-with-resources),
+    while its low-level clients are (guide/clients.html, "Multithreading or multiprocessing with clients"); the upload
+    works on the customers of a batch in threads side by side, all of them reading and writing here. The client is
+    the resource's own (`meta.client`), which converts Python values to DynamoDB's types and back as the resource
+    does, so what is stored and read back is unchanged.
+
+        state = StateTable(boto3.resource("dynamodb"), "chartmogul-sync-state")
+        state.put(key("run", "last"), "incremental", {"run": "{...}"})
+    """
+
     def __init__(self, dynamodb_resource: Any, table_name: str) -> None:
-        self._table = dynamodb_resource.Table(table_name)
+        self._client = dynamodb_resource.meta.client
+        self._name = table_name
+
+    @staticmethod
+    def _to_item(attributes: Mapping[str, Any]) -> dict[str, Any]:
+        return _dynamo(attributes)
+
+    @staticmethod
+    def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+        return _plain(item)
 
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        item: dict[str, Any] | None = self._table.get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=True).get("Item")
-        return _plain(item) if item is not None else None
+        found = self._client.get_item(
+            TableName=self._name, Key=self._to_item({"pk": pk, "sk": sk}), ConsistentRead=True
+        ).get("Item")
+        return self._from_item(found) if found is not None else None
 
     def put(self, pk: str, sk: str, attributes: Mapping[str, Any]) -> None:
-        self._table.put_item(Item={**_dynamo(attributes), "pk": pk, "sk": sk})
+        self._client.put_item(TableName=self._name, Item=self._to_item({**attributes, "pk": pk, "sk": sk}))
 
     def put_if_newer(self, pk: str, sk: str, version_field: str, version: str, attributes: Mapping[str, Any]) -> bool:
         """Write only if no item exists or its `version_field` is older (ISO timestamps compare as strings).
 
         Returns False when a newer or equal version is already stored: the caller's data is stale.
         """
-        try:
-            self._table.put_item(
-                Item={**_dynamo(attributes), "pk": pk, "sk": sk, version_field: version},
+        return self._conditional(
+            lambda: self._client.put_item(
+                TableName=self._name,
+                Item=self._to_item({**attributes, "pk": pk, "sk": sk, version_field: version}),
                 ConditionExpression="attribute_not_exists(pk) OR #v < :v",
                 ExpressionAttributeNames={"#v": version_field},
-                ExpressionAttributeValues={":v": version},
+                ExpressionAttributeValues=self._to_item({":v": version}),
             )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        )
 
     def put_if(
         self, pk: str, sk: str, attributes: Mapping[str, Any], condition: str, values: Mapping[str, Any]
@@ -72,24 +93,30 @@ class StateTable:
         >>> table.put_if("lease#ds", "cus_1", {"holder": "me"}, "attribute_not_exists(pk) OR expires_at < :now",
         ...              {":now": 1_700_000_000})
         """
-        try:
-            self._table.put_item(
-                Item={**_dynamo(attributes), "pk": pk, "sk": sk},
+        return self._conditional(
+            lambda: self._client.put_item(
+                TableName=self._name,
+                Item=self._to_item({**attributes, "pk": pk, "sk": sk}),
                 ConditionExpression=condition,
-                ExpressionAttributeValues=_dynamo(values),
+                ExpressionAttributeValues=self._to_item(values),
             )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        )
 
     def delete_if(self, pk: str, sk: str, condition: str, values: Mapping[str, Any]) -> bool:
         """Delete only if `condition` holds; False if it did not (the item changed hands, or is gone)."""
-        try:
-            self._table.delete_item(
-                Key={"pk": pk, "sk": sk}, ConditionExpression=condition, ExpressionAttributeValues=_dynamo(values)
+        return self._conditional(
+            lambda: self._client.delete_item(
+                TableName=self._name,
+                Key=self._to_item({"pk": pk, "sk": sk}),
+                ConditionExpression=condition,
+                ExpressionAttributeValues=self._to_item(values),
             )
+        )
+
+    @staticmethod
+    def _conditional(write: Any) -> bool:
+        try:
+            write()
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
@@ -97,22 +124,41 @@ class StateTable:
         return True
 
     def query(self, pk: str, sk_prefix: str = "") -> Iterator[dict[str, Any]]:
-        from boto3.dynamodb.conditions import Key
-
-        condition = Key("pk").eq(pk)
+        condition, values = "pk = :pk", {":pk": pk}
         if sk_prefix:
-            condition = condition & Key("sk").begins_with(sk_prefix)
-        kwargs: dict[str, Any] = {"KeyConditionExpression": condition, "ConsistentRead": True}
+            condition, values = condition + " AND begins_with(sk, :prefix)", {**values, ":prefix": sk_prefix}
+        kwargs: dict[str, Any] = {
+            "TableName": self._name,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": self._to_item(values),
+            "ConsistentRead": True,
+        }
         while True:
-            page = self._table.query(**kwargs)
+            page = self._client.query(**kwargs)
             for item in page.get("Items", []):
-                yield _plain(item)
+                yield self._from_item(item)
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def delete(self, pk: str, sk: str) -> None:
-        self._table.delete_item(Key={"pk": pk, "sk": sk})
+        self._client.delete_item(TableName=self._name, Key=self._to_item({"pk": pk, "sk": sk}))
+
+    def scan(self, pk_prefix: str, max_pages: int = 100_000) -> Iterator[dict[str, Any]]:
+        """Every item whose partition key starts with `pk_prefix`, across partitions (a whole-table scan: for the
+        operator's rare reads, e.g. `cmsync status` listing backfill checkpoints; bounded by `max_pages`)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._name,
+            "FilterExpression": "begins_with(pk, :prefix)",
+            "ExpressionAttributeValues": self._to_item({":prefix": pk_prefix}),
+        }
+        for _page in range(max_pages):
+            page = self._client.scan(**kwargs)
+            for item in page.get("Items", []):
+                yield self._from_item(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _dynamo(attributes: Mapping[str, Any]) -> dict[str, Any]:

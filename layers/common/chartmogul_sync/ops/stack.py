@@ -165,6 +165,11 @@ class SavedState(StateTable):
     def items(self) -> list[dict[str, Any]]:
         return list(self._items.values())
 
+    def scan(self, pk_prefix: str, max_pages: int = 100_000) -> Iterator[dict[str, Any]]:
+        for (item_pk, _), item in sorted(self._items.items()):
+            if item_pk.startswith(pk_prefix):
+                yield item
+
     def put(self, pk: str, sk: str, attributes: Mapping[str, Any]) -> None:
         raise PermissionError("a saved state directory is read only here")
 

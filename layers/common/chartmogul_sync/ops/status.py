@@ -21,7 +21,7 @@ from ..sources.stripe.backfill import Checkpoint
 from ..sources.stripe.incremental import CURSOR_PK, CURSOR_SK, EVENT_RETENTION_S, EventCursor
 from ..sources.stripe.run import RUN_MODES, RunRecord, last_runs
 from ..state import StateTable
-from .stack import TERMINAL_QUEUES, SavedState
+from .stack import TERMINAL_QUEUES
 
 
 @dataclass
@@ -126,18 +126,6 @@ def sync_status(
 
 
 def _backfill_checkpoints(state: StateTable) -> list[dict[str, Any]]:
-    if isinstance(state, SavedState):
-        items = state.items()
-    else:
-        # A deployed table: scan for the checkpoints only (their partition key starts with "backfill#").
-        from boto3.dynamodb.conditions import Attr
-
-        table = state._table
-        items, kwargs = [], {"FilterExpression": Attr("pk").begins_with("backfill#")}
-        for _ in range(100_000):
-            page = table.scan(**kwargs)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    # The checkpoints only (their partition key starts with "backfill#"): a scan of a deployed table.
+    items = state.scan("backfill#")
     return [i for i in items if str(i.get("pk", "")).startswith("backfill#") and i.get("sk") == "checkpoint"]
