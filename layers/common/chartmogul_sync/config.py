@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # Read by `cmsync dlq` only (the functions never need them); `--stack` finds them through CloudFormation.
     export_failed_queue_url: str = ""
     schedule_dead_letter_queue_url: str = ""
+    # The near-real-time path's queue (template.yaml StripeEventsQueue, only with StripePartnerEventSourceName): its
+    # DLQ is found through its redrive policy, and `cmsync dlq replay stripe-events-dlq` sends events back to it.
+    stripe_events_queue_url: str = ""
     export_function_name: str = ""
 
     stripe_secret_name: str = "chartmogul-sync/stripe-api-key"
