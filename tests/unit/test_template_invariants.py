@@ -645,6 +645,7 @@ def test_the_two_export_functions_split_the_stripe_budget_the_user_gave(template
 
 def test_the_stripe_events_function_may_touch_only_the_state_items_a_batch_uses(template: Template) -> None:
     """Least privilege that also keeps a batch from ever moving the export's cursor or a backfill checkpoint."""
+    from chartmogul_sync.failures import FailureLedger
     from chartmogul_sync.sources.stripe.exported import EXPORTED_PK
     from chartmogul_sync.sources.stripe.run import RUN_RECORD_PK
 
@@ -656,8 +657,11 @@ def test_the_stripe_events_function_may_touch_only_the_state_items_a_batch_uses(
     ]
     (statement,) = on_table
     assert sorted(statement["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem"]
-    leading = statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
-    assert sorted(leading) == sorted([EXPORTED_PK, RUN_RECORD_PK])
+    leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    # The failure reasons of its dead letters (failures.py: pk failure#<message id>) are the one wildcard.
+    failure_pk = FailureLedger.partition_key("*")
+    assert sorted(leading) == sorted([EXPORTED_PK, RUN_RECORD_PK, failure_pk])
+    assert not any(wildcard in pk for pk in (EXPORTED_PK, RUN_RECORD_PK) for wildcard in "*?")
     assert not any(name.startswith("DynamoDB") for policy in policies if isinstance(policy, dict) for name in policy)
 
 

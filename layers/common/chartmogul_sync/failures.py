@@ -74,15 +74,19 @@ class FailureLedger:
         self._state = state
         self._clock = clock
 
+    @staticmethod
+    def partition_key(message_id: str) -> str:
+        return key("failure", message_id)
+
     def record(self, failure: RecordFailure) -> None:
         self._state.put(
-            key("failure", failure.message_id),
+            self.partition_key(failure.message_id),
             FAILURE_SK,
             {"failure": failure.model_dump_json(), "expires_at": int(self._clock()) + FAILURE_TTL_S},
         )
 
     def last_failure(self, message_id: str) -> RecordFailure | None:
-        item = self._state.get(key("failure", message_id), FAILURE_SK)
+        item = self._state.get(self.partition_key(message_id), FAILURE_SK)
         return RecordFailure.model_validate_json(item["failure"]) if item else None
 
 
