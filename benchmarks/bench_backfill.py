@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_backfill.py                      # 200 customers, bulk mode (a few minutes)
     .venv/bin/python benchmarks/bench_backfill.py --customers 1000
     .venv/bin/python benchmarks/bench_backfill.py --upload-mode api --latency-ms 0
+    .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --attributes none   # no custom attributes
 
 One generated account (`--months` of history, seed 42) runs through `LocalPipeline`: the real handlers in the
 concurrent local runtime (each SQS-triggered function several invocations at once, the upload function up to its
@@ -28,6 +29,7 @@ import argparse
 import contextlib
 import io
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,7 @@ class UploadWindow:
         self.last_end: float | None = None
         self.batches = 0
         self.records = 0
+        self.spans: list[tuple[float, float, int]] = []  # (start, end, records) of each batch, from `started`
         self.others: dict[str, UploadWindow] = {}
         self.started = time.monotonic()
 
@@ -70,6 +73,7 @@ class UploadWindow:
         self.last_end = end if self.last_end is None else max(self.last_end, end)
         self.batches += 1
         self.records += len(batch.message_ids)
+        self.spans.append((start - self.started, end - self.started, len(batch.message_ids)))
 
     @property
     def seconds(self) -> float:
@@ -84,13 +88,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     generated_s = time.monotonic() - started
     _counts, lower_bound, unavoidable = stripe_lower_bound(account)
     stripe_pages = sum(lower_bound.values()) + sum(unavoidable.values())
+    environment = {"LOG_LEVEL": "WARNING", "CHARTMOGUL_RATE_SHARING": args.rate_sharing}
+    if args.attributes == "none":
+        # The mapping without custom attributes from metadata (docs/mapping-decisions.md): what a customer costs
+        # in ChartMogul requests when the import carries all of it.
+        config = Path(tempfile.mkdtemp(prefix="bench-backfill-")) / "mapping.yaml"
+        config.write_text("customers:\n  attributes:\n    from_metadata: none\n")
+        environment["MAPPING_CONFIG_PATH"] = str(config)
     options = PipelineOptions(
         upload_mode=args.upload_mode,
         upload_concurrency=args.upload_concurrency,
         stripe_rate_limit=args.stripe_rate,
         wait_for_batching_window=True,
         chartmogul_options={"latency_ms": args.latency_ms},
-        extra_environment={"LOG_LEVEL": "WARNING", "CHARTMOGUL_RATE_SHARING": args.rate_sharing},
+        extra_environment=environment,
         drain_timeout_s=3600.0,
         max_batches=200_000,
     )
@@ -150,6 +161,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     print(
         f"backfill benchmark: {customers:,} customers x {args.months} months, upload mode {args.upload_mode}, "
         f"{args.upload_concurrency} upload instances ({args.rate_sharing} rate shares), "
+        f"custom attributes from {args.attributes}, "
         f"ChartMogul latency {args.latency_ms:g} ms, "
         f"Stripe latency {args.stripe_latency_ms:g} ms (account generated in {result['generated_s']:.0f} s)"
     )
@@ -180,6 +192,8 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         if w.first_start is not None and w.last_end is not None
     )
     print(f"  backfill timeline from the export's invocation: {timeline}")
+    spans = ", ".join(f"{start:.1f}-{end:.1f} s ({records})" for start, end, records in sorted(window.spans))
+    print(f"  upload batches (start-end, records): {spans}")
     # One process holds the emulators, moto and every function instance: CPU near one core's worth of the wall time
     # means the run is bound by this machine (Python runs one thread at a time), not by ChartMogul's limits.
     print(
@@ -214,8 +228,15 @@ def main() -> None:
     parser.add_argument(
         "--rate-sharing",
         choices=("fixed", "busy"),
-        default="fixed",
-        help="how upload instances split ChartMogul's rate (CHARTMOGUL_RATE_SHARING)",
+        default="busy",
+        help="how upload instances split ChartMogul's rate (CHARTMOGUL_RATE_SHARING; default busy, as deployed)",
+    )
+    parser.add_argument(
+        "--attributes",
+        choices=("metadata", "none"),
+        default="metadata",
+        help="custom attributes: every Stripe metadata key (the default mapping; each generated customer has one) "
+        "or none (the bulk format carries no attributes: each attributed customer costs a request of its own)",
     )
     parser.add_argument(
         "--stripe-rate", type=float, default=STRIPE_LIVE_RATE, help="Stripe's limit, requests/s (live mode: 100)"

@@ -122,20 +122,19 @@ def _delayed_count(queue: Any) -> int:
 
 def install() -> None:
     """Patch moto's SQS `Queue` (once per process; harmless to call again)."""
-    from moto.sqs.models import Queue, SQSBackend
+    from moto.sqs import models
 
     if _ORIGINALS:
         return
-    _ORIGINALS["attributes"] = Queue.attributes
-    _ORIGINALS["messages"] = Queue.messages
-    _ORIGINALS["delete_message"] = Queue.delete_message
-    Queue.attributes = property(LazyQueueAttributes)
-    Queue.messages = property(_visible_messages)
-    Queue.approximate_number_of_messages_not_visible = property(_not_visible_count)
-    Queue.approximate_number_of_messages_delayed = property(_delayed_count)
-    Queue.delete_message = _delete_message
-    _ORIGINALS["receive_message"] = SQSBackend.receive_message
-    SQSBackend.receive_message = _locked_receive(SQSBackend.receive_message)
+    queue: Any = models.Queue  # patched in place: typed Any, as monkey-patching is
+    backend: Any = models.SQSBackend
+    _ORIGINALS.update(attributes=queue.attributes, receive_message=backend.receive_message)
+    queue.attributes = property(LazyQueueAttributes)
+    queue.messages = property(_visible_messages)
+    queue.approximate_number_of_messages_not_visible = property(_not_visible_count)
+    queue.approximate_number_of_messages_delayed = property(_delayed_count)
+    queue.delete_message = _delete_message
+    backend.receive_message = _locked_receive(backend.receive_message)
 
 
 def original_attributes(queue: Any) -> dict[str, Any]:

@@ -61,10 +61,11 @@ class Settings(BaseSettings):
     # The upload function's ScalingConfig.MaximumConcurrency (template parameter UploadMaximumConcurrency): each
     # concurrent instance takes an equal share of the two limits above (sinks/chartmogul/limiter.py).
     upload_max_concurrency: int = Field(default=5, ge=1)
-    # How the instances split ChartMogul's rate (sinks/chartmogul/limiter.py): `fixed`, each 1 / upload_max_concurrency
-    # of it, never more than the account's limit; `busy`, shared among the instances sending requests now (a lone
-    # instance uses all of it), at the cost of short overshoots, answered 429 and retried, when an idle one wakes.
-    chartmogul_rate_sharing: Literal["fixed", "busy"] = "fixed"
+    # How the instances split ChartMogul's rate (sinks/chartmogul/limiter.py): `busy`, shared among the instances
+    # sending requests now (a lone instance uses all of it; one that starts sending waits a second or so until the
+    # others have made room), with a heartbeat a second in the state table; `fixed`, each 1 / upload_max_concurrency
+    # of it, no coordination, the rate unused while an instance waits for a bulk import or has no work.
+    chartmogul_rate_sharing: Literal["fixed", "busy"] = "busy"
     # Stripe's rate limit belongs to the account and is shared with the user's own application (Stripe docs,
     # "Rate limits", docs.stripe.com/rate-limits: 100 read requests/s in live mode, 25 in test mode). The sync uses at
     # most `stripe_rate_limit_share` of it, all its functions together. Three functions read Stripe at the same time:

@@ -116,3 +116,93 @@ def test_an_import_unfinished_within_the_time_budget_is_retried_without_duplicat
         second = bulk.apply_many(good, TimeBudget.seconds(60))
         assert all(isinstance(o, ApplyResult) for o in second), second
         assert chartmogul_state(emulator) == expected_state(*good)
+
+
+def _imports(emulator) -> list[dict]:
+    return emulator.emulator.store.docs("json_imports")
+
+
+def _wait_for(condition, seconds: float = 30.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:  # bounded: the emulator runs in this process, on loopback
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _bulk_in_background(emulator, bundles, *, known_first=None):
+    """Apply `bundles` with a BulkUploader in a thread (after `known_first`, applied per object); returns
+    (thread, outcomes list filled when it ends). Call inside `moto.mock_aws()`."""
+    import threading
+
+    from chartmogul_sync.sinks.chartmogul.bulk import BulkUploader
+    from chartmogul_sync.sinks.chartmogul.client import TimeBudget
+
+    from .conftest import direct_uploader
+
+    uploader, api = direct_uploader(emulator)
+    if known_first is not None:
+        uploader.apply(known_first, TimeBudget.seconds(30))
+    outcomes: list = []
+    thread = threading.Thread(
+        target=lambda: outcomes.extend(BulkUploader(api, uploader).apply_many(bundles, TimeBudget.seconds(120)))
+    )
+    thread.start()
+    return thread, outcomes
+
+
+def test_a_large_batch_is_imported_in_chunks_whose_imports_overlap(monkeypatch):
+    """While ChartMogul processes one chunk's import, the next chunk is sent: the instance keeps sending instead of
+    waiting, and each import still holds at least ChartMogul's recommended 100 customers."""
+    from moto import mock_aws
+
+    from chartmogul_sync.sinks.chartmogul.uploader import ApplyResult
+    from localdev.chartmogul_emulator import start
+
+    from .conftest import EMULATOR_NOW
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    bundles = [customer_bundle(f"cus_{n:03d}", months=1) for n in range(200)]
+    # Imports stay `processing` until the test lets them finish: no race with the wall clock.
+    with mock_aws(), start(now=EMULATOR_NOW, bulk_queued_seconds=0.05, bulk_processing_seconds=3600) as emulator:
+        known = customer_bundle("cus_known", months=1)  # its plan is the batch's: ChartMogul holds it already
+        thread, outcomes = _bulk_in_background(emulator, bundles, known_first=known)
+        both_sent = _wait_for(lambda: len(_imports(emulator)) == 2)
+        unfinished = [i["status"] for i in _imports(emulator)]
+        emulator.options.bulk_processing_seconds = 0
+        thread.join(timeout=120)
+        assert both_sent and "completed" not in unfinished  # the second import went while the first was processing
+        assert sorted(len(i["status_details"]) for i in _imports(emulator)) == [100, 100]
+        assert all(isinstance(o, ApplyResult) for o in outcomes) and len(outcomes) == 200
+        assert chartmogul_state(emulator) == expected_state(known, *bundles)
+
+
+def test_a_chunk_needing_a_plan_another_import_creates_waits_for_that_import(monkeypatch):
+    """The plan goes in the first import only; the next chunk's import, which needs it, is sent once that import has
+    finished (ChartMogul promises no order between imports)."""
+    from moto import mock_aws
+
+    from chartmogul_sync.sinks.chartmogul.uploader import ApplyResult
+    from localdev.chartmogul_emulator import start
+
+    from .conftest import EMULATOR_NOW
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    bundles = [customer_bundle(f"cus_{n:03d}", months=1) for n in range(200)]
+    with mock_aws(), start(now=EMULATOR_NOW, bulk_queued_seconds=0.05, bulk_processing_seconds=3600) as emulator:
+        thread, outcomes = _bulk_in_background(emulator, bundles)
+        assert _wait_for(lambda: len(_imports(emulator)) == 1)
+        # Long enough for the second chunk's POST, were it sent without waiting (it comes within seconds here).
+        second_sent_early = _wait_for(lambda: len(_imports(emulator)) == 2, seconds=8.0)
+        emulator.options.bulk_processing_seconds = 0
+        thread.join(timeout=120)
+        assert not second_sent_early
+        assert len(_imports(emulator)) == 2
+        assert sorted("plans" in i["status_details"] for i in _imports(emulator)) == [False, True]
+        assert all(isinstance(o, ApplyResult) for o in outcomes) and len(outcomes) == 200
+        assert chartmogul_state(emulator) == expected_state(*bundles)

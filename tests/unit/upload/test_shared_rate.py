@@ -60,8 +60,12 @@ def test_an_instance_alone_uses_the_whole_account_limit_and_halves_it_when_anoth
 
 def test_the_busy_instances_never_exceed_the_account_limit_once_they_know_each_other(state):
     clock = Clock()
+    # One simulated clock for three instances that run side by side: each join wait advances it for all, so the
+    # heartbeats live long enough here not to expire in between.
     limiters = [
-        ChartMogulLimiter(40, 6, clock=clock, sleep=clock.sleep, peers=UploadPeers(state, name, clock=clock))
+        ChartMogulLimiter(
+            40, 6, clock=clock, sleep=clock.sleep, peers=UploadPeers(state, name, clock=clock, expiry_s=10.0)
+        )
         for name in "abc"
     ]
     for limiter in limiters:  # each registers with its first request; the last one sees all three
@@ -85,3 +89,41 @@ def test_a_state_table_failure_keeps_the_current_share(state):
     limiter = ChartMogulLimiter(40, 6, clock=clock, sleep=clock.sleep, peers=Unreachable(state, "a", clock=clock))
     assert spacing(limiter, clock, 11) == pytest.approx(0.25)  # the share it had: 40/s for one instance
     assert limiter.active_instances == 1
+
+
+def test_an_instance_that_gets_busy_waits_until_the_others_have_made_room(state):
+    clock = Clock()
+    a = ChartMogulLimiter(40, 6, clock=clock, sleep=clock.sleep, peers=UploadPeers(state, "a", clock=clock))
+    b_peers = UploadPeers(state, "b", clock=clock)
+    b = ChartMogulLimiter(40, 6, clock=clock, sleep=clock.sleep, peers=b_peers)
+    first = clock.now
+    assert spacing(a, clock, 2) == pytest.approx(0.025)
+    assert clock.now == pytest.approx(first + 0.025)  # alone, a did not wait to join anyone
+
+    joined_at = clock.now
+    with b.slot():
+        started = clock.now
+    # b counted a and itself at once, but a still sends at the whole rate until its next re-count: b waits for it.
+    assert b.active_instances == 2
+    assert started - joined_at == pytest.approx(b_peers.join_wait_s)
+    with a.slot():
+        pass
+    assert a.active_instances == 2  # a's re-count, due within refresh_s, happened before b's first request
+
+
+def test_a_status_poll_does_not_make_a_waiting_instance_busy(state):
+    clock = Clock()
+    waiting_peers = UploadPeers(state, "waiting", clock=clock)
+    waiting = ChartMogulLimiter(40, 6, clock=clock, sleep=clock.sleep, peers=waiting_peers)
+    busy = ChartMogulLimiter(40, 6, clock=clock, sleep=clock.sleep, peers=UploadPeers(state, "busy", clock=clock))
+    with busy.slot():
+        pass
+    before = clock.now
+    for _ in range(3):  # polls of an import's status, seconds apart
+        with waiting.slot(counted=False):
+            pass
+        clock.now += 2.0
+    assert clock.now - before == pytest.approx(6.0, abs=0.1)  # no join wait for a poll
+    with busy.slot():
+        pass
+    assert busy.active_instances == 1  # the poller never announced itself: the busy one keeps the whole rate

@@ -16,13 +16,19 @@ What bulk mode sends and what it leaves to the per-object API (uploader.py), and
   failure is a permanent one, routed to the bad-records queue with ChartMogul's words.
 - An import still unfinished when the time budget runs out fails its records transiently: SQS redelivers them,
   and by then their objects exist, which the API pass handles as above.
+- A batch of 200 customers or more is imported in chunks (up to four, each at least the recommended 100
+  customers): while ChartMogul processes one chunk's import, the next chunk is created and sent, so the instance
+  keeps using its share of the rate instead of waiting. A chunk that needs a plan an unfinished import is
+  creating waits for that import: the plan is sent once, and ChartMogul promises no order between imports.
 """
 
 import hashlib
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +57,10 @@ logger = Logger(child=True)
 # docs/sources.md#cm-bulk-import: "≤ 5 MB"; kept under 5,000,000 bytes so that neither reading of MB can be exceeded.
 MAX_PAYLOAD_BYTES = 5_000_000
 MAX_CUSTOMERS_PER_IMPORT = 1_000
+# A batch is imported in up to MAX_CHUNKS chunks of at least MIN_CUSTOMERS_PER_IMPORT customers (ChartMogul's
+# recommended 100-1,000), so the next chunk's requests overlap ChartMogul's processing of the last (`_import`).
+MIN_CUSTOMERS_PER_IMPORT = 100
+MAX_CHUNKS = 4
 # Polling: from a quarter second up to 5 s between looks, never more than this many looks.
 FIRST_POLL_DELAY_S = 0.25
 MAX_POLL_DELAY_S = 5.0
@@ -303,14 +313,56 @@ class BulkUploader:
     def _import(
         self, bundles: Sequence[CustomerBundle], indexes: list[int], budget: TimeBudget, outcomes: dict[int, Any]
     ) -> None:
+        """Import the customers ChartMogul does not hold yet, in chunks whose requests overlap ChartMogul's work.
+
+        A chunk's customers that need their uuid after the import are created first (`needs_uuid_after_import`),
+        then the chunk is sent as one import (or more, if over the size limit). While ChartMogul processes it, the
+        next chunk's customers are created: the instance keeps sending requests instead of waiting, and the
+        import's own wait (polling, then the API pass of its customers) runs beside. Chunks hold at least
+        MIN_CUSTOMERS_PER_IMPORT customers, ChartMogul's recommended minimum (docs/sources.md#cm-bulk-import).
+        """
         index_of = {bundles[i].customer.external_id: i for i in indexes}
-        # Customers whose API pass after the import needs their uuid are created through the API first, side by
-        # side: one request each instead of a lookup and an update after the import (`needs_uuid_after_import`).
-        first = [i for i in indexes if needs_uuid_after_import(bundles[i])]
+        prefix = "cmsync-" + hashlib.sha256(" ".join(sorted(index_of)).encode()).hexdigest()[:12]
+        prefix += "-" + uuid.uuid4().hex[:8]  # a retried batch is a new import, never a clash of import ids
+        in_flight: list[tuple[set[str], Future[list[tuple[str, BundleOutcome]]]]] = []
+        with ThreadPoolExecutor(max_workers=MAX_CHUNKS, thread_name_prefix="bulk-import") as imports:
+            for number, chunk in enumerate(import_chunks(indexes), start=1):
+                created = self._create_chunk(bundles, chunk, budget, outcomes)
+                to_import = [i for i in chunk if i not in outcomes]
+                needed = {p.external_id for i in to_import for p in bundles[i].plans}
+                # A plan an unfinished import is creating is sent once: the chunks that need it wait for that import.
+                for plans, future in in_flight:
+                    if plans & needed:
+                        future.result()
+                known_plans = self._idmap.known_plans(needed)
+                payloads, too_big = pack_payloads(
+                    [bundles[i] for i in to_import],
+                    known_plans,
+                    f"{prefix}-{number}",
+                    max_bytes=self._max_payload_bytes,
+                    created=created,
+                )
+                for bundle in too_big:
+                    logger.info("customer too large for one bulk import: applied per object", extra=_ids(bundle))
+                    outcomes[index_of[bundle.customer.external_id]] = self._via_api(bundle, budget)
+                for payload in payloads:
+                    submitted = self._submit_import(payload, budget)
+                    finish = self._finish_import
+                    future = imports.submit(finish, payload, submitted, created, budget)
+                    in_flight.append(({*payload.plans}, future))
+            for payload_outcomes in (future.result() for _, future in in_flight):
+                for customer_id, outcome in payload_outcomes:
+                    outcomes[index_of[customer_id]] = outcome
+
+    def _create_chunk(
+        self, bundles: Sequence[CustomerBundle], chunk: list[int], budget: TimeBudget, outcomes: dict[int, Any]
+    ) -> dict[str, KnownCustomer]:
+        """Create, side by side, the chunk's customers whose API pass after the import needs their uuid: one
+        request each instead of a lookup and an update after the import. Those done here get their outcome."""
+        first = [i for i in chunk if needs_uuid_after_import(bundles[i])]
         created: dict[str, KnownCustomer] = {}
-        for index, made in zip(
-            first, map_concurrently(lambda i: self._create_first(bundles[i], budget), first, self._workers), strict=True
-        ):
+        made_all = map_concurrently(lambda i: self._create_first(bundles[i], budget), first, self._workers)
+        for index, made in zip(first, made_all, strict=True):
             bundle = bundles[index]
             if isinstance(made, KnownCustomer):
                 created[bundle.customer.external_id] = made
@@ -320,23 +372,7 @@ class BulkUploader:
                 outcomes[index] = self._via_api(bundle, budget)
             else:
                 outcomes[index] = made
-        to_import = [i for i in indexes if i not in outcomes]
-        known_plans = self._idmap.known_plans({p.external_id for i in to_import for p in bundles[i].plans})
-        prefix = "cmsync-" + hashlib.sha256(" ".join(sorted(index_of)).encode()).hexdigest()[:12]
-        prefix += "-" + uuid.uuid4().hex[:8]  # a retried batch is a new import, never a clash of import ids
-        payloads, too_big = pack_payloads(
-            [bundles[i] for i in to_import],
-            known_plans,
-            prefix,
-            max_bytes=self._max_payload_bytes,
-            created=created,
-        )
-        for bundle in too_big:
-            logger.info("customer too large for one bulk import: applied per object", extra=_ids(bundle))
-            outcomes[index_of[bundle.customer.external_id]] = self._via_api(bundle, budget)
-        for payload in payloads:
-            for bundle, outcome in zip(payload.bundles, self._run_import(payload, created, budget), strict=True):
-                outcomes[index_of[bundle.customer.external_id]] = outcome
+        return created
 
     def _create_first(self, bundle: CustomerBundle, budget: TimeBudget) -> KnownCustomer | BundleOutcome | None:
         try:
@@ -348,9 +384,8 @@ class BulkUploader:
         except Exception as error:  # only this record fails
             return _record_failure(bundle, error)
 
-    def _run_import(
-        self, payload: BulkPayload, created: dict[str, KnownCustomer], budget: TimeBudget
-    ) -> list[BundleOutcome]:
+    def _submit_import(self, payload: BulkPayload, budget: TimeBudget) -> Any | ChartMogulError:
+        """POST the import; what ChartMogul answered (the queued import), or the error that refused it."""
         customer_ids = [b.customer.external_id for b in payload.bundles]
         ds = self._idmap.data_source_uuid
         try:
@@ -359,9 +394,36 @@ class BulkUploader:
                 lambda cfg: chartmogul.JsonImport.create(cfg, data_source_uuid=ds, data=payload.body()).get(),
                 budget,
             )
-            import_id = str(queued.id)
-            self.imports_made.append(import_id)
-            finished = self._poll(payload.external_id, queued, budget)
+        except ChartMogulError as error:
+            return error
+        self.imports_made.append(str(queued.id))
+        return queued
+
+    def _finish_import(
+        self,
+        payload: BulkPayload,
+        submitted: Any | ChartMogulError,
+        created: dict[str, KnownCustomer],
+        budget: TimeBudget,
+    ) -> list[tuple[str, BundleOutcome]]:
+        """Wait for a submitted import, then each customer's outcome (and its API pass): `(customer id, outcome)`."""
+        customer_ids = [b.customer.external_id for b in payload.bundles]
+        outcomes = self._run_import(payload, submitted, created, budget)
+        return list(zip(customer_ids, outcomes, strict=True))
+
+    def _run_import(
+        self,
+        payload: BulkPayload,
+        submitted: Any | ChartMogulError,
+        created: dict[str, KnownCustomer],
+        budget: TimeBudget,
+    ) -> list[BundleOutcome]:
+        customer_ids = [b.customer.external_id for b in payload.bundles]
+        try:
+            if isinstance(submitted, ChartMogulError):
+                raise submitted
+            import_id = str(submitted.id)
+            finished = self._poll(payload.external_id, submitted, budget)
         except ChartMogulError as error:
             if error.kind is FailureKind.PERMANENT:  # the whole document was refused (too large, malformed)
                 return [BundleRefused(c, error, payload.external_id) for c in customer_ids]
@@ -455,8 +517,21 @@ class BulkUploader:
                 f"poll bulk import {external_id}",
                 lambda cfg: chartmogul.JsonImport.retrieve(cfg, data_source_uuid=ds, id=external_id).get(),
                 budget,
+                counted=False,  # waiting for ChartMogul: this instance's share of the rate goes to the busy ones
             )
         return None
+
+
+def import_chunks(indexes: Sequence[int]) -> list[list[int]]:
+    """Split a batch's customers into chunks of nearly equal size (pure): as many as fit MIN_CUSTOMERS_PER_IMPORT
+    each, at most MAX_CHUNKS; a batch under twice the minimum is one chunk.
+
+        >>> [len(c) for c in import_chunks(range(250))]
+        [125, 125]
+    """
+    chunks = max(1, min(MAX_CHUNKS, len(indexes) // MIN_CUSTOMERS_PER_IMPORT))
+    size = math.ceil(len(indexes) / chunks) if indexes else 0
+    return [list(indexes[start : start + size]) for start in range(0, len(indexes), size)] if size else []
 
 
 def needs_uuid_after_import(bundle: CustomerBundle) -> bool:

@@ -297,8 +297,13 @@ class ChartMogulApi:
         self.stats = RequestStats()
         self.config = make_config(api_key, settings)
 
-    def call(self, operation: str, request: Callable[[chartmogul.Config], T], budget: TimeBudget) -> T:
+    def call(
+        self, operation: str, request: Callable[[chartmogul.Config], T], budget: TimeBudget, *, counted: bool = True
+    ) -> T:
         """Run `request(config)` (one `chartmogul` call ending in `.get()`), retrying transient failures.
+
+        `counted=False` for an occasional request (polling an import's status) that should not make this instance
+        one of the busy ones sharing the rate (limiter.py).
 
         Raises ChartMogulError: PERMANENT / NOT_FOUND / ALREADY_EXISTS at once, TRANSIENT once the attempts or
         the time budget are spent.
@@ -308,7 +313,7 @@ class ChartMogulApi:
         def attempt() -> T:
             nonlocal attempt_number
             attempt_number += 1
-            return self._attempt(operation, request, budget, retry=attempt_number > 1)
+            return self._attempt(operation, request, budget, retry=attempt_number > 1, counted=counted)
 
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, ChartMogulError) and _retry_now(e)),
@@ -320,7 +325,14 @@ class ChartMogulApi:
         )
         return retrying(attempt)
 
-    def _attempt(self, operation: str, request: Callable[[chartmogul.Config], T], budget: TimeBudget, retry: bool) -> T:
+    def _attempt(
+        self,
+        operation: str,
+        request: Callable[[chartmogul.Config], T],
+        budget: TimeBudget,
+        retry: bool,
+        counted: bool = True,
+    ) -> T:
         # A request must not outlive the budget: shorten the read timeout when little time is left.
         remaining = budget.remaining()
         connect = self._settings.http_connect_timeout_s
@@ -330,7 +342,7 @@ class ChartMogulApi:
         if remaining - connect < self._settings.http_read_timeout_s:
             config = make_config(self._api_key, self._settings, read_timeout_s=remaining - connect)
         try:
-            with self.limiter.slot(budget.deadline):
+            with self.limiter.slot(budget.deadline, counted=counted):
                 self.stats.count(retry=retry)
                 return request(config)
         except Exception as error:  # classified below: nothing escapes unnamed

@@ -3,22 +3,27 @@
 docs/sources.md#cm-rate-limits: the limits are per *account*, across all concurrent uploads; beyond them
 ChartMogul answers 429 (rate) or 503 (connections).
 
-The choice, for concurrent Lambda instances (`Settings.chartmogul_rate_sharing`): by default (`fixed`) each
-instance takes `account limit / MaximumConcurrency`, so the account's limit is never passed. With `busy`, each
-takes an equal share of the rate among the instances sending requests *now*: `share = account rate / active
-instances`. Each busy instance keeps a heartbeat
+The choice, for concurrent Lambda instances (`Settings.chartmogul_rate_sharing`): by default (`busy`) each
+instance takes an equal share of the rate among the instances sending requests *now*: `share = account rate /
+active instances`. With `fixed`, each takes `account limit / MaximumConcurrency`, needing no coordination. Each
+busy instance keeps a heartbeat
 item in the state table (`UploadPeers`: a put and a query at most once a second, only while it sends requests) and
 counts the live ones. A lone instance uses the whole account limit; three busy ones a third each; an instance that
 waits for a bulk import to finish, or has no work, stops counting within seconds and leaves its share to the
 others. The fixed share (`peers=None`; `ScalingConfig.MaximumConcurrency` of the upload function,
 docs/sources.md#aws-sqs-lambda) needs no coordination, but an instance alone, or beside idle ones, then uses a
-fraction of the limit.
+fraction of the limit: a bulk upload alternates between sending requests and waiting for its import, so with
+fixed shares the account's rate went unused whenever one instance waited.
 
 Why not a token bucket in DynamoDB: a conditional write for every lease of tokens, with its latency and contention
 on one item, and a throttled table would stall uploads. The heartbeat costs two small requests a second per busy
-instance, whatever its request rate. Its cost is a short overshoot: an instance that becomes busy is counted by the
-others within `UploadPeers.refresh_s`, so for that long the account may see more than its limit; ChartMogul answers
-429 and the client wrapper retries with backoff (client.py), as for another integration on the same account.
+instance, whatever its request rate. An instance that becomes busy is counted by the others within
+`UploadPeers.refresh_s` (each re-counts at its next request once that long has passed): so it announces itself and
+sends its first request only after `join_wait_s`, by which time the others have made room, and the account's limit
+is not passed while the instances come and go. Requests that do not make an instance busy (polling an import's
+status, `counted=False`) neither renew its heartbeat nor wait to join; a waiting instance's heartbeat expires and
+its share goes to the others. Should the account still see more than its limit (another integration on it),
+ChartMogul answers 429 and the client wrapper retries with backoff (client.py).
 
 Within one process the limiter is shared by every thread (a local runtime running invocations in threads of one
 process gives that process the share of one instance, which errs on the safe side).
@@ -73,6 +78,13 @@ class UploadPeers:
         self.refresh_s = refresh_s
         self.expiry_s = expiry_s
 
+    @property
+    def join_wait_s(self) -> float:
+        """How long an instance that starts counting itself waits before its first request: the others re-count
+        within `refresh_s` of their last count, plus the requests they had already booked at their old share
+        (a connection's worth each, well under half a second at ChartMogul's rate)."""
+        return self.refresh_s + 0.5
+
     def count(self) -> int:
         now = self._clock()
         self._state.put(_PEERS_PK, self.instance_id, {"expires_at": now + self.expiry_s})
@@ -108,6 +120,8 @@ class ChartMogulLimiter:
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()
         self._next_refresh = clock()
+        self._last_counted: float | None = None  # when this instance last renewed its heartbeat (clock())
+        self._not_before = clock()  # no counted request starts before: the wait after joining the busy instances
         self.active_instances = 1
         self._share(1)
         self._next_start = clock()
@@ -141,29 +155,40 @@ class ChartMogulLimiter:
         if self._peers is None or self._clock() < self._next_refresh or not self._refreshing.acquire(blocking=False):
             return
         try:
+            now = self._clock()
             try:
                 instances = self._peers.count()
             except Exception as error:  # the state table unreachable: keep the current share, try again later
                 logger.warning("could not count the busy upload instances", extra={"error": str(error)})
-                instances = self.active_instances
+                self._next_refresh = now + self._peers.refresh_s
+                return
             with self._lock:
                 self._share(instances)
-            self._next_refresh = self._clock() + self._peers.refresh_s
+                # An instance whose heartbeat had expired (or never existed) is not counted by the others yet:
+                # its first request waits until they have re-counted and made room.
+                joined = self._last_counted is None or now - self._last_counted >= self._peers.expiry_s
+                if joined and instances > 1:
+                    self._not_before = max(self._not_before, now + self._peers.join_wait_s)
+            self._last_counted = now
+            self._next_refresh = now + self._peers.refresh_s
         finally:
             self._refreshing.release()
 
     @contextmanager
-    def slot(self, deadline: float | None = None) -> Iterator[None]:
+    def slot(self, deadline: float | None = None, *, counted: bool = True) -> Iterator[None]:
         """Hold one connection and one request's place in the rate for the duration of the block.
 
         `deadline` is a `clock()` value; waiting past it raises OutOfTime instead of starting a request late.
+        `counted=False` (an occasional request such as a status poll) does not make this instance busy: it keeps
+        no heartbeat alive and does not wait to join the busy instances.
         """
-        self._refresh()
+        if counted:
+            self._refresh()
         timeout = None if deadline is None else max(0.0, deadline - self._clock())
         if not self._connections.acquire(timeout=timeout):
             raise OutOfTime("no free ChartMogul connection before the time budget ran out")
         try:
-            self._wait_for_rate(deadline)
+            self._wait_for_rate(deadline, counted)
             with self._lock:
                 self.in_flight += 1
                 self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
@@ -175,12 +200,12 @@ class ChartMogulLimiter:
         finally:
             self._connections.release()
 
-    def _wait_for_rate(self, deadline: float | None) -> None:
+    def _wait_for_rate(self, deadline: float | None, counted: bool = True) -> None:
         # Book the next start time under the lock, sleep outside it: requests are spaced `1/rate` apart, so no
         # one-second window ever holds more than `rate` + 1 of this process's requests.
         with self._lock:
             now = self._clock()
-            start = max(now, self._next_start)
+            start = max(now, self._next_start, self._not_before if counted else now)
             if deadline is not None and start > deadline:
                 raise OutOfTime("the request rate share would only allow this request after the time budget")
             self._next_start = start + self._interval
