@@ -89,6 +89,22 @@ def test_when_stripe_keeps_failing_the_customers_events_come_back_and_the_unread
     assert any(SAMPLE_CUSTOMER in reason for reason in reasons), reasons
 
 
+def test_a_batch_that_fails_whole_keeps_the_reason_for_each_of_its_records(rig: ExportRig) -> None:
+    event = load_event("sqs-stripe-events-batch.json")
+    # Without a bad-records queue the unreadable event has nowhere to go: the batch fails rather than lose it.
+    rig.stack.function("StripeEventsFunction").environment["BAD_RECORDS_QUEUE_URL"] = ""
+
+    with pytest.raises(ValueError, match="thin event"):
+        rig.invoke(event, "StripeEventsFunction")
+
+    for record in event["Records"]:
+        item = rig.state_item(FailureLedger.partition_key(record["messageId"]), "last")
+        assert item is not None, record["messageId"]
+        failure = RecordFailure.model_validate_json(item["failure"]["S"])
+        assert failure.reason.startswith("the batch failed: InvalidStripeEvent: "), failure.reason
+        assert failure.stage == "export"
+
+
 def test_every_stripe_request_waits_for_its_place_in_the_budget(rig: ExportRig) -> None:
     class FakeClock:
         now = 0.0

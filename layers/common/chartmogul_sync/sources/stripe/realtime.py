@@ -226,8 +226,9 @@ def run_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> Rea
 
     Beside a running incremental or backfill export, by design (docs/architecture.md "The near-real-time
     function beside a running export"): this writes only per-customer export marks (`exported.py`, never moved
-    back) and its own run record, never the incremental cursor, a backfill checkpoint or staged pages, and the
-    uploader keeps the newest snapshot of a customer whichever run sent it.
+    back), its own run record and the last failure of each record it fails on (failures.py), never the
+    incremental cursor, a backfill checkpoint or staged pages, and the uploader keeps the newest snapshot of a
+    customer whichever run sent it.
     """
     with recorded_run(exporter, "realtime") as run:
         try:
