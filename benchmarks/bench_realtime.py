@@ -91,6 +91,7 @@ def main() -> None:
         started = time.monotonic()
         burst.start()
         realtime_environment = dict(pipeline.stack.function("StripeEventsFunction").environment)
+        audit_share = float(pipeline.stack.function("ExportFunction").environment.get("STRIPE_AUDIT_SHARE", "0"))
         export_invocations = snapshots = 0
         while time.monotonic() - started < MAX_SECONDS:  # bounded
             if not burst.is_alive() and applied_at and set(applied_at) <= set(written_at):
@@ -111,6 +112,7 @@ def main() -> None:
         stripe_rate_limit_share=args.share,
         stripe_realtime_share=float(realtime_environment["STRIPE_REALTIME_SHARE"]),
         stripe_events_max_concurrency=int(realtime_environment["STRIPE_EVENTS_MAX_CONCURRENCY"]),
+        stripe_audit_share=audit_share,  # the export function gives the daily audit its part
     )
     budget = settings.stripe_requests_per_second(STRIPE_TEST_KEY, realtime=True)
     export_budget = settings.stripe_requests_per_second(STRIPE_TEST_KEY)

@@ -26,6 +26,7 @@ from chartmogul_sync.sources.stripe.client import (
     TimeBudget,
     api_key_from_secrets_manager,
     make_stripe_client,
+    stripe_request_limiter,
 )
 from chartmogul_sync.state import StateTable
 from chartmogul_sync.transform.config import load_mapping_config
@@ -48,7 +49,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
     report = run_audit(
         request,
-        stripe_api=StripeApi(make_stripe_client(settings, stripe_key), TimeBudget.from_lambda_context(context)),
+        # Its own part of the Stripe budget (STRIPE_AUDIT_SHARE): the export may be running at the same time.
+        stripe_api=StripeApi(
+            make_stripe_client(settings, stripe_key),
+            TimeBudget.from_lambda_context(context),
+            limiter=stripe_request_limiter(settings, stripe_key, audit=True),
+        ),
         chartmogul_api=ChartMogulApi(read_api_key(settings), settings, ChartMogulLimiter.share_of_account(settings)),
         settings=settings,
         state=StateTable(boto3.resource("dynamodb"), settings.state_table),

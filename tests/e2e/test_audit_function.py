@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from typing import Any
 
 import chartmogul
 import pytest
 
+from chartmogul_sync.config import get_settings
 from localdev.fx import DEFAULT_RATES
 from localdev.pipeline import LocalPipeline, PipelineOptions
 from localdev.scenarios import generate_account
@@ -75,3 +77,11 @@ def test_the_scheduled_audit_stores_its_report_and_publishes_drift(capsys: pytes
         stored = json.loads(s3.get_object(Bucket=bucket, Key=drifted["report"])["Body"].read())
         assert {d["customer"] for d in stored["differences"]} == {victim.external_id}
         assert {d["cause"] for d in stored["differences"]} == {"manual edit in ChartMogul"}
+
+        # Its Stripe requests go through its own part of the Stripe budget (STRIPE_AUDIT_SHARE, beside a running
+        # export): without one it refuses to run rather than take the export's.
+        pipeline.stack.function("AuditFunction").environment["STRIPE_AUDIT_SHARE"] = "0"
+        get_settings.cache_clear()  # as a new deployment's cold start reads its environment afresh
+        with pytest.raises(ValueError, match="STRIPE_AUDIT_SHARE"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Powertools: a failed invocation publishes no metrics
+            pipeline.stack.invoke("AuditFunction", {})

@@ -79,6 +79,11 @@ def chartmogul_writes(server: chartmogul_emulator.RunningEmulator) -> int:
     )
 
 
+def chartmogul_requests_by_route(server: chartmogul_emulator.RunningEmulator) -> dict[str, int]:
+    routes: dict[str, dict[str, int]] = server.request_counts()["routes"]
+    return {route: sum(statuses.values()) for route, statuses in routes.items()}
+
+
 def audit_json(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
     result = cmsync(env, "audit", "--rates", RATES, "--json", *args)
     return result.exit_code, json.loads(result.stdout)
@@ -340,9 +345,19 @@ def test_compare_data_source_names_the_customers_and_months_where_two_sources_di
     sync(differs, theirs, str(tmp_path / "theirs"), "--config", str(without_a_plan))
     sync(only_theirs, theirs, str(tmp_path / "theirs"))
     writes = chartmogul_writes(chartmogul_server)
+    before = chartmogul_requests_by_route(chartmogul_server)
 
     compared = cmsync(env, "audit", "--compare-data-source", native, "--json")
     assert compared.exit_code == 1, compared.output
+    made = chartmogul_requests_by_route(chartmogul_server)
+    read = {route: made[route] - before.get(route, 0) for route in made if made[route] != before.get(route, 0)}
+    # MRR is compared from the activities alone: per source, its lookup, one customers page and each customer's
+    # activities; no invoices, no subscriptions (3 customers in each source).
+    assert read == {
+        "GET /v1/data_sources": 2,
+        "GET /v1/customers": 2,
+        "GET /v1/customers/{uuid}/activities": 6,
+    }
     report = json.loads(compared.stdout)
     problems = {(d["customer"], d["problem"]) for d in report["differences"]}
     assert {(only_ours, "only in ours"), (only_theirs, "only in theirs"), (differs, "MRR")} == problems

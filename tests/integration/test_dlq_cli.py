@@ -18,6 +18,7 @@ from chartmogul_sync.config import get_settings
 from chartmogul_sync.failures import FailureLedger, RecordFailure
 from chartmogul_sync.queues import BadRecord, Stage
 from chartmogul_sync.state import StateTable
+from tests.fixtures.stripe_objects import eventbridge_stripe_event
 
 STACK = "cmsync-dlq-test"
 # The queues and the table of template.yaml under their logical ids: what `--stack` looks up.
@@ -46,6 +47,17 @@ TEMPLATE = {
                 }
             },
         },
+        # The near-real-time path's queues (template.yaml has them with StripePartnerEventSourceName).
+        "StripeEventsDeadLetterQueue": {"Type": "AWS::SQS::Queue"},
+        "StripeEventsQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": {"Fn::GetAtt": ["StripeEventsDeadLetterQueue", "Arn"]},
+                    "maxReceiveCount": 5,
+                }
+            },
+        },
         "StateTable": {
             "Type": "AWS::DynamoDB::Table",
             "Properties": {
@@ -67,6 +79,7 @@ ENV = {
     "UPLOAD_QUEUE_URL": "",
     "EXPORT_FAILED_QUEUE_URL": "",
     "SCHEDULE_DEAD_LETTER_QUEUE_URL": "",
+    "STRIPE_EVENTS_QUEUE_URL": "",
     "STATE_TABLE": "not-this-table",
 }
 
@@ -223,3 +236,45 @@ def test_an_unknown_stack_is_one_line(deployed: Deployed) -> None:
     result = CliRunner().invoke(main, ["dlq", "list", "bad-records", "--stack", "no-such-stack"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output and result.output.startswith("Error: AWS: ")
+
+
+def test_the_stripe_events_dlq_shows_why_each_event_waits_and_replays_them_to_the_stripe_events_queue(
+    deployed: Deployed,
+) -> None:
+    failed_body = eventbridge_stripe_event("cus_e", "evt_failed")
+    failed_id = deployed.send("StripeEventsDeadLetterQueue", failed_body)
+    # What the Stripe events function keeps for a record it failed on (sources/stripe/realtime.py).
+    FailureLedger(StateTable(boto3.resource("dynamodb", region_name="us-east-1"), deployed.table)).record(
+        RecordFailure(
+            message_id=failed_id,
+            stage=Stage.EXPORT,
+            reason="fetching the snapshot of customer cus_e failed: Stripe APIError (HTTP 500): try again",
+            error_type="APIError",
+            customer_external_id="cus_e",
+            receive_count=5,
+        )
+    )
+    # An event EventBridge could not deliver to the queue: the body is the event, the error in its attributes.
+    undelivered_body = eventbridge_stripe_event("cus_u", "evt_undelivered")
+    deployed.send(
+        "StripeEventsDeadLetterQueue",
+        undelivered_body,
+        ERROR_CODE="NO_PERMISSIONS",
+        ERROR_MESSAGE="User is not authorized to perform: kms:GenerateDataKey",
+    )
+
+    listed = {r["customer_external_id"]: r for r in rows(cmsync("dlq", "list", "stripe-events-dlq", "--json"))}
+
+    assert {r["stage"] for r in listed.values()} == {"export"}
+    assert {r["kind"] for r in listed.values()} == {"stripe_event"}
+    assert "last failure in export" in listed["cus_e"]["reason"] and "HTTP 500" in listed["cus_e"]["reason"]
+    assert listed["cus_u"]["reason"] == (
+        "EventBridge could not deliver Stripe event evt_undelivered (customer.subscription.updated) to the Stripe "
+        "events queue (NO_PERMISSIONS): User is not authorized to perform: kms:GenerateDataKey"
+    )
+
+    replayed = cmsync("dlq", "replay", "stripe-events-dlq")
+    assert replayed.exit_code == 0, replayed.output
+    assert "2 replayed, 0 left" in replayed.output
+    assert sorted(deployed.bodies("StripeEventsQueue")) == sorted([failed_body, undelivered_body])
+    assert deployed.bodies("StripeEventsDeadLetterQueue") == []

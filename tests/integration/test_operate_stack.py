@@ -32,6 +32,7 @@ from localdev import chartmogul_emulator, stripe_emulator
 from localdev.fx import DEFAULT_RATES
 from localdev.scenarios import Account, generate_account
 from tests.fixtures import moto_cloudformation
+from tests.fixtures.stripe_objects import eventbridge_stripe_event as stripe_event
 
 STACK = "cmsync-ops"
 REGION = "us-east-1"
@@ -113,6 +114,12 @@ TEMPLATE: dict[str, Any] = {
         "ExportFunctionIncrementalSchedule": _schedule("DISABLED", "Incremental export"),
     }
 }
+# The near-real-time path's queues, which template.yaml creates only with StripePartnerEventSourceName.
+REALTIME_QUEUES: dict[str, Any] = {
+    "StripeEventsQueue": _queue("StripeEventsDeadLetterQueue"),
+    "StripeEventsDeadLetterQueue": _queue(),
+}
+TEMPLATE_WITH_REALTIME: dict[str, Any] = {"Resources": {**TEMPLATE["Resources"], **REALTIME_QUEUES}}
 # Resources SAM generates from template.yaml's functions (not in template.yaml itself).
 SAM_GENERATED = {
     "ExportFunctionIncrementalScheduleRole",
@@ -150,6 +157,17 @@ def account() -> Account:
 
 @pytest.fixture
 def deployed(account: Account, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployed]:
+    """A stack without the near-real-time path."""
+    yield from _deploy(account, monkeypatch, TEMPLATE)
+
+
+@pytest.fixture
+def deployed_realtime(account: Account, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployed]:
+    """A stack with the Stripe events queue and its DLQ."""
+    yield from _deploy(account, monkeypatch, TEMPLATE_WITH_REALTIME)
+
+
+def _deploy(account: Account, monkeypatch: pytest.MonkeyPatch, template: dict[str, Any]) -> Iterator[Deployed]:
     moto_cloudformation.register()
     with (
         stripe_emulator.start(account, follow_wall_clock=True) as stripe_server,
@@ -165,6 +183,7 @@ def deployed(account: Account, monkeypatch: pytest.MonkeyPatch) -> Iterator[Depl
             "BAD_RECORDS_QUEUE_URL",
             "EXPORT_FAILED_QUEUE_URL",
             "SCHEDULE_DEAD_LETTER_QUEUE_URL",
+            "STRIPE_EVENTS_QUEUE_URL",
         ):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
@@ -173,10 +192,10 @@ def deployed(account: Account, monkeypatch: pytest.MonkeyPatch) -> Iterator[Depl
         get_settings.cache_clear()
         with mock_aws():
             cloudformation = boto3.client("cloudformation", region_name=REGION)
-            cloudformation.create_stack(StackName=STACK, TemplateBody=json.dumps(TEMPLATE))
+            cloudformation.create_stack(StackName=STACK, TemplateBody=json.dumps(template))
             summaries = cloudformation.list_stack_resources(StackName=STACK)["StackResourceSummaries"]
             physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in summaries}
-            assert set(physical) == set(TEMPLATE["Resources"]), "moto created every resource of the stack"
+            assert set(physical) == set(template["Resources"]), "moto created every resource of the stack"
             yield Deployed(physical, stripe_server, chartmogul_server, account)
     get_settings.cache_clear()
 
@@ -201,7 +220,7 @@ def test_the_stack_resources_are_template_yaml_s() -> None:
     _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
     template = yaml.load((Path(__file__).parents[2] / "template.yaml").read_text(), Loader=_Loader)
     declared = {name: resource["Type"] for name, resource in template["Resources"].items()}
-    for logical_id, resource in TEMPLATE["Resources"].items():
+    for logical_id, resource in TEMPLATE_WITH_REALTIME["Resources"].items():
         if logical_id not in SAM_GENERATED:
             assert declared.get(logical_id) == resource["Type"], logical_id
     events = template["Resources"]["ExportFunction"]["Properties"]["Events"]
@@ -308,3 +327,77 @@ def test_audit_reads_the_stack_s_state_and_dead_letter_queues(deployed: Deployed
     assert causes[changed][0] == "not yet synced"
     assert causes[failed_export][0] == "waiting in a dead-letter queue"
     assert causes[failed_export][1].startswith("export-failed: ") and "Stripe unreachable" in causes[failed_export][1]
+
+
+def test_status_and_check_show_the_stripe_events_queue_its_oldest_message_and_its_dlq(
+    deployed_realtime: Deployed,
+) -> None:
+    idle = cmsync("status", "--json")
+    assert idle.exit_code == 0, idle.output
+    status = json.loads(idle.stdout)
+    assert status["queue_depths"]["stripe-events"] == 0 and status["queue_depths"]["stripe-events-dlq"] == 0
+    assert status["oldest_message_age_seconds"]["stripe-events"] is None  # no CloudWatch figure yet
+
+    deployed_realtime.send("StripeEventsQueue", stripe_event("cus_a"))
+    # SQS publishes ApproximateAgeOfOldestMessage itself; moto's SQS does not, so the figure is put as SQS would.
+    queue_name = deployed_realtime.physical["StripeEventsQueue"].rsplit("/", 1)[-1]
+    boto3.client("cloudwatch", region_name=REGION).put_metric_data(
+        Namespace="AWS/SQS",
+        MetricData=[
+            {
+                "MetricName": "ApproximateAgeOfOldestMessage",
+                "Dimensions": [{"Name": "QueueName", "Value": queue_name}],
+                "Value": 420,
+                "Unit": "Seconds",
+            }
+        ],
+    )
+    in_flight = cmsync("status", "--json")
+    assert in_flight.exit_code == 0, in_flight.output  # events being exported are not a problem
+    status = json.loads(in_flight.stdout)
+    assert status["queue_depths"]["stripe-events"] == 1
+    assert status["oldest_message_age_seconds"]["stripe-events"] == 420
+    assert "1, oldest 0:07:00 old" in cmsync("status").output
+
+    deployed_realtime.send("StripeEventsDeadLetterQueue", stripe_event("cus_b"))
+    waiting = cmsync("status", "--json")
+    assert waiting.exit_code == 1
+    assert json.loads(waiting.stdout)["queue_depths"]["stripe-events-dlq"] == 1
+    checks = {c["what"]: c for c in json.loads(cmsync("check", "--json").stdout)["checks"]}
+    assert checks["stack queue stripe-events-dlq"]["status"] == "fail"
+    assert checks["stack queue stripe-events"] == {
+        "what": "stack queue stripe-events",
+        "status": "ok",
+        "detail": "1 messages",
+    }
+
+
+def test_status_and_check_show_the_audit_schedule_beside_the_incremental_one(deployed: Deployed) -> None:
+    status = json.loads(cmsync("status", "--json").stdout)
+    assert (status["schedule"], status["audit_schedule"]) == ("DISABLED", "ENABLED")
+    assert "audit schedule" in cmsync("status").output
+    checks = {c["what"]: c for c in json.loads(cmsync("check", "--json").stdout)["checks"]}
+    assert checks["stack audit schedule"]["detail"] == "ENABLED"
+
+
+def test_without_the_near_real_time_path_the_stripe_events_dlq_is_one_line(deployed: Deployed) -> None:
+    result = cmsync("dlq", "list", "stripe-events-dlq")
+    assert result.exit_code == 2  # a usage error: this stack has no such queue
+    [error] = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert "no Stripe events queue" in error and "StripePartnerEventSourceName" in error
+
+
+def test_audit_names_the_customer_whose_stripe_event_waits_in_the_stripe_events_dlq(
+    deployed_realtime: Deployed, account: Account
+) -> None:
+    deployed_realtime.put_keys()
+    customer = sorted(c.id for c in account.store.customers if c.deleted_at is None)[0]
+    deployed_realtime.send("StripeEventsDeadLetterQueue", stripe_event(customer))
+
+    result = cmsync("audit", "--json", "--rates", json.dumps(DEFAULT_RATES), "--customer", customer)
+
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    [difference] = [d for d in report["differences"] if d["check"] == "integrity" and d["customer"] == customer][:1]
+    assert difference["cause"] == "waiting in a dead-letter queue"
+    assert difference["detail"].startswith("stripe-events-dlq: ")

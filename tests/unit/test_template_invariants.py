@@ -614,37 +614,49 @@ def test_only_the_stripe_events_rule_may_send_to_its_queues(template: Template) 
     assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["StripeEventsRule", "Arn"]}}}
 
 
-def test_the_two_export_functions_split_the_stripe_budget_the_user_gave(template: Template) -> None:
-    """Both functions read Stripe at once (a batch of events beside a backfill): every invocation of both at their
-    most adds up to STRIPE_RATE_LIMIT_SHARE of Stripe's limit, never more."""
+def test_the_functions_that_read_stripe_split_the_stripe_budget_the_user_gave(template: Template) -> None:
+    """Three functions read Stripe at once (a batch of events and the daily audit beside a backfill): every
+    invocation of all three at their most adds up to STRIPE_RATE_LIMIT_SHARE of Stripe's limit, never more, with
+    the near-real-time path or without."""
     from chartmogul_sync.config import Settings
 
     source = {"StripePartnerEventSourceName": "aws.partner/stripe.com/ed_test_61abc"}
     deployed = template.with_conditions(parameter_values(template, source))
     export = deployed.functions["ExportFunction"]
     realtime = deployed.functions["StripeEventsFunction"]
+    audit = deployed.functions["AuditFunction"]
     (trigger,) = realtime.sqs_events
     realtime_env = realtime.properties["Environment"]["Variables"]
+    export_env = export.properties["Environment"]["Variables"]
+    audit_env = audit.properties["Environment"]["Variables"]
     assert int(realtime_env["STRIPE_EVENTS_MAX_CONCURRENCY"]) == trigger.maximum_concurrency
-    export_share = export.properties["Environment"]["Variables"]["STRIPE_REALTIME_SHARE"]
+    export_share = export_env["STRIPE_REALTIME_SHARE"]
     assert export_share == {"Fn::If": ["HasStripeEventSource", realtime_env["STRIPE_REALTIME_SHARE"], "0"]}
+    # The export function gives the audit the part the Audit function takes.
+    assert export_env["STRIPE_AUDIT_SHARE"] == audit_env["STRIPE_AUDIT_SHARE"]
+    assert float(audit_env["STRIPE_AUDIT_SHARE"]) > 0
+    assert audit.properties["ReservedConcurrentExecutions"] == 1  # one audit at a time
 
     key, share = "rk_live_x", 0.5
-    as_export = Settings(
-        stripe_rate_limit_share=share, stripe_realtime_share=float(realtime_env["STRIPE_REALTIME_SHARE"])
-    )
-    as_realtime = as_export.model_copy(update={"stripe_events_max_concurrency": trigger.maximum_concurrency})
+    audit_share = float(audit_env["STRIPE_AUDIT_SHARE"])
     exports_at_once = export.properties["ReservedConcurrentExecutions"]
-    total = exports_at_once * as_export.stripe_requests_per_second(key) + trigger.maximum_concurrency * (
-        as_realtime.stripe_requests_per_second(key, realtime=True)
-    )
-    assert total == pytest.approx(100 * share)
-    # Without the near-real-time path the export function takes the whole share.
+    for realtime_share in (float(realtime_env["STRIPE_REALTIME_SHARE"]), 0.0):  # with the path, without
+        as_export = Settings(
+            stripe_rate_limit_share=share, stripe_realtime_share=realtime_share, stripe_audit_share=audit_share
+        )
+        total = exports_at_once * as_export.stripe_requests_per_second(key)
+        total += as_export.stripe_requests_per_second(key, audit=True)
+        if realtime_share:
+            as_realtime = as_export.model_copy(update={"stripe_events_max_concurrency": trigger.maximum_concurrency})
+            total += trigger.maximum_concurrency * as_realtime.stripe_requests_per_second(key, realtime=True)
+        assert total == pytest.approx(100 * share), realtime_share
+    # A process that is none of them (a local export) takes the whole share.
     assert Settings(stripe_rate_limit_share=share).stripe_requests_per_second(key) == pytest.approx(100 * share)
 
 
 def test_the_stripe_events_function_may_touch_only_the_state_items_a_batch_uses(template: Template) -> None:
     """Least privilege that also keeps a batch from ever moving the export's cursor or a backfill checkpoint."""
+    from chartmogul_sync.failures import FailureLedger
     from chartmogul_sync.sources.stripe.exported import EXPORTED_PK
     from chartmogul_sync.sources.stripe.run import RUN_RECORD_PK
 
@@ -656,8 +668,11 @@ def test_the_stripe_events_function_may_touch_only_the_state_items_a_batch_uses(
     ]
     (statement,) = on_table
     assert sorted(statement["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem"]
-    leading = statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
-    assert sorted(leading) == sorted([EXPORTED_PK, RUN_RECORD_PK])
+    leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    # The failure reasons of its dead letters (failures.py: pk failure#<message id>) are the one wildcard.
+    failure_pk = FailureLedger.partition_key("*")
+    assert sorted(leading) == sorted([EXPORTED_PK, RUN_RECORD_PK, failure_pk])
+    assert not any(wildcard in pk for pk in (EXPORTED_PK, RUN_RECORD_PK) for wildcard in "*?")
     assert not any(name.startswith("DynamoDB") for policy in policies if isinstance(policy, dict) for name in policy)
 
 

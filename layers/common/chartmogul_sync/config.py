@@ -8,7 +8,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # stripe==16.1.0 pins this API version (docs/sources.md#stripe-versions); we pin it again explicitly
@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # Read by `cmsync dlq` only (the functions never need them); `--stack` finds them through CloudFormation.
     export_failed_queue_url: str = ""
     schedule_dead_letter_queue_url: str = ""
+    # The near-real-time path's queue (template.yaml StripeEventsQueue, only with StripePartnerEventSourceName): its
+    # DLQ is found through its redrive policy, and `cmsync dlq replay stripe-events-dlq` sends events back to it.
+    stripe_events_queue_url: str = ""
     export_function_name: str = ""
 
     stripe_secret_name: str = "chartmogul-sync/stripe-api-key"
@@ -65,13 +68,15 @@ class Settings(BaseSettings):
     chartmogul_rate_sharing: Literal["fixed", "busy"] = "busy"
     # Stripe's rate limit belongs to the account and is shared with the user's own application (Stripe docs,
     # "Rate limits", docs.stripe.com/rate-limits: 100 read requests/s in live mode, 25 in test mode). The sync uses at
-    # most `stripe_rate_limit_share` of it, all its functions together. Two functions read Stripe at the same time:
+    # most `stripe_rate_limit_share` of it, all its functions together. Three functions read Stripe at the same time:
     # the export function (incremental, backfill, one customer; reserved concurrency 1, template.yaml: two runs would
-    # move the same cursor or checkpoint) and, with the near-real-time path, the Stripe events function (up to its
-    # trigger's MaximumConcurrency invocations, beside a running export). `stripe_realtime_share` of the sync's share
-    # is the Stripe events function's, split equally between its `stripe_events_max_concurrency` invocations; the
-    # rest is the export function's, split between its `export_max_concurrency` invocations. So everything at once
-    # stays within `stripe_rate_limit_share` (`stripe_requests_per_second`).
+    # move the same cursor or checkpoint), the daily Audit function (reserved concurrency 1, beside whatever export
+    # runs then) and, with the near-real-time path, the Stripe events function (up to its trigger's
+    # MaximumConcurrency invocations, beside a running export). `stripe_realtime_share` of the sync's share is the
+    # Stripe events function's, split equally between its `stripe_events_max_concurrency` invocations;
+    # `stripe_audit_share` is the Audit function's; the rest is the export function's, split between its
+    # `export_max_concurrency` invocations. So everything at once stays within `stripe_rate_limit_share`
+    # (`stripe_requests_per_second`).
     stripe_rate_limit_share: float = Field(default=0.5, gt=0, le=1)
     # None: Stripe's documented limit for the key's mode (a live key 100/s, a test key 25/s).
     stripe_rate_limit_per_second: float | None = Field(default=None, gt=0)
@@ -79,6 +84,11 @@ class Settings(BaseSettings):
     # 0 without the near-real-time path (the export takes the whole share); the template sets it on both functions
     # when it deploys the Stripe events function.
     stripe_realtime_share: float = Field(default=0.0, ge=0, lt=1)
+    # The Audit function's part (template.yaml sets it on the Audit and the export function, a test checks they
+    # agree); 0 where no audit function runs (the export takes it). The audit reads Stripe's global lists one page
+    # after another for minutes a day: a small part is enough for a few thousand customers, and each point more is
+    # taken from the export all day, so raise it only if the audit runs out of time.
+    stripe_audit_share: float = Field(default=0.0, ge=0, lt=1)
     # The Stripe events trigger's ScalingConfig.MaximumConcurrency (template.yaml StripeEventsTrigger; a test checks).
     stripe_events_max_concurrency: int = Field(default=2, ge=1)
     # Timeouts for outside calls: (connect, read) seconds. Neither client has a sane default
@@ -91,9 +101,12 @@ class Settings(BaseSettings):
     audit_exchange_rates: str | None = None
     account_currency: str = "USD"
 
-    def stripe_requests_per_second(self, api_key: str, *, realtime: bool = False) -> float:
-        """One invocation's share of Stripe's rate limit: of the Stripe events function (`realtime`) or of the
-        export function (see `stripe_rate_limit_share`). All invocations of both at once add up to the share."""
+    def stripe_requests_per_second(self, api_key: str, *, realtime: bool = False, audit: bool = False) -> float:
+        """One invocation's share of Stripe's rate limit: of the Stripe events function (`realtime`), of the Audit
+        function (`audit`) or of the export function (see `stripe_rate_limit_share`). All invocations of the three at
+        once add up to the share."""
+        if realtime and audit:
+            raise ValueError("one function's share at a time: realtime or audit")
         limit = self.stripe_rate_limit_per_second
         if limit is None:
             live = api_key.startswith(("sk_live_", "rk_live_"))
@@ -106,7 +119,25 @@ class Settings(BaseSettings):
                     "(set STRIPE_REALTIME_SHARE, as template.yaml does with the near-real-time path)"
                 )
             return sync_share * self.stripe_realtime_share / self.stripe_events_max_concurrency
-        return sync_share * (1 - self.stripe_realtime_share) / self.export_max_concurrency
+        if audit:
+            if self.stripe_audit_share == 0:
+                raise ValueError(
+                    "stripe_audit_share is 0: no part of the Stripe budget is the Audit function's "
+                    "(set STRIPE_AUDIT_SHARE, as template.yaml does)"
+                )
+            return sync_share * self.stripe_audit_share
+        export_part = 1 - self.stripe_realtime_share - self.stripe_audit_share
+        return sync_share * export_part / self.export_max_concurrency
+
+    @model_validator(mode="after")
+    def _the_export_keeps_a_part(self) -> "Settings":
+        if self.stripe_realtime_share + self.stripe_audit_share >= 1:
+            raise ValueError(
+                f"STRIPE_REALTIME_SHARE ({self.stripe_realtime_share}) and STRIPE_AUDIT_SHARE "
+                f"({self.stripe_audit_share}) leave the export function no part of the Stripe budget: together they "
+                "must stay below 1"
+            )
+        return self
 
     @field_validator("mapping_config_path", "audit_exchange_rates")
     @classmethod

@@ -12,6 +12,10 @@ and upload) build their batch processor here, and each failed record is
   `cmsync dlq list` shows the reason of every dead letter. The item expires (`expires_at`, the table's TTL
   attribute) after the DLQs' 14-day retention.
 
+The Stripe events function reports its failed records itself (a partial batch response built by
+sources/stripe/realtime.py, not this processor) and keeps each one's reason in the same ledger, so its dead letters
+have reasons too.
+
 The processor is Powertools' own `BatchProcessor` with its documented extension point, `failure_handler`
 (https://docs.powertools.aws.dev/lambda/python/latest/utilities/batch/#extending-the-batch-processor), and it is
 given the function's Logger, so Powertools writes the WARNING line itself, with our keys appended.
@@ -74,15 +78,19 @@ class FailureLedger:
         self._state = state
         self._clock = clock
 
+    @staticmethod
+    def partition_key(message_id: str) -> str:
+        return key("failure", message_id)
+
     def record(self, failure: RecordFailure) -> None:
         self._state.put(
-            key("failure", failure.message_id),
+            self.partition_key(failure.message_id),
             FAILURE_SK,
             {"failure": failure.model_dump_json(), "expires_at": int(self._clock()) + FAILURE_TTL_S},
         )
 
     def last_failure(self, message_id: str) -> RecordFailure | None:
-        item = self._state.get(key("failure", message_id), FAILURE_SK)
+        item = self._state.get(self.partition_key(message_id), FAILURE_SK)
         return RecordFailure.model_validate_json(item["failure"]) if item else None
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from chartmogul_sync.failures import FailureLedger, RecordFailure
 from chartmogul_sync.queues import BadRecord
 from chartmogul_sync.sources.stripe.client import (
     RequestLimiter,
@@ -70,6 +71,38 @@ def test_when_stripe_keeps_failing_the_customers_events_come_back_and_the_unread
     assert {failure["itemIdentifier"] for failure in response["batchItemFailures"]} == customer_records
     assert rig.take_raw_messages() == []
     assert [record.field for record in bad_records(rig)] == ["detail.object"]
+    # Each failed record's reason is kept under its message id, which SQS keeps when it moves the message to the
+    # Stripe events DLQ: `cmsync dlq list stripe-events-dlq` shows it (failures.py).
+    for message_id in sorted(customer_records):
+        item = rig.state_item(FailureLedger.partition_key(message_id), "last")
+        assert item is not None, message_id
+        failure = RecordFailure.model_validate_json(item["failure"]["S"])
+        assert failure.stage == "export" and "HTTP 500" in failure.reason, failure.reason
+        assert failure.correlation_id is not None and failure.correlation_id.startswith("realtime-")
+        assert failure.receive_count == 1
+    # The customer whose snapshot failed is named; the invoice payment's failed while finding its customer.
+    reasons = [
+        RecordFailure.model_validate_json(item["failure"]["S"]).reason
+        for message_id in customer_records
+        if (item := rig.state_item(FailureLedger.partition_key(message_id), "last")) is not None
+    ]
+    assert any(SAMPLE_CUSTOMER in reason for reason in reasons), reasons
+
+
+def test_a_batch_that_fails_whole_keeps_the_reason_for_each_of_its_records(rig: ExportRig) -> None:
+    event = load_event("sqs-stripe-events-batch.json")
+    # Without a bad-records queue the unreadable event has nowhere to go: the batch fails rather than lose it.
+    rig.stack.function("StripeEventsFunction").environment["BAD_RECORDS_QUEUE_URL"] = ""
+
+    with pytest.raises(ValueError, match="thin event"):
+        rig.invoke(event, "StripeEventsFunction")
+
+    for record in event["Records"]:
+        item = rig.state_item(FailureLedger.partition_key(record["messageId"]), "last")
+        assert item is not None, record["messageId"]
+        failure = RecordFailure.model_validate_json(item["failure"]["S"])
+        assert failure.reason.startswith("the batch failed: InvalidStripeEvent: "), failure.reason
+        assert failure.stage == "export"
 
 
 def test_every_stripe_request_waits_for_its_place_in_the_budget(rig: ExportRig) -> None:

@@ -86,3 +86,19 @@ def test_the_stripe_events_function_takes_its_part_of_the_share_and_the_export_t
     # rather than take the export's budget.
     with pytest.raises(ValueError, match="STRIPE_REALTIME_SHARE"):
         Settings().stripe_requests_per_second("rk_live_abc", realtime=True)
+
+
+def test_the_audit_function_takes_its_own_part_of_the_share_and_the_export_the_rest() -> None:
+    settings = Settings(stripe_rate_limit_share=0.5, stripe_realtime_share=0.5, stripe_audit_share=0.1)
+    audit = settings.stripe_requests_per_second("rk_live_abc", audit=True)
+    export = settings.stripe_requests_per_second("rk_live_abc")
+    each_batch = settings.stripe_requests_per_second("rk_live_abc", realtime=True)
+    assert audit == pytest.approx(100 * 0.5 * 0.1)
+    assert export == pytest.approx(100 * 0.5 * 0.4)
+    assert audit + export + 2 * each_batch == pytest.approx(50)  # all three at their most: the share
+    assert stripe_request_limiter(settings, "sk_test_abc", audit=True).requests_per_second == pytest.approx(1.25)
+    # Without a part of its own the audit refuses to take the export's budget; the parts must leave the export some.
+    with pytest.raises(ValueError, match="STRIPE_AUDIT_SHARE"):
+        Settings().stripe_requests_per_second("rk_live_abc", audit=True)
+    with pytest.raises(ValueError, match="leave the export function no part"):
+        Settings(stripe_realtime_share=0.5, stripe_audit_share=0.5)

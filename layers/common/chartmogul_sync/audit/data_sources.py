@@ -146,7 +146,8 @@ def compare_data_sources(
     now: dt.datetime | None = None,
     on_customer: Callable[[], None] | None = None,
 ) -> SourceComparison:
-    """Read both data sources (customers and their activities) and compare them; nothing is written."""
+    """Read both data sources (customers and their activities, nothing else) and compare them; nothing is
+    written."""
     now = now or dt.datetime.now(dt.UTC)
     budget = TimeBudget()
     views = []
@@ -155,7 +156,12 @@ def compare_data_sources(
         if uuid is None:
             raise DataSourceNotFound(f"ChartMogul has no data source named {name!r}")
         wanted = None if customers is None else set(customers)
-        views.append(read_chartmogul(api, uuid, customer_ids=wanted, months=[], budget=budget, on_customer=on_customer))
+        # The comparison reads MRR from the activities only: no invoices, no subscriptions.
+        views.append(
+            read_chartmogul(
+                api, uuid, customer_ids=wanted, months=[], budget=budget, on_customer=on_customer, activities_only=True
+            )
+        )
     first = from_month or _first_activity_month(views, now)
     months = month_days(first, to_month or now.strftime("%Y-%m"), now)
     return compare_views(

@@ -117,6 +117,7 @@ def check_command(stack: str | None, as_json: bool) -> None:
             results[:0] = [*check_stripe(accounts), *check_chartmogul(accounts)]
         if deployed is not None:
             results.append(CheckResult("stack schedule", "info", deployed.schedule_state()))
+            results.append(CheckResult("stack audit schedule", "info", deployed.audit_schedule_state()))
             for queue, depth in deployed.queue_depths().items():
                 waiting = queue in TERMINAL_QUEUES and depth > 0
                 results.append(CheckResult(f"stack queue {queue}", "fail" if waiting else "ok", f"{depth} messages"))
@@ -457,7 +458,7 @@ def _compare_data_sources(
 @json_option
 def status_command(state_dir: Path | None, stack: str | None, as_json: bool) -> None:
     """What a sync is doing: incremental cursor and its age, each mode's last run and its outcome, backfill progress,
-    queue and DLQ depths, schedule."""
+    queue and DLQ depths (and the oldest message's age of the work queues), the export's and the audit's schedules."""
     from .status import sync_status
 
     if (state_dir is None) == (stack is None):
@@ -467,7 +468,13 @@ def status_command(state_dir: Path | None, stack: str | None, as_json: bool) -> 
             deployed = DeployedStack.find(stack)
         except StackError as error:
             raise click.ClickException(str(error)) from None
-        status = sync_status(deployed.state(), queue_depths=deployed.queue_depths(), schedule=deployed.schedule_state())
+        status = sync_status(
+            deployed.state(),
+            queue_depths=deployed.queue_depths(),
+            schedule=deployed.schedule_state(),
+            audit_schedule=deployed.audit_schedule_state(),
+            oldest_message_ages=deployed.oldest_message_ages(),
+        )
     else:
         assert state_dir is not None
         letters = load_dead_letters(state_dir)

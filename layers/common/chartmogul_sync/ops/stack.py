@@ -8,6 +8,7 @@ waited in the bad-records queue and the DLQs when the run ended).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -15,23 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..sinks.chartmogul.dlq import QueuedMessage, describe
+from ..sinks.chartmogul.dlq import QUEUE_NAMES, STACK_QUEUES, QueuedMessage, describe
 from ..state import StateTable
 
 STATE_FILE = "state.json"
 DEAD_LETTERS_FILE = "dead-letters.json"
 
-# template.yaml logical ids
-QUEUES = {
-    "raw": "RawQueue",
-    "raw-dlq": "RawDeadLetterQueue",
-    "upload": "UploadQueue",
-    "upload-dlq": "UploadDeadLetterQueue",
-    "bad-records": "BadRecordsQueue",
-    "export-failed": "ExportFailedQueue",
-    "schedule-dlq": "ScheduleDeadLetterQueue",
-}
-TERMINAL_QUEUES = ("bad-records", "raw-dlq", "upload-dlq", "export-failed", "schedule-dlq")
+# Queue name → template.yaml logical id, as `cmsync dlq` names them; a stack without the near-real-time path has no
+# Stripe events queue or DLQ, and the commands leave out what the stack does not hold.
+QUEUES = STACK_QUEUES
+# What waits in these waits for a person: `status` and `check` fail while any holds a message.
+TERMINAL_QUEUES = QUEUE_NAMES
+# The work queues whose oldest message's age `status` shows (each has an OldestMessage alarm in template.yaml).
+AGED_QUEUES = ("raw", "upload", "stripe-events")
+# How far back `status` looks for SQS's ApproximateAgeOfOldestMessage (SQS publishes it every minute or so, and
+# not at all for a queue that has been empty for hours: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-available-cloudwatch-metrics.html).
+_AGE_LOOKBACK_S = 15 * 60
 
 
 class StackError(ValueError):
@@ -116,24 +116,60 @@ class DeployedStack:
             depths[name] = sum(int(v) for v in attributes.values())
         return depths
 
-    def schedule_state(self) -> str:
-        """ENABLED / DISABLED of the incremental schedule (EventBridge Scheduler), "none" without one.
+    def oldest_message_ages(self) -> dict[str, float | None]:
+        """Seconds the oldest message of each work queue has waited (SQS's ApproximateAgeOfOldestMessage, the
+        metric the OldestMessage alarms watch; SQS has no queue attribute for it), None when CloudWatch has no
+        recent figure. Only the queues the stack holds."""
+        cloudwatch = self.session.client("cloudwatch")
+        now = dt.datetime.now(dt.UTC)
+        ages: dict[str, float | None] = {}
+        for name in AGED_QUEUES:
+            url = self.resources.get(QUEUES[name])
+            if not url:
+                continue
+            try:
+                points = cloudwatch.get_metric_statistics(
+                    Namespace="AWS/SQS",
+                    MetricName="ApproximateAgeOfOldestMessage",
+                    Dimensions=[{"Name": "QueueName", "Value": url.rstrip("/").rsplit("/", 1)[-1]}],
+                    StartTime=now - dt.timedelta(seconds=_AGE_LOOKBACK_S),
+                    EndTime=now + dt.timedelta(seconds=60),  # the current minute too
+                    Period=60,
+                    Statistics=["Maximum"],
+                )["Datapoints"]
+            except Exception:  # no cloudwatch:GetMetricStatistics, say: the age is unknown, the rest still shows
+                points = []
+            newest = max(points, key=lambda point: point["Timestamp"], default=None)
+            ages[name] = float(newest["Maximum"]) if newest is not None else None
+        return ages
 
-        SAM names the schedule of a ScheduleV2 event `<function><event>`: the export function's, not the audit's.
-        """
+    def schedule_state(self) -> str:
+        """ENABLED / DISABLED of the incremental schedule (EventBridge Scheduler), "none" without one."""
+        return self._schedule_of("ExportFunction")
+
+    def audit_schedule_state(self) -> str:
+        """ENABLED / DISABLED of the daily audit's schedule, "none" without one."""
+        return self._schedule_of("AuditFunction")
+
+    def _schedule_of(self, function: str) -> str:
+        """ENABLED / DISABLED of a function's schedule, "none" without one.
+
+        SAM names the schedule of a ScheduleV2 event `<function><event>` (template.yaml: ExportFunction's
+        IncrementalSchedule, AuditFunction's DailyAudit)."""
         schedules = sorted(
             logical
             for logical, kind in self.types.items()
-            if kind == "AWS::Scheduler::Schedule" and logical.startswith("ExportFunction")
+            if kind == "AWS::Scheduler::Schedule" and logical.startswith(function)
         )
         if not schedules:
             return "none"
         # A schedule's physical id is its name (with its group before a "|" where CloudFormation shows one).
         name = self.resources[schedules[0]].split("|")[-1]
         try:
-            return str(self.session.client("scheduler").get_schedule(Name=name)["State"])
+            schedule = self.session.client("scheduler").get_schedule(Name=name)
         except Exception as error:
             return f"unknown ({type(error).__name__})"
+        return str(schedule["State"])
 
 
 def _secret_name(secret_id: str) -> str:

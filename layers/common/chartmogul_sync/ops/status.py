@@ -2,7 +2,9 @@
 
 The incremental cursor (the newest Stripe event handled) and its age, the last run of each export mode (when it
 started and ended, its outcome and why it failed, customers exported: sources/stripe/run.py RunRecord), each
-backfill run's checkpoint (progress, finished or not), queue and dead-letter depths and the schedule's state.
+backfill run's checkpoint (progress, finished or not), queue and dead-letter depths (the Stripe events queue and
+its DLQ too, with the near-real-time path), how long the oldest message of each work queue has waited, and the
+states of the incremental schedule and of the daily audit's schedule.
 Healthy means: nothing waits in a dead-letter queue, no mode's last run failed, and the cursor is younger than
 Stripe's 30-day event retention (older, and an incremental run must rescan: sources/stripe/incremental.py).
 """
@@ -32,6 +34,9 @@ class SyncStatus:
     last_runs: dict[str, RunRecord] = field(default_factory=dict)  # by mode
     queue_depths: dict[str, int] = field(default_factory=dict)
     schedule: str = ""
+    audit_schedule: str = ""
+    # Work queue → seconds its oldest message has waited (None: no recent CloudWatch figure).
+    oldest_message_ages: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def waiting(self) -> int:
@@ -51,7 +56,11 @@ class SyncStatus:
             "last_runs": {mode: run.model_dump(mode="json") for mode, run in self.last_runs.items()},
             "backfills": self.backfills,
             "queue_depths": self.queue_depths,
+            "oldest_message_age_seconds": {
+                queue: round(age) if age is not None else None for queue, age in self.oldest_message_ages.items()
+            },
             "schedule": self.schedule,
+            "audit_schedule": self.audit_schedule,
         }
 
     def print(self, console: Console) -> None:
@@ -76,8 +85,18 @@ class SyncStatus:
             )
         for queue, depth in sorted(self.queue_depths.items()):
             style = "red" if queue in TERMINAL_QUEUES and depth else ""
-            table.add_row(f"queue {queue}", f"[{style}]{depth}[/{style}]" if style else str(depth))
+            text = f"[{style}]{depth}[/{style}]" if style else str(depth)
+            if queue in self.oldest_message_ages:
+                oldest = self.oldest_message_ages[queue]
+                text += (
+                    f", oldest {dt.timedelta(seconds=round(oldest))} old"
+                    if oldest is not None
+                    else ", oldest: no figure"
+                )
+            table.add_row(f"queue {queue}", text)
         table.add_row("schedule", self.schedule)
+        if self.audit_schedule:
+            table.add_row("audit schedule", self.audit_schedule)
         console.print(table)
         verdict = "[green]healthy[/green]" if self.healthy else "[red]needs attention[/red]"
         console.print(f"Sync: {verdict}")
@@ -96,7 +115,13 @@ def _describe_run(run: RunRecord) -> str:
 
 
 def sync_status(
-    state: StateTable, *, queue_depths: Mapping[str, int], schedule: str, now: dt.datetime | None = None
+    state: StateTable,
+    *,
+    queue_depths: Mapping[str, int],
+    schedule: str,
+    audit_schedule: str = "",
+    oldest_message_ages: Mapping[str, float | None] | None = None,
+    now: dt.datetime | None = None,
 ) -> SyncStatus:
     now = now or dt.datetime.now(dt.UTC)
     item = state.get(CURSOR_PK, CURSOR_SK)
@@ -122,6 +147,8 @@ def sync_status(
         last_runs={mode: run for mode, run in sorted(last_runs(state).items(), key=lambda m: RUN_MODES.index(m[0]))},
         queue_depths=dict(queue_depths),
         schedule=schedule,
+        audit_schedule=audit_schedule,
+        oldest_message_ages=dict(oldest_message_ages or {}),
     )
 
 

@@ -17,7 +17,12 @@ Every queue of the stack is understood, each with its reason:
   (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html): `requestContext.condition`,
   `requestPayload` (the export event) and `responsePayload` (`errorType`, `errorMessage`);
 - schedule-dlq: the schedule's input that EventBridge Scheduler could not deliver, with its `ERROR_CODE` and
-  `ERROR_MESSAGE` message attributes (https://docs.aws.amazon.com/scheduler/latest/UserGuide/configuring-schedule-dlq.html).
+  `ERROR_MESSAGE` message attributes (https://docs.aws.amazon.com/scheduler/latest/UserGuide/configuring-schedule-dlq.html);
+- stripe-events-dlq (only with the near-real-time path): a Stripe event (the EventBridge event the rule delivered,
+  sources/stripe/realtime.py) the Stripe events function failed on 5 times, with the last failure it recorded for
+  the message id as for raw-dlq, or one EventBridge could not deliver to the Stripe events queue, with the
+  `ERROR_CODE` and `ERROR_MESSAGE` attributes EventBridge adds
+  (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html). Replayed to the Stripe events queue.
 An export event (export-failed, schedule-dlq, an export bad record) is replayed by invoking the export function
 with it, asynchronously, as a person would.
 """
@@ -41,8 +46,10 @@ _MAX_IDLE_RECEIVES = 2
 _LISTING_VISIBILITY_S = 30
 _REPLAY_VISIBILITY_S = 60
 
-QUEUE_NAMES = ("bad-records", "raw-dlq", "upload-dlq", "export-failed", "schedule-dlq")
-# The template's logical id of each queue name (cmsync dlq --stack finds their URLs through CloudFormation).
+# The queues nothing consumes: what waits there waits for a person (`cmsync status` counts them as terminal).
+QUEUE_NAMES = ("bad-records", "raw-dlq", "upload-dlq", "export-failed", "schedule-dlq", "stripe-events-dlq")
+# The template's logical id of each queue name (cmsync dlq --stack finds their URLs through CloudFormation). The
+# Stripe events queue and its DLQ exist only with the near-real-time path (StripePartnerEventSourceName).
 STACK_QUEUES = {
     "bad-records": "BadRecordsQueue",
     "raw": "RawQueue",
@@ -51,7 +58,11 @@ STACK_QUEUES = {
     "upload-dlq": "UploadDeadLetterQueue",
     "export-failed": "ExportFailedQueue",
     "schedule-dlq": "ScheduleDeadLetterQueue",
+    "stripe-events": "StripeEventsQueue",
+    "stripe-events-dlq": "StripeEventsDeadLetterQueue",
 }
+# The DLQs found through their work queue's RedrivePolicy.
+DLQ_SOURCES = {"raw-dlq": "raw", "upload-dlq": "upload", "stripe-events-dlq": "stripe-events"}
 # The last failure recorded for a message id (failures.FailureLedger.last_failure), if any.
 FailureLookup = Callable[[str], RecordFailure | None]
 # Invokes the export function asynchronously with an event (the CLI: Lambda's Invoke, InvocationType=Event).
@@ -83,13 +94,13 @@ def resolve_terminal_queue(name_or_url: str, settings: Settings, sqs: Any) -> st
 
 
 def resolve_queue(name_or_url: str, settings: Settings, sqs: Any) -> str:
-    """A queue URL from a template name (`bad-records`, `raw-dlq`, `upload-dlq`, and the work queues `raw`,
-    `upload`), a queue name or a URL."""
+    """A queue URL from a template name (`bad-records`, `raw-dlq`, `upload-dlq`, `stripe-events-dlq`, and the work
+    queues `raw`, `upload`, `stripe-events`), a queue name or a URL."""
     direct = _direct_url(name_or_url, settings)
     if direct is not None:
         return direct
-    if name_or_url in ("raw-dlq", "upload-dlq"):
-        source = resolve_queue(name_or_url.removesuffix("-dlq"), settings, sqs)
+    if name_or_url in DLQ_SOURCES:
+        source = resolve_queue(DLQ_SOURCES[name_or_url], settings, sqs)
         return dead_letter_queue_of(sqs, source)
     try:
         return str(sqs.get_queue_url(QueueName=name_or_url)["QueueUrl"])
@@ -120,10 +131,18 @@ def configured_queue_urls(settings: Settings) -> dict[str, tuple[str, str]]:
         "upload": ("UPLOAD_QUEUE_URL", settings.upload_queue_url),
         "export-failed": ("EXPORT_FAILED_QUEUE_URL", settings.export_failed_queue_url),
         "schedule-dlq": ("SCHEDULE_DEAD_LETTER_QUEUE_URL", settings.schedule_dead_letter_queue_url),
+        "stripe-events": ("STRIPE_EVENTS_QUEUE_URL", settings.stripe_events_queue_url),
     }
 
 
 def unset_queue_message(name: str, variable: str) -> str:
+    if name == "stripe-events":
+        # Optional in the template: a stack deployed without the near-real-time path has neither queue.
+        return (
+            f"no Stripe events queue for {name!r}: a stack has one only when deployed with "
+            f"StripePartnerEventSourceName (the near-real-time path); without --stack, export {variable} or pass "
+            "the queue URL"
+        )
     return (
         f"{variable} is not set, so {name!r} has no queue URL: give --stack STACK_NAME (the URLs are read from "
         f"CloudFormation), export {variable} (the stack's {STACK_QUEUES.get(name, name)}), or pass the queue URL"
@@ -135,8 +154,8 @@ def queue_url_of_name(name_or_url: str, settings: Settings) -> str | None:
     direct = _direct_url(name_or_url, settings)
     if direct is not None:
         return direct
-    if name_or_url in ("raw-dlq", "upload-dlq"):
-        return queue_url_of_name(name_or_url.removesuffix("-dlq"), settings)
+    if name_or_url in DLQ_SOURCES:
+        return queue_url_of_name(DLQ_SOURCES[name_or_url], settings)
     return None
 
 
@@ -153,6 +172,7 @@ def settings_from_stack(cloudformation: Any, stack_name: str, settings: Settings
         "upload_queue_url": "UploadQueue",
         "export_failed_queue_url": "ExportFailedQueue",
         "schedule_dead_letter_queue_url": "ScheduleDeadLetterQueue",
+        "stripe_events_queue_url": "StripeEventsQueue",
         "state_table": "StateTable",
         "export_function_name": "ExportFunction",
     }
@@ -182,7 +202,8 @@ class QueuedMessage:
     body: str
     bad_record: BadRecord | None  # None: not a bad record (a dead letter, an export or schedule failure)
     customer_external_id: str | None
-    kind: str | None  # customer_snapshot / customer_bundle for dead letters; export_failure / schedule_failure
+    # customer_snapshot / customer_bundle for dead letters; export_failure / schedule_failure; stripe_event
+    kind: str | None
     # Dead letters: the last failure the function recorded for this message id (failures.py).
     failure: RecordFailure | None = None
     # Export and schedule failures: why the invocation failed, and the export event to invoke again.
@@ -195,7 +216,7 @@ class QueuedMessage:
             return self.bad_record.stage.value
         if self.failure is not None:
             return self.failure.stage.value
-        if self.kind in (EXPORT_FAILURE, SCHEDULE_FAILURE):
+        if self.kind in (EXPORT_FAILURE, SCHEDULE_FAILURE, STRIPE_EVENT):
             return Stage.EXPORT.value
         if self.kind == MessageKind.CUSTOMER_SNAPSHOT:
             return Stage.TRANSFORM.value
@@ -220,6 +241,7 @@ class QueuedMessage:
 
 EXPORT_FAILURE = "export_failure"
 SCHEDULE_FAILURE = "schedule_failure"
+STRIPE_EVENT = "stripe_event"  # an EventBridge event carrying a Stripe event (the Stripe events queue's messages)
 
 
 def describe(message: dict[str, Any], failures: FailureLookup | None = None) -> QueuedMessage:
@@ -239,6 +261,8 @@ def describe(message: dict[str, Any], failures: FailureLookup | None = None) -> 
     if isinstance(fields.get("requestContext"), dict) and "requestPayload" in fields:
         return _export_failure(message_id, receive_count, body, fields)
     attributes = message.get("MessageAttributes") or {}
+    if _is_stripe_event(fields):  # before the schedule's: EventBridge's DLQ uses the same two attributes
+        return _stripe_event(message_id, receive_count, body, fields, attributes, failures)
     if "ERROR_CODE" in attributes or "ERROR_MESSAGE" in attributes:
         return _schedule_failure(message_id, receive_count, body, fields, attributes)
     customer = fields.get("customer_external_id")
@@ -278,14 +302,64 @@ def _export_failure(message_id: str, receive_count: int, body: str, record: dict
     )
 
 
+def _is_stripe_event(fields: dict[str, Any]) -> bool:
+    """An EventBridge event from a Stripe partner event source (sources/stripe/realtime.py reads the same)."""
+    source = fields.get("source")
+    return isinstance(source, str) and source.startswith("aws.partner/stripe.com/") and "detail-type" in fields
+
+
+def _stripe_event(
+    message_id: str,
+    receive_count: int,
+    body: str,
+    event: dict[str, Any],
+    attributes: dict[str, Any],
+    failures: FailureLookup | None,
+) -> QueuedMessage:
+    """A Stripe event of the Stripe events DLQ: one the function failed on (its recorded last failure), or one
+    EventBridge could not deliver to the queue (its error attributes)."""
+    from chartmogul_sync.sources.stripe.events import CustomerChanged, CustomerDeleted, event_target
+
+    detail = event.get("detail")
+    customer: str | None = None
+    what = f"Stripe event {event.get('detail-type', '?')}"
+    if isinstance(detail, dict):
+        what = f"Stripe event {detail.get('id', '?')} ({detail.get('type', event.get('detail-type', '?'))})"
+        data = detail.get("data")
+        if isinstance(data, dict) and isinstance(data.get("object"), dict):
+            target = event_target(detail)
+            if isinstance(target, CustomerChanged | CustomerDeleted):
+                customer = target.customer_id
+    undelivered = None
+    if "ERROR_CODE" in attributes or "ERROR_MESSAGE" in attributes:
+        code, error = _attribute(attributes, "ERROR_CODE") or "?", _attribute(attributes, "ERROR_MESSAGE")
+        undelivered = (
+            f"EventBridge could not deliver {what} to the Stripe events queue ({code}): {error or 'no message'}"
+        )
+    return QueuedMessage(
+        message_id,
+        receive_count,
+        body,
+        None,
+        customer,
+        STRIPE_EVENT,
+        failure=failures(message_id) if failures is not None and undelivered is None else None,
+        failure_reason=undelivered,
+    )
+
+
+def _attribute(attributes: dict[str, Any], name: str) -> str:
+    value = attributes.get(name) or {}
+    return str(value.get("StringValue", "")) if isinstance(value, dict) else ""
+
+
 def _schedule_failure(
     message_id: str, receive_count: int, body: str, event: dict[str, Any], attributes: dict[str, Any]
 ) -> QueuedMessage:
     """A schedule's input EventBridge Scheduler could not deliver, with its error attributes."""
 
     def attribute(name: str) -> str:
-        value = attributes.get(name) or {}
-        return str(value.get("StringValue", "")) if isinstance(value, dict) else ""
+        return _attribute(attributes, name)
 
     reason = (
         f"the schedule could not invoke the export ({attribute('ERROR_CODE') or '?'}): "
@@ -375,6 +449,8 @@ class ReplayTargets:
     invoke_export: ExportInvoker | None = None
     # Checks that a claim check's S3 object still exists (None: not checked).
     claim_check_exists: Callable[[str, str], bool] | None = None
+    # Where a Stripe event of the Stripe events DLQ goes back to ("" without the near-real-time path).
+    stripe_events_queue_url: str = ""
 
     @classmethod
     def from_settings(
@@ -388,6 +464,7 @@ class ReplayTargets:
             upload_queue_url=settings.upload_queue_url,
             invoke_export=invoke_export,
             claim_check_exists=claim_check_exists,
+            stripe_events_queue_url=settings.stripe_events_queue_url,
         )
 
     def destination(self, message: QueuedMessage) -> tuple[str | None, str, str]:
@@ -406,6 +483,10 @@ class ReplayTargets:
             return self._to_queue(self.raw_queue_url, message.body, "to the transform (raw queue)", message)
         if message.kind == MessageKind.CUSTOMER_BUNDLE:
             return self._to_queue(self.upload_queue_url, message.body, "to the upload queue", message)
+        if message.kind == STRIPE_EVENT:
+            # The event as EventBridge delivered it: the Stripe events function reads it again, and skips its
+            # customer if a newer snapshot was exported meanwhile (sources/stripe/exported.py).
+            return self._to_queue(self.stripe_events_queue_url, message.body, "to the Stripe events queue", message)
         return None, "", "not a message of ours (neither a bad record nor an envelope): left in place"
 
     def _to_queue(self, url: str, body: str, where: str, message: QueuedMessage) -> tuple[str | None, str, str]:

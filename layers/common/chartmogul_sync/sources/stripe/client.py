@@ -312,11 +312,13 @@ def api_key_from_secrets_manager(secret_name: str) -> str:
     return parameters.get_secret(secret_name, max_age=300)
 
 
-def stripe_request_limiter(settings: Settings, api_key: str, *, realtime: bool = False) -> RequestLimiter:
+def stripe_request_limiter(
+    settings: Settings, api_key: str, *, realtime: bool = False, audit: bool = False
+) -> RequestLimiter:
     """This invocation's share of Stripe's rate limit (`Settings.stripe_requests_per_second`: the Stripe events
-    function's with `realtime`, else the export function's), requests spaced evenly; one request at a time, as
-    the exporter makes them."""
-    rate = settings.stripe_requests_per_second(api_key, realtime=realtime)
+    function's with `realtime`, the Audit function's with `audit`, else the export function's), requests spaced
+    evenly; one request at a time, as the exporter and the audit make them."""
+    rate = settings.stripe_requests_per_second(api_key, realtime=realtime, audit=audit)
     return RequestLimiter(requests_per_second=rate, max_connections=1)
 
 

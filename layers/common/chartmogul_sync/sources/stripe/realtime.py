@@ -26,7 +26,9 @@ How each SQS record ends, so that nothing is lost silently:
   refuses for good (an unknown customer id, with Stripe's answer);
 - failed: a passing failure (Stripe 429 or 5xx after the retries, the queue unreachable, the time running out);
   SQS delivers it again, and after 5 receives it waits in the Stripe events DLQ. The schedule, which reads the
-  same events from Stripe, exports the customer in any case.
+  same events from Stripe, exports the customer in any case. Its reason is kept as the message's last failure in
+  the state table (`failure#<message id>`, failures.py, as the transform and upload keep theirs; SQS moves a
+  message to its DLQ with its id), so `cmsync dlq list stripe-events-dlq` says why each event waits there.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any, Literal
 import stripe
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ...failures import FailureLedger, RecordFailure
 from ...models.snapshot import CustomerSnapshot, StripeJson
 from ...queues import BadRecords, Stage
 from .client import StripeList, is_permanent_for_object
@@ -223,11 +226,22 @@ def run_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> Rea
 
     Beside a running incremental or backfill export, by design (docs/architecture.md "The near-real-time
     function beside a running export"): this writes only per-customer export marks (`exported.py`, never moved
-    back) and its own run record, never the incremental cursor, a backfill checkpoint or staged pages, and the
-    uploader keeps the newest snapshot of a customer whichever run sent it.
+    back), its own run record and the last failure of each record it fails on (failures.py), never the
+    incremental cursor, a backfill checkpoint or staged pages, and the uploader keeps the newest snapshot of a
+    customer whichever run sent it.
     """
     with recorded_run(exporter, "realtime") as run:
-        outcome = export_event_batch(exporter, records)
+        try:
+            outcome = export_event_batch(exporter, records)
+        except Exception as error:
+            # The whole batch fails and comes back: each record keeps this reason, for its dead letter.
+            failures = _BatchFailures(records)
+            for record in records:
+                failures.add(
+                    [str(record.get("messageId", ""))], f"the batch failed: {type(error).__name__}: {error}", error
+                )
+            failures.keep(exporter)
+            raise
         if outcome.failed:
             run.failed(f"{len(outcome.failed)} of {outcome.events} events not exported yet: SQS delivers them again")
     return outcome
@@ -236,6 +250,7 @@ def run_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> Rea
 def export_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> RealtimeOutcome:
     """Export one snapshot for every customer the batch's events name; see the module docstring for the rest."""
     notices: list[EventNotice] = []
+    failed = _BatchFailures(records)
     rejected = 0
     for record in records:
         try:
@@ -244,7 +259,6 @@ def export_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> 
             _set_aside_event(exporter, record, error)
             rejected += 1
 
-    failed: list[str] = []
     skipped = 0
     customers: dict[str, ChangedCustomer] = {}
     owners: dict[tuple[str, str], str | None] = {}  # a batch often names one invoice many times
@@ -257,8 +271,9 @@ def export_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> 
             try:
                 customer_id = _owner(exporter, target, owners)
             except stripe.StripeError as error:  # a passing failure: `_owner` handles the permanent ones
-                _log_passing_failure(exporter, "resolving an event's parent failed", notice, error)
-                failed.append(notice.message_id)
+                what = f"resolving the customer of {target.parent_kind} {target.parent_id} failed"
+                _log_passing_failure(exporter, what, notice, error)
+                failed.add([notice.message_id], f"{what}: {_stripe_reason(error)}", error)
                 continue
         if customer_id is None:
             skipped += 1
@@ -276,7 +291,12 @@ def export_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> 
         if exporter.time_to_hand_over() and (exported or ready or failed):
             # Not enough time left to fetch and send another snapshot: the rest comes back after the visibility
             # timeout. At least one customer per invocation is tried, so a batch always gets further.
-            failed.extend(changed.message_ids)
+            failed.add(
+                changed.message_ids,
+                f"not enough of the invocation's time left to export customer {changed.customer_id}: handed back",
+                None,
+                changed.customer_id,
+            )
             continue
         if covers(exported_from(exporter.state, changed.customer_id), changed.newest_event):
             already += 1
@@ -296,13 +316,15 @@ def export_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> 
                 set_aside += 1
                 continue
             _log_passing_failure(exporter, "fetching a customer's snapshot failed", changed, error)
-            failed.extend(changed.message_ids)
+            what = f"fetching the snapshot of customer {changed.customer_id} failed"
+            failed.add(changed.message_ids, f"{what}: {_stripe_reason(error)}", error, changed.customer_id)
             continue
         ready.append((snapshot, snapshot_time, changed))
         if len(ready) == SEND_EVERY:  # on their way while the next customers are fetched
             exported += _send(exporter, ready, failed)
             ready = []
     exported += _send(exporter, ready, failed)
+    failed.keep(exporter)
     return RealtimeOutcome(
         run_id=exporter.run_id,
         events=len(records),
@@ -311,12 +333,57 @@ def export_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> 
         customers_set_aside=set_aside,
         events_rejected=rejected,
         events_skipped=skipped,
-        failed=failed,
+        failed=failed.message_ids,
     )
 
 
+class _BatchFailures:
+    """The records of a batch that failed for a passing reason, each with its reason, kept for its dead letter."""
+
+    def __init__(self, records: list[Mapping[str, Any]]) -> None:
+        self._records = {str(record.get("messageId", "")): record for record in records}
+        self._failures: dict[str, RecordFailure] = {}
+
+    @property
+    def message_ids(self) -> list[str]:
+        return list(self._failures)
+
+    def add(self, message_ids: list[str], reason: str, error: Exception | None, customer_id: str | None = None) -> None:
+        for message_id in message_ids:
+            attributes = self._records.get(message_id, {}).get("attributes") or {}
+            count = attributes.get("ApproximateReceiveCount")
+            self._failures[message_id] = RecordFailure(
+                message_id=message_id or "?",
+                stage=Stage.EXPORT,
+                reason=reason[:1_000],
+                error_type=type(error).__name__ if error is not None else "HandedBack",
+                customer_external_id=customer_id,
+                receive_count=int(count) if isinstance(count, str) and count.isdigit() else None,
+            )
+
+    def keep(self, exporter: Exporter) -> None:
+        """Each failure as its message's last (failures.py); a table that refuses leaves the logged warning."""
+        if not self._failures:
+            return
+        ledger = FailureLedger(exporter.state)
+        for failure in self._failures.values():
+            try:
+                ledger.record(failure.model_copy(update={"correlation_id": exporter.run_id}))
+            except Exception as error:
+                exporter.log.error(
+                    "could not keep the failure reason for the dead letter",
+                    extra={"message_id": failure.message_id, "error": f"{type(error).__name__}: {error}"[:300]},
+                )
+                return
+
+
+def _stripe_reason(error: stripe.StripeError) -> str:
+    status = f"HTTP {error.http_status}" if error.http_status else "no answer"
+    return f"Stripe {type(error).__name__} ({status}): {str(error.user_message or error)[:300]}"
+
+
 def _send(
-    exporter: Exporter, ready: list[tuple[CustomerSnapshot, datetime, ChangedCustomer]], failed: list[str]
+    exporter: Exporter, ready: list[tuple[CustomerSnapshot, datetime, ChangedCustomer]], failed: _BatchFailures
 ) -> int:
     """Send snapshots to the raw queue and mark their customers exported; on failure their records fail."""
     if not ready:
@@ -328,7 +395,9 @@ def _send(
             "sending snapshots failed; their events will be delivered again",
             extra={"error": type(error).__name__, "detail": str(error)[:200]},
         )
-        failed.extend(message_id for _, _, changed in ready for message_id in changed.message_ids)
+        for _, _, changed in ready:
+            what = f"sending the snapshot of customer {changed.customer_id} to the raw queue failed"
+            failed.add(changed.message_ids, f"{what}: {type(error).__name__}: {error}", error, changed.customer_id)
         return 0
     for snapshot, snapshot_time, changed in ready:
         mark_exported(exporter.state, snapshot.customer_id, snapshot_time)
