@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import boto3
 
-from localdev.aws import moto_speedups
+from localdev.aws import moto_fixes
 from localdev.aws.functions import ExecutionEnvironment, Invocation, LocalFunction
 from localdev.aws.intrinsics import StackValues
 from localdev.aws.lambda_model import Handler, patched_environ
@@ -506,9 +506,9 @@ _AWS_TEST_ENVIRONMENT = {
 def moto_backend(backend: Backend, region: str) -> Iterator[str | None]:
     """Start moto; yields the endpoint URL (None in-process). Stops it, and restores the environment, on exit."""
     environment: dict[str, str | None] = {**_AWS_TEST_ENVIRONMENT, "AWS_DEFAULT_REGION": region, "AWS_REGION": region}
-    # moto's SQS walks the whole queue for every message sent or received (moto_speedups.py): quadratic in a
+    # moto takes no locks, and its SQS walks the whole queue for every message (moto_fixes.py): quadratic in a
     # backfill's size. The patch keeps moto's behaviour and makes each message cost the same at any queue length.
-    moto_speedups.install()
+    moto_fixes.install()
     if backend == "in-process":
         from moto import mock_aws
 

@@ -1,4 +1,12 @@
-"""moto's SQS without its quadratic costs and with thread-safe deletes; what it answers is unchanged.
+"""moto as thread-safe as the services it stands for, and its SQS without quadratic costs; what it answers is unchanged.
+
+The local runtime runs Lambda's concurrent instances as threads of one process, all calling moto in-process, and
+moto's models take no locks. Two fixes make moto keep the guarantees the real services give concurrent callers:
+- DynamoDB: every request is handled under one lock, so a conditional write is atomic, as DynamoDB's are
+  (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html), and a
+  query never walks a partition another thread is writing (moto 5.2.5 raised "dictionary changed size during
+  iteration" there; the upload's leases and rate-sharing heartbeats rely on both);
+- SQS: a delete and a receive of one queue are handled under the queue's lock (below).
 
 moto 5.2.5 (the pinned, newest release) builds a queue's whole attribute dictionary, whose
 `ApproximateNumberOfMessages*` entries walk every message in the queue, each time it needs one attribute:
@@ -12,7 +20,7 @@ per receive) read the clock twice per message.
 
 `install()` replaces these members of moto's SQS models, idempotently:
 - `attributes` becomes a read-only mapping with the same keys whose values are computed when read, each exactly
-  as moto's property computes it (`tests/unit/localdev_aws/test_moto_speedups.py` compares the two on every kind of
+  as moto's property computes it (`tests/unit/localdev_aws/test_moto_fixes.py` compares the two on every kind of
   queue the template declares);
 - `messages` and the in-flight and delayed counts read the clock once per call, not once or twice per message
   (the same filters: visible and not delayed; not visible; delayed);
@@ -27,6 +35,7 @@ Everything else (receive counts, redrive to the DLQ, visibility, retention) is m
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -120,8 +129,19 @@ def _delayed_count(queue: Any) -> int:
     return sum(1 for m in queue._messages if now < m.delayed_until)
 
 
+_DYNAMODB_LOCK = threading.RLock()
+
+
+def _serialized(call_action: Any) -> Any:
+    def locked_call_action(handler: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            return call_action(handler)
+
+    return locked_call_action
+
+
 def install() -> None:
-    """Patch moto's SQS `Queue` (once per process; harmless to call again)."""
+    """Patch moto's SQS and DynamoDB (once per process; harmless to call again)."""
     from moto.sqs import models
 
     if _ORIGINALS:
@@ -135,6 +155,10 @@ def install() -> None:
     queue.approximate_number_of_messages_delayed = property(_delayed_count)
     queue.delete_message = _delete_message
     backend.receive_message = _locked_receive(backend.receive_message)
+    from moto.dynamodb.responses import DynamoHandler
+
+    dynamodb: Any = DynamoHandler
+    dynamodb.call_action = _serialized(dynamodb.call_action)
 
 
 def original_attributes(queue: Any) -> dict[str, Any]:

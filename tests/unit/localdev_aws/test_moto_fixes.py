@@ -1,8 +1,9 @@
-"""The moto SQS patch (localdev/aws/moto_speedups.py) changes moto's cost, never what SQS answers."""
+"""The moto SQS patch (localdev/aws/moto_fixes.py) changes moto's cost, never what SQS answers."""
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,14 +14,14 @@ import pytest
 from moto import mock_aws
 from moto.sqs.models import sqs_backends
 
-from localdev.aws import moto_speedups
+from localdev.aws import moto_fixes
 
 REGION = "us-east-1"
 
 
 @pytest.fixture
 def sqs() -> Iterator[Any]:
-    moto_speedups.install()
+    moto_fixes.install()
     with mock_aws():
         yield boto3.client("sqs", region_name=REGION)
 
@@ -50,7 +51,7 @@ def test_every_kind_of_queue_has_the_attributes_moto_itself_computes(sqs: Any) -
     client.send_message(QueueUrl=url, MessageBody="visible")
     for name in ("dead", "with-redrive", "ordered.fifo", "sse"):
         queue = _queue(name)
-        assert dict(queue.attributes) == moto_speedups.original_attributes(queue), name
+        assert dict(queue.attributes) == moto_fixes.original_attributes(queue), name
     counts = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"]) == ("1", "1")
     assert counts["ApproximateNumberOfMessagesDelayed"] == "1"
@@ -126,3 +127,44 @@ def test_concurrent_deletes_leave_no_message_behind(sqs: Any) -> None:
     for thread in threads:
         thread.join()
     assert _queue("busy")._messages == []
+
+
+def test_dynamodb_conditional_writes_from_many_threads_let_exactly_one_win_and_queries_never_break(sqs: Any) -> None:
+    """What the upload's leases rely on (DynamoDB's conditional writes are atomic), with a query of the same
+    partition running all along (moto raised "dictionary changed size during iteration" there; without the lock
+    this test fails in most runs, a race being a matter of chance)."""
+    from tests.fixtures.state_table import create_state_table
+
+    state = create_state_table("state")
+    for n in range(100):  # moto's query walks the whole table while the other threads add to it
+        state.put("lease#ds", f"old_{n:03d}", {"holder": "earlier"})
+    winners: list[str] = []
+    errors: list[BaseException] = []
+
+    def contend(name: str) -> None:
+        try:
+            for n in range(40):
+                if state.put_if(
+                    "lease#ds",
+                    f"cus_{n}",
+                    {"holder": name},
+                    "attribute_not_exists(pk) OR holder = :me",
+                    {":me": "nobody"},
+                ):
+                    winners.append(f"cus_{n}")
+                list(state.query("lease#ds"))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=contend, args=(f"instance-{i}",)) for i in range(8)]
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads switch often, as on a busy machine: a race shows up in a short test
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert errors == []
+    assert sorted(winners) == sorted(f"cus_{n}" for n in range(40))  # each lease granted once, to one instance
