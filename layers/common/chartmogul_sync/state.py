@@ -14,8 +14,9 @@ Key layout (one place, so two features never collide):
                                   until when (`holder`, `expires_at`; sinks/chartmogul/leases.py)
   pk="idmap#<data_source>"        sk="customer#<external_id>#part#<n>#<i>" part i of n of a large customer's
                                   invoices and transactions (sinks/chartmogul/idmap.py)
-  pk="failure#<sqs message id>"   sk="last"               why a transform or upload record last failed (`failure`
-                                  JSON; `expires_at` TTL after the DLQs' retention; failures.py), for its dead letter
+  pk="failure#<sqs message id>"   sk="last"               why a transform, upload or Stripe events record last
+                                  failed (`failure` JSON; `expires_at` TTL after the DLQs' retention; failures.py),
+                                  for its dead letter
   pk="uploaders"                  sk="<instance id>"       an upload instance sending ChartMogul requests now
                                   (`expires_at`, TTL; sinks/chartmogul/limiter.py UploadPeers)
   pk="run#last"                   sk="<mode>"             the export's last run of this mode (incremental, backfill,
