@@ -168,3 +168,34 @@ def test_dynamodb_conditional_writes_from_many_threads_let_exactly_one_win_and_q
         sys.setswitchinterval(switch_interval)
     assert errors == []
     assert sorted(winners) == sorted(f"cus_{n}" for n in range(40))  # each lease granted once, to one instance
+
+
+def test_a_query_reads_its_partition_in_order_with_prefix_and_pages_among_many_others(sqs: Any) -> None:
+    """moto's query sorted the whole table each time; now only the partition: the answers must not change."""
+    from tests.fixtures.state_table import create_state_table
+
+    state = create_state_table("state")
+    for n in range(30):
+        state.put("uploaders", f"i{n:02d}", {"expires_at": n})
+        state.put(f"lease#ds{n % 3}", f"cus_{n:02d}", {"holder": "x"})
+    assert [item["sk"] for item in state.query("uploaders")] == [f"i{n:02d}" for n in range(30)]
+    assert [item["sk"] for item in state.query("lease#ds1", "cus_1")] == ["cus_10", "cus_13", "cus_16", "cus_19"]
+    assert list(state.query("nobody")) == []
+    # Pages: DynamoDB's Limit and ExclusiveStartKey, newest first.
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    first = dynamodb.query(
+        TableName="state",
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "uploaders"}},
+        Limit=7,
+        ScanIndexForward=False,
+    )
+    assert [i["sk"]["S"] for i in first["Items"]] == [f"i{n:02d}" for n in range(29, 22, -1)]
+    rest = dynamodb.query(
+        TableName="state",
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "uploaders"}},
+        ExclusiveStartKey=first["LastEvaluatedKey"],
+        ScanIndexForward=False,
+    )
+    assert [i["sk"]["S"] for i in rest["Items"]] == [f"i{n:02d}" for n in range(22, -1, -1)]
