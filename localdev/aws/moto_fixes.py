@@ -23,7 +23,8 @@ down with the square of the account's size: at 2,000 customers 39% of the benchm
 and a 10,000-customer backfill did not finish in an hour. `Queue.messages` (the visible messages, walked once
 per receive) read the clock twice per message.
 
-`install()` replaces these members of moto's SQS models, idempotently:
+`install()` patches, idempotently: `DynamoHandler.call_action` (the lock) and `Table.query` (the partition sort),
+and these members of moto's SQS models:
 - `attributes` becomes a read-only mapping with the same keys whose values are computed when read, each exactly
   as moto's property computes it (`tests/unit/localdev_aws/test_moto_fixes.py` compares the two on every kind of
   queue the template declares);
@@ -151,10 +152,10 @@ def _partition_query(query: Any) -> Any:
         # items: here `all_items()` gives that partition only, sorted the same way (by range key). Safe to swap for
         # the call: DynamoDB requests are handled one at a time (`_serialized`).
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
-        partition = table.items.get(hash_key) if hash_key is not None else None
-        if index_name is not None or partition is None:
+        if index_name is not None or hash_key is None:
             return query(table, hash_key, *args, **kwargs)
-        items = list(partition.values()) if table.range_key_attr else [partition]
+        partition = table.items.get(hash_key, {} if table.range_key_attr else None)
+        items = list(partition.values()) if table.range_key_attr else [p for p in (partition,) if p is not None]
 
         def all_items() -> list[Any]:
             return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
@@ -176,7 +177,7 @@ def install() -> None:
         return
     queue: Any = models.Queue  # patched in place: typed Any, as monkey-patching is
     backend: Any = models.SQSBackend
-    _ORIGINALS.update(attributes=queue.attributes, receive_message=backend.receive_message)
+    _ORIGINALS["attributes"] = queue.attributes
     queue.attributes = property(LazyQueueAttributes)
     queue.messages = property(_visible_messages)
     queue.approximate_number_of_messages_not_visible = property(_not_visible_count)

@@ -127,12 +127,8 @@ class SqsEventSourcePoller:
             self._set_visibility(
                 [m for m in messages if m["MessageId"] in failed], self.options.failed_record_visibility_timeout
             )
-        return BatchOutcome(
-            function=self.function.spec.logical_id,
-            queue=self.source.queue,
-            message_ids=batch_ids,
-            bodies={m["MessageId"]: m["Body"] for m in messages},
-            receive_counts={m["MessageId"]: int(m["Attributes"]["ApproximateReceiveCount"]) for m in messages},
+        return self._outcome(
+            messages,
             failed_ids=[i for i in batch_ids if i in failed],
             deleted_ids=[m["MessageId"] for m in succeeded],
             error=error,
@@ -149,17 +145,22 @@ class SqsEventSourcePoller:
             return None
         if self.options.failed_record_visibility_timeout is not None:
             self._set_visibility(messages, self.options.failed_record_visibility_timeout)
-        batch_ids = [m["MessageId"] for m in messages]
-        return BatchOutcome(
-            function=self.function.spec.logical_id,
-            queue=self.source.queue,
-            message_ids=batch_ids,
-            bodies={m["MessageId"]: m["Body"] for m in messages},
-            receive_counts={m["MessageId"]: int(m["Attributes"]["ApproximateReceiveCount"]) for m in messages},
-            failed_ids=batch_ids,
+        return self._outcome(
+            messages,
+            failed_ids=[m["MessageId"] for m in messages],
             deleted_ids=[],
             error="Rate Exceeded: throttled at the function's ReservedConcurrentExecutions",
             throttled=True,
+        )
+
+    def _outcome(self, messages: list[dict[str, Any]], **what_happened: Any) -> BatchOutcome:
+        return BatchOutcome(
+            function=self.function.spec.logical_id,
+            queue=self.source.queue,
+            message_ids=[m["MessageId"] for m in messages],
+            bodies={m["MessageId"]: m["Body"] for m in messages},
+            receive_counts={m["MessageId"]: int(m["Attributes"]["ApproximateReceiveCount"]) for m in messages},
+            **what_happened,
         )
 
     # ------------------------------------------------------------------ internals

@@ -506,8 +506,8 @@ _AWS_TEST_ENVIRONMENT = {
 def moto_backend(backend: Backend, region: str) -> Iterator[str | None]:
     """Start moto; yields the endpoint URL (None in-process). Stops it, and restores the environment, on exit."""
     environment: dict[str, str | None] = {**_AWS_TEST_ENVIRONMENT, "AWS_DEFAULT_REGION": region, "AWS_REGION": region}
-    # moto takes no locks, and its SQS walks the whole queue for every message (moto_fixes.py): quadratic in a
-    # backfill's size. The patch keeps moto's behaviour and makes each message cost the same at any queue length.
+    # The concurrent invocations are threads calling moto, which takes no locks and has costs quadratic in a
+    # backfill's size: moto_fixes.py gives it the services' thread-safety and linear costs, its answers unchanged.
     moto_fixes.install()
     if backend == "in-process":
         from moto import mock_aws

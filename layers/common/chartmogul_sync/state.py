@@ -54,22 +54,14 @@ class StateTable:
         self._client = dynamodb_resource.meta.client
         self._name = table_name
 
-    @staticmethod
-    def _to_item(attributes: Mapping[str, Any]) -> dict[str, Any]:
-        return _dynamo(attributes)
-
-    @staticmethod
-    def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
-        return _plain(item)
-
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        found = self._client.get_item(
-            TableName=self._name, Key=self._to_item({"pk": pk, "sk": sk}), ConsistentRead=True
-        ).get("Item")
-        return self._from_item(found) if found is not None else None
+        found = self._client.get_item(TableName=self._name, Key=_dynamo({"pk": pk, "sk": sk}), ConsistentRead=True).get(
+            "Item"
+        )
+        return _plain(found) if found is not None else None
 
     def put(self, pk: str, sk: str, attributes: Mapping[str, Any]) -> None:
-        self._client.put_item(TableName=self._name, Item=self._to_item({**attributes, "pk": pk, "sk": sk}))
+        self._client.put_item(TableName=self._name, Item=_dynamo({**attributes, "pk": pk, "sk": sk}))
 
     def put_if_newer(self, pk: str, sk: str, version_field: str, version: str, attributes: Mapping[str, Any]) -> bool:
         """Write only if no item exists or its `version_field` is older (ISO timestamps compare as strings).
@@ -79,10 +71,10 @@ class StateTable:
         return self._conditional(
             lambda: self._client.put_item(
                 TableName=self._name,
-                Item=self._to_item({**attributes, "pk": pk, "sk": sk, version_field: version}),
+                Item=_dynamo({**attributes, "pk": pk, "sk": sk, version_field: version}),
                 ConditionExpression="attribute_not_exists(pk) OR #v < :v",
                 ExpressionAttributeNames={"#v": version_field},
-                ExpressionAttributeValues=self._to_item({":v": version}),
+                ExpressionAttributeValues=_dynamo({":v": version}),
             )
         )
 
@@ -97,9 +89,9 @@ class StateTable:
         return self._conditional(
             lambda: self._client.put_item(
                 TableName=self._name,
-                Item=self._to_item({**attributes, "pk": pk, "sk": sk}),
+                Item=_dynamo({**attributes, "pk": pk, "sk": sk}),
                 ConditionExpression=condition,
-                ExpressionAttributeValues=self._to_item(values),
+                ExpressionAttributeValues=_dynamo(values),
             )
         )
 
@@ -108,9 +100,9 @@ class StateTable:
         return self._conditional(
             lambda: self._client.delete_item(
                 TableName=self._name,
-                Key=self._to_item({"pk": pk, "sk": sk}),
+                Key=_dynamo({"pk": pk, "sk": sk}),
                 ConditionExpression=condition,
-                ExpressionAttributeValues=self._to_item(values),
+                ExpressionAttributeValues=_dynamo(values),
             )
         )
 
@@ -131,19 +123,13 @@ class StateTable:
         kwargs: dict[str, Any] = {
             "TableName": self._name,
             "KeyConditionExpression": condition,
-            "ExpressionAttributeValues": self._to_item(values),
+            "ExpressionAttributeValues": _dynamo(values),
             "ConsistentRead": True,
         }
-        while True:
-            page = self._client.query(**kwargs)
-            for item in page.get("Items", []):
-                yield self._from_item(item)
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        yield from self._pages(self._client.query, kwargs)
 
     def delete(self, pk: str, sk: str) -> None:
-        self._client.delete_item(TableName=self._name, Key=self._to_item({"pk": pk, "sk": sk}))
+        self._client.delete_item(TableName=self._name, Key=_dynamo({"pk": pk, "sk": sk}))
 
     def scan(self, pk_prefix: str, max_pages: int = 100_000) -> Iterator[dict[str, Any]]:
         """Every item whose partition key starts with `pk_prefix`, across partitions (a whole-table scan: for the
@@ -151,15 +137,19 @@ class StateTable:
         kwargs: dict[str, Any] = {
             "TableName": self._name,
             "FilterExpression": "begins_with(pk, :prefix)",
-            "ExpressionAttributeValues": self._to_item({":prefix": pk_prefix}),
+            "ExpressionAttributeValues": _dynamo({":prefix": pk_prefix}),
         }
+        yield from self._pages(self._client.scan, kwargs, max_pages)
+
+    @staticmethod
+    def _pages(read: Any, kwargs: dict[str, Any], max_pages: int = 100_000) -> Iterator[dict[str, Any]]:
+        """The items of a query or scan, page after page (bounded: at most `max_pages` requests)."""
         for _page in range(max_pages):
-            page = self._client.scan(**kwargs)
-            for item in page.get("Items", []):
-                yield self._from_item(item)
+            page = read(**kwargs)
+            yield from (_plain(item) for item in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            kwargs = {**kwargs, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
 
 def _dynamo(attributes: Mapping[str, Any]) -> dict[str, Any]:

@@ -324,15 +324,15 @@ class BulkUploader:
         index_of = {bundles[i].customer.external_id: i for i in indexes}
         prefix = "cmsync-" + hashlib.sha256(" ".join(sorted(index_of)).encode()).hexdigest()[:12]
         prefix += "-" + uuid.uuid4().hex[:8]  # a retried batch is a new import, never a clash of import ids
-        in_flight: list[tuple[set[str], Future[list[tuple[str, BundleOutcome]]]]] = []
+        in_flight: list[tuple[BulkPayload, Future[list[BundleOutcome]]]] = []
         with ThreadPoolExecutor(max_workers=MAX_CHUNKS, thread_name_prefix="bulk-import") as imports:
             for number, chunk in enumerate(import_chunks(indexes), start=1):
                 created = self._create_chunk(bundles, chunk, budget, outcomes)
                 to_import = [i for i in chunk if i not in outcomes]
                 needed = {p.external_id for i in to_import for p in bundles[i].plans}
                 # A plan an unfinished import is creating is sent once: the chunks that need it wait for that import.
-                for plans, future in in_flight:
-                    if plans & needed:
+                for sent, future in in_flight:
+                    if needed & sent.plans.keys():
                         future.result()
                 known_plans = self._idmap.known_plans(needed)
                 payloads, too_big = pack_payloads(
@@ -347,12 +347,10 @@ class BulkUploader:
                     outcomes[index_of[bundle.customer.external_id]] = self._via_api(bundle, budget)
                 for payload in payloads:
                     submitted = self._submit_import(payload, budget)
-                    finish = self._finish_import
-                    future = imports.submit(finish, payload, submitted, created, budget)
-                    in_flight.append(({*payload.plans}, future))
-            for payload_outcomes in (future.result() for _, future in in_flight):
-                for customer_id, outcome in payload_outcomes:
-                    outcomes[index_of[customer_id]] = outcome
+                    in_flight.append((payload, imports.submit(self._run_import, payload, submitted, created, budget)))
+            for payload, future in in_flight:
+                for bundle, outcome in zip(payload.bundles, future.result(), strict=True):
+                    outcomes[index_of[bundle.customer.external_id]] = outcome
 
     def _create_chunk(
         self, bundles: Sequence[CustomerBundle], chunk: list[int], budget: TimeBudget, outcomes: dict[int, Any]
@@ -399,18 +397,6 @@ class BulkUploader:
         self.imports_made.append(str(queued.id))
         return queued
 
-    def _finish_import(
-        self,
-        payload: BulkPayload,
-        submitted: Any | ChartMogulError,
-        created: dict[str, KnownCustomer],
-        budget: TimeBudget,
-    ) -> list[tuple[str, BundleOutcome]]:
-        """Wait for a submitted import, then each customer's outcome (and its API pass): `(customer id, outcome)`."""
-        customer_ids = [b.customer.external_id for b in payload.bundles]
-        outcomes = self._run_import(payload, submitted, created, budget)
-        return list(zip(customer_ids, outcomes, strict=True))
-
     def _run_import(
         self,
         payload: BulkPayload,
@@ -418,6 +404,7 @@ class BulkUploader:
         created: dict[str, KnownCustomer],
         budget: TimeBudget,
     ) -> list[BundleOutcome]:
+        """Wait for a submitted import, then each of its customers' outcome (and API pass), in payload order."""
         customer_ids = [b.customer.external_id for b in payload.bundles]
         try:
             if isinstance(submitted, ChartMogulError):
