@@ -232,7 +232,8 @@ class BulkWorker:
                 # Processing is asynchronous and gradual, as ChartMogul's (docs/sources.md#cm-bulk-import): the import
                 # is `processing` while its customers are applied one transaction each, so the API's other requests
                 # are served in between instead of waiting for the whole import.
-                payload = doc.pop("_payload")
+                payload = store.one("json_import_payloads", uuid=doc["id"]) or {}
+                store.delete("json_import_payloads", uuid=doc["id"])
                 self._advance(doc, "processing", now)
                 doc["status_details"] = BulkImporter(self.emulator, doc["data_source_uuid"], payload).run()
                 store.update("json_imports", {"uuid": doc["id"]}, doc, status=doc["status"])
@@ -274,7 +275,6 @@ def register(router: Router, emulator: Emulator) -> None:
             "status_details": {},
             "created_at": now,
             "updated_at": now,
-            "_payload": {section: body.get(section) or [] for section in SECTIONS},
             "_stage_entered": dt.datetime.now(dt.UTC).isoformat(),
         }
         store.insert(
@@ -285,6 +285,10 @@ def register(router: Router, emulator: Emulator) -> None:
             external_id=doc["external_id"],
             status="queued",
         )
+        # The records apart from the status document: the worker's look at unfinished imports (every 50 ms) and
+        # every status poll read only the small document, never the payload of up to 5 MB.
+        payload = {section: body.get(section) or [] for section in SECTIONS}
+        store.insert("json_import_payloads", payload, uuid=doc["id"], data_source_uuid=data_source_uuid)
         return json_response(201, _render(doc))  # [inf] 201 with a body (a 202 would make the client return None)
 
     @router.route("GET", "/v1/data_sources/{uuid}/json_imports/{id}")

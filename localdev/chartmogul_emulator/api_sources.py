@@ -97,6 +97,7 @@ def register(router: Router, emulator: Emulator) -> None:
         emulator.require("data_sources", DATA_SOURCE_NOT_FOUND, uuid=request.params["uuid"])
         purge_data_source(emulator, request.params["uuid"])
         store.delete("json_imports", data_source_uuid=request.params["uuid"])
+        store.delete("json_import_payloads", data_source_uuid=request.params["uuid"])
         store.delete("data_sources", uuid=request.params["uuid"])
         return empty_response(204)  # docs/sources.md#cm-data-sources (recorded)
 

@@ -37,6 +37,8 @@ _SCHEMA: dict[str, str] = {
     "subscription_events": "data_source_uuid TEXT NOT NULL, external_id TEXT, customer_external_id TEXT, "
     "subscription_external_id TEXT, event_type TEXT, UNIQUE(data_source_uuid, external_id)",
     "json_imports": "uuid TEXT UNIQUE NOT NULL, data_source_uuid TEXT NOT NULL, external_id TEXT, status TEXT",
+    # a queued import's records (up to 5 MB), apart from its status document: read once, when processing starts
+    "json_import_payloads": "uuid TEXT UNIQUE NOT NULL, data_source_uuid TEXT NOT NULL",
     # custom attribute definitions (key → type), account-wide like ChartMogul's custom attribute settings
     "custom_attributes": "key TEXT UNIQUE NOT NULL",
 }
