@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from localdev import chartmogul_emulator, stripe_emulator
 from localdev.aws.poller import BatchOutcome, PollerOptions
-from localdev.aws.runtime import DrainReport, LocalStack, local_stack
+from localdev.aws.runtime import Backend, DrainReport, LocalStack, local_stack
 from localdev.scenarios import Account
 
 # The stack's terminal queues: where a record that is not imported must be, with its reason.
@@ -79,7 +79,7 @@ class PipelineOptions:
     stripe_faults: str | None = None
     chartmogul_faults: str = ""
     fault_seed: int = 0
-    backend: Literal["in-process", "server"] = "in-process"
+    backend: Backend = "in-process"  # where moto runs: localdev/aws/runtime.py `moto_backend`
     # Bounds of one drain: a stuck pipeline fails loudly instead of spinning.
     max_batches: int = 20_000
     drain_timeout_s: float = 900.0

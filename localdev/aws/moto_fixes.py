@@ -194,6 +194,14 @@ def install() -> None:
     table.query = _partition_query(table.query)
 
 
+def installed() -> bool:
+    """Whether `install()` has patched moto in this process (the process backend's child reports it)."""
+    from moto.sqs import models
+
+    queue: Any = models.Queue
+    return bool(_ORIGINALS) and queue.delete_message is _delete_message
+
+
 def original_attributes(queue: Any) -> dict[str, Any]:
     """What moto's own `Queue.attributes` returns for `queue` (for the tests that compare)."""
     from moto.sqs.models import Queue

@@ -6,10 +6,12 @@
         report = stack.drain()                                          # run the SQS triggers until idle
         stack.receive_all("BadRecordsQueue")
 
-Two moto backends (docs/sources.md#aws-moto): "in-process" (`mock_aws`) and "server" (a
-`ThreadedMotoServer` on 127.0.0.1 at a free port, reached through AWS_ENDPOINT_URL, which every boto3 client a
-handler creates picks up). Lambda itself is not emulated by moto (docs/sources.md#aws-moto): the functions are the real
-handler modules from each CodeUri, called with Lambda's event and context shapes (docs/sources.md#aws-local-poller).
+Three moto backends (docs/sources.md#aws-moto): "in-process" (`mock_aws`), "server" (a `ThreadedMotoServer` on
+127.0.0.1 at a free port, in this process) and "process" (that server in a child OS process,
+localdev/aws/moto_process.py, so moto's work does not compete with the functions' threads for this interpreter).
+The last two are reached through AWS_ENDPOINT_URL, which every boto3 client a handler creates picks up. Lambda
+itself is not emulated by moto (docs/sources.md#aws-moto): the functions are the real handler modules from each
+CodeUri, called with Lambda's event and context shapes (docs/sources.md#aws-local-poller).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from localdev.aws import moto_fixes
 from localdev.aws.functions import ExecutionEnvironment, Invocation, LocalFunction
 from localdev.aws.intrinsics import StackValues
 from localdev.aws.lambda_model import Handler, patched_environ
+from localdev.aws.moto_process import start_moto_process
 from localdev.aws.poller import BatchOutcome, PollerOptions, SqsEventSourcePoller
 from localdev.aws.resources import (
     ACCOUNT_ID,
@@ -47,7 +50,8 @@ from localdev.aws.template import DEFAULT_TEMPLATE, LAYER_TYPE, REPO_ROOT, Templ
 
 logger = logging.getLogger(__name__)
 
-Backend = Literal["in-process", "server"]
+Backend = Literal["in-process", "server", "process"]
+BACKENDS: tuple[Backend, ...] = ("in-process", "server", "process")
 EVENTS_DIR = REPO_ROOT / "events"
 DEFAULT_STACK_NAME = "chartmogul-sync-local"
 DEFAULT_REGION = "us-east-1"
@@ -504,8 +508,17 @@ _AWS_TEST_ENVIRONMENT = {
 
 @contextmanager
 def moto_backend(backend: Backend, region: str) -> Iterator[str | None]:
-    """Start moto; yields the endpoint URL (None in-process). Stops it, and restores the environment, on exit."""
+    """Start moto; yields the endpoint URL (None in-process). Stops it, and restores the environment, on exit.
+
+    Every backend starts from a clean account and leaves none behind."""
     environment: dict[str, str | None] = {**_AWS_TEST_ENVIRONMENT, "AWS_DEFAULT_REGION": region, "AWS_REGION": region}
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend == "process":
+        # A new child process holds no state (a clean account) and installs moto_fixes itself.
+        with start_moto_process() as moto, patched_environ({**environment, "AWS_ENDPOINT_URL": moto.endpoint_url}):
+            yield moto.endpoint_url
+        return
     # The concurrent invocations are threads calling moto, which takes no locks and has costs quadratic in a
     # backfill's size: moto_fixes.py gives it the services' thread-safety and linear costs, its answers unchanged.
     moto_fixes.install()
@@ -515,8 +528,6 @@ def moto_backend(backend: Backend, region: str) -> Iterator[str | None]:
         with patched_environ({**environment, "AWS_ENDPOINT_URL": None}), mock_aws():
             yield None
         return
-    if backend != "server":
-        raise ValueError(f"backend must be 'in-process' or 'server', not {backend!r}")
     from moto.server import ThreadedMotoServer
 
     # The server's werkzeug logs one INFO line per request; keep the demo's and tests' logs readable.

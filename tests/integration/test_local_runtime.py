@@ -1,4 +1,4 @@
-"""The local runtime against moto, in-process and through moto's server on loopback.
+"""The local runtime against moto: in-process, and through moto's server on loopback, in this process or its own.
 
 The must-show scenario: a handler fails one record of a batch; that record alone is retried, it lands in the
 DLQ after maxReceiveCount receives, the other records are deleted once and nothing else is lost.
@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsModel
 
 from localdev.aws.lambda_model import Handler, sqs_event_record
 from localdev.aws.poller import PollerOptions
-from localdev.aws.runtime import Backend, DrainIncompleteError, LocalStack, load_event, local_stack
+from localdev.aws.runtime import BACKENDS, Backend, DrainIncompleteError, LocalStack, load_event, local_stack
 from localdev.aws.template import DEFAULT_TEMPLATE, Template
 from tests.integration.local_handlers import (
     AlwaysRaise,
@@ -60,7 +60,7 @@ def bodies(messages: list[dict[str, Any]]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ the must-show scenario
-@pytest.mark.parametrize("backend", ["in-process", "server"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_failing_record_alone_is_retried_then_dead_lettered(backend: Backend, template: Template) -> None:
     good = ["snapshot-1", "snapshot-2", "snapshot-3", "snapshot-4"]
     handler = FailOneRecord(failing_body="poison")
@@ -170,7 +170,7 @@ def test_a_batch_waits_out_its_batching_window_when_the_queue_has_less(template:
 
 
 # ------------------------------------------------------------------------------------ wiring and invocation
-@pytest.mark.parametrize("backend", ["in-process", "server"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_export_to_upload_through_the_template_queues(backend: Backend, template: Template) -> None:
     upload = FailOneRecord(failing_body="never")
     handlers: dict[str, Handler] = {
@@ -333,7 +333,11 @@ def test_settings_follow_each_new_stack(template: Template) -> None:
         settings = get_settings()
         return settings.raw_queue_url, settings.state_table, settings.upload_max_concurrency, settings.stripe_api_base
 
-    cases: list[tuple[Backend, str]] = [("in-process", "http://127.0.0.1:1"), ("server", "http://127.0.0.1:2")]
+    cases: list[tuple[Backend, str]] = [
+        ("in-process", "http://127.0.0.1:1"),
+        ("server", "http://127.0.0.1:2"),
+        ("process", "http://127.0.0.1:3"),
+    ]
     for backend, emulator in cases:
         with local_stack(
             template,
