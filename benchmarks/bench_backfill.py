@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ sys.path[:0] = [str(REPO), str(REPO / "layers" / "common"), str(REPO / "benchmar
 
 from bench_export import stripe_lower_bound  # noqa: E402
 
+from localdev.aws.moto_process import child_processes, process_cpu_seconds  # noqa: E402
 from localdev.aws.poller import BatchOutcome  # noqa: E402
 from localdev.aws.runtime import BACKENDS  # noqa: E402
 from localdev.pipeline import LocalPipeline, PipelineOptions, StageReport  # noqa: E402
@@ -86,17 +86,8 @@ class UploadWindow:
 
 
 def children_cpu_seconds() -> float:
-    """CPU seconds (user + system) of this process's running child processes, from /proc (Linux; 0 elsewhere):
-    proc(5), /proc/pid/stat fields 4 (ppid), 14 (utime) and 15 (stime), in clock ticks."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
-        except (OSError, IndexError):
-            continue  # the process ended meanwhile
-        if int(fields[1]) == os.getpid():
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of this process's running child processes (moto's server with --aws-backend process)."""
+    return sum(process_cpu_seconds(pid) for pid in child_processes())
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

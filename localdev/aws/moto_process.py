@@ -70,6 +70,10 @@ def start_moto_process(ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S) -> Iter
     )
     try:
         ready = _read_ready_line(child, ready_timeout_s)
+    except BaseException:
+        _stop(child, kill=True)  # it serves nothing yet: no need to let it finish starting
+        raise
+    try:
         yield MotoProcess(pid=child.pid, port=int(ready["port"]))
     finally:
         _stop(child)
@@ -99,7 +103,9 @@ def _read_ready_line(child: subprocess.Popen[bytes], timeout_s: float) -> dict[s
     return ready
 
 
-def _stop(child: subprocess.Popen[bytes]) -> None:
+def _stop(child: subprocess.Popen[bytes], *, kill: bool = False) -> None:
+    if kill:
+        child.kill()
     for pipe in (child.stdin, child.stdout):
         if pipe is not None:
             pipe.close()  # end of file on the child's stdin: it stops its server and exits
@@ -108,6 +114,34 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait(timeout=_STOP_TIMEOUT_S)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used, from /proc (Linux): proc(5), /proc/pid/stat fields
+    14 (utime) and 15 (stime), in clock ticks. For figures that count moto's work when it is another process's."""
+    return sum(_stat_fields(pid)[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
+def child_processes(parent_pid: int | None = None) -> list[int]:
+    """The running child processes of `parent_pid` (this process by default), from /proc (Linux; none elsewhere)."""
+    parent = os.getpid() if parent_pid is None else parent_pid
+    children = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                if _stat_fields(int(entry))[1] == parent:
+                    children.append(int(entry))
+            except OSError:
+                continue  # it ended meanwhile
+    return children
+
+
+def _stat_fields(pid: int) -> list[int]:
+    """/proc/pid/stat after "(comm)" (which may hold spaces), numbers from field 4 (ppid) on; field 3, the state
+    letter, is -1 for a zombie (ended, not yet reaped) and 0 otherwise."""
+    with open(f"/proc/{pid}/stat") as stat:
+        state, *numbers = stat.read().rsplit(")", 1)[1].split()
+    return [-1 if state == "Z" else 0, *(int(n) for n in numbers)]
 
 
 # ---------------------------------------------------------------------------------------------- the child
