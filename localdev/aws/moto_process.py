@@ -97,7 +97,11 @@ def _read_ready_line(child: subprocess.Popen[bytes], timeout_s: float) -> dict[s
                 f"moto's server process exited with code {code} before it was ready (its error is on stderr above)"
             )
         line += chunk
-    ready: dict[str, Any] = json.loads(line)
+    try:
+        ready: dict[str, Any] = json.loads(line)
+        int(ready["port"])
+    except (ValueError, KeyError, TypeError):
+        raise MotoProcessError(f"moto's server process said {line[:200]!r} instead of its port") from None
     if ready.get("moto_fixes") is not True:
         raise MotoProcessError("moto's server process started without localdev/aws/moto_fixes.py installed")
     return ready
@@ -122,8 +126,17 @@ def process_cpu_seconds(pid: int) -> float:
     return sum(_stat_fields(pid)[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
+def has_ended(pid: int) -> bool:
+    """Whether the process has exited: gone, or a zombie (its parent has not reaped it yet)."""
+    try:
+        return _stat_fields(pid)[0] == -1
+    except FileNotFoundError:
+        return True
+
+
 def child_processes(parent_pid: int | None = None) -> list[int]:
-    """The running child processes of `parent_pid` (this process by default), from /proc (Linux; none elsewhere)."""
+    """The child processes of `parent_pid` (this process by default), zombies included, from /proc (Linux; none
+    elsewhere)."""
     parent = os.getpid() if parent_pid is None else parent_pid
     children = []
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:

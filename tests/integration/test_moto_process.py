@@ -19,6 +19,7 @@ from localdev.aws.moto_process import (
     MotoProcess,
     MotoProcessError,
     child_processes,
+    has_ended,
     process_cpu_seconds,
     start_moto_process,
 )
@@ -38,15 +39,6 @@ with start_moto_process() as moto:
 
 def _sqs(moto: MotoProcess) -> Any:
     return boto3.client("sqs", region_name=REGION, endpoint_url=moto.endpoint_url, **CREDENTIALS)
-
-
-def _ended(pid: int) -> bool:
-    """Whether the process has exited (gone, or a zombie its new parent has not reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def _moto_children() -> list[int]:
@@ -113,13 +105,13 @@ def test_a_killed_parent_leaves_no_moto_child() -> None:
 
         # Within the child's half-second check, or at once (end of file on its stdin); its threads may take a moment
         # longer than its main thread to go.
-        assert _wait_until(lambda: _ended(moto_pid) and _refuses_connections(child["port"]), 5), (
+        assert _wait_until(lambda: has_ended(moto_pid) and _refuses_connections(child["port"]), 5), (
             "moto's process outlived its killed parent"
         )
     finally:
         parent.kill()
         parent.wait(timeout=10)
-        if moto_pid is not None and not _ended(moto_pid):
+        if moto_pid is not None and not has_ended(moto_pid):
             os.kill(moto_pid, signal.SIGKILL)  # the test failed: still leave no orphan behind
 
 
