@@ -6,10 +6,13 @@ limiter imposes, not the machine.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import moto
 import pytest
 
-from chartmogul_sync.sinks.chartmogul.limiter import ChartMogulLimiter, UploadPeers
+from chartmogul_sync.sinks.chartmogul.limiter import ChartMogulLimiter, OutOfTime, UploadPeers
 from tests.fixtures.state_table import create_state_table
 
 
@@ -127,3 +130,47 @@ def test_a_status_poll_does_not_make_a_waiting_instance_busy(state):
     with busy.slot():
         pass
     assert busy.active_instances == 1  # the poller never announced itself: the busy one keeps the whole rate
+
+
+def test_the_connections_follow_the_busy_instances_so_a_lone_instance_can_keep_the_rate_at_real_latency(state):
+    """At ChartMogul's 100-300 ms a request, 40/s needs up to 12 requests in flight: a lone instance may use the
+    account's 20 connections, and gives them back to a third each when two more get busy."""
+    clock = Clock()
+    limiter = ChartMogulLimiter(40, 20, clock=clock, sleep=clock.sleep, peers=UploadPeers(state, "a", clock=clock))
+    with limiter.slot():
+        pass
+    assert limiter.max_connections == 20
+    assert limiter.max_workers == 20
+
+    for name in "bc":
+        UploadPeers(state, name, clock=clock).count()
+    clock.now += 1.0  # a re-counts at its next request after refresh_s
+    with limiter.slot():
+        pass
+    assert limiter.active_instances == 3
+    assert limiter.max_connections == 6  # 3 x 6 <= the account's 20
+    assert limiter.max_workers == 20  # the threads stay: the limiter holds back what the share does not allow
+
+
+def test_a_request_past_the_new_connection_share_waits_for_one_to_free_up(state):
+    """A lone instance has one of its two connections in use when another gets busy: its share drops to one, so its
+    next request waits for the running one to finish (real clock, real threads)."""
+    limiter = ChartMogulLimiter(1_000, 2, peers=UploadPeers(state, "a", refresh_s=0.0))
+    running, finish = threading.Semaphore(0), threading.Event()
+
+    def hold() -> None:
+        with limiter.slot():
+            running.release()
+            finish.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert running.acquire(timeout=5)
+    UploadPeers(state, "b").count()  # b gets busy; a re-counts at its next request (refresh_s 0)
+    with pytest.raises(OutOfTime), limiter.slot(deadline=time.monotonic() + 0.3):
+        pass
+    assert limiter.max_connections == 1
+    finish.set()
+    holder.join(5)
+    with limiter.slot(deadline=time.monotonic() + 2.0):  # the running one finished: its one connection is free
+        pass

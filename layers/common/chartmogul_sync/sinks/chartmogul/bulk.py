@@ -251,7 +251,7 @@ class BulkUploader:
         self._sleep = sleep
         self._max_payload_bytes = max_payload_bytes
         # Per-customer API calls run on up to this instance's share of ChartMogul's connections.
-        self._workers = api.limiter.max_connections
+        self._workers = api.limiter.max_workers
         self.imports_made: list[str] = []  # ChartMogul import ids, for logs and reports
 
     def apply_many(self, bundles: Sequence[CustomerBundle], budget: TimeBudget) -> list[BundleOutcome]:

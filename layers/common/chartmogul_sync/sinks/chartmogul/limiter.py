@@ -98,8 +98,11 @@ _PEERS_PK = key("uploaders")
 class ChartMogulLimiter:
     """A smooth token bucket (no bursts) plus a cap on requests in flight, both thread-safe.
 
-    The connections are this instance's own. The rate is too, or with `peers` the account's, divided by the busy
-    instances (re-counted at most every `peers.refresh_s`).
+    Without `peers` both are this instance's own. With `peers` both are the account's (`requests_per_second`,
+    `max_connections`), divided by the busy instances (re-counted at most every `peers.refresh_s`): a lone
+    instance may keep the account's 20 connections busy, three a third each. The join wait that keeps the rate
+    under the account's limit while instances come and go keeps the connections under it too: an instance's
+    requests last well under the half second the wait adds to `refresh_s`.
     """
 
     def __init__(
@@ -113,7 +116,9 @@ class ChartMogulLimiter:
         if requests_per_second <= 0 or max_connections < 1:
             raise ValueError("the limiter needs a positive rate and at least one connection")
         self._rate_limit = requests_per_second
-        self.max_connections = max_connections
+        self._connection_limit = max_connections
+        # The most requests this limiter may ever let run at once: what callers size their thread pools by.
+        self.max_workers = max_connections
         self._peers = peers
         self._clock = clock
         self._sleep = sleep
@@ -122,10 +127,11 @@ class ChartMogulLimiter:
         self._next_refresh = clock()
         self._last_counted: float | None = None  # when this instance last renewed its heartbeat (clock())
         self._not_before = clock()  # no counted request starts before: the wait after joining the busy instances
+        self._connection_free = threading.Condition()
+        self._open = 0  # connections taken (a request waiting for its place in the rate holds one)
         self.active_instances = 1
         self._share(1)
         self._next_start = clock()
-        self._connections = threading.BoundedSemaphore(max_connections)
         self.in_flight = 0
         self.peak_in_flight = 0  # for metrics and tests: the most requests this limiter ever let run at once
 
@@ -138,17 +144,19 @@ class ChartMogulLimiter:
         """This instance's share of the account limits (see the module docstring for why): among the busy
         instances with `peers`, else a fixed `1 / upload_max_concurrency`."""
         instances = settings.upload_max_concurrency
-        # Connections stay the fixed share: an instance that counts itself alone a moment too long would otherwise
-        # open the account's 20 beside the others' (ChartMogul answers 503 past them), and 20 / MaximumConcurrency
-        # still carries the whole rate at ChartMogul's latency (6 connections x 1 / 0.15 s = 40 requests/s).
-        connections = max(1, settings.chartmogul_max_connections // instances)
         if peers is not None:
-            return cls(settings.chartmogul_requests_per_second, connections, peers=peers)
+            # Rate and connections both follow the busy instances: a lone instance at ChartMogul's 100-300 ms
+            # needs 4-12 requests in flight for 40/s, more than a fixed 20 / MaximumConcurrency gives it.
+            return cls(settings.chartmogul_requests_per_second, settings.chartmogul_max_connections, peers=peers)
+        connections = max(1, settings.chartmogul_max_connections // instances)
         return cls(requests_per_second=settings.chartmogul_requests_per_second / instances, max_connections=connections)
 
     def _share(self, instances: int) -> None:
         self.active_instances = instances
         self._interval = instances / self._rate_limit
+        with self._connection_free:
+            self.max_connections = max(1, self._connection_limit // instances)
+            self._connection_free.notify_all()  # a larger share lets waiting requests start
 
     def _refresh(self) -> None:
         """Re-count the busy instances when due; one thread does it, the others go on with the current share."""
@@ -185,7 +193,7 @@ class ChartMogulLimiter:
         if counted:
             self._refresh()
         timeout = None if deadline is None else max(0.0, deadline - self._clock())
-        if not self._connections.acquire(timeout=timeout):
+        if not self._take_connection(timeout):
             raise OutOfTime("no free ChartMogul connection before the time budget ran out")
         try:
             self._wait_for_rate(deadline, counted)
@@ -198,7 +206,17 @@ class ChartMogulLimiter:
                 with self._lock:
                     self.in_flight -= 1
         finally:
-            self._connections.release()
+            with self._connection_free:
+                self._open -= 1
+                self._connection_free.notify()
+
+    def _take_connection(self, timeout: float | None) -> bool:
+        # Waits on the real clock (a Condition); tests with simulated clocks never fill every connection.
+        with self._connection_free:
+            if not self._connection_free.wait_for(lambda: self._open < self.max_connections, timeout):
+                return False
+            self._open += 1
+            return True
 
     def _wait_for_rate(self, deadline: float | None, counted: bool = True) -> None:
         # Book the next start time under the lock, sleep outside it: requests are spaced `1/rate` apart, so no
@@ -218,9 +236,9 @@ def map_concurrently(function: Callable[[T], R], items: Sequence[T], workers: in
     """`[function(item) for item in items]`, run on up to `workers` threads; results in the order of `items`.
 
     ChartMogul is reached over the Internet (100-300 ms a request): one request after another, an instance uses a
-    fraction of its share of the rate. Independent per-customer work of one batch runs side by side instead, up to
-    the instance's share of the connections (`ChartMogulLimiter.max_connections`), and the limiter still spaces
-    the requests. `function` must not raise for one item's failure (it returns the failure as its outcome): an
+    fraction of its share of the rate. Independent per-customer work of one batch runs side by side instead, on as
+    many threads as the instance may ever have connections (`ChartMogulLimiter.max_workers`); the limiter caps the
+    requests in flight at the current share and still spaces them. `function` must not raise for one item's failure (it returns the failure as its outcome): an
     exception that escapes is raised here, after every item has finished.
     """
     if workers <= 1 or len(items) <= 1:
