@@ -238,8 +238,8 @@ def map_concurrently(function: Callable[[T], R], items: Sequence[T], workers: in
     ChartMogul is reached over the Internet (100-300 ms a request): one request after another, an instance uses a
     fraction of its share of the rate. Independent per-customer work of one batch runs side by side instead, on as
     many threads as the instance may ever have connections (`ChartMogulLimiter.max_workers`); the limiter caps the
-    requests in flight at the current share and still spaces them. `function` must not raise for one item's failure (it returns the failure as its outcome): an
-    exception that escapes is raised here, after every item has finished.
+    requests in flight at the current share and still spaces them. `function` must not raise for one item's failure
+    (it returns the failure as its outcome): an exception that escapes is raised here, after every item has finished.
     """
     if workers <= 1 or len(items) <= 1:
         return [function(item) for item in items]
