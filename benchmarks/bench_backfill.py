@@ -58,6 +58,8 @@ class UploadWindow:
         self.last_end: float | None = None
         self.batches = 0
         self.records = 0
+        self.failed = 0  # records the function failed (redelivered by SQS), with the invocation errors seen
+        self.errors: set[str] = set()
         self.spans: list[tuple[float, float, int]] = []  # (start, end, records) of each batch, from `started`
         self.others: dict[str, UploadWindow] = {}
         self.started = time.monotonic()
@@ -73,6 +75,9 @@ class UploadWindow:
         self.last_end = end if self.last_end is None else max(self.last_end, end)
         self.batches += 1
         self.records += len(batch.message_ids)
+        self.failed += len(batch.failed_ids)
+        if batch.error:
+            self.errors.add(batch.error[:200])
         self.spans.append((start - self.started, end - self.started, len(batch.message_ids)))
 
     @property
@@ -172,6 +177,8 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         f"{window.records / max(window.batches, 1):.1f} records on average; peak {result['peak_connections']} "
         f"requests in progress; {result['refused']['429']} answered 429, {result['refused']['503']} answered 503"
     )
+    if window.failed or window.errors:
+        print(f"  upload records failed and redelivered: {window.failed:,}; invocation errors: {sorted(window.errors)}")
     print(f"  Stripe requests ÷ unavoidable pages: {stripe:,} / {pages:,} = {stripe / pages:.3f}")
     print(
         f"  backfill wall time ÷ floor: {backfill.seconds:.1f} s / {floor:.1f} s = {backfill.seconds / floor:.2f}  "
