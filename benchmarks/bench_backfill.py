@@ -9,7 +9,7 @@ One generated account (`--months` of history, seed 42) runs through `LocalPipeli
 concurrent local runtime (each SQS-triggered function several invocations at once, the upload function up to its
 MaximumConcurrency of 3, Lambda's batching windows and 6 MB batches), the export invoked asynchronously as the
 schedule or `cmsync backfill` does, so transform and upload work beside it. The Stripe emulator runs at Stripe's
-live-mode limit (100 requests/s, `--stripe-rate`; the export takes its default share, half of it) and the
+live-mode limit (100 requests/s, `--stripe-rate`; the export takes its default share of it, 45/s) and the
 ChartMogul emulator at ChartMogul's (40 requests/s, 20 parallel connections), with `--latency-ms` added to every
 ChartMogul request (default 150 ms; `--stripe-latency-ms` for Stripe, default 0). Then a round of changes in Stripe
 and an incremental run. It prints, and asserts nothing (the figures depend on the machine):
@@ -39,13 +39,14 @@ sys.path[:0] = [str(REPO), str(REPO / "layers" / "common"), str(REPO / "benchmar
 
 from bench_export import stripe_lower_bound  # noqa: E402
 
+from chartmogul_sync.config import Settings  # noqa: E402
+from localdev.aws.lambda_model import patched_environ  # noqa: E402
 from localdev.aws.poller import BatchOutcome  # noqa: E402
-from localdev.pipeline import LocalPipeline, PipelineOptions, StageReport  # noqa: E402
+from localdev.pipeline import STRIPE_TEST_KEY, LocalPipeline, PipelineOptions, StageReport  # noqa: E402
 from localdev.scenarios import generate_account  # noqa: E402
 
 CHARTMOGUL_RATE = 40.0  # requests/s per account
 STRIPE_LIVE_RATE = 100.0  # requests/s, live mode
-STRIPE_SHARE = 0.5  # Settings.stripe_rate_limit_share's default: the export leaves half to the user's application
 
 
 class UploadWindow:
@@ -114,6 +115,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # The functions log JSON to stdout as in Lambda: kept out of the figures.
     with contextlib.redirect_stdout(io.StringIO()), LocalPipeline(account, options) as pipeline:
         pipeline.stripe.server.set_latency(args.stripe_latency_ms / 1000)
+        # The export's part of Stripe's rate, as the deployed function computes it from its environment (the user's
+        # share, less the parts of the near-real-time and audit functions).
+        with patched_environ(pipeline.stack.function("ExportFunction").environment):
+            export_rate = Settings().stripe_requests_per_second(STRIPE_TEST_KEY)
         window.started = time.monotonic()
         cpu_before = time.process_time()
         backfill = pipeline.backfill(on_batch=window, overlapped=True, upload_mode=args.upload_mode)
@@ -130,6 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     return {
         "generated_s": generated_s,
+        "export_rate": export_rate,
         "cpu_seconds": cpu_seconds,
         "stripe_pages": stripe_pages,
         "backfill": backfill,
@@ -160,7 +166,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     customers = args.customers
     cm, stripe, pages = backfill.chartmogul_requests, backfill.stripe_requests, result["stripe_pages"]
     floor = max(pages / STRIPE_LIVE_RATE, cm / CHARTMOGUL_RATE)
-    share_floor = max(pages / (args.stripe_rate * STRIPE_SHARE), cm / CHARTMOGUL_RATE)
+    share_floor = max(pages / result["export_rate"], cm / CHARTMOGUL_RATE)
     imports = result["backfill_routes"].get("POST /v1/data_sources/{uuid}/json_imports", 0)
     rate = cm / window.seconds if window.seconds else 0.0
     print(
@@ -183,7 +189,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     print(
         f"  backfill wall time ÷ floor: {backfill.seconds:.1f} s / {floor:.1f} s = {backfill.seconds / floor:.2f}  "
         f"(goal <= 1.3; floor = max(Stripe pages ÷ 100/s, ChartMogul requests ÷ 40/s)); "
-        f"÷ the floor at the export's share of Stripe ({STRIPE_SHARE:g} x {args.stripe_rate:g}/s) {share_floor:.1f} s "
+        f"÷ the floor at the export's share of Stripe ({result['export_rate']:g}/s) {share_floor:.1f} s "
         f"= {backfill.seconds / share_floor:.2f}"
     )
     if imports:
