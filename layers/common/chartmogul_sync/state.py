@@ -17,8 +17,9 @@ Key layout (one place, so two features never collide):
   pk="failure#<sqs message id>"   sk="last"               why a transform, upload or Stripe events record last
                                   failed (`failure` JSON; `expires_at` TTL after the DLQs' retention; failures.py),
                                   for its dead letter
-  pk="uploaders"                  sk="<instance id>"       an upload instance sending ChartMogul requests now
-                                  (`expires_at`, TTL; sinks/chartmogul/limiter.py UploadPeers)
+  pk="uploaders"                  sk="<instance id>"       an upload instance sending ChartMogul requests now, and
+                                  the most connections it may hold (`expires_at`, TTL; `connections`;
+                                  sinks/chartmogul/limiter.py UploadPeers)
   pk="run#last"                   sk="<mode>"             the export's last run of this mode (incremental, backfill,
                                   customer, realtime): `run` JSON with its times, outcome and counts
                                   (sources/stripe/run.py RunRecord), for `cmsync status`
