@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from localdev.chartmogul_emulator import ProcessEmulator
 from localdev.pipeline import LocalPipeline, PipelineOptions
 from localdev.scenarios import generate_account
 from tests.e2e.test_pipeline import assert_dead_letter_queues_empty, assert_matches_ground_truth
@@ -16,7 +17,9 @@ def test_backfill_and_incremental_through_a_chartmogul_emulator_process_import_t
     account = generate_account(customers=4, months=12, seed=5)
     options = PipelineOptions(stripe_rate_limit=None, chartmogul_rate_limit=None, chartmogul_process=True)
     with LocalPipeline(account, options) as pipeline:
-        assert pipeline.chartmogul.pid != os.getpid()  # type: ignore[attr-defined]
+        emulator = pipeline.chartmogul
+        assert isinstance(emulator, ProcessEmulator)
+        assert emulator.pid != os.getpid()
         backfill = pipeline.backfill()
         assert backfill.chartmogul_requests > 0
         steps = pipeline.apply_steps(
@@ -28,7 +31,7 @@ def test_backfill_and_incremental_through_a_chartmogul_emulator_process_import_t
         assert [s for s in steps if "error" in s] == []
         # Stripe's simulated clock moved on three days; the emulator's follows it (customer MRR and status, "in
         # the past" checks).
-        assert pipeline.chartmogul.clock() == pipeline.stripe_now()  # type: ignore[attr-defined]
+        assert emulator.clock() == pipeline.stripe_now()
         incremental = pipeline.incremental()
         assert incremental.functions["ExportFunction"].records > 0
         assert incremental.chartmogul_requests > 0

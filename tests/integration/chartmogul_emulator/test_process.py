@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,14 @@ from typing import Any
 import chartmogul
 import pytest
 
-from localdev.chartmogul_emulator import EmulatorOptions, EmulatorProcessError, ProcessEmulator, start_process
+from localdev.chartmogul_emulator import (
+    EmulatorHandle,
+    EmulatorOptions,
+    EmulatorProcessError,
+    ProcessEmulator,
+    start,
+    start_process,
+)
 from localdev.chartmogul_emulator.process import options_from_json, options_to_json
 from tests.integration.chartmogul_emulator.helpers import (
     api_error,
@@ -32,7 +40,12 @@ from tests.integration.chartmogul_emulator.helpers import (
     plan,
 )
 
-FAST = {"rate_limit": None, "max_connections": None, "bulk_queued_seconds": 0.05, "bulk_processing_seconds": 0.05}
+FAST: dict[str, Any] = {
+    "rate_limit": None,
+    "max_connections": None,
+    "bulk_queued_seconds": 0.05,
+    "bulk_processing_seconds": 0.05,
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +70,23 @@ def refuses_connections(base_url: str) -> bool:
     return False
 
 
-def admin_get(emulator: ProcessEmulator, path: str) -> Any:
+def admin_get(emulator: EmulatorHandle, path: str) -> Any:
     with urllib.request.urlopen(emulator.base_url + path, timeout=5) as answer:
         return json.load(answer)
+
+
+def admin_put(emulator: EmulatorHandle, path: str, body: Any) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        emulator.base_url + path,
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
 
 
 def test_the_official_client_imports_through_the_child_and_its_counts_and_state_are_read(
@@ -74,6 +101,8 @@ def test_the_official_client_imports_through_the_child_and_its_counts_and_state_
     assert counts["routes"]["POST /v1/customers"] == {"201": 1}
     assert counts["total"] == 3
     assert [c["external_id"] for c in emulator.state()["customers"]] == ["cus_1"]
+    assert admin_get(emulator, "/_admin/process")["pid"] == emulator.pid  # the CPU it reports is the child's
+    assert emulator.cpu_seconds() > 0
 
     emulator.reset()
     assert emulator.request_counts()["total"] == 0
@@ -103,9 +132,23 @@ def test_the_clock_set_from_the_parent_decides_what_is_in_the_future(emulator: P
     assert not later.invoices[0].errors
 
 
+def test_the_clock_endpoint_moves_an_in_process_emulator_as_options_now_does() -> None:
+    with start(rate_limit=None) as running:
+        assert admin_put(running, "/_admin/clock", {"now": "2026-02-01T00:00:00Z"}) == (
+            200,
+            {"now": "2026-02-01T00:00:00+00:00"},
+        )
+        assert running.options.now == dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+        running.set_clock(None)
+        assert admin_get(running, "/_admin/clock") == {"now": None}
+
+
 def test_a_bad_clock_is_refused_naming_the_field(emulator: ProcessEmulator) -> None:
-    with pytest.raises(EmulatorProcessError, match=r"PUT /_admin/clock: the emulator answered 400: .*now: 'soon'"):
-        emulator._admin("PUT", "/_admin/clock", {"now": "soon"})
+    emulator.set_clock(dt.datetime(2026, 2, 1, tzinfo=dt.UTC))
+    status, body = admin_put(emulator, "/_admin/clock", {"now": "soon"})
+    assert (status, body["error"]) == (400, "now: 'soon' is not an ISO 8601 time, e.g. 2026-02-01T00:00:00Z")
+    assert admin_put(emulator, "/_admin/clock", {"now": 1})[0] == 400
+    assert emulator.clock() == dt.datetime(2026, 2, 1, tzinfo=dt.UTC)  # unchanged
 
 
 def test_faults_are_switched_from_the_parent(emulator: ProcessEmulator, config: Any) -> None:
