@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_backfill.py --customers 1000
     .venv/bin/python benchmarks/bench_backfill.py --upload-mode api --latency-ms 0
     .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --attributes none   # no custom attributes
+    .venv/bin/python benchmarks/bench_backfill.py --chartmogul-process   # the ChartMogul emulator in its own process
 
 One generated account (`--months` of history, seed 42) runs through `LocalPipeline`: the real handlers in the
 concurrent local runtime (each SQS-triggered function several invocations at once, the upload function up to its
@@ -42,6 +43,7 @@ from bench_export import stripe_lower_bound  # noqa: E402
 from chartmogul_sync.config import Settings  # noqa: E402
 from localdev.aws.lambda_model import patched_environ  # noqa: E402
 from localdev.aws.poller import BatchOutcome  # noqa: E402
+from localdev.chartmogul_emulator import ProcessEmulator  # noqa: E402
 from localdev.pipeline import STRIPE_TEST_KEY, LocalPipeline, PipelineOptions, StageReport  # noqa: E402
 from localdev.scenarios import generate_account  # noqa: E402
 
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stripe_rate_limit=args.stripe_rate,
         wait_for_batching_window=True,
         chartmogul_options={"latency_ms": args.latency_ms},
+        chartmogul_process=args.chartmogul_process,
         extra_environment=environment,
         drain_timeout_s=3600.0,
         max_batches=200_000,
@@ -120,9 +123,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with patched_environ(pipeline.stack.function("ExportFunction").environment):
             export_rate = Settings().stripe_requests_per_second(STRIPE_TEST_KEY)
         window.started = time.monotonic()
+        emulator_process = pipeline.chartmogul if isinstance(pipeline.chartmogul, ProcessEmulator) else None
+        emulator_cpu_before = emulator_process.cpu_seconds() if emulator_process else 0.0
         cpu_before = time.process_time()
         backfill = pipeline.backfill(on_batch=window, overlapped=True, upload_mode=args.upload_mode)
         cpu_seconds = time.process_time() - cpu_before
+        emulator_cpu = emulator_process.cpu_seconds() - emulator_cpu_before if emulator_process else None
         # The backfill's own requests by route (read before the incremental run adds its own).
         backfill_routes = pipeline.chartmogul.request_counts()["routes"]
         peak_connections = pipeline.chartmogul.request_counts()["peak_requests_in_progress"]
@@ -137,6 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "generated_s": generated_s,
         "export_rate": export_rate,
         "cpu_seconds": cpu_seconds,
+        "emulator_cpu_seconds": emulator_cpu,
         "stripe_pages": stripe_pages,
         "backfill": backfill,
         "incremental": incremental,
@@ -213,6 +220,11 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         f"  this process's CPU during the backfill: {result['cpu_seconds']:.0f} s in {backfill.seconds:.0f} s of wall "
         f"time = {result['cpu_seconds'] / backfill.seconds:.2f} cores busy"
     )
+    if result["emulator_cpu_seconds"] is not None:
+        print(
+            f"  the ChartMogul emulator's own process: {result['emulator_cpu_seconds']:.0f} s of CPU = "
+            f"{result['emulator_cpu_seconds'] / backfill.seconds:.2f} cores busy"
+        )
     seconds = {name: round(figures.seconds, 1) for name, figures in backfill.functions.items()}
     print(f"  backfill handler seconds by function (summed over instances): {seconds}")
     # The changed customers are those the run exported (one snapshot each): the demo's changes, and the customers
@@ -253,6 +265,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--stripe-rate", type=float, default=STRIPE_LIVE_RATE, help="Stripe's limit, requests/s (live mode: 100)"
+    )
+    parser.add_argument(
+        "--chartmogul-process",
+        action="store_true",
+        help="run the ChartMogul emulator in an OS process of its own, so its work does not compete with the "
+        "functions for this interpreter (PipelineOptions.chartmogul_process)",
     )
     args = parser.parse_args()
     if args.customers < 1 or args.months < 1:
