@@ -4,13 +4,14 @@
     .venv/bin/python benchmarks/bench_backfill.py --customers 1000
     .venv/bin/python benchmarks/bench_backfill.py --upload-mode api --latency-ms 0
     .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --attributes none   # no custom attributes
+    .venv/bin/python benchmarks/bench_backfill.py --chartmogul-process   # the ChartMogul emulator in its own process
     .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --aws-backend process  # moto in its own process
 
 One generated account (`--months` of history, seed 42) runs through `LocalPipeline`: the real handlers in the
 concurrent local runtime (each SQS-triggered function several invocations at once, the upload function up to its
 MaximumConcurrency of 3, Lambda's batching windows and 6 MB batches), the export invoked asynchronously as the
 schedule or `cmsync backfill` does, so transform and upload work beside it. The Stripe emulator runs at Stripe's
-live-mode limit (100 requests/s, `--stripe-rate`; the export takes its default share, half of it) and the
+live-mode limit (100 requests/s, `--stripe-rate`; the export takes its default share of it, 45/s) and the
 ChartMogul emulator at ChartMogul's (40 requests/s, 20 parallel connections), with `--latency-ms` added to every
 ChartMogul request (default 150 ms; `--stripe-latency-ms` for Stripe, default 0). Then a round of changes in Stripe
 and an incremental run. It prints, and asserts nothing (the figures depend on the machine):
@@ -40,15 +41,17 @@ sys.path[:0] = [str(REPO), str(REPO / "layers" / "common"), str(REPO / "benchmar
 
 from bench_export import stripe_lower_bound  # noqa: E402
 
-from localdev.aws.moto_process import child_processes, process_cpu_seconds  # noqa: E402
+from chartmogul_sync.config import Settings  # noqa: E402
+from localdev.aws.lambda_model import patched_environ  # noqa: E402
+from localdev.aws.moto_process import process_cpu_seconds  # noqa: E402
 from localdev.aws.poller import BatchOutcome  # noqa: E402
 from localdev.aws.runtime import BACKENDS  # noqa: E402
-from localdev.pipeline import LocalPipeline, PipelineOptions, StageReport  # noqa: E402
+from localdev.chartmogul_emulator import ProcessEmulator  # noqa: E402
+from localdev.pipeline import STRIPE_TEST_KEY, LocalPipeline, PipelineOptions, StageReport  # noqa: E402
 from localdev.scenarios import generate_account  # noqa: E402
 
 CHARTMOGUL_RATE = 40.0  # requests/s per account
 STRIPE_LIVE_RATE = 100.0  # requests/s, live mode
-STRIPE_SHARE = 0.5  # Settings.stripe_rate_limit_share's default: the export leaves half to the user's application
 
 
 class UploadWindow:
@@ -61,6 +64,8 @@ class UploadWindow:
         self.last_end: float | None = None
         self.batches = 0
         self.records = 0
+        self.failed = 0  # records the function failed (redelivered by SQS), with the invocation errors seen
+        self.errors: set[str] = set()
         self.spans: list[tuple[float, float, int]] = []  # (start, end, records) of each batch, from `started`
         self.others: dict[str, UploadWindow] = {}
         self.started = time.monotonic()
@@ -76,6 +81,9 @@ class UploadWindow:
         self.last_end = end if self.last_end is None else max(self.last_end, end)
         self.batches += 1
         self.records += len(batch.message_ids)
+        self.failed += len(batch.failed_ids)
+        if batch.error:
+            self.errors.add(batch.error[:200])
         self.spans.append((start - self.started, end - self.started, len(batch.message_ids)))
 
     @property
@@ -83,11 +91,6 @@ class UploadWindow:
         if self.first_start is None or self.last_end is None:
             return 0.0
         return self.last_end - self.first_start
-
-
-def children_cpu_seconds() -> float:
-    """CPU seconds of this process's running child processes (moto's server with --aws-backend process)."""
-    return sum(process_cpu_seconds(pid) for pid in child_processes())
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stripe_rate_limit=args.stripe_rate,
         wait_for_batching_window=True,
         chartmogul_options={"latency_ms": args.latency_ms},
+        chartmogul_process=args.chartmogul_process,
         extra_environment=environment,
         drain_timeout_s=3600.0,
         max_batches=200_000,
@@ -118,11 +122,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # The functions log JSON to stdout as in Lambda: kept out of the figures.
     with contextlib.redirect_stdout(io.StringIO()), LocalPipeline(account, options) as pipeline:
         pipeline.stripe.server.set_latency(args.stripe_latency_ms / 1000)
+        # The export's part of Stripe's rate, as the deployed function computes it from its environment (the user's
+        # share, less the parts of the near-real-time and audit functions).
+        with patched_environ(pipeline.stack.function("ExportFunction").environment):
+            export_rate = Settings().stripe_requests_per_second(STRIPE_TEST_KEY)
         window.started = time.monotonic()
-        cpu_before, children_cpu_before = time.process_time(), children_cpu_seconds()
+        emulator_process = pipeline.chartmogul if isinstance(pipeline.chartmogul, ProcessEmulator) else None
+        emulator_cpu_before = emulator_process.cpu_seconds() if emulator_process else 0.0
+        moto_pid = pipeline.stack.moto_pid  # None: moto runs in this process
+        moto_cpu_before = process_cpu_seconds(moto_pid) if moto_pid else 0.0
+        cpu_before = time.process_time()
         backfill = pipeline.backfill(on_batch=window, overlapped=True, upload_mode=args.upload_mode)
         cpu_seconds = time.process_time() - cpu_before
-        children_cpu = children_cpu_seconds() - children_cpu_before
+        emulator_cpu = emulator_process.cpu_seconds() - emulator_cpu_before if emulator_process else None
+        moto_cpu = process_cpu_seconds(moto_pid) - moto_cpu_before if moto_pid else None
         # The backfill's own requests by route (read before the incremental run adds its own).
         backfill_routes = pipeline.chartmogul.request_counts()["routes"]
         peak_connections = pipeline.chartmogul.request_counts()["peak_requests_in_progress"]
@@ -135,8 +148,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     return {
         "generated_s": generated_s,
+        "export_rate": export_rate,
         "cpu_seconds": cpu_seconds,
-        "children_cpu_seconds": children_cpu,
+        "emulator_cpu_seconds": emulator_cpu,
+        "moto_cpu_seconds": moto_cpu,
         "stripe_pages": stripe_pages,
         "backfill": backfill,
         "incremental": incremental,
@@ -166,7 +181,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     customers = args.customers
     cm, stripe, pages = backfill.chartmogul_requests, backfill.stripe_requests, result["stripe_pages"]
     floor = max(pages / STRIPE_LIVE_RATE, cm / CHARTMOGUL_RATE)
-    share_floor = max(pages / (args.stripe_rate * STRIPE_SHARE), cm / CHARTMOGUL_RATE)
+    share_floor = max(pages / result["export_rate"], cm / CHARTMOGUL_RATE)
     imports = result["backfill_routes"].get("POST /v1/data_sources/{uuid}/json_imports", 0)
     rate = cm / window.seconds if window.seconds else 0.0
     print(
@@ -183,11 +198,13 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         f"{window.records / max(window.batches, 1):.1f} records on average; peak {result['peak_connections']} "
         f"requests in progress; {result['refused']['429']} answered 429, {result['refused']['503']} answered 503"
     )
+    if window.failed or window.errors:
+        print(f"  upload records failed and redelivered: {window.failed:,}; invocation errors: {sorted(window.errors)}")
     print(f"  Stripe requests ÷ unavoidable pages: {stripe:,} / {pages:,} = {stripe / pages:.3f}")
     print(
         f"  backfill wall time ÷ floor: {backfill.seconds:.1f} s / {floor:.1f} s = {backfill.seconds / floor:.2f}  "
         f"(goal <= 1.3; floor = max(Stripe pages ÷ 100/s, ChartMogul requests ÷ 40/s)); "
-        f"÷ the floor at the export's share of Stripe ({STRIPE_SHARE:g} x {args.stripe_rate:g}/s) {share_floor:.1f} s "
+        f"÷ the floor at the export's share of Stripe ({result['export_rate']:g}/s) {share_floor:.1f} s "
         f"= {backfill.seconds / share_floor:.2f}"
     )
     if imports:
@@ -211,12 +228,15 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         f"  this process's CPU during the backfill: {result['cpu_seconds']:.0f} s in {backfill.seconds:.0f} s of wall "
         f"time = {result['cpu_seconds'] / backfill.seconds:.2f} cores busy"
     )
-    children = result["children_cpu_seconds"]
-    if children:  # work done in child processes (moto's server with --aws-backend process) is not in the line above
+    if result["emulator_cpu_seconds"] is not None:
         print(
-            f"  child processes' CPU during the backfill: {children:.0f} s = "
-            f"{children / backfill.seconds:.2f} cores busy; with this process "
-            f"{(children + result['cpu_seconds']) / backfill.seconds:.2f} cores"
+            f"  the ChartMogul emulator's own process: {result['emulator_cpu_seconds']:.0f} s of CPU = "
+            f"{result['emulator_cpu_seconds'] / backfill.seconds:.2f} cores busy"
+        )
+    if result["moto_cpu_seconds"] is not None:
+        print(
+            f"  moto's own process: {result['moto_cpu_seconds']:.0f} s of CPU = "
+            f"{result['moto_cpu_seconds'] / backfill.seconds:.2f} cores busy"
         )
     seconds = {name: round(figures.seconds, 1) for name, figures in backfill.functions.items()}
     print(f"  backfill handler seconds by function (summed over instances): {seconds}")
@@ -260,11 +280,17 @@ def main() -> None:
         "--stripe-rate", type=float, default=STRIPE_LIVE_RATE, help="Stripe's limit, requests/s (live mode: 100)"
     )
     parser.add_argument(
+        "--chartmogul-process",
+        action="store_true",
+        help="run the ChartMogul emulator in an OS process of its own, so its work does not compete with the "
+        "functions for this interpreter (PipelineOptions.chartmogul_process)",
+    )
+    parser.add_argument(
         "--aws-backend",
         choices=BACKENDS,
         default="in-process",
         help="where moto runs (localdev/aws/runtime.py): in this process, as a server in this process, or as a "
-        "server in a child process, whose CPU is then printed too (default in-process)",
+        "server in a child process, whose CPU is then printed too (default in-process; PipelineOptions.backend)",
     )
     args = parser.parse_args()
     if args.customers < 1 or args.months < 1:

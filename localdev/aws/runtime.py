@@ -134,6 +134,7 @@ class LocalStack:
         self.stack_name = stack_name
         self.region = region
         self.endpoint_url = endpoint_url
+        self.moto_pid: int | None = None  # moto's own process, with the "process" backend (its CPU, for figures)
         self.options = options
         self._add_layers_to_path()
         self.functions = {lid: self._local_function(lid) for lid in template.functions}
@@ -506,9 +507,15 @@ _AWS_TEST_ENVIRONMENT = {
 }
 
 
+@dataclass(frozen=True)
+class MotoEndpoint:
+    url: str | None  # None: in-process (`mock_aws`), no endpoint
+    pid: int | None = None  # moto's own process ("process" backend); None: this process
+
+
 @contextmanager
-def moto_backend(backend: Backend, region: str) -> Iterator[str | None]:
-    """Start moto; yields the endpoint URL (None in-process). Stops it, and restores the environment, on exit.
+def moto_backend(backend: Backend, region: str) -> Iterator[MotoEndpoint]:
+    """Start moto and yield where it answers. Stops it, and restores the environment, on exit.
 
     Every backend starts from a clean account and leaves none behind."""
     environment: dict[str, str | None] = {**_AWS_TEST_ENVIRONMENT, "AWS_DEFAULT_REGION": region, "AWS_REGION": region}
@@ -517,7 +524,7 @@ def moto_backend(backend: Backend, region: str) -> Iterator[str | None]:
     if backend == "process":
         # A new child process holds no state (a clean account) and installs moto_fixes itself.
         with start_moto_process() as moto, patched_environ({**environment, "AWS_ENDPOINT_URL": moto.endpoint_url}):
-            yield moto.endpoint_url
+            yield MotoEndpoint(moto.endpoint_url, moto.pid)
         return
     # The concurrent invocations are threads calling moto, which takes no locks and has costs quadratic in a
     # backfill's size: moto_fixes.py gives it the services' thread-safety and linear costs, its answers unchanged.
@@ -526,7 +533,7 @@ def moto_backend(backend: Backend, region: str) -> Iterator[str | None]:
         from moto import mock_aws
 
         with patched_environ({**environment, "AWS_ENDPOINT_URL": None}), mock_aws():
-            yield None
+            yield MotoEndpoint(None)
         return
     from moto.server import ThreadedMotoServer
 
@@ -540,7 +547,7 @@ def moto_backend(backend: Backend, region: str) -> Iterator[str | None]:
         # The server shares moto's in-process state: start from a clean account (moto docs, server_mode.rst).
         _reset_moto_server(endpoint_url)
         with patched_environ({**environment, "AWS_ENDPOINT_URL": endpoint_url}):
-            yield endpoint_url
+            yield MotoEndpoint(endpoint_url)
         _reset_moto_server(endpoint_url)
     finally:
         server.stop()
@@ -574,7 +581,8 @@ def local_stack(
     parameter_settings = parameter_values(parsed, parameters or {})
     parsed = parsed.with_conditions(parameter_settings)
     with ExitStack() as cleanup:
-        endpoint_url = cleanup.enter_context(moto_backend(backend, region))
+        moto = cleanup.enter_context(moto_backend(backend, region))
+        endpoint_url = moto.url
         clients = AwsClients(boto3.session.Session(), endpoint_url, region)
         values = create_stack_resources(parsed, clients, stack_name, region, parameter_settings)
         stack = LocalStack(
@@ -587,6 +595,7 @@ def local_stack(
             options=options or PollerOptions(),
             extra_environment=environment,
         )
+        stack.moto_pid = moto.pid
         cleanup.callback(forget_cached_settings)
         for function, handler in (handlers or {}).items():
             stack.use_handler(function, handler)

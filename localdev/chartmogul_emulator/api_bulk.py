@@ -267,7 +267,7 @@ def register(router: Router, emulator: Emulator) -> None:
         if body.get("external_id") is not None and not isinstance(body["external_id"], str):
             raise SchemaError("external_id")
         now = format_event_timestamp(emulator.now())
-        doc = {
+        doc: dict[str, Any] = {
             "id": str(uuid_module.uuid4()),  # docs/sources.md#cm-bulk-import: a string (the client's schema)
             "data_source_uuid": data_source_uuid,
             "status": "queued",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
+import time
 
 from localdev.chartmogul_emulator import (
     api_bulk,
@@ -16,7 +18,7 @@ from localdev.chartmogul_emulator import (
     responses,
 )
 from localdev.chartmogul_emulator.core import Emulator
-from localdev.chartmogul_emulator.options import EmulatorOptions
+from localdev.chartmogul_emulator.options import EmulatorOptions, parse_instant
 from localdev.chartmogul_emulator.responses import APIProblem, schema_error
 from localdev.chartmogul_emulator.validation import SchemaError
 from localdev.emulator_kit import (
@@ -26,6 +28,7 @@ from localdev.emulator_kit import (
     Response,
     Router,
     ServerSettings,
+    json_response,
 )
 from localdev.emulator_kit.routing import Handler
 
@@ -74,6 +77,45 @@ def build_router(emulator: Emulator) -> Router:
     return router
 
 
+def build_admin_router(emulator: Emulator, prefix: str = "/_admin") -> Router:
+    """Admin endpoints of this emulator beside the kit's:
+    - `GET|PUT /_admin/clock`: the emulator's "now" (customer MRR and status, "cancellation must be in the past"),
+      so a caller in another process can move it as `options.now` moves it in-process. Body and answer:
+      `{"now": "2026-02-01T00:00:00+00:00"}`; `null`: the real clock.
+    - `GET /_admin/process`: `{"pid": ..., "cpu_seconds": ...}`, the CPU time of the process serving (what a
+      benchmark with the emulator in a process of its own adds to its own)."""
+    options = emulator.options
+
+    def clock_view() -> dict[str, str | None]:
+        return {"now": options.now.isoformat() if options.now is not None else None}
+
+    def set_clock(request: Request) -> Response:
+        body = request.json()
+        if not isinstance(body, dict) or "now" not in body:
+            return json_response(400, {"error": 'expected a JSON object {"now": "<ISO 8601 time>" or null}'})
+        now = body["now"]
+        if now is None:
+            options.now = None
+        elif isinstance(now, str):
+            try:
+                options.now = parse_instant(now)
+            except ValueError as error:
+                return json_response(400, {"error": f"now: {error}"})
+        else:
+            return json_response(400, {"error": f"now: expected an ISO 8601 string or null, got {now!r}"})
+        return json_response(200, clock_view())
+
+    admin = Router()
+    admin.add("GET", f"{prefix}/clock", lambda request: json_response(200, clock_view()))
+    admin.add("PUT", f"{prefix}/clock", set_clock)
+    admin.add(
+        "GET",
+        f"{prefix}/process",
+        lambda request: json_response(200, {"pid": os.getpid(), "cpu_seconds": time.process_time()}),
+    )
+    return admin
+
+
 def create_server(options: EmulatorOptions | None = None) -> tuple[EmulatorServer, Emulator]:
     """An emulator and its (not yet started) server, configured by `options`."""
     options = options or EmulatorOptions()
@@ -98,6 +140,7 @@ def create_server(options: EmulatorOptions | None = None) -> tuple[EmulatorServe
         before_request=authenticate,
         dump_state=emulator.store.dump,
         reset_state=emulator.store.reset,
+        admin_router=build_admin_router(emulator),
         settings=ServerSettings(
             host=options.host,
             port=options.port,

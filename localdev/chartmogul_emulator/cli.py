@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from localdev.chartmogul_emulator.app import create_server
-from localdev.chartmogul_emulator.options import DEFAULT_API_KEY, EmulatorOptions
+from localdev.chartmogul_emulator.options import DEFAULT_API_KEY, EmulatorOptions, parse_instant
 from localdev.emulator_kit.cli import exit_after_option, faults_option, host_option, listening, port_option
 
 
@@ -48,12 +48,9 @@ def _parse_now(context: click.Context, parameter: click.Parameter, text: str | N
     if text is None:
         return None
     try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not an ISO 8601 time, e.g. 2026-02-01T00:00:00Z", context, parameter
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+        return parse_instant(text)
+    except ValueError as error:
+        raise click.BadParameter(str(error), context, parameter) from None
 
 
 def _db_in_existing_directory(context: click.Context, parameter: click.Parameter, path: str | None) -> str | None:
@@ -171,7 +168,8 @@ def chartmogul(
 def _announce(base_url: str, api_key: str, ca_cert: object) -> None:
     click.echo(f"  API:    {base_url}/v1   (Basic auth: user {api_key!r}, empty password)")
     click.echo(
-        f"  admin:  {base_url}/_admin/requests | /_admin/state | /_admin/reset | /_admin/faults | /_admin/rate-limit"
+        f"  admin:  {base_url}/_admin/requests | /_admin/state | /_admin/reset | /_admin/faults | "
+        "/_admin/rate-limit | /_admin/clock"
     )
     if ca_cert:
         click.echo(f"  TLS:    trust {ca_cert}  (export REQUESTS_CA_BUNDLE={ca_cert})")

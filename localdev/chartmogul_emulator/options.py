@@ -61,3 +61,13 @@ class EmulatorOptions:
 
     def clock(self) -> dt.datetime:
         return self.now if self.now is not None else dt.datetime.now(dt.UTC)
+
+
+def parse_instant(text: str) -> dt.datetime:
+    """An ISO 8601 time (`Z` accepted; no zone: UTC). Raises ValueError naming the text, e.g. for `--now`,
+    `PUT /_admin/clock` and the options a child process is started with."""
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time, e.g. 2026-02-01T00:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

@@ -17,15 +17,17 @@ Key layout (one place, so two features never collide):
   pk="failure#<sqs message id>"   sk="last"               why a transform, upload or Stripe events record last
                                   failed (`failure` JSON; `expires_at` TTL after the DLQs' retention; failures.py),
                                   for its dead letter
-  pk="uploaders"                  sk="<instance id>"       an upload instance sending ChartMogul requests now
-                                  (`expires_at`, TTL; sinks/chartmogul/limiter.py UploadPeers)
+  pk="uploaders"                  sk="<instance id>"       an upload instance sending ChartMogul requests now, and
+                                  the most connections it may hold (`expires_at`, TTL; `connections`;
+                                  sinks/chartmogul/limiter.py UploadPeers)
   pk="run#last"                   sk="<mode>"             the export's last run of this mode (incremental, backfill,
                                   customer, realtime): `run` JSON with its times, outcome and counts
                                   (sources/stripe/run.py RunRecord), for `cmsync status`
 Callers build keys with `key()` and never spell the separators themselves.
 """
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +36,12 @@ from botocore.exceptions import ClientError
 
 def key(*parts: str) -> str:
     return "#".join(parts)
+
+
+# BatchGetItem reads up to 100 items a request and may leave some unprocessed (a response holds at most 16 MB, or
+# the table is throttled): https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html
+BATCH_GET_KEYS = 100
+BATCH_GET_ROUNDS = 8  # requests for one group of keys before the rest is read one item at a time
 
 
 class StateTable:
@@ -59,6 +67,40 @@ class StateTable:
             "Item"
         )
         return _plain(found) if found is not None else None
+
+    def get_many(
+        self, keys: Iterable[tuple[str, str]], sleep: Callable[[float], None] = time.sleep
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The items stored under these (pk, sk) keys, read as `get` reads them (strongly consistent) but up to 100
+        a request; a key with no item is absent from the answer.
+
+        Keys DynamoDB leaves unprocessed are asked again, after a pause when a request processed none (AWS's advice
+        for throttled batches: back off and retry); what is still unprocessed after BATCH_GET_ROUNDS requests is
+        read one item at a time. Bounded either way.
+
+            found = state.get_many([(key("applied", ds), "cus_1"), (key("applied", ds), "cus_2")])
+        """
+        wanted = list(dict.fromkeys(keys))  # BatchGetItem refuses a request that names a key twice
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for start in range(0, len(wanted), BATCH_GET_KEYS):
+            pending = [_dynamo({"pk": pk, "sk": sk}) for pk, sk in wanted[start : start + BATCH_GET_KEYS]]
+            for attempt in range(BATCH_GET_ROUNDS):
+                answer = self._client.batch_get_item(
+                    RequestItems={self._name: {"Keys": pending, "ConsistentRead": True}}
+                )
+                items = answer.get("Responses", {}).get(self._name, [])
+                for item in items:
+                    found[(str(item["pk"]), str(item["sk"]))] = _plain(item)
+                pending = answer.get("UnprocessedKeys", {}).get(self._name, {}).get("Keys", [])
+                if not pending:
+                    break
+                if not items:
+                    sleep(min(1.0, 0.05 * 2**attempt))
+            for unprocessed in pending:
+                item = self.get(str(unprocessed["pk"]), str(unprocessed["sk"]))
+                if item is not None:
+                    found[(str(unprocessed["pk"]), str(unprocessed["sk"]))] = item
+        return found
 
     def put(self, pk: str, sk: str, attributes: Mapping[str, Any]) -> None:
         self._client.put_item(TableName=self._name, Item=_dynamo({**attributes, "pk": pk, "sk": sk}))

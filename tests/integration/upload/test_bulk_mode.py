@@ -92,6 +92,28 @@ def test_a_customer_already_in_chartmogul_is_applied_per_object_in_a_bulk_batch(
     assert chartmogul_state(emulator) == expected_state(*good)
 
 
+def test_a_customer_an_earlier_create_left_without_invoices_still_goes_in_the_import(stack, emulator):
+    """A create that timed out after ChartMogul took it (the retry answers 422) leaves the customer alone, with no
+    invoice and no id map entry: its records still go in bulk, not invoice by invoice."""
+    import chartmogul
+
+    from chartmogul_sync.sinks.chartmogul.apply import customer_create_payload
+
+    good, _ = backfill_bundles()
+    ann, *others = good
+    upload(stack, *others, mode="bulk")
+    data_source = emulator.emulator.store.docs("data_sources")[0]["uuid"]
+    chartmogul.Customer.create(emulator.client_config(), data=customer_create_payload(ann.customer, data_source)).get()
+    emulator.server.counter.reset()
+
+    upload(stack, ann, mode="bulk")
+    counts = requests_made(emulator)
+    assert counts["POST /v1/customers 422"] == 1  # ChartMogul holds it: relearned (a lookup, its invoices: none)
+    assert counts["POST /v1/data_sources/{uuid}/json_imports 201"] == 1
+    assert "POST /v1/import/customers/{uuid}/invoices 201" not in counts
+    assert chartmogul_state(emulator) == expected_state(*good)
+
+
 def test_an_import_unfinished_within_the_time_budget_is_retried_without_duplicates(monkeypatch):
 
     from moto import mock_aws

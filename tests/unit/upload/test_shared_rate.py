@@ -6,10 +6,14 @@ limiter imposes, not the machine.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+
 import moto
 import pytest
 
-from chartmogul_sync.sinks.chartmogul.limiter import ChartMogulLimiter, UploadPeers
+from chartmogul_sync.sinks.chartmogul.limiter import ChartMogulLimiter, OutOfTime, PeerCount, UploadPeers
 from tests.fixtures.state_table import create_state_table
 
 
@@ -48,7 +52,7 @@ def test_an_instance_alone_uses_the_whole_account_limit_and_halves_it_when_anoth
     assert limiter.active_instances == 1
 
     other = UploadPeers(state, "b", clock=clock)
-    assert other.count() == 2  # b's first request registers it; a is live (its heartbeat is under 3 s old)
+    assert other.count().instances == 2  # b's first request registers it; a is live (its heartbeat is under 3 s old)
     clock.now += 1.0  # a re-counts at its next request after refresh_s
     assert spacing(limiter, clock, 21) == pytest.approx(1.0, abs=0.06)  # 20/s each, after the first
     assert limiter.active_instances == 2
@@ -72,18 +76,21 @@ def test_the_busy_instances_never_exceed_the_account_limit_once_they_know_each_o
         with limiter.slot():
             pass
     clock.now += 1.0
-    for limiter in limiters:  # the next request after refresh_s re-counts
+    # The next request after refresh_s re-counts (a, which was alone at its first count, last: the first to count
+    # again would otherwise wait, single-threaded here, for the others to make room in the connections).
+    for limiter in reversed(limiters):
         with limiter.slot():
             pass
     assert [limiter.active_instances for limiter in limiters] == [3, 3, 3]
     assert sum(limiter.requests_per_second for limiter in limiters) == pytest.approx(40.0)
+    assert sum(limiter.max_connections for limiter in limiters) <= 6
 
 
 def test_a_state_table_failure_keeps_the_current_share(state):
     clock = Clock()
 
     class Unreachable(UploadPeers):
-        def count(self) -> int:
+        def count(self, connections: int = 0) -> PeerCount:
             raise ConnectionError("DynamoDB unreachable")
 
     limiter = ChartMogulLimiter(40, 6, clock=clock, sleep=clock.sleep, peers=Unreachable(state, "a", clock=clock))
@@ -127,3 +134,76 @@ def test_a_status_poll_does_not_make_a_waiting_instance_busy(state):
     with busy.slot():
         pass
     assert busy.active_instances == 1  # the poller never announced itself: the busy one keeps the whole rate
+
+
+def test_a_lone_instance_grows_to_the_whole_connection_pool_once_it_has_said_so(state):
+    """At ChartMogul's 100-300 ms a request, 40/s needs up to 12 requests in flight: a lone instance may hold the
+    whole pool, not a fixed third of it; the raise waits for its next count, after it has said so."""
+    clock = Clock()
+    limiter = ChartMogulLimiter(
+        40, 17, clock=clock, sleep=clock.sleep, peers=UploadPeers(state, "a", clock=clock), max_instances=3
+    )
+    with limiter.slot():
+        pass
+    assert limiter.max_connections == 5  # joining: the part it would have with all three busy
+    clock.now += 1.0
+    with limiter.slot():
+        pass
+    assert limiter.max_connections == 17
+    assert limiter.max_workers == 17  # the threads to size pools by
+
+
+def test_an_instance_that_joins_holds_no_connection_the_others_have_not_given_up(state):
+    clock = Clock()
+    a = ChartMogulLimiter(40, 17, clock=clock, sleep=clock.sleep, peers=UploadPeers(state, "a", clock=clock))
+    for _ in range(2):
+        with a.slot():
+            pass
+        clock.now += 1.0
+    assert a.max_connections == 17  # alone, and said so
+    b = ChartMogulLimiter(40, 17, clock=clock, sleep=clock.sleep, peers=UploadPeers(state, "b", clock=clock))
+    with pytest.raises(OutOfTime), b.slot(deadline=clock.now + 0.5):
+        pass  # a said it may hold all 17: nothing for b yet
+    assert b.max_connections == 0
+    with a.slot():  # a counts b: its part is 8 now (17 // 2)
+        pass
+    assert a.max_connections == 8
+
+
+def test_busy_instances_together_never_hold_more_than_the_pool_while_they_come_and_go(state):
+    """Three instances with eight threads each, two of them joining later, requests of 5 ms (real clock and
+    threads): however their counts interleave, the requests in flight across all three never pass the pool."""
+    pool, lock = 17, threading.Lock()
+    in_flight, peak, sent = [0], [0], {name: 0 for name in "abc"}
+    stop = time.monotonic() + 1.5
+
+    def instance(name: str, start_after: float) -> None:
+        time.sleep(start_after)
+        peers = UploadPeers(state, name, refresh_s=0.05, expiry_s=2.0)
+        limiter = ChartMogulLimiter(10_000, pool, peers=peers, max_instances=3)
+
+        def worker() -> None:
+            while time.monotonic() < stop:
+                with contextlib.suppress(OutOfTime), limiter.slot(deadline=stop):
+                    with lock:
+                        in_flight[0] += 1
+                        peak[0] = max(peak[0], in_flight[0])
+                        sent[name] += 1
+                    time.sleep(0.005)
+                    with lock:
+                        in_flight[0] -= 1
+
+        workers = [threading.Thread(target=worker) for _ in range(8)]
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join(10)
+
+    instances = [threading.Thread(target=instance, args=(n, d)) for n, d in (("a", 0.0), ("b", 0.3), ("c", 0.6))]
+    for thread in instances:
+        thread.start()
+    for thread in instances:
+        thread.join(15)
+    assert peak[0] <= pool
+    assert peak[0] > pool // 3  # more than a fixed third: a lone instance used the pool
+    assert all(sent[name] > 0 for name in "abc"), sent  # each got connections once the others made room

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +192,9 @@ class SavedState(StateTable):
 
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
         return self._items.get((pk, sk))
+
+    def get_many(self, keys: Iterable[tuple[str, str]], sleep: Any = None) -> dict[tuple[str, str], dict[str, Any]]:
+        return {k: self._items[k] for k in keys if k in self._items}
 
     def query(self, pk: str, sk_prefix: str = "") -> Iterator[dict[str, Any]]:
         for (item_pk, item_sk), item in sorted(self._items.items()):

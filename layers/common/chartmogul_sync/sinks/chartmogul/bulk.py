@@ -251,7 +251,7 @@ class BulkUploader:
         self._sleep = sleep
         self._max_payload_bytes = max_payload_bytes
         # Per-customer API calls run on up to this instance's share of ChartMogul's connections.
-        self._workers = api.limiter.max_connections
+        self._workers = api.limiter.max_workers
         self.imports_made: list[str] = []  # ChartMogul import ids, for logs and reports
 
     def apply_many(self, bundles: Sequence[CustomerBundle], budget: TimeBudget) -> list[BundleOutcome]:
@@ -280,18 +280,19 @@ class BulkUploader:
                 newest[customer_id] = index
         to_import: list[int] = []
         via_api: list[int] = []
-        for customer_id, index in newest.items():
-            bundle = bundles[index]
-            try:
-                skipped = self._uploader.skip_reason(bundle)
-                if skipped is not None:
-                    outcomes[index] = skipped
-                elif bundle.deleted_in_source or self._idmap.known_customer(customer_id).exists:
-                    via_api.append(index)
-                else:
-                    to_import.append(index)
-            except Exception as error:  # only this record fails (e.g. its id map entry could not be read)
-                outcomes[index] = _record_failure(bundle, error)
+        with self._idmap.read_ahead(newest):  # the leases are held: one batched read for all
+            for customer_id, index in newest.items():
+                bundle = bundles[index]
+                try:
+                    skipped = self._uploader.skip_reason(bundle)
+                    if skipped is not None:
+                        outcomes[index] = skipped
+                    elif bundle.deleted_in_source or self._idmap.known_customer(customer_id).exists:
+                        via_api.append(index)
+                    else:
+                        to_import.append(index)
+                except Exception as error:  # only this record fails (e.g. its id map entry could not be read)
+                    outcomes[index] = _record_failure(bundle, error)
         # One bundle per customer here, each under its customer's lease: they run side by side (limiter.py).
         applied = map_concurrently(lambda i: self._via_api(bundles[i], budget), via_api, self._workers)
         outcomes.update(zip(via_api, applied, strict=True))

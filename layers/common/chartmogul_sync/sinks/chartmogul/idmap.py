@@ -18,12 +18,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import chartmogul
+from aws_lambda_powertools import Logger
 from pydantic import TypeAdapter
 
 from chartmogul_sync.state import StateTable, key
 
 from .apply import KnownCustomer, KnownPlan, KnownSubscription
 from .client import ChartMogulApi, ChartMogulError, FailureKind, TimeBudget
+
+logger = Logger(child=True)
 
 _known_customer = TypeAdapter(KnownCustomer)
 _known_plan = TypeAdapter(KnownPlan)
@@ -35,6 +38,9 @@ _PART_BYTES = 200_000
 # customer.
 _MAX_PAGES = 1_000
 _PER_PAGE = 200
+
+
+_NOT_READ_AHEAD: Any = object()
 
 
 class Overtaken(Exception):
@@ -99,6 +105,8 @@ class IdMap:
         self._versions: dict[str, str] = {}  # customer → the bundle version being applied (see `writing`)
         # customer → (part count, digest of each part as last read or written): only changed parts are rewritten.
         self._parts: dict[str, tuple[int, dict[int, str]]] = {}
+        # (pk, sk) → the item read ahead by `read_ahead` (None: none stored), each used by the first read only.
+        self._read_ahead: dict[tuple[str, str], dict[str, Any] | None] = {}
 
     # ------------------------------------------------------------ customers
 
@@ -112,8 +120,47 @@ class IdMap:
         finally:
             self._versions.pop(customer_external_id, None)
 
+    @contextmanager
+    def read_ahead(self, customer_external_ids: Iterable[str]) -> Iterator[None]:
+        """Within the block, the first `known_customer` and `last_applied` of each of these customers answer from
+        one batched read (BatchGetItem, 100 items a request) instead of a read each.
+
+        Only for customers whose leases the caller holds (leases.py): nobody else writes their entries meanwhile,
+        and each item read ahead answers one read only, so a read after this upload's own write sees the write.
+        A batch of 500 customers costs 10 requests instead of 1,000 before its first ChartMogul request.
+        """
+        keys = [
+            item_key
+            for customer_id in customer_external_ids
+            for item_key in (self._customer_key(customer_id), self._applied_key(customer_id))
+        ]
+        try:
+            found = self._state.get_many(keys)
+        except Exception as error:  # the reads go one by one instead: a failed batched read fails no record
+            logger.warning(
+                "could not read the id map entries ahead", extra={"error": f"{type(error).__name__}: {error}"}
+            )
+            yield
+            return
+        self._read_ahead.update({item_key: found.get(item_key) for item_key in keys})
+        try:
+            yield
+        finally:
+            for item_key in keys:
+                self._read_ahead.pop(item_key, None)
+
+    def _read(self, item_key: tuple[str, str]) -> dict[str, Any] | None:
+        ahead = self._read_ahead.pop(item_key, _NOT_READ_AHEAD)
+        return self._state.get(*item_key) if ahead is _NOT_READ_AHEAD else ahead
+
+    def _customer_key(self, customer_external_id: str) -> tuple[str, str]:
+        return self._pk, key("customer", customer_external_id)
+
+    def _applied_key(self, customer_external_id: str) -> tuple[str, str]:
+        return key("applied", self.data_source_uuid), customer_external_id
+
     def known_customer(self, customer_external_id: str) -> KnownCustomer:
-        head = self._state.get(self._pk, key("customer", customer_external_id))
+        head = self._read(self._customer_key(customer_external_id))
         if head is None:
             self._parts.pop(customer_external_id, None)
             return KnownCustomer()
@@ -302,7 +349,7 @@ class IdMap:
 
     def last_applied(self, customer_external_id: str) -> tuple[str, str] | None:
         """(snapshot time, bundle digest) of the last bundle applied for this customer."""
-        item = self._state.get(key("applied", self.data_source_uuid), customer_external_id)
+        item = self._read(self._applied_key(customer_external_id))
         return None if item is None else (str(item["snapshot_time"]), str(item.get("bundle_digest", "")))
 
     def record_applied(self, customer_external_id: str, snapshot_time: str, digest: str) -> bool:

@@ -22,7 +22,9 @@ instance, whatever its request rate. An instance that becomes busy is counted by
 sends its first request only after `join_wait_s`, by which time the others have made room, and the account's limit
 is not passed while the instances come and go. Requests that do not make an instance busy (polling an import's
 status, `counted=False`) neither renew its heartbeat nor wait to join; a waiting instance's heartbeat expires and
-its share goes to the others. Should the account still see more than its limit (another integration on it),
+its share goes to the others. The 20 connections are shared the same way, but by what each instance says it may
+hold (`ChartMogulLimiter`): time alone cannot bound a connection, since a slow request outlasts any wait. Should
+the account still see more than its limit (another integration on it),
 ChartMogul answers 429 and the client wrapper retries with backoff (client.py).
 
 Within one process the limiter is shared by every thread (a local runtime running invocations in threads of one
@@ -35,6 +37,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 from aws_lambda_powertools import Logger
@@ -44,6 +47,9 @@ from chartmogul_sync.state import StateTable, key
 
 logger = Logger(child=True)
 
+# Bound on one request's waits for a connection (each up to `UploadPeers.refresh_s`): an hour at the default.
+_MAX_CONNECTION_WAITS = 3_600
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -52,16 +58,23 @@ class OutOfTime(RuntimeError):
     """Waiting for a request slot would run past the time budget."""
 
 
+@dataclass(frozen=True)
+class PeerCount:
+    instances: int  # the busy instances, this one included (never less than 1)
+    others_connections: int  # the most connections the other busy instances said they may hold
+
+
 class UploadPeers:
     """The upload instances sending ChartMogul requests now: a heartbeat item each in the state table.
 
-    `count()` renews this instance's heartbeat and counts the live ones (itself included, so never less than 1).
-    A heartbeat lives `expiry_s`; the limiter calls `count()` at most every `refresh_s`, and only while it lets
+    `count(connections)` renews this instance's heartbeat, saying the most connections it may hold until its next
+    count, and counts the live ones (itself included, so never less than 1) with what the others said. A
+    heartbeat lives `expiry_s`; the limiter calls `count()` at most every `refresh_s`, and only while it lets
     requests through, so an idle or waiting instance drops out by itself. Expired items are left to the table's
     TTL (`expires_at`), and ignored until then.
 
         peers = UploadPeers(state)
-        limiter = ChartMogulLimiter(40, 20, peers=peers)  # 40/s alone, 20/s each for two busy instances
+        limiter = ChartMogulLimiter(40, 17, peers=peers)  # 40/s alone, 20/s each for two busy instances
     """
 
     def __init__(
@@ -85,11 +98,14 @@ class UploadPeers:
         (a connection's worth each, well under half a second at ChartMogul's rate)."""
         return self.refresh_s + 0.5
 
-    def count(self) -> int:
+    def count(self, connections: int = 0) -> PeerCount:
         now = self._clock()
-        self._state.put(_PEERS_PK, self.instance_id, {"expires_at": now + self.expiry_s})
-        live = sum(1 for item in self._state.query(_PEERS_PK) if float(item.get("expires_at", 0)) > now)
-        return max(1, live)
+        self._state.put(_PEERS_PK, self.instance_id, {"expires_at": now + self.expiry_s, "connections": connections})
+        live = [item for item in self._state.query(_PEERS_PK) if float(item.get("expires_at", 0)) > now]
+        others = [item for item in live if item.get("sk") != self.instance_id]
+        return PeerCount(
+            instances=len(others) + 1, others_connections=sum(int(item.get("connections", 0)) for item in others)
+        )
 
 
 _PEERS_PK = key("uploaders")
@@ -98,8 +114,18 @@ _PEERS_PK = key("uploaders")
 class ChartMogulLimiter:
     """A smooth token bucket (no bursts) plus a cap on requests in flight, both thread-safe.
 
-    The connections are this instance's own. The rate is too, or with `peers` the account's, divided by the busy
-    instances (re-counted at most every `peers.refresh_s`).
+    Without `peers` both are this instance's own, every request included.
+
+    With `peers`, both are the account's, shared among the busy instances (re-counted at most every
+    `peers.refresh_s`). The rate: `requests_per_second / busy instances`, with the join wait below. The
+    connections: `max_connections` is the account's pool for counted requests, and each instance may hold at most
+    an equal part of it, and never more than the others leave: at each count it says the most it may hold until the
+    next (`UploadPeers.count`), and takes `min(pool / busy instances, pool - what the others said)`. A raise takes
+    effect only after it has been said, so what the instances hold together never passes the pool, whatever the
+    order of their counts; an instance that joins says the part it would have with every possible instance busy
+    (`max_instances`, the function's MaximumConcurrency) and holds nothing until the others leave it room.
+    Uncounted requests (status polls, which keep no heartbeat) have one connection of their own per instance,
+    outside the pool (`share_of_account` keeps one per possible instance out of the account's 20 for them).
     """
 
     def __init__(
@@ -109,11 +135,14 @@ class ChartMogulLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         peers: UploadPeers | None = None,
+        max_instances: int = 3,
     ) -> None:
         if requests_per_second <= 0 or max_connections < 1:
             raise ValueError("the limiter needs a positive rate and at least one connection")
         self._rate_limit = requests_per_second
-        self.max_connections = max_connections
+        self._connection_limit = max_connections
+        # The most requests this limiter may ever let run at once: what callers size their thread pools by.
+        self.max_workers = max_connections
         self._peers = peers
         self._clock = clock
         self._sleep = sleep
@@ -122,10 +151,17 @@ class ChartMogulLimiter:
         self._next_refresh = clock()
         self._last_counted: float | None = None  # when this instance last renewed its heartbeat (clock())
         self._not_before = clock()  # no counted request starts before: the wait after joining the busy instances
+        self._connection_free = threading.Condition()
+        self._open = 0  # connections taken by counted requests (one waiting for its place in the rate holds one)
+        # With peers: nothing is held before the first count; `_wanted` is the part said at the next count.
+        self.max_connections = max_connections if peers is None else 0
+        self._wanted = max_connections
+        self._poll_lane = threading.BoundedSemaphore(1)
+        # What an instance that joins says it may hold: its part if every possible instance were busy.
+        self._joining_part = max(1, max_connections // max(1, max_instances))
         self.active_instances = 1
-        self._share(1)
+        self._interval = 1 / requests_per_second
         self._next_start = clock()
-        self._connections = threading.BoundedSemaphore(max_connections)
         self.in_flight = 0
         self.peak_in_flight = 0  # for metrics and tests: the most requests this limiter ever let run at once
 
@@ -138,39 +174,53 @@ class ChartMogulLimiter:
         """This instance's share of the account limits (see the module docstring for why): among the busy
         instances with `peers`, else a fixed `1 / upload_max_concurrency`."""
         instances = settings.upload_max_concurrency
-        # Connections stay the fixed share: an instance that counts itself alone a moment too long would otherwise
-        # open the account's 20 beside the others' (ChartMogul answers 503 past them), and 20 / MaximumConcurrency
-        # still carries the whole rate at ChartMogul's latency (6 connections x 1 / 0.15 s = 40 requests/s).
-        connections = max(1, settings.chartmogul_max_connections // instances)
         if peers is not None:
-            return cls(settings.chartmogul_requests_per_second, connections, peers=peers)
+            # Rate and connections both follow the busy instances: a lone instance at ChartMogul's 100-300 ms
+            # needs 4-12 requests in flight for 40/s, more than a fixed 20 / MaximumConcurrency gives it. One
+            # connection per possible instance stays out of the pool, for its status polls.
+            pool = max(1, settings.chartmogul_max_connections - instances)
+            return cls(settings.chartmogul_requests_per_second, pool, peers=peers, max_instances=instances)
+        connections = max(1, settings.chartmogul_max_connections // instances)
         return cls(requests_per_second=settings.chartmogul_requests_per_second / instances, max_connections=connections)
 
-    def _share(self, instances: int) -> None:
-        self.active_instances = instances
-        self._interval = instances / self._rate_limit
+    def _set_connections(self, cap: int) -> None:
+        with self._connection_free:
+            self.max_connections = cap
+            self._connection_free.notify_all()  # a larger part lets waiting requests start
 
     def _refresh(self) -> None:
         """Re-count the busy instances when due; one thread does it, the others go on with the current share."""
-        if self._peers is None or self._clock() < self._next_refresh or not self._refreshing.acquire(blocking=False):
+        peers = self._peers
+        if peers is None or self._clock() < self._next_refresh or not self._refreshing.acquire(blocking=False):
             return
         try:
             now = self._clock()
+            # An instance whose heartbeat had expired (or never existed) is not counted by the others: it holds no
+            # new connection until they have heard of it, and its first request waits for their room in the rate.
+            joining = self._last_counted is None or now - self._last_counted >= peers.expiry_s
+            if joining:
+                self._set_connections(0)
+                self._wanted = self._joining_part
+            with self._connection_free:
+                said = max(self._open, self.max_connections, self._wanted)
             try:
-                instances = self._peers.count()
+                counted = peers.count(said)
             except Exception as error:  # the state table unreachable: keep the current share, try again later
                 logger.warning("could not count the busy upload instances", extra={"error": str(error)})
-                self._next_refresh = now + self._peers.refresh_s
+                if joining:  # no part yet: the one it would have with every possible instance busy (as `fixed`)
+                    self._set_connections(self._joining_part)
+                self._next_refresh = now + peers.refresh_s
                 return
+            fair = self._connection_limit // counted.instances
+            self._wanted = max(0, min(fair, self._connection_limit - counted.others_connections))
+            self._set_connections(min(self._wanted, said))  # a raise past what was said waits for the next count
             with self._lock:
-                self._share(instances)
-                # An instance whose heartbeat had expired (or never existed) is not counted by the others yet:
-                # its first request waits until they have re-counted and made room.
-                joined = self._last_counted is None or now - self._last_counted >= self._peers.expiry_s
-                if joined and instances > 1:
-                    self._not_before = max(self._not_before, now + self._peers.join_wait_s)
+                self.active_instances = counted.instances
+                self._interval = counted.instances / self._rate_limit
+                if joining and counted.instances > 1:
+                    self._not_before = max(self._not_before, now + peers.join_wait_s)
             self._last_counted = now
-            self._next_refresh = now + self._peers.refresh_s
+            self._next_refresh = now + peers.refresh_s
         finally:
             self._refreshing.release()
 
@@ -180,12 +230,17 @@ class ChartMogulLimiter:
 
         `deadline` is a `clock()` value; waiting past it raises OutOfTime instead of starting a request late.
         `counted=False` (an occasional request such as a status poll) does not make this instance busy: it keeps
-        no heartbeat alive and does not wait to join the busy instances.
+        no heartbeat alive, does not wait to join the busy instances, and with peers takes the instance's own poll
+        connection instead of one of the pool.
         """
         if counted:
             self._refresh()
-        timeout = None if deadline is None else max(0.0, deadline - self._clock())
-        if not self._connections.acquire(timeout=timeout):
+        poll_lane = not counted and self._peers is not None
+        if poll_lane:
+            taken = self._poll_lane.acquire(timeout=None if deadline is None else max(0.0, deadline - self._clock()))
+        else:
+            taken = self._take_connection(deadline)
+        if not taken:
             raise OutOfTime("no free ChartMogul connection before the time budget ran out")
         try:
             self._wait_for_rate(deadline, counted)
@@ -198,7 +253,38 @@ class ChartMogulLimiter:
                 with self._lock:
                     self.in_flight -= 1
         finally:
-            self._connections.release()
+            if poll_lane:
+                self._poll_lane.release()
+            else:
+                with self._connection_free:
+                    self._open -= 1
+                    self._connection_free.notify()
+
+    def _take_connection(self, deadline: float | None) -> bool:
+        """Take one of this instance's part of the connections, waiting (bounded) until the part allows it.
+
+        A request of ours that finishes frees one (woken at once); a part of none, or one the others' counts have
+        shrunk, grows only at a count: with nothing of ours to wait for, the waiting threads count again
+        themselves, once `refresh_s` has passed, instead of waiting for a request that will not come.
+        """
+        refresh_s = self._peers.refresh_s if self._peers is not None else 1.0
+        for _wait in range(_MAX_CONNECTION_WAITS):
+            with self._connection_free:
+                if self._open < self.max_connections:
+                    self._open += 1
+                    return True
+                ours_running = self._open > 0
+                if ours_running:
+                    remaining = None if deadline is None else deadline - self._clock()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._connection_free.wait(timeout=refresh_s if remaining is None else min(remaining, refresh_s))
+            if not ours_running:
+                if deadline is not None and self._clock() + refresh_s > deadline:
+                    return False
+                self._sleep(refresh_s)
+            self._refresh()
+        return False
 
     def _wait_for_rate(self, deadline: float | None, counted: bool = True) -> None:
         # Book the next start time under the lock, sleep outside it: requests are spaced `1/rate` apart, so no
@@ -218,10 +304,10 @@ def map_concurrently(function: Callable[[T], R], items: Sequence[T], workers: in
     """`[function(item) for item in items]`, run on up to `workers` threads; results in the order of `items`.
 
     ChartMogul is reached over the Internet (100-300 ms a request): one request after another, an instance uses a
-    fraction of its share of the rate. Independent per-customer work of one batch runs side by side instead, up to
-    the instance's share of the connections (`ChartMogulLimiter.max_connections`), and the limiter still spaces
-    the requests. `function` must not raise for one item's failure (it returns the failure as its outcome): an
-    exception that escapes is raised here, after every item has finished.
+    fraction of its share of the rate. Independent per-customer work of one batch runs side by side instead, on as
+    many threads as the instance may ever have connections (`ChartMogulLimiter.max_workers`); the limiter caps the
+    requests in flight at the current share and still spaces them. `function` must not raise for one item's failure
+    (it returns the failure as its outcome): an exception that escapes is raised here, after every item has finished.
     """
     if workers <= 1 or len(items) <= 1:
         return [function(item) for item in items]

@@ -163,7 +163,7 @@ class UploadService:
                     outcomes.append((record.message_id, failure))
             return outcomes
 
-        groups = map_concurrently(apply_in_order, list(by_customer.values()), self.api.limiter.max_connections)
+        groups = map_concurrently(apply_in_order, list(by_customer.values()), self.api.limiter.max_workers)
         return dict(outcome for group in groups for outcome in group)
 
     def settle(self, record: ParsedRecord, budget: TimeBudget, outcome: BundleOutcome | None = None) -> RecordResult:

@@ -344,8 +344,13 @@ class BundleUploader:
 
         For a bulk import (bulk.py): the bulk format carries no attributes, and setting them afterwards costs a
         lookup of the new customer's uuid and an update; created here, the customer costs one request and its uuid
-        is known for what follows (cancellations). None when ChartMogul already holds the customer (a crash after
-        an earlier create): the caller applies the whole bundle through the API, which relearns it.
+        is known for what follows (cancellations).
+
+        When ChartMogul already holds the customer, what it holds is relearned (a lookup and its invoices). Holding
+        no invoice, which is what an earlier create of ours leaves (a request that timed out after ChartMogul
+        took it, then retried; or a crash), it is returned as if created now: its records still go in the import,
+        and the API pass after it corrects any field that differs. Holding invoices, None: the caller applies the
+        whole bundle through the API, which diffs it against what was relearned.
         """
         customer_id = bundle.customer.external_id
         with self.idmap.writing(customer_id, snapshot_version(bundle)):
@@ -353,7 +358,9 @@ class BundleUploader:
             try:
                 return self._create_customer(bundle, budget)
             except _Relearned:
-                return None
+                held = self.idmap.known_customer(customer_id)
+                empty = held.exists and held.uuid and not held.merged and not held.invoices and not held.transactions
+                return held if empty else None
             finally:
                 del self._duplicates[customer_id]
 

@@ -1,0 +1,90 @@
+"""A bulk batch's state-table work before its first ChartMogul request: batched reads and leases side by side.
+
+Against DynamoDB in moto, counting the requests the state table's client sends (botocore's `before-call` event).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import moto
+import pytest
+
+from chartmogul_sync.sinks.chartmogul.apply import KnownCustomer
+from chartmogul_sync.sinks.chartmogul.client import TimeBudget
+from chartmogul_sync.sinks.chartmogul.idmap import IdMap
+from chartmogul_sync.sinks.chartmogul.leases import CustomerLeases
+from chartmogul_sync.state import StateTable, key
+from tests.fixtures.state_table import create_state_table
+
+
+@pytest.fixture
+def state():
+    with moto.mock_aws():
+        yield create_state_table("state")
+
+
+def count_requests(state: StateTable) -> Counter[str]:
+    sent: Counter[str] = Counter()
+
+    def count(model: Any, **_: Any) -> None:
+        sent[model.name] += 1
+
+    state._client.meta.events.register("before-call.dynamodb", count)
+    return sent
+
+
+def test_get_many_reads_a_hundred_items_a_request_and_leaves_out_the_missing(state):
+    for n in range(250):
+        state.put("p", f"s{n:03d}", {"n": n})
+    sent = count_requests(state)
+    wanted = [("p", f"s{n:03d}") for n in range(0, 300)] + [("p", "s001")]  # 50 missing, one asked twice
+    found = state.get_many(wanted)
+    assert sent == Counter({"BatchGetItem": 3})  # 300 distinct keys
+    assert sorted(found) == [("p", f"s{n:03d}") for n in range(250)]
+    assert found[("p", "s042")]["n"] == 42
+
+
+def test_get_many_asks_again_for_what_dynamodb_left_unprocessed(state):
+    """A BatchGetItem answer holds at most 16 MB: 100 items of 300 KB come back in several requests."""
+    blob = "x" * 300_000
+    for n in range(100):
+        state.put("p", f"s{n:03d}", {"blob": blob})
+    sent = count_requests(state)
+    found = state.get_many(("p", f"s{n:03d}") for n in range(100))
+    assert len(found) == 100
+    assert sent["BatchGetItem"] > 1
+
+
+def test_a_batch_read_ahead_answers_the_first_reads_and_then_dynamodb_answers(state):
+    idmap = IdMap(state, api=None, data_source_uuid="ds_1")  # type: ignore[arg-type]  # no ChartMogul call
+    customers = [f"cus_{n:03d}" for n in range(150)]
+    for customer in customers[:100]:
+        idmap.remember_customer(customer, KnownCustomer(exists=True, uuid=f"uuid-{customer}"))
+        idmap.record_applied(customer, "2025-01-01T00:00:00Z", "digest")
+    sent = count_requests(state)
+    with idmap.read_ahead(customers):
+        assert [idmap.known_customer(c).exists for c in customers] == [True] * 100 + [False] * 50
+        assert idmap.last_applied("cus_000") == ("2025-01-01T00:00:00Z", "digest")
+        assert idmap.last_applied("cus_120") is None
+        assert sent == Counter({"BatchGetItem": 3})  # 300 items, no GetItem
+        # A read after this upload's own write is not answered from the read ahead: it sees the write.
+        idmap.remember_customer("cus_120", KnownCustomer(exists=True, uuid="uuid-cus_120"))
+        assert idmap.known_customer("cus_120").uuid == "uuid-cus_120"
+    assert idmap.known_customer("cus_001").uuid == "uuid-cus_001"  # after the block: read from DynamoDB
+    assert sent["GetItem"] == 2
+
+
+def test_a_batchs_leases_are_taken_side_by_side_and_given_back(state):
+    leases = CustomerLeases(state, "ds_1")
+    other = CustomerLeases(state, "ds_1")
+    customers = [f"cus_{n:03d}" for n in range(60)]
+    budget = TimeBudget()  # no deadline
+    with other.hold_many(customers[:10], budget) as theirs:
+        assert theirs == set(customers[:10])
+        with leases.hold_many(customers, budget) as held:
+            assert held == set(customers[10:])  # the others' leases are not taken from them
+            assert len(list(state.query(key("lease", "ds_1")))) == 60
+        assert len(list(state.query(key("lease", "ds_1")))) == 10  # ours given back, theirs kept
+    assert list(state.query(key("lease", "ds_1"))) == []
