@@ -9,35 +9,29 @@ answers from its own process, on its own core.
         boto3.client("sqs", endpoint_url=moto.endpoint_url, ...)
 
 The child (`python -m localdev.aws.moto_process`) installs `moto_fixes` (the same patches the other backends get),
-starts moto's `ThreadedMotoServer` (moto docs, server_mode.rst) on 127.0.0.1 port 0, and writes one line to
-stdout, `{"port": ..., "moto_fixes": true}`, once its socket listens. It then serves until its stdin reaches end of
-file, which happens when the parent closes the pipe (`stop`) and also when the parent dies, whatever kills it (the
-kernel closes a dead process's descriptors); it also checks every half second that its parent is still the process
-that started it (a backstop if another process held the pipe open). So no moto child outlives its parent.
-A new child holds no state: every stack starts from a clean account, as the server backend's reset gives.
+starts moto's `ThreadedMotoServer` (moto docs, server_mode.rst) on 127.0.0.1 port 0 and, once its socket listens,
+writes one line to stdout, `{"port": ..., "moto_fixes": true}`. It stops as every local server child does
+(localdev/child_process.py): when its stdin reaches end of file (the parent closed it, or died, however it died) or
+its parent is no longer the process that started it. So no moto child outlives its parent. A new child holds no
+state: every stack starts from a clean account, as the server backend's reset gives.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from localdev.aws.template import REPO_ROOT
+from localdev.child_process import read_ready_line, ready_channel, stop_child, wait_while_parent_lives
 
 # Importing moto and its server takes a second or two on an idle machine; a shared one can be slower.
 DEFAULT_READY_TIMEOUT_S = 60.0
-_STOP_TIMEOUT_S = 10.0
-_PARENT_CHECK_INTERVAL_S = 0.5
+_WHAT = "moto's server process"
 
 
 class MotoProcessError(RuntimeError):
@@ -69,55 +63,18 @@ def start_moto_process(ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S) -> Iter
         stderr=None,  # the child's errors show where the parent's do
     )
     try:
-        ready = _read_ready_line(child, ready_timeout_s)
+        ready = read_ready_line(child, timeout_s=ready_timeout_s, what=_WHAT, error=MotoProcessError)
+        if not isinstance(ready.get("port"), int):
+            raise MotoProcessError(f"{_WHAT} said {ready!r} instead of its port")
+        if ready.get("moto_fixes") is not True:
+            raise MotoProcessError(f"{_WHAT} started without localdev/aws/moto_fixes.py installed")
     except BaseException:
-        _stop(child, kill=True)  # it serves nothing yet: no need to let it finish starting
+        stop_child(child, kill=True)  # it serves nothing yet: no need to let it finish starting
         raise
     try:
-        yield MotoProcess(pid=child.pid, port=int(ready["port"]))
+        yield MotoProcess(pid=child.pid, port=ready["port"])
     finally:
-        _stop(child)
-
-
-def _read_ready_line(child: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
-    assert child.stdout is not None
-    deadline = time.monotonic() + timeout_s
-    line = b""
-    while not line.endswith(b"\n"):  # bounded by the deadline
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise MotoProcessError(f"moto's server process (pid {child.pid}) did not report its port in {timeout_s} s")
-        readable, _, _ = select.select([child.stdout], [], [], remaining)
-        if not readable:
-            continue
-        chunk = os.read(child.stdout.fileno(), 4096)
-        if not chunk:  # the child closed stdout: it exited (or is exiting) before it was ready
-            code = child.wait(timeout=_STOP_TIMEOUT_S)
-            raise MotoProcessError(
-                f"moto's server process exited with code {code} before it was ready (its error is on stderr above)"
-            )
-        line += chunk
-    try:
-        ready: dict[str, Any] = json.loads(line)
-        int(ready["port"])
-    except (ValueError, KeyError, TypeError):
-        raise MotoProcessError(f"moto's server process said {line[:200]!r} instead of its port") from None
-    if ready.get("moto_fixes") is not True:
-        raise MotoProcessError("moto's server process started without localdev/aws/moto_fixes.py installed")
-    return ready
-
-
-def _stop(child: subprocess.Popen[bytes], *, kill: bool = False) -> None:
-    if kill:
-        child.kill()
-    for pipe in (child.stdin, child.stdout):
-        if pipe is not None:
-            pipe.close()  # end of file on the child's stdin: it stops its server and exits
-    try:
-        child.wait(timeout=_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait(timeout=_STOP_TIMEOUT_S)
+        stop_child(child)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -162,6 +119,7 @@ def _serve(parent_pid: int) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when moto stops (it closes the
     # pipe on its way out), so an interrupt does not kill moto under the parent's cleanup.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tell_parent = ready_channel()
     import logging
 
     from moto.server import ThreadedMotoServer
@@ -173,25 +131,11 @@ def _serve(parent_pid: int) -> None:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()  # returns once the socket is bound and listening
     _, port = server.get_host_and_port()
-    ready = json.dumps({"port": port, "moto_fixes": moto_fixes.installed()})
-    os.write(sys.stdout.fileno(), f"{ready}\n".encode())
-    # Nothing else goes to the pipe the parent stopped reading: later prints (moto's, if any) go to stderr.
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    parent_gone = threading.Event()
-    threading.Thread(target=_watch_parent, args=(parent_pid, parent_gone), daemon=True).start()
-    while not parent_gone.is_set():  # until end of file on stdin or the parent is gone
-        readable, _, _ = select.select([sys.stdin], [], [], _PARENT_CHECK_INTERVAL_S)
-        if readable and not os.read(sys.stdin.fileno(), 4096):
-            break
+    tell_parent({"port": port, "moto_fixes": moto_fixes.installed()})
+    wait_while_parent_lives(parent_pid)
     # moto's state lives only in this process, so there is nothing to save or flush: exit at once (the kernel
     # closes the socket) rather than wait for the server's shutdown poll and the interpreter's teardown.
     os._exit(0)
-
-
-def _watch_parent(parent_pid: int, parent_gone: threading.Event) -> None:
-    while os.getppid() == parent_pid:  # a dead parent's child is adopted by another process
-        time.sleep(_PARENT_CHECK_INTERVAL_S)
-    parent_gone.set()
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def test_a_killed_parent_leaves_no_moto_child() -> None:
 
 def test_a_child_not_ready_within_the_bound_fails_in_one_line_and_is_stopped() -> None:
     with (
-        pytest.raises(MotoProcessError, match=r"did not report its port in 0\.01 s") as failed,
+        pytest.raises(MotoProcessError, match=r"was not ready within 0\.01 s") as failed,
         start_moto_process(ready_timeout_s=0.01),
     ):
         pytest.fail("the backend was not expected to start")  # pragma: no cover
