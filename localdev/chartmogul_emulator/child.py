@@ -1,22 +1,18 @@
 """The child side of `start_process` (process.py, which describes the protocol): `python -m
 localdev.chartmogul_emulator.child` reads its `EmulatorOptions` as one JSON line on stdin, serves, answers its URL
 on stdout and stops when stdin reaches end of file (its parent stopped it or died), on SIGTERM, or when its parent
-pid changes."""
+pid changes (localdev/child_process.py)."""
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import signal
 import sqlite3
 import sys
-from typing import Any
 
 from localdev.chartmogul_emulator.app import create_server
 from localdev.chartmogul_emulator.process import options_from_json
-
-WATCH_INTERVAL_S = 0.5  # how often the child looks at its parent pid and its stop flag
+from localdev.child_process import ready_channel, wait_while_parent_lives
 
 
 def serve_until_parent_goes() -> int:
@@ -25,13 +21,7 @@ def serve_until_parent_goes() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
-    ready_channel = os.dup(sys.stdout.fileno())
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not fill a pipe no one reads
-
-    def tell_parent(message: dict[str, Any]) -> None:
-        os.write(ready_channel, (json.dumps(message) + "\n").encode())
-        os.close(ready_channel)
-
+    tell_parent = ready_channel()  # a stray print must not fill a pipe no one reads
     try:
         options = options_from_json(sys.stdin.buffer.readline())
         server, emulator = create_server(options)
@@ -41,12 +31,8 @@ def serve_until_parent_goes() -> int:
         return 1
     emulator.start_background()
     tell_parent({"base_url": base_url, "ca_cert": str(server.ca_cert_path) if server.ca_cert_path else None})
-    stdin = sys.stdin.buffer.fileno()
     try:
-        while not stopping and os.getppid() == parent:  # bounded by the parent: its death ends the loop
-            readable, _, _ = select.select([stdin], [], [], WATCH_INTERVAL_S)
-            if readable and not os.read(stdin, 4096):
-                break  # end of file: stop() closed the pipe, or the parent has gone
+        wait_while_parent_lives(parent, stopping=lambda: bool(stopping))
     finally:
         emulator.stop_background()
         server.stop()

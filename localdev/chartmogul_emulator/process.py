@@ -13,20 +13,18 @@ How (parent ↔ child):
   `READY_TIMEOUT_S`;
 - the child stops when its stdin reaches end of file: `stop()` closes it, and so does the kernel when the parent
   dies, however it dies (SIGKILL included). It also stops on SIGTERM and when its parent pid changes (a parent
-  that forked keeps the pipe open in the fork). So no child outlives its parent.
+  that forked keeps the pipe open in the fork). So no child outlives its parent. (The ready line, the stop and
+  the child's watch are localdev/child_process.py, which moto's process uses too.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import json
 import os
-import selectors
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -34,9 +32,9 @@ from typing import Any, NoReturn, Self
 
 from localdev.chartmogul_emulator.options import EmulatorOptions, parse_instant
 from localdev.chartmogul_emulator.running import EmulatorHandle
+from localdev.child_process import read_ready_line, stop_child
 
 READY_TIMEOUT_S = 30.0  # import and bind; generous for a loaded 2-core machine
-STOP_TIMEOUT_S = 10.0  # from closing the child's stdin to its exit, before SIGKILL
 ADMIN_TIMEOUT_S = 30.0  # one admin request (`/_admin/state` of a large account takes a while)
 
 
@@ -125,53 +123,22 @@ class ProcessEmulator(EmulatorHandle):
         return self
 
     def _read_ready_line(self) -> dict[str, Any]:
-        assert self._process is not None and self._process.stdout is not None
-        stdout = self._process.stdout
-        received = b""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        with selectors.DefaultSelector() as selector:
-            selector.register(stdout, selectors.EVENT_READ)
-            while b"\n" not in received:  # bounded by the deadline
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise EmulatorProcessError(
-                        f"the ChartMogul emulator process (pid {self._process.pid}) was not ready within "
-                        f"{READY_TIMEOUT_S:.0f} s"
-                    )
-                if not selector.select(remaining):
-                    continue
-                chunk = os.read(stdout.fileno(), 4096)
-                if not chunk:
-                    code = self._process.wait(timeout=STOP_TIMEOUT_S)
-                    raise EmulatorProcessError(
-                        f"the ChartMogul emulator process exited with code {code} before it was ready "
-                        "(its error output is above)"
-                    )
-                received += chunk
-        stdout.close()
-        answer: dict[str, Any] = json.loads(received.split(b"\n", 1)[0])
-        return answer
+        assert self._process is not None
+        return read_ready_line(
+            self._process, timeout_s=READY_TIMEOUT_S, what="the ChartMogul emulator process", error=EmulatorProcessError
+        )
 
     def stop(self) -> None:
         """Close the child's stdin (it stops serving and exits); SIGKILL if it has not exited in
-        `STOP_TIMEOUT_S`. Safe to call twice."""
+        `child_process.STOP_TIMEOUT_S`. Safe to call twice."""
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.stdin is not None and not process.stdin.closed:
-            with contextlib.suppress(BrokenPipeError):  # it has exited already
-                process.stdin.close()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
+        if process is not None:
+            stop_child(process)
 
     def _kill(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
+        if process is not None:
+            stop_child(process, kill=True)
 
     @property
     def pid(self) -> int:
