@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 
 
 def pipeline_settings(pipeline: LocalPipeline) -> Settings:
-    """The settings the stack's functions run with (the template's environment plus the emulators' URLs)."""
-    environment = {name.lower(): value for name, value in pipeline.stack.environment.items()}
+    """The settings the stack's Audit function runs with (the template's Globals and its own environment, plus the
+    emulators' URLs): the demo's audit reads the queues the deployed one reads."""
+    audit_function = pipeline.stack.function("AuditFunction")
+    environment = {name.lower(): value for name, value in audit_function.environment.items()}
     return Settings.model_validate(environment)
 
 

@@ -85,3 +85,51 @@ def test_the_scheduled_audit_stores_its_report_and_publishes_drift(capsys: pytes
         with pytest.raises(ValueError, match="STRIPE_AUDIT_SHARE"), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # Powertools: a failed invocation publishes no metrics
             pipeline.stack.invoke("AuditFunction", {})
+
+
+def test_the_scheduled_audit_reads_every_queue_a_record_waits_in_as_the_command_does() -> None:
+    """The deployed audit's environment and permissions (template.yaml, with the near-real-time path) let it read
+    export-failed, schedule-dlq and the Stripe events DLQ too: a customer whose export failed, or whose Stripe
+    event waits, is "waiting in a dead-letter queue" with the reason, not "not uploaded" (a lost record)."""
+    from chartmogul_sync.sinks.chartmogul.dlq import RECORD_QUEUES
+    from tests.fixtures.stripe_objects import eventbridge_stripe_event
+
+    account = generate_account(customers=4, months=3, seed=11, now=int(time.time()))
+    options = PipelineOptions(
+        stripe_rate_limit=None,
+        chartmogul_rate_limit=None,
+        stripe_event_destination=True,
+        extra_environment={"AUDIT_EXCHANGE_RATES": json.dumps(DEFAULT_RATES)},
+    )
+    with LocalPipeline(account, options) as pipeline:
+        customers = sorted(c.id for c in account.store.customers if c.deleted_at is None)
+        failed_export, waiting_event, lost = customers[:3]
+        # Lambda's on-failure record of a one-customer export (ExportFailedQueue), a Stripe event the Stripe events
+        # function failed on (its DLQ), an incremental run the schedule could not start (no customer of its own).
+        record = {
+            "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+            "requestPayload": {"mode": "customer", "customer_id": failed_export},
+            "responsePayload": {"errorType": "APIConnectionError", "errorMessage": "Stripe unreachable"},
+        }
+        pipeline.stack.send("ExportFailedQueue", json.dumps(record))
+        pipeline.stack.send("StripeEventsDeadLetterQueue", eventbridge_stripe_event(waiting_event))
+        pipeline.stack.send(
+            "ScheduleDeadLetterQueue",
+            '{"mode":"incremental"}',
+            MessageAttributes={"ERROR_CODE": {"DataType": "String", "StringValue": "AWS.Scheduler.Throttled"}},
+        )
+
+        summary = pipeline.stack.invoke("AuditFunction", {})
+
+        assert summary["queues_not_read"] == []
+        bucket = pipeline.stack.resource_name("StagingBucket")
+        stored = json.loads(pipeline.stack.clients.s3.get_object(Bucket=bucket, Key=summary["report"])["Body"].read())
+        assert stored["queues_read"] == list(RECORD_QUEUES)
+        causes = {d["customer"]: (d["cause"], d["detail"]) for d in stored["differences"] if d["check"] == "integrity"}
+        assert causes[failed_export][0] == "waiting in a dead-letter queue"
+        assert (
+            causes[failed_export][1].startswith("export-failed: ") and "Stripe unreachable" in causes[failed_export][1]
+        )
+        assert causes[waiting_event][0] == "waiting in a dead-letter queue"
+        assert causes[waiting_event][1].startswith("stripe-events-dlq: ")
+        assert causes[lost][0] == "not uploaded"  # nothing was synced, and no queue holds it

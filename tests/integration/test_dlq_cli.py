@@ -29,6 +29,33 @@ TEMPLATE = {
         "UploadDeadLetterQueue": {"Type": "AWS::SQS::Queue"},
         "ExportFailedQueue": {"Type": "AWS::SQS::Queue"},
         "ScheduleDeadLetterQueue": {"Type": "AWS::SQS::Queue"},
+        "AuditFailedQueue": {"Type": "AWS::SQS::Queue"},
+        # The scheduled audit, which `dlq replay audit-failed` invokes again (moto's Lambda without Docker: it
+        # accepts invocations and runs no code).
+        "AuditFunctionRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "AssumeRolePolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            },
+        },
+        "AuditFunction": {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {
+                "Runtime": "python3.13",
+                "Handler": "index.lambda_handler",
+                "Role": {"Fn::GetAtt": ["AuditFunctionRole", "Arn"]},
+                "Code": {"ZipFile": "def lambda_handler(event, context):\n    return {}\n"},
+            },
+        },
         "RawQueue": {
             "Type": "AWS::SQS::Queue",
             "Properties": {
@@ -80,6 +107,8 @@ ENV = {
     "EXPORT_FAILED_QUEUE_URL": "",
     "SCHEDULE_DEAD_LETTER_QUEUE_URL": "",
     "STRIPE_EVENTS_QUEUE_URL": "",
+    "AUDIT_FAILED_QUEUE_URL": "",
+    "AUDIT_FUNCTION_NAME": "not-this-function",
     "STATE_TABLE": "not-this-table",
 }
 
@@ -107,7 +136,7 @@ def deployed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployed]:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    with mock_aws():
+    with mock_aws(config={"lambda": {"use_docker": False}}):
         cloudformation = boto3.client("cloudformation", region_name="us-east-1")
         cloudformation.create_stack(StackName=STACK, TemplateBody=json.dumps(TEMPLATE))
         resources = cloudformation.describe_stack_resources(StackName=STACK)["StackResources"]
@@ -278,3 +307,62 @@ def test_the_stripe_events_dlq_shows_why_each_event_waits_and_replays_them_to_th
     assert "2 replayed, 0 left" in replayed.output
     assert sorted(deployed.bodies("StripeEventsQueue")) == sorted([failed_body, undelivered_body])
     assert deployed.bodies("StripeEventsDeadLetterQueue") == []
+
+
+def test_a_failed_scheduled_audit_is_listed_with_lambda_s_reason_and_replayed_by_invoking_the_audit_again(
+    deployed: Deployed,
+) -> None:
+    # Lambda's on-failure record of the scheduled audit (AuditFunction's destination: AuditFailedQueue), as
+    # https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html shows one.
+    schedule_input = {"scheduled": "daily audit"}
+    record = {
+        "version": "1.0",
+        "timestamp": "2026-12-01T06:15:02.000Z",
+        "requestContext": {
+            "requestId": "req-audit-1",
+            "functionArn": f"arn:aws:lambda:us-east-1:123456789012:function:{deployed.urls['AuditFunction']}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 1,
+        },
+        "requestPayload": schedule_input,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": "ChartMogul answered 401", "errorType": "ChartMogulAuthError"},
+    }
+    deployed.send("AuditFailedQueue", json.dumps(record))
+    # A timeout leaves no error payload: the function error is what Lambda says.
+    timed_out = {**record, "responsePayload": None}
+    deployed.send("AuditFailedQueue", json.dumps(timed_out))
+
+    listed = rows(cmsync("dlq", "list", "audit-failed", "--json"))
+
+    assert sorted(r["reason"] for r in listed) == [
+        "audit invocation failed (RetriesExhausted after 1 attempt(s)): ChartMogulAuthError: ChartMogul answered 401",
+        "audit invocation failed (RetriesExhausted after 1 attempt(s)): Unhandled function error, no error message "
+        "(a timeout or out-of-memory leaves none)",
+    ]
+    assert {(r["stage"], r["kind"], json.dumps(r["audit_event"])) for r in listed} == {
+        ("audit", "audit_failure", json.dumps(schedule_input))
+    }
+
+    invoked: list[dict[str, Any]] = []
+
+    def record_invoke(params: dict[str, Any], **_: Any) -> None:
+        invoked.append(dict(params))
+
+    # Every Lambda Invoke the command makes, as botocore sends it to moto.
+    boto3.DEFAULT_SESSION = None
+    boto3._get_default_session().events.register("provide-client-params.lambda.Invoke", record_invoke)
+    try:
+        replayed = cmsync("dlq", "replay", "audit-failed")
+    finally:
+        boto3.DEFAULT_SESSION = None
+
+    assert replayed.exit_code == 0, replayed.output
+    assert f"→ the audit function {deployed.urls['AuditFunction']}" in replayed.output
+    assert "2 replayed, 0 left in audit-failed" in replayed.output
+    # Found through CloudFormation (not the environment's AUDIT_FUNCTION_NAME), asynchronously, with the event
+    # the audit failed on.
+    assert [(i["FunctionName"], i["InvocationType"], json.loads(i["Payload"])) for i in invoked] == [
+        (deployed.urls["AuditFunction"], "Event", schedule_input)
+    ] * 2
+    assert deployed.bodies("AuditFailedQueue") == []

@@ -72,6 +72,7 @@ TEMPLATE: dict[str, Any] = {
         "BadRecordsQueue": _queue(),
         "ExportFailedQueue": _queue(),
         "ScheduleDeadLetterQueue": _queue(),
+        "AuditFailedQueue": _queue(),
         "StateTable": {
             "Type": "AWS::DynamoDB::Table",
             "Properties": {
@@ -184,6 +185,7 @@ def _deploy(account: Account, monkeypatch: pytest.MonkeyPatch, template: dict[st
             "EXPORT_FAILED_QUEUE_URL",
             "SCHEDULE_DEAD_LETTER_QUEUE_URL",
             "STRIPE_EVENTS_QUEUE_URL",
+            "AUDIT_FAILED_QUEUE_URL",
         ):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
@@ -290,7 +292,7 @@ def test_status_shows_the_cursor_last_runs_queues_and_schedule_of_the_stack(depl
     assert status["last_runs"]["incremental"]["customers_exported"] == 3
     assert status["last_runs"]["incremental"]["outcome"] == "ok"
     assert status["queue_depths"] == dict.fromkeys(
-        ("raw", "raw-dlq", "upload", "upload-dlq", "bad-records", "export-failed", "schedule-dlq"), 0
+        ("raw", "raw-dlq", "upload", "upload-dlq", "bad-records", "export-failed", "schedule-dlq", "audit-failed"), 0
     )
 
     deployed.send("RawDeadLetterQueue", "{}")
@@ -327,6 +329,10 @@ def test_audit_reads_the_stack_s_state_and_dead_letter_queues(deployed: Deployed
     assert causes[changed][0] == "not yet synced"
     assert causes[failed_export][0] == "waiting in a dead-letter queue"
     assert causes[failed_export][1].startswith("export-failed: ") and "Stripe unreachable" in causes[failed_export][1]
+    # Every terminal queue a record can wait in was read; this stack has no near-real-time path, and says so.
+    assert report["queues_read"] == ["bad-records", "raw-dlq", "upload-dlq", "export-failed", "schedule-dlq"]
+    assert list(report["queues_not_read"]) == ["stripe-events-dlq"]
+    assert "StripePartnerEventSourceName" in report["queues_not_read"]["stripe-events-dlq"]
 
 
 def test_status_and_check_show_the_stripe_events_queue_its_oldest_message_and_its_dlq(
@@ -368,6 +374,32 @@ def test_status_and_check_show_the_stripe_events_queue_its_oldest_message_and_it
     assert checks["stack queue stripe-events"] == {
         "what": "stack queue stripe-events",
         "status": "ok",
+        "detail": "1 messages",
+    }
+
+
+def test_a_failed_scheduled_audit_makes_status_and_check_fail_like_a_failed_export(deployed: Deployed) -> None:
+    deployed.put_keys()
+    assert cmsync("status", "--json").exit_code == 0
+    # Lambda's on-failure record of the audit (AuditFunction's destination, AuditFailedQueue).
+    record = {
+        "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 1},
+        "requestPayload": {},
+        "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+        "responsePayload": {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 900.00 seconds"},
+    }
+    deployed.send("AuditFailedQueue", json.dumps(record))
+
+    failing = cmsync("status", "--json")
+    assert failing.exit_code == 1
+    assert json.loads(failing.stdout)["queue_depths"]["audit-failed"] == 1
+    assert "queue audit-failed" in cmsync("status").output
+    check = cmsync("check", "--json")
+    assert check.exit_code == 1
+    checks = {c["what"]: c for c in json.loads(check.stdout)["checks"]}
+    assert checks["stack queue audit-failed"] == {
+        "what": "stack queue audit-failed",
+        "status": "fail",
         "detail": "1 messages",
     }
 

@@ -276,6 +276,61 @@ def audit_writes_only_its_reports(t: Template) -> list[str]:
     return problems
 
 
+# What listing a terminal queue needs (sinks/chartmogul/dlq.py list_messages, resolve_terminal_queue), and what
+# finding a DLQ through its work queue's RedrivePolicy needs (dead_letter_queue_of).
+LIST_QUEUE_ACTIONS = {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+FIND_DLQ_ACTIONS = {"sqs:GetQueueAttributes"}
+
+
+def audit_reads_every_queue_a_record_waits_in(t: Template) -> list[str]:
+    """The deployed audit reads every terminal queue `cmsync audit --stack` reads (dlq.py RECORD_QUEUES): the
+    environment variable that names the queue (or the work queue its DLQ is found through) and the permissions
+    to list it. A queue it cannot read turns the customers waiting there into "not uploaded"."""
+    from chartmogul_sync.config import Settings
+    from chartmogul_sync.sinks.chartmogul.dlq import DLQ_SOURCES, RECORD_QUEUES, STACK_QUEUES, configured_queue_urls
+
+    function = t.functions.get(AUDIT_FUNCTION)
+    if function is None:
+        return []
+    variables = function.properties.get("Environment", {}).get("Variables", {})
+    allowed: dict[str, list[Any]] = {}  # action → resources an Allow statement grants it on
+    for _, statement in _statements(function.policies, AUDIT_FUNCTION):
+        if statement.get("Effect") == "Allow":
+            for action in map(str, _as_list(statement.get("Action"))):
+                allowed.setdefault(action, []).extend(_as_list(statement.get("Resource")))
+    named_by = {name: variable for name, (variable, _) in configured_queue_urls(Settings()).items()}
+    problems = []
+    for name in RECORD_QUEUES:
+        queue = STACK_QUEUES[name]
+        if queue not in t.queues:
+            continue
+        source = DLQ_SOURCES.get(name)
+        named = STACK_QUEUES[source] if source else queue  # the queue whose URL the environment must give
+        variable = named_by[source or name]
+        if not _mentions_resource(variables.get(variable), "Ref", named):
+            problems.append(f"{AUDIT_FUNCTION}: {variable} does not name {named} (the audit cannot read {name})")
+        # A DLQ is found by its name in the work queue's RedrivePolicy: GetQueueUrl on it too.
+        needs = [(queue, LIST_QUEUE_ACTIONS | {"sqs:GetQueueUrl"})] if source else [(queue, LIST_QUEUE_ACTIONS)]
+        needs += [(named, FIND_DLQ_ACTIONS)] if source else []
+        for resource, actions in needs:
+            for action in sorted(actions):
+                if not any(_mentions_resource(r, "Fn::GetAtt", resource) for r in allowed.get(action, [])):
+                    problems.append(f"{AUDIT_FUNCTION}: no {action} on {resource} (the audit cannot read {name})")
+    return problems
+
+
+def _mentions_resource(node: Any, intrinsic: str, logical_id: str) -> bool:
+    """`node` is (or holds, e.g. in a branch of an Fn::If) a Ref / GetAtt of the resource."""
+    if isinstance(node, dict):
+        if intrinsic in node:
+            target = node[intrinsic]
+            return (target[0] if isinstance(target, list) else str(target).split(".")[0]) == logical_id
+        return any(_mentions_resource(v, intrinsic, logical_id) for v in node.values())
+    if isinstance(node, list):
+        return any(_mentions_resource(item, intrinsic, logical_id) for item in node)
+    return False
+
+
 # ------------------------------------------------------------------------------------------------ operations
 # An operator's view (docs/operations.md): every function logs to a log group that expires, and alarms on errors
 # and throttles; every work queue alarms when its oldest message waits too long; a heartbeat and the refused-key
@@ -433,6 +488,7 @@ RULES: list[Rule] = [
     sqs_consumers_can_keep_failure_reasons,
     audit_scheduled_and_alarmed_on_drift,
     audit_writes_only_its_reports,
+    audit_reads_every_queue_a_record_waits_in,
     functions_log_to_expiring_log_groups,
     functions_alarm_on_errors_and_throttles,
     work_queues_alarm_on_oldest_message_age,
@@ -690,6 +746,12 @@ def _add_statement(function: str, statement: dict[str, Any]) -> Callable[[dict[s
     return lambda raw: _r(raw, function)["Policies"].append({"Statement": [statement]})
 
 
+def _statement_of(raw: dict[str, Any], function: str, sid: str) -> dict[str, Any]:
+    """The inline policy statement `sid` of the function (to mutate it)."""
+    (statement,) = [s for _, s in _statements(_r(raw, function)["Policies"], function) if s.get("Sid") == sid]
+    return statement
+
+
 def _without_statement(function: str, sid: str) -> Callable[[dict[str, Any]], None]:
     """Remove the statement `sid` from the function's inline policies (and a policy it leaves empty)."""
 
@@ -880,6 +942,24 @@ MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
         "parameter",
     ),
     (
+        audit_reads_every_queue_a_record_waits_in,
+        "audit without the export-failed queue's URL, as before this fix",
+        lambda raw: _r(raw, AUDIT_FUNCTION)["Environment"]["Variables"].pop("EXPORT_FAILED_QUEUE_URL"),
+        "EXPORT_FAILED_QUEUE_URL does not name ExportFailedQueue",
+    ),
+    (
+        audit_reads_every_queue_a_record_waits_in,
+        "audit not allowed to receive from the Stripe events DLQ",
+        lambda raw: _statement_of(raw, AUDIT_FUNCTION, "ListWaitingRecords")["Resource"].pop(),
+        "no sqs:ReceiveMessage on StripeEventsDeadLetterQueue",
+    ),
+    (
+        audit_reads_every_queue_a_record_waits_in,
+        "audit unable to find the Stripe events DLQ through its queue's RedrivePolicy",
+        lambda raw: _statement_of(raw, AUDIT_FUNCTION, "FindTheDeadLetterQueues")["Resource"].pop(),
+        "no sqs:GetQueueAttributes on StripeEventsQueue",
+    ),
+    (
         audit_writes_only_its_reports,
         "audit may write the state table",
         lambda raw: _r(raw, AUDIT_FUNCTION)["Policies"].append(
@@ -1066,3 +1146,50 @@ def test_cfn_lint_misses_the_visibility_timeout_mistake_the_rule_catches(tmp_pat
     assert visibility_covers_consumer_timeout(Template.load(broken)) == [
         "RawQueue: VisibilityTimeout 30 < 6 x TransformFunction.Timeout 60"
     ]
+
+
+def _dashboard(template: Template, parameters: dict[str, str]) -> tuple[Template, list[dict[str, Any]]]:
+    """The stack these parameters deploy, and its dashboard's widgets as CloudWatch receives them (every `Ref` a
+    resource's logical id, every QueueName the queue's logical id)."""
+    import json
+
+    from localdev.aws.intrinsics import StackValues
+    from localdev.aws.resources import pseudo_parameters
+
+    values = parameter_values(template, parameters)
+    deployed = template.with_conditions(values)
+    stack = StackValues()
+    stack.refs.update(pseudo_parameters("cmsync", "eu-west-1"))
+    stack.refs.update(values)
+    stack.refs.update({logical_id: logical_id for logical_id in deployed.resources})
+    stack.attributes.update({(queue, "QueueName"): queue for queue in deployed.queues})
+    stack.evaluate_conditions(template.raw.get("Conditions", {}))
+    body = stack.resolve(deployed.resources["PipelineDashboard"]["Properties"]["DashboardBody"])
+    widgets: list[dict[str, Any]] = json.loads(body)["widgets"]  # valid JSON, with the path or without
+    return deployed, widgets
+
+
+@pytest.mark.parametrize("realtime", [True, False], ids=["with the near-real-time path", "without"])
+def test_the_dashboard_shows_every_function_and_queue_the_stack_deploys(template: Template, realtime: bool) -> None:
+    source = {"StripePartnerEventSourceName": "aws.partner/stripe.com/ed_test_61abc"} if realtime else {}
+    deployed, widgets = _dashboard(template, source)
+    shown = {
+        (row[1], row[3])  # (metric, function or queue)
+        for widget in widgets
+        for row in widget["properties"]["metrics"]
+        if row[2] in ("FunctionName", "QueueName")
+    }
+    functions, queues = set(deployed.functions), set(deployed.queues)
+    for function in functions:
+        assert {("Errors", function), ("Throttles", function)} <= shown, function
+    for queue in queues:
+        assert ("ApproximateNumberOfMessagesVisible", queue) in shown, queue
+        if deployed.consumers_of(queue):  # a work queue: how long its oldest message has waited too
+            assert ("ApproximateAgeOfOldestMessage", queue) in shown, queue
+    assert {name for _, name in shown} <= functions | queues  # nothing the stack does not deploy
+    stripe_events = {"StripeEventsFunction", "StripeEventsQueue", "StripeEventsDeadLetterQueue"}
+    assert (stripe_events <= {name for _, name in shown}) is realtime
+    if realtime:
+        assert ("Duration", "StripeEventsFunction") in shown
+        for widget in widgets:  # every widget names its region, as the dashboard's others do
+            assert widget["properties"]["region"] == "eu-west-1"

@@ -34,13 +34,18 @@ class Settings(BaseSettings):
     raw_queue_url: str = ""
     upload_queue_url: str = ""
     bad_records_queue_url: str = ""
-    # Read by `cmsync dlq` only (the functions never need them); `--stack` finds them through CloudFormation.
+    # Read by `cmsync dlq` and the audit (which names the customers whose records wait there); no function writes
+    # to them. `--stack` finds them through CloudFormation.
     export_failed_queue_url: str = ""
     schedule_dead_letter_queue_url: str = ""
+    # The scheduled audit's on-failure destination (template.yaml AuditFailedQueue): `cmsync status`/`check` count
+    # it, `cmsync dlq list|replay audit-failed` show and re-invoke its failed audits (with audit_function_name).
+    audit_failed_queue_url: str = ""
     # The near-real-time path's queue (template.yaml StripeEventsQueue, only with StripePartnerEventSourceName): its
     # DLQ is found through its redrive policy, and `cmsync dlq replay stripe-events-dlq` sends events back to it.
     stripe_events_queue_url: str = ""
     export_function_name: str = ""
+    audit_function_name: str = ""
 
     stripe_secret_name: str = "chartmogul-sync/stripe-api-key"
     chartmogul_secret_name: str = "chartmogul-sync/chartmogul-api-key"

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from chartmogul_sync.failures import RecordFailure
 from chartmogul_sync.queues import BadRecord, Stage
-from chartmogul_sync.sinks.chartmogul.dlq import EXPORT, MessageFilter, ReplayTargets, describe
+from chartmogul_sync.sinks.chartmogul.dlq import AUDIT, EXPORT, MessageFilter, ReplayTargets, describe
 
 TARGETS = ReplayTargets(raw_queue_url="https://sqs/raw", upload_queue_url="https://sqs/upload")
 
@@ -154,3 +154,29 @@ def test_dead_letters_go_back_by_their_kind_and_say_how_often_they_failed():
 def test_a_foreign_message_is_left_in_place():
     destination, _, why = TARGETS.destination(describe(queued("not json at all")))
     assert destination is None and "left in place" in why
+
+
+def test_a_failed_audit_is_read_as_the_audit_s_and_replayed_only_by_invoking_the_audit_function():
+    record = json.loads(lambda_destination_record({"scheduled": "daily"}))
+    # An event Lambda dropped unrun (too old): no response at all (Lambda developer guide, "Capturing records").
+    record.update(requestContext={**record["requestContext"], "condition": "EventAgeExceeded"})
+    del record["responseContext"], record["responsePayload"]
+
+    message = describe(queued(json.dumps(record)), failed_function="audit")
+
+    assert (message.stage, message.kind, message.customer_external_id) == ("audit", "audit_failure", None)
+    assert message.reason == (
+        "audit invocation failed (EventAgeExceeded after 3 attempt(s)): no error message (a timeout or "
+        "out-of-memory leaves none)"
+    )
+    # Not an export event: never sent to the export function, even with one configured.
+    destination, _, why = TARGETS.destination(message)
+    assert destination is None
+    assert (
+        "no audit function configured" in why
+        and 'invoke the audit function asynchronously with {"scheduled":"daily"}' in why
+    )
+    both = ReplayTargets(
+        "https://sqs/raw", "https://sqs/upload", invoke_export=lambda e: None, invoke_audit=lambda e: None
+    )
+    assert both.destination(message)[:2] == (AUDIT, '{"scheduled":"daily"}')

@@ -67,6 +67,10 @@ def print_audit(report: AuditReport, console: Console, *, title: str = "Audit: C
         f"Customers audited {report.customers_audited}, in ChartMogul {report.customers_in_chartmogul}; "
         f"differences by cause: {causes}."
     )
+    if report.queues_read or report.queues_not_read:
+        console.print(f"Dead-letter queues read: {', '.join(report.queues_read) or 'none'}.")
+    for queue, why in report.queues_not_read.items():
+        console.print(f"  [yellow]not read[/yellow] {queue}: {why}")
     if report.matches:
         console.print("[green]Audit: ChartMogul matches Stripe (no difference but by-design ones).[/green]")
     else:

@@ -119,6 +119,10 @@ class AuditReport(BaseModel):
     tolerance_cents_per_subscription: int = TOLERANCE_CENTS_PER_SUBSCRIPTION
     # Whether account-wide metrics were compared: only when every customer of the account was audited.
     whole_account: bool = True
+    # The terminal queues read for records waiting there (audit/service.py waiting_records), and those that could
+    # not be read with why: a customer whose record waits in an unread queue shows as "not uploaded".
+    queues_read: list[str] = Field(default_factory=list)
+    queues_not_read: dict[str, str] = Field(default_factory=dict)
 
     @property
     def drift(self) -> list[Difference]:
@@ -158,6 +162,8 @@ class AuditReport(BaseModel):
             "differences": len(self.differences),
             "causes": self.causes(),
             "advice": self.advice(),
+            # A queue the audit could not read: its customers' waiting records look like lost ones.
+            "queues_not_read": sorted(self.queues_not_read),
         }
 
     def to_json(self) -> str:

@@ -25,7 +25,7 @@ from ..models.snapshot import CustomerSnapshot
 from ..sinks.chartmogul.apply import KnownCustomer
 from ..sinks.chartmogul.client import ChartMogulApi
 from ..sinks.chartmogul.client import TimeBudget as ChartMogulBudget
-from ..sinks.chartmogul.dlq import QUEUE_NAMES, QueueNotFound, list_messages, resolve_terminal_queue
+from ..sinks.chartmogul.dlq import RECORD_QUEUES, QueueNotFound, list_messages, resolve_terminal_queue
 from ..sinks.chartmogul.idmap import IdMap
 from ..sources.stripe.client import StripeApi, StripeList
 from ..sources.stripe.events import CustomerChanged, CustomerDeleted, NeedsLookup, event_target
@@ -80,6 +80,7 @@ def run_audit(
 
     `state` (the sync's state table) tells changes not yet synced and what the id map says was imported;
     `sqs` (with the settings' queue URLs) or `parked` (customer → "queue: reason") the records waiting in a DLQ.
+    With `sqs`, the report says which terminal queues were read and which could not be (waiting_records).
     """
     now = now or dt.datetime.now(dt.UTC)
     tick = progress or (lambda _step, _total: None)
@@ -105,9 +106,11 @@ def run_audit(
         pending = changed_since_cursor(stripe_api, state)
         if data_source_uuid is not None:
             known = IdMap(state, chartmogul_api, data_source_uuid).known_customer
+    waiting: WaitingRecords | None = None
     if parked is None:
-        parked = parked_customers(sqs, settings) if sqs is not None else {}
-    return audit(
+        waiting = waiting_records(sqs, settings) if sqs is not None else WaitingRecords()
+        parked = waiting.parked
+    report = audit(
         AuditInputs(
             snapshots=snapshots,
             chartmogul=view,
@@ -124,6 +127,9 @@ def run_audit(
             truth=request.truth,
         )
     )
+    if waiting is not None:
+        report.queues_read, report.queues_not_read = waiting.read, waiting.not_read
+    return report
 
 
 def _nothing_known(_customer: str) -> KnownCustomer | None:
@@ -210,18 +216,39 @@ def changed_since_cursor(api: StripeApi, state: StateTable, max_events: int = 10
     return pending
 
 
-def parked_customers(sqs: Any, settings: Settings) -> dict[str, str]:
-    """Customers with a record in the bad-records queue or a DLQ: "queue: reason"."""
-    parked: dict[str, str] = {}
-    for name in QUEUE_NAMES:
+@dataclass
+class WaitingRecords:
+    """What the terminal queues hold for the audit: customer → "queue: reason", and which queues were read."""
+
+    parked: dict[str, str] = field(default_factory=dict)
+    read: list[str] = field(default_factory=list)
+    not_read: dict[str, str] = field(default_factory=dict)  # queue → why (not deployed, not configured, refused)
+
+
+def waiting_records(sqs: Any, settings: Settings) -> WaitingRecords:
+    """Customers with a record in the bad-records queue or a DLQ (every queue of RECORD_QUEUES the settings name).
+
+    The one reading of the queues for `cmsync audit --stack` (settings from CloudFormation) and the Audit function
+    (settings from its environment, template.yaml): a queue it cannot read is named in the report with why,
+    instead of its customers silently turning into "not uploaded"."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    waiting = WaitingRecords()
+    for name in RECORD_QUEUES:
         try:
             url = resolve_terminal_queue(name, settings, sqs)
-        except QueueNotFound:
+            messages = list_messages(sqs, url, max_messages=1000)
+        except QueueNotFound as error:
+            waiting.not_read[name] = str(error)
             continue
-        for message in list_messages(sqs, url, max_messages=1000):
+        except (BotoCoreError, ClientError) as error:  # a missing permission, say: the rest of the audit still runs
+            waiting.not_read[name] = f"SQS refused: {error}"
+            continue
+        waiting.read.append(name)
+        for message in messages:
             if message.customer_external_id:
-                parked.setdefault(message.customer_external_id, f"{name}: {message.reason}")
-    return parked
+                waiting.parked.setdefault(message.customer_external_id, f"{name}: {message.reason}")
+    return waiting
 
 
 # ---------------------------------------------------------------------------------------------- months

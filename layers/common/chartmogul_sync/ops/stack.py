@@ -70,7 +70,8 @@ class DeployedStack:
 
     def settings(self, base: Settings) -> Settings:
         """The settings the stack's functions run with, as far as the commands need them: every queue URL, the
-        state table and the export function (as `cmsync dlq --stack` finds them), and the staging bucket."""
+        state table and the export and audit functions (as `cmsync dlq --stack` finds them), and the staging
+        bucket."""
         from ..sinks.chartmogul.dlq import QueueNotFound, settings_from_stack
 
         try:

@@ -3,10 +3,12 @@
 The incremental cursor (the newest Stripe event handled) and its age, the last run of each export mode (when it
 started and ended, its outcome and why it failed, customers exported: sources/stripe/run.py RunRecord), each
 backfill run's checkpoint (progress, finished or not), queue and dead-letter depths (the Stripe events queue and
-its DLQ too, with the near-real-time path), how long the oldest message of each work queue has waited, and the
-states of the incremental schedule and of the daily audit's schedule.
-Healthy means: nothing waits in a dead-letter queue, no mode's last run failed, and the cursor is younger than
-Stripe's 30-day event retention (older, and an incremental run must rescan: sources/stripe/incremental.py).
+its DLQ too, with the near-real-time path, and the failed scheduled audits of audit-failed), how long the oldest
+message of each work queue has waited, and the states of the incremental schedule and of the daily audit's
+schedule.
+Healthy means: nothing waits in a dead-letter-class queue (dlq.py QUEUE_NAMES, audit-failed included), no mode's
+last run failed, and the cursor is younger than Stripe's 30-day event retention (older, and an incremental run
+must rescan: sources/stripe/incremental.py).
 """
 
 from __future__ import annotations

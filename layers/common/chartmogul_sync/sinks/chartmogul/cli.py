@@ -17,12 +17,14 @@ from chartmogul_sync.failures import FailureLedger, RecordFailure
 from chartmogul_sync.state import StateTable
 
 from .dlq import (
+    AUDIT,
     EXPORT,
     QUEUE_NAMES,
     MessageFilter,
     QueuedMessage,
     QueueNotFound,
     ReplayTargets,
+    failed_function_of,
     list_messages,
     queue_url_of_name,
     replay,
@@ -43,7 +45,7 @@ def _stack_option(command: Callable[..., Any]) -> Callable[..., Any]:
         "stack_name",
         default=None,
         metavar="NAME",
-        help="Find the queue URLs, state table and export function from this CloudFormation stack.",
+        help="Find the queue URLs, state table and the export and audit functions from this CloudFormation stack.",
     )(command)
 
 
@@ -159,7 +161,15 @@ def list_command(
     failures = _Failures(aws, settings)
     only = MessageFilter(reason=reason, stage=stage, customer=customer)
     messages = _call(
-        lambda: list_messages(aws.client("sqs"), url, max_messages, wait_s=1, failures=failures, only=only)
+        lambda: list_messages(
+            aws.client("sqs"),
+            url,
+            max_messages,
+            wait_s=1,
+            failures=failures,
+            only=only,
+            failed_function=failed_function_of(url, settings),
+        )
     )
     if failures.problem:
         click.echo(f"note: {failures.problem}", err=True)
@@ -205,8 +215,9 @@ def replay_command(
     settings, aws, url = _prepare(queue, stack_name)
     targets = ReplayTargets.from_settings(
         settings,
-        invoke_export=_export_invoker(aws, settings.export_function_name) if settings.export_function_name else None,
+        invoke_export=_async_invoker(aws, settings.export_function_name) if settings.export_function_name else None,
         claim_check_exists=_claim_check_checker(aws),
+        invoke_audit=_async_invoker(aws, settings.audit_function_name) if settings.audit_function_name else None,
     )
     only = MessageFilter(reason=reason, stage=stage, customer=customer)
     report = _call(
@@ -219,11 +230,15 @@ def replay_command(
             only=only,
             dry_run=dry_run,
             failures=_Failures(aws, settings),
+            failed_function=failed_function_of(url, settings),
         )
     )
     verb = "would replay" if dry_run else "replayed"
     for message, destination in report.replayed:
-        where = f"the export function {settings.export_function_name}" if destination == EXPORT else destination
+        where = {
+            EXPORT: f"the export function {settings.export_function_name}",
+            AUDIT: f"the audit function {settings.audit_function_name}",
+        }.get(destination, destination)
         click.echo(f"{verb} {message.message_id} ({message.customer_external_id or '?'}) → {where}")
     for message, why in report.left:
         click.echo(f"left {message.message_id} ({message.customer_external_id or '?'}): {why}", err=True)
@@ -232,9 +247,10 @@ def replay_command(
         raise SystemExit(1)
 
 
-def _export_invoker(aws: _Aws, function_name: str) -> Callable[[dict[str, Any]], None]:
+def _async_invoker(aws: _Aws, function_name: str) -> Callable[[dict[str, Any]], None]:
     def invoke(event: dict[str, Any]) -> None:
-        # Asynchronous, as the export is always invoked: it may run longer than a synchronous call waits.
+        # Asynchronous, as the export and the audit are always invoked: either may run longer than a synchronous
+        # call waits (15 minutes), and a failure goes to its on-failure destination again.
         aws.client("lambda").invoke(FunctionName=function_name, InvocationType="Event", Payload=json.dumps(event))
 
     return invoke
@@ -277,5 +293,6 @@ def _as_dict(message: QueuedMessage) -> dict[str, Any]:
         "bad_record": record.model_dump(mode="json") if record else None,
         "last_failure": message.failure.model_dump(mode="json") if message.failure else None,
         "export_event": message.export_event,
+        "audit_event": message.audit_event,
         "kind": message.kind,
     }

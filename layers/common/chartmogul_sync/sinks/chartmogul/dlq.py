@@ -16,6 +16,9 @@ Every queue of the stack is understood, each with its reason:
 - export-failed: Lambda's invocation record of an asynchronous export that failed all its attempts
   (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html): `requestContext.condition`,
   `requestPayload` (the export event) and `responsePayload` (`errorType`, `errorMessage`);
+- audit-failed: Lambda's invocation record of a scheduled audit that failed (AuditFunction's on-failure destination),
+  read like export-failed's: the reason from `requestContext.condition`, `responseContext.functionError` and
+  `responsePayload`; replayed by invoking the audit function asynchronously with its `requestPayload`;
 - schedule-dlq: the schedule's input that EventBridge Scheduler could not deliver, with its `ERROR_CODE` and
   `ERROR_MESSAGE` message attributes (https://docs.aws.amazon.com/scheduler/latest/UserGuide/configuring-schedule-dlq.html);
 - stripe-events-dlq (only with the near-real-time path): a Stripe event (the EventBridge event the rule delivered,
@@ -30,7 +33,7 @@ with it, asynchronously, as a person would.
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -47,7 +50,18 @@ _LISTING_VISIBILITY_S = 30
 _REPLAY_VISIBILITY_S = 60
 
 # The queues nothing consumes: what waits there waits for a person (`cmsync status` counts them as terminal).
-QUEUE_NAMES = ("bad-records", "raw-dlq", "upload-dlq", "export-failed", "schedule-dlq", "stripe-events-dlq")
+QUEUE_NAMES = (
+    "bad-records",
+    "raw-dlq",
+    "upload-dlq",
+    "export-failed",
+    "schedule-dlq",
+    "stripe-events-dlq",
+    "audit-failed",
+)
+# The terminal queues where a customer's record can wait: what the audit reads to name a customer missing from
+# ChartMogul "waiting in a dead-letter queue" (audit-failed holds failed audits, never a customer's record).
+RECORD_QUEUES = tuple(name for name in QUEUE_NAMES if name != "audit-failed")
 # The template's logical id of each queue name (cmsync dlq --stack finds their URLs through CloudFormation). The
 # Stripe events queue and its DLQ exist only with the near-real-time path (StripePartnerEventSourceName).
 STACK_QUEUES = {
@@ -60,13 +74,17 @@ STACK_QUEUES = {
     "schedule-dlq": "ScheduleDeadLetterQueue",
     "stripe-events": "StripeEventsQueue",
     "stripe-events-dlq": "StripeEventsDeadLetterQueue",
+    "audit-failed": "AuditFailedQueue",
 }
 # The DLQs found through their work queue's RedrivePolicy.
 DLQ_SOURCES = {"raw-dlq": "raw", "upload-dlq": "upload", "stripe-events-dlq": "stripe-events"}
 # The last failure recorded for a message id (failures.FailureLedger.last_failure), if any.
 FailureLookup = Callable[[str], RecordFailure | None]
-# Invokes the export function asynchronously with an event (the CLI: Lambda's Invoke, InvocationType=Event).
+# Invokes a function (the export, the audit) asynchronously with an event (the CLI: Lambda's Invoke,
+# InvocationType=Event).
 ExportInvoker = Callable[[dict[str, Any]], None]
+# Which function's invocation records a queue holds: the export's (export-failed) or the audit's (audit-failed).
+FailedFunction = Literal["export", "audit"]
 
 
 class QueueNotFound(ValueError):
@@ -132,6 +150,7 @@ def configured_queue_urls(settings: Settings) -> dict[str, tuple[str, str]]:
         "export-failed": ("EXPORT_FAILED_QUEUE_URL", settings.export_failed_queue_url),
         "schedule-dlq": ("SCHEDULE_DEAD_LETTER_QUEUE_URL", settings.schedule_dead_letter_queue_url),
         "stripe-events": ("STRIPE_EVENTS_QUEUE_URL", settings.stripe_events_queue_url),
+        "audit-failed": ("AUDIT_FAILED_QUEUE_URL", settings.audit_failed_queue_url),
     }
 
 
@@ -159,9 +178,18 @@ def queue_url_of_name(name_or_url: str, settings: Settings) -> str | None:
     return None
 
 
+def failed_function_of(queue_url: str, settings: Settings) -> FailedFunction:
+    """Whose invocation records a queue's Lambda records are: the audit's in its audit-failed queue, else the
+    export's (Lambda's record names only an ARN; the queue says which of our functions failed)."""
+    if settings.audit_failed_queue_url and queue_url == settings.audit_failed_queue_url:
+        return "audit"
+    return "export"
+
+
 def settings_from_stack(cloudformation: Any, stack_name: str, settings: Settings) -> Settings:
-    """The settings with every queue URL, the state table and the export function of a deployed stack, read from
-    CloudFormation (ListStackResources: the physical id of a queue is its URL, of a table or function its name)."""
+    """The settings with every queue URL, the state table and the export and audit functions of a deployed stack,
+    read from CloudFormation (ListStackResources: the physical id of a queue is its URL, of a table or function
+    its name)."""
     physical: dict[str, str] = {}
     for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack_name):
         for resource in page.get("StackResourceSummaries", []):
@@ -173,8 +201,10 @@ def settings_from_stack(cloudformation: Any, stack_name: str, settings: Settings
         "export_failed_queue_url": "ExportFailedQueue",
         "schedule_dead_letter_queue_url": "ScheduleDeadLetterQueue",
         "stripe_events_queue_url": "StripeEventsQueue",
+        "audit_failed_queue_url": "AuditFailedQueue",
         "state_table": "StateTable",
         "export_function_name": "ExportFunction",
+        "audit_function_name": "AuditFunction",
     }
     found = {setting: physical[logical] for setting, logical in wanted.items() if physical.get(logical)}
     if not found:
@@ -202,13 +232,16 @@ class QueuedMessage:
     body: str
     bad_record: BadRecord | None  # None: not a bad record (a dead letter, an export or schedule failure)
     customer_external_id: str | None
-    # customer_snapshot / customer_bundle for dead letters; export_failure / schedule_failure; stripe_event
+    # customer_snapshot / customer_bundle for dead letters; export_failure / audit_failure / schedule_failure;
+    # stripe_event
     kind: str | None
     # Dead letters: the last failure the function recorded for this message id (failures.py).
     failure: RecordFailure | None = None
     # Export and schedule failures: why the invocation failed, and the export event to invoke again.
     failure_reason: str | None = None
     export_event: dict[str, Any] | None = None
+    # Audit failures: the event the audit was invoked with, to invoke it again.
+    audit_event: dict[str, Any] | None = None
 
     @property
     def stage(self) -> str | None:
@@ -218,6 +251,8 @@ class QueuedMessage:
             return self.failure.stage.value
         if self.kind in (EXPORT_FAILURE, SCHEDULE_FAILURE, STRIPE_EVENT):
             return Stage.EXPORT.value
+        if self.kind == AUDIT_FAILURE:
+            return "audit"  # not a stage of the pipeline: the scheduled audit beside it
         if self.kind == MessageKind.CUSTOMER_SNAPSHOT:
             return Stage.TRANSFORM.value
         if self.kind == MessageKind.CUSTOMER_BUNDLE:
@@ -240,11 +275,16 @@ class QueuedMessage:
 
 
 EXPORT_FAILURE = "export_failure"
+AUDIT_FAILURE = "audit_failure"
 SCHEDULE_FAILURE = "schedule_failure"
 STRIPE_EVENT = "stripe_event"  # an EventBridge event carrying a Stripe event (the Stripe events queue's messages)
 
 
-def describe(message: dict[str, Any], failures: FailureLookup | None = None) -> QueuedMessage:
+def describe(
+    message: dict[str, Any], failures: FailureLookup | None = None, failed_function: FailedFunction = "export"
+) -> QueuedMessage:
+    """A message of a terminal queue as a person needs to see it; `failed_function`: whose Lambda invocation
+    records the queue holds (failed_function_of)."""
     body = message["Body"]
     message_id = message["MessageId"]
     receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
@@ -259,6 +299,8 @@ def describe(message: dict[str, Any], failures: FailureLookup | None = None) -> 
         parsed = None
     fields = parsed if isinstance(parsed, dict) else {}
     if isinstance(fields.get("requestContext"), dict) and "requestPayload" in fields:
+        if failed_function == "audit":
+            return _audit_failure(message_id, receive_count, body, fields)
         return _export_failure(message_id, receive_count, body, fields)
     attributes = message.get("MessageAttributes") or {}
     if _is_stripe_event(fields):  # before the schedule's: EventBridge's DLQ uses the same two attributes
@@ -278,17 +320,30 @@ def describe(message: dict[str, Any], failures: FailureLookup | None = None) -> 
     )
 
 
-def _export_failure(message_id: str, receive_count: int, body: str, record: dict[str, Any]) -> QueuedMessage:
-    """Lambda's on-failure destination record of an asynchronous export invocation."""
+def invocation_failure_reason(function: str, record: dict[str, Any]) -> str:
+    """Why an asynchronous invocation failed, from Lambda's on-failure destination record
+    (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html): `requestContext.condition`
+    (RetriesExhausted, EventAgeExceeded) and its attempts, the error the function returned (`responsePayload`),
+    or else `responseContext.functionError` (Unhandled: a timeout or out-of-memory leaves no payload)."""
     context = record["requestContext"]
     payload = record.get("responsePayload")
     response: dict[str, Any] = payload if isinstance(payload, dict) else {}
     error = ": ".join(str(part) for part in (response.get("errorType"), response.get("errorMessage")) if part)
-    event = record.get("requestPayload")
-    reason = (
-        f"export invocation failed ({context.get('condition', '?')} after {context.get('approximateInvokeCount', '?')} "
-        f"attempt(s)): {error or 'no error message (a timeout or out-of-memory leaves none)'}"
+    if not error:
+        response_context = record.get("responseContext")
+        function_error = response_context.get("functionError") if isinstance(response_context, dict) else None
+        error = f"{function_error} function error, " if function_error else ""
+        error += "no error message (a timeout or out-of-memory leaves none)"
+    return (
+        f"{function} invocation failed ({context.get('condition', '?')} after "
+        f"{context.get('approximateInvokeCount', '?')} attempt(s)): {error}"
     )
+
+
+def _export_failure(message_id: str, receive_count: int, body: str, record: dict[str, Any]) -> QueuedMessage:
+    """Lambda's on-failure destination record of an asynchronous export invocation."""
+    event = record.get("requestPayload")
+    reason = invocation_failure_reason("export", record)
     customer = event.get("customer_id") if isinstance(event, dict) else None
     return QueuedMessage(
         message_id,
@@ -299,6 +354,21 @@ def _export_failure(message_id: str, receive_count: int, body: str, record: dict
         EXPORT_FAILURE,
         failure_reason=reason,
         export_event=event if isinstance(event, dict) else None,
+    )
+
+
+def _audit_failure(message_id: str, receive_count: int, body: str, record: dict[str, Any]) -> QueuedMessage:
+    """Lambda's on-failure destination record of a scheduled audit: no customer's record, the audit itself."""
+    event = record.get("requestPayload")
+    return QueuedMessage(
+        message_id,
+        receive_count,
+        body,
+        None,
+        None,
+        AUDIT_FAILURE,
+        failure_reason=invocation_failure_reason("audit", record),
+        audit_event=event if isinstance(event, dict) else None,
     )
 
 
@@ -421,11 +491,12 @@ def list_messages(
     *,
     failures: FailureLookup | None = None,
     only: MessageFilter | None = None,
+    failed_function: FailedFunction = "export",
 ) -> list[QueuedMessage]:
     """Up to `max_messages` messages of the queue (those `only` matches), left in it (visible again at once)."""
     received = list(_receive(sqs, queue_url, max_messages, _LISTING_VISIBILITY_S, wait_s))
     _make_visible(sqs, queue_url, received)
-    described = [describe(m, failures) for m in received]
+    described = [describe(m, failures, failed_function) for m in received]
     return [m for m in described if only is None or only.matches(m)]
 
 
@@ -442,7 +513,8 @@ def _make_visible(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -> N
 
 @dataclass(frozen=True)
 class ReplayTargets:
-    """Where each stage's messages are replayed to: its input queue, or an invocation of the export function."""
+    """Where each stage's messages are replayed to: its input queue, or an invocation of the export function (or of
+    the audit function, for a failed audit)."""
 
     raw_queue_url: str
     upload_queue_url: str
@@ -451,6 +523,8 @@ class ReplayTargets:
     claim_check_exists: Callable[[str, str], bool] | None = None
     # Where a Stripe event of the Stripe events DLQ goes back to ("" without the near-real-time path).
     stripe_events_queue_url: str = ""
+    # Invokes the audit function asynchronously (a failed audit of audit-failed); None: not configured.
+    invoke_audit: ExportInvoker | None = None
 
     @classmethod
     def from_settings(
@@ -458,6 +532,7 @@ class ReplayTargets:
         settings: Settings,
         invoke_export: ExportInvoker | None = None,
         claim_check_exists: Callable[[str, str], bool] | None = None,
+        invoke_audit: ExportInvoker | None = None,
     ) -> "ReplayTargets":
         return cls(
             raw_queue_url=settings.raw_queue_url,
@@ -465,6 +540,7 @@ class ReplayTargets:
             invoke_export=invoke_export,
             claim_check_exists=claim_check_exists,
             stripe_events_queue_url=settings.stripe_events_queue_url,
+            invoke_audit=invoke_audit,
         )
 
     def destination(self, message: QueuedMessage) -> tuple[str | None, str, str]:
@@ -479,6 +555,8 @@ class ReplayTargets:
             return self._to_export(_event_of(body), message)
         if message.kind in (EXPORT_FAILURE, SCHEDULE_FAILURE):
             return self._to_export(message.export_event, message)
+        if message.kind == AUDIT_FAILURE:
+            return self._to_audit(message.audit_event)
         if message.kind == MessageKind.CUSTOMER_SNAPSHOT:
             return self._to_queue(self.raw_queue_url, message.body, "to the transform (raw queue)", message)
         if message.kind == MessageKind.CUSTOMER_BUNDLE:
@@ -523,6 +601,20 @@ class ReplayTargets:
             )
         return EXPORT, body, "to the export function (asynchronous invocation)"
 
+    def _to_audit(self, event: dict[str, Any] | None) -> tuple[str | None, str, str]:
+        """The audit's own event again (the schedule's input): the audit reads, so running it twice is harmless."""
+        if event is None:
+            return None, "", "no audit event in the invocation record to invoke again: left in place"
+        body = json.dumps(event, separators=(",", ":"))
+        if self.invoke_audit is None:
+            return (
+                None,
+                "",
+                f"an audit failure: no audit function configured (give --stack or AUDIT_FUNCTION_NAME); once the "
+                f"cause is fixed, invoke the audit function asynchronously with {body}; left in place",
+            )
+        return AUDIT, body, "to the audit function (asynchronous invocation)"
+
     def _missing_claim_check(self, body: str) -> str | None:
         if self.claim_check_exists is None:
             return None
@@ -542,6 +634,7 @@ class ReplayTargets:
 
 
 EXPORT = "export"  # ReplayTargets.destination: invoke the export function instead of sending to a queue
+AUDIT = "audit"  # ReplayTargets.destination: invoke the audit function
 
 
 def _event_of(body: str) -> dict[str, Any] | None:
@@ -569,12 +662,13 @@ def replay(
     only: MessageFilter | None = None,
     dry_run: bool = False,
     failures: FailureLookup | None = None,
+    failed_function: FailedFunction = "export",
 ) -> ReplayReport:
     """Move up to `max_messages` messages back to their stage (send first, delete after); `dry_run`: only say so."""
     report = ReplayReport(dry_run=dry_run)
     kept: list[dict[str, Any]] = []
     for raw in _receive(sqs, queue_url, max_messages, _REPLAY_VISIBILITY_S, wait_s):
-        message = describe(raw, failures)
+        message = describe(raw, failures, failed_function)
         if only is not None and not only.matches(message):
             kept.append(raw)
             continue
@@ -590,6 +684,9 @@ def replay(
         if destination == EXPORT:
             assert targets.invoke_export is not None  # destination() says EXPORT only with an invoker
             targets.invoke_export(json.loads(body))
+        elif destination == AUDIT:
+            assert targets.invoke_audit is not None  # destination() says AUDIT only with an invoker
+            targets.invoke_audit(json.loads(body))
         else:
             sqs.send_message(QueueUrl=destination, MessageBody=body)
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=raw["ReceiptHandle"])
