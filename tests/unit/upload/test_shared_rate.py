@@ -13,6 +13,7 @@ import time
 import moto
 import pytest
 
+from chartmogul_sync.config import Settings
 from chartmogul_sync.sinks.chartmogul.limiter import ChartMogulLimiter, OutOfTime, PeerCount, UploadPeers
 from tests.fixtures.state_table import create_state_table
 
@@ -207,3 +208,17 @@ def test_busy_instances_together_never_hold_more_than_the_pool_while_they_come_a
     assert peak[0] <= pool
     assert peak[0] > pool // 3  # more than a fixed third: a lone instance used the pool
     assert all(sent[name] > 0 for name in "abc"), sent  # each got connections once the others made room
+
+
+def test_with_the_highest_maximum_concurrency_two_busy_instances_still_get_connections(state):
+    """UploadMaximumConcurrency may be 20, ChartMogul's whole connection limit: the polls' connections kept apart
+    must leave a pool, and each busy instance a part of it, or no upload would ever send a request (real clock:
+    b waits its join wait, about 1.5 s)."""
+    settings = Settings(upload_max_concurrency=20)
+    a, b = (ChartMogulLimiter.share_of_account(settings, UploadPeers(state, name)) for name in "ab")
+    with a.slot(deadline=time.monotonic() + 5):
+        pass
+    with b.slot(deadline=time.monotonic() + 5):  # b counted a: they share the pool
+        pass
+    assert a.max_workers == 16
+    assert a.max_connections >= 1 and b.max_connections >= 1

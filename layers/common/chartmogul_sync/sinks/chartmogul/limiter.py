@@ -47,6 +47,8 @@ from chartmogul_sync.state import StateTable, key
 
 logger = Logger(child=True)
 
+# Connections kept out of the busy instances' pool for their status polls (one per instance, at most this many).
+MAX_POLL_LANES = 4
 # Bound on one request's waits for a connection (each up to `UploadPeers.refresh_s`): an hour at the default.
 _MAX_CONNECTION_WAITS = 3_600
 
@@ -125,7 +127,8 @@ class ChartMogulLimiter:
     order of their counts; an instance that joins says the part it would have with every possible instance busy
     (`max_instances`, the function's MaximumConcurrency) and holds nothing until the others leave it room.
     Uncounted requests (status polls, which keep no heartbeat) have one connection of their own per instance,
-    outside the pool (`share_of_account` keeps one per possible instance out of the account's 20 for them).
+    outside the pool (`share_of_account` keeps one per possible instance, at most MAX_POLL_LANES, out of the
+    account's 20 for them).
     """
 
     def __init__(
@@ -177,8 +180,9 @@ class ChartMogulLimiter:
         if peers is not None:
             # Rate and connections both follow the busy instances: a lone instance at ChartMogul's 100-300 ms
             # needs 4-12 requests in flight for 40/s, more than a fixed 20 / MaximumConcurrency gives it. One
-            # connection per possible instance stays out of the pool, for its status polls.
-            pool = max(1, settings.chartmogul_max_connections - instances)
+            # connection per possible instance stays out of the pool for its status polls, at most MAX_POLL_LANES
+            # (polls are brief and seconds apart; with MaximumConcurrency 20 the pool keeps 16).
+            pool = max(1, settings.chartmogul_max_connections - min(instances, MAX_POLL_LANES))
             return cls(settings.chartmogul_requests_per_second, pool, peers=peers, max_instances=instances)
         connections = max(1, settings.chartmogul_max_connections // instances)
         return cls(requests_per_second=settings.chartmogul_requests_per_second / instances, max_connections=connections)
@@ -211,7 +215,8 @@ class ChartMogulLimiter:
                     self._set_connections(self._joining_part)
                 self._next_refresh = now + peers.refresh_s
                 return
-            fair = self._connection_limit // counted.instances
+            # At least one each while the others leave room: more busy instances than the pool take turns.
+            fair = max(1, self._connection_limit // counted.instances)
             self._wanted = max(0, min(fair, self._connection_limit - counted.others_connections))
             self._set_connections(min(self._wanted, said))  # a raise past what was said waits for the next count
             with self._lock:
