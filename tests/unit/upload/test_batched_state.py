@@ -77,7 +77,7 @@ def test_a_batch_read_ahead_answers_the_first_reads_and_then_dynamodb_answers(st
 
 
 def test_a_batchs_leases_are_taken_side_by_side_and_given_back(state):
-    leases = CustomerLeases(state, "ds_1")
+    leases = CustomerLeases(state, "ds_1", wait_s=0.2)  # the others' leases are held throughout: a short wait
     other = CustomerLeases(state, "ds_1")
     customers = [f"cus_{n:03d}" for n in range(60)]
     budget = TimeBudget()  # no deadline
@@ -88,3 +88,18 @@ def test_a_batchs_leases_are_taken_side_by_side_and_given_back(state):
             assert len(list(state.query(key("lease", "ds_1")))) == 60
         assert len(list(state.query(key("lease", "ds_1")))) == 10  # ours given back, theirs kept
     assert list(state.query(key("lease", "ds_1"))) == []
+
+
+def test_a_batch_waits_for_a_lease_another_upload_gives_back_soon(state):
+    """An api-mode apply of one of the batch's customers holds its lease for a few requests: the batch waits for it
+    instead of giving the record back to SQS, which would redeliver it only after the visibility timeout."""
+    import threading
+
+    other = CustomerLeases(state, "ds_1")
+    budget = TimeBudget()
+    with other.hold_many(["cus_001"], budget):
+        releaser = threading.Timer(0.3, lambda: other.release("cus_001"))
+        releaser.start()
+        with CustomerLeases(state, "ds_1").hold_many(["cus_000", "cus_001"], budget) as held:
+            assert held == {"cus_000", "cus_001"}
+        releaser.join()

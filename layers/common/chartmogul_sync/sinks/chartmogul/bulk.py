@@ -258,8 +258,8 @@ class BulkUploader:
         """Apply every bundle; one outcome per bundle, in order. Never raises for a single bundle's failure.
 
         Every customer of the batch is applied only while its lease is held (leases.py): a customer another
-        upload is applying right now fails transiently and is redelivered. The staleness checks happen after
-        the leases are taken.
+        upload is applying right now is waited for (bounded), then fails transiently and is redelivered. The
+        staleness checks happen after the leases are taken.
         """
         outcomes: dict[int, BundleOutcome] = {}
         customer_ids = [b.customer.external_id for b in bundles]

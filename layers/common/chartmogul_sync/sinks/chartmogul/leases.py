@@ -101,9 +101,12 @@ class CustomerLeases:
 
     @contextmanager
     def hold_many(self, customer_external_ids: Iterable[str], budget: TimeBudget) -> Iterator[set[str]]:
-        """Hold as many of these customers' leases as are free now (no waiting); yields the held ones.
+        """Hold these customers' leases; yields the held ones.
 
-        Should a write fail, the leases taken are given back before the error is raised.
+        The free ones are taken at once; those another upload holds are waited for side by side, all within one
+        wait (bounded as `hold_one`'s): an api-mode apply of the same customer holds its lease for a few requests,
+        and a record given back to SQS would wait the queue's visibility timeout. Should a write fail, the leases
+        taken are given back before the error is raised.
         """
         customer_ids = list(dict.fromkeys(customer_external_ids))
         taken = map_concurrently(lambda c: self._try_acquire_or_error(c, budget), customer_ids, BATCH_WORKERS)
@@ -112,6 +115,16 @@ class CustomerLeases:
             failed = next((outcome for outcome in taken if isinstance(outcome, Exception)), None)
             if failed is not None:
                 raise failed
+            busy = [c for c, outcome in zip(customer_ids, taken, strict=True) if outcome is False]
+            if busy:
+                give_up_at = time.monotonic() + min(self._wait_s, max(0.0, budget.remaining() - 5.0))
+                waited = map_concurrently(
+                    lambda c: self._acquire_waiting_or_error(c, budget, give_up_at), busy, BATCH_WORKERS
+                )
+                held |= {c for c, outcome in zip(busy, waited, strict=True) if outcome is True}
+                failed = next((outcome for outcome in waited if isinstance(outcome, Exception)), None)
+                if failed is not None:
+                    raise failed
             yield held
         finally:
             map_concurrently(self._release_logged, list(held), BATCH_WORKERS)
@@ -119,6 +132,14 @@ class CustomerLeases:
     def _try_acquire_or_error(self, customer_external_id: str, budget: TimeBudget) -> bool | Exception:
         try:
             return self.try_acquire(customer_external_id, budget)
+        except Exception as error:  # raised by hold_many once every other lease is settled
+            return error
+
+    def _acquire_waiting_or_error(
+        self, customer_external_id: str, budget: TimeBudget, give_up_at: float
+    ) -> bool | Exception:
+        try:
+            return self._acquire_waiting(customer_external_id, budget, give_up_at)
         except Exception as error:  # raised by hold_many once every other lease is settled
             return error
 
@@ -149,8 +170,9 @@ class CustomerLeases:
                 extra={"customer_external_id": customer_external_id},
             )
 
-    def _acquire_waiting(self, customer_external_id: str, budget: TimeBudget) -> bool:
-        give_up_at = time.monotonic() + min(self._wait_s, max(0.0, budget.remaining() - 5.0))
+    def _acquire_waiting(self, customer_external_id: str, budget: TimeBudget, give_up_at: float | None = None) -> bool:
+        if give_up_at is None:
+            give_up_at = time.monotonic() + min(self._wait_s, max(0.0, budget.remaining() - 5.0))
         pause = _FIRST_PAUSE_S
         # Bounded: each pass sleeps, and the loop ends at `give_up_at`.
         while True:
