@@ -76,7 +76,7 @@ def test_a_batch_read_ahead_answers_the_first_reads_and_then_dynamodb_answers(st
     assert sent["GetItem"] == 2
 
 
-def test_a_batchs_leases_are_taken_side_by_side_and_given_back(state):
+def test_a_batch_holds_the_free_leases_leaves_the_others_theirs_and_gives_its_own_back(state):
     leases = CustomerLeases(state, "ds_1", wait_s=0.2)  # the others' leases are held throughout: a short wait
     other = CustomerLeases(state, "ds_1")
     customers = [f"cus_{n:03d}" for n in range(60)]

@@ -109,39 +109,21 @@ class CustomerLeases:
         taken are given back before the error is raised.
         """
         customer_ids = list(dict.fromkeys(customer_external_ids))
-        taken = map_concurrently(lambda c: self._try_acquire_or_error(c, budget), customer_ids, BATCH_WORKERS)
+        taken = map_concurrently(lambda c: _outcome(lambda: self.try_acquire(c, budget)), customer_ids, BATCH_WORKERS)
         held = {c for c, outcome in zip(customer_ids, taken, strict=True) if outcome is True}
         try:
-            failed = next((outcome for outcome in taken if isinstance(outcome, Exception)), None)
-            if failed is not None:
-                raise failed
+            _raise_first_error(taken)
             busy = [c for c, outcome in zip(customer_ids, taken, strict=True) if outcome is False]
             if busy:
                 give_up_at = time.monotonic() + min(self._wait_s, max(0.0, budget.remaining() - 5.0))
                 waited = map_concurrently(
-                    lambda c: self._acquire_waiting_or_error(c, budget, give_up_at), busy, BATCH_WORKERS
+                    lambda c: _outcome(lambda: self._acquire_waiting(c, budget, give_up_at)), busy, BATCH_WORKERS
                 )
                 held |= {c for c, outcome in zip(busy, waited, strict=True) if outcome is True}
-                failed = next((outcome for outcome in waited if isinstance(outcome, Exception)), None)
-                if failed is not None:
-                    raise failed
+                _raise_first_error(waited)
             yield held
         finally:
             map_concurrently(self._release_logged, list(held), BATCH_WORKERS)
-
-    def _try_acquire_or_error(self, customer_external_id: str, budget: TimeBudget) -> bool | Exception:
-        try:
-            return self.try_acquire(customer_external_id, budget)
-        except Exception as error:  # raised by hold_many once every other lease is settled
-            return error
-
-    def _acquire_waiting_or_error(
-        self, customer_external_id: str, budget: TimeBudget, give_up_at: float
-    ) -> bool | Exception:
-        try:
-            return self._acquire_waiting(customer_external_id, budget, give_up_at)
-        except Exception as error:  # raised by hold_many once every other lease is settled
-            return error
 
     def _release_logged(self, customer_external_id: str) -> None:
         try:
@@ -186,3 +168,17 @@ class CustomerLeases:
     def _duration(self, budget: TimeBudget) -> float:
         remaining = budget.remaining()
         return min(MAX_LEASE_S, (remaining if remaining != float("inf") else MAX_LEASE_S) + CLOCK_MARGIN_S)
+
+
+def _outcome(attempt: Callable[[], bool]) -> bool | Exception:
+    """What a lease attempt gave, or the error it raised (raised by hold_many once every other lease is settled)."""
+    try:
+        return attempt()
+    except Exception as error:
+        return error
+
+
+def _raise_first_error(outcomes: Iterable[bool | Exception]) -> None:
+    failed = next((outcome for outcome in outcomes if isinstance(outcome, Exception)), None)
+    if failed is not None:
+        raise failed
