@@ -19,6 +19,10 @@ CHARTMOGUL_API_URL = "https://api.chartmogul.com/v1"
 # Stripe's global rate limits (docs.stripe.com/rate-limits, "Rate limiters").
 STRIPE_LIVE_REQUESTS_PER_SECOND = 100.0
 STRIPE_TEST_REQUESTS_PER_SECOND = 25.0
+# Stripe's default limit for one endpoint (one named operation, such as GET /v1/invoices, whatever the ids in its
+# path), counted against the global limit too (https://docs.stripe.com/rate-limits, docs/sources.md
+# #stripe-rate-limits). A backfill lists one endpoint at a time, several pages side by side.
+STRIPE_ENDPOINT_REQUESTS_PER_SECOND = 25.0
 
 
 class UploadMode(StrEnum):
@@ -132,7 +136,10 @@ class Settings(BaseSettings):
                 )
             return sync_share * self.stripe_audit_share
         export_part = 1 - self.stripe_realtime_share - self.stripe_audit_share
-        return sync_share * export_part / self.export_max_concurrency
+        # The export also keeps to its part of one endpoint's limit: a backfill asks one list for several pages at
+        # once, and the other functions may be reading the same list meanwhile.
+        one_endpoint = STRIPE_ENDPOINT_REQUESTS_PER_SECOND * export_part
+        return min(sync_share * export_part, one_endpoint) / self.export_max_concurrency
 
     @model_validator(mode="after")
     def _the_export_keeps_a_part(self) -> "Settings":

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ...models.snapshot import CustomerSnapshot, StripeJson
 from ...state import key
-from .client import MAX_PAGES_PER_LIST, PagingError, StripeList, is_permanent_for_object
+from .client import Page, StripeList, is_permanent_for_object
 from .incremental import EVENT_RETENTION_S, RETENTION_SAFETY_S, EventCursor, load_cursor, save_cursor
 from .run import Continuation, Exporter, ExportOutcome, UploadMode
 from .snapshots import (
@@ -60,6 +60,7 @@ from .snapshots import (
     fetch_customer_records,
     refund_with_owner,
 )
+from .windows import STRIPE_EPOCH, ListWindow, WindowedList
 
 CHECKPOINT_SK = "checkpoint"
 CATALOG_LISTS = (StripeList.PRODUCTS, StripeList.PRICES)
@@ -138,9 +139,14 @@ class Checkpoint(BaseModel):
     upload_mode: UploadMode = "bulk"
     sequence: int = 0  # write counter: two invocations of one run cannot both write the same one
     step: int = 0
-    starting_after: str | None = None  # listing steps: the last object of the last staged page
-    last_created: int | None = None  # ...and its `created`, to restart from if that object is deleted meanwhile
-    created_lte: int | None = None  # set once a step had to restart from `last_created`
+    # Listing steps: the windows of the list still to read (`WindowedList`), as of the last staged page.
+    windows: list[ListWindow] = []
+    # A checkpoint written before windows existed has its one cursor here instead; later ones leave them empty.
+    starting_after: str | None = None
+    last_created: int | None = None
+    created_lte: int | None = None
+    # The oldest customer listed: where its objects' lists begin, for cutting them into windows.
+    oldest_customer_created: int | None = None
     chunk: int = 0  # the next S3 chunk number within the step
     position: int = 0  # partition step: next source chunk; assembly: next partition
     partitions: int = 0
@@ -397,6 +403,7 @@ def _next_step(exporter: Exporter, checkpoint: Checkpoint) -> Checkpoint:
         return checkpoint
     update: dict[str, Any] = {
         "step": next_index,
+        "windows": [],
         "starting_after": None,
         "last_created": None,
         "created_lte": None,
@@ -439,7 +446,8 @@ def _outcome(exporter: Exporter, checkpoint: Checkpoint, enqueued_before: int, *
 
 
 def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource: StripeList) -> tuple[Checkpoint, bool]:
-    """List one type globally, 100 per page, into the staging buffer; write and checkpoint at each flush."""
+    """List one type globally, 100 per page, several pages at a time (`WindowedList`), into the staging buffer;
+    write and checkpoint at each flush."""
     rng = checkpoint.range
     if resource is StripeList.CUSTOMERS:
         params: dict[str, Any] = rng.customer_filter()
@@ -448,37 +456,65 @@ def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource:
     else:
         owned = next(o for o in (*OWNED_LISTS, REFUNDS_WITH_OWNER) if o.resource is resource)
         params = {**owned.params, **rng.owned_filter()}
-    stager = Stager(exporter, step)
-    pages = objects = 0
-    starting_after, last_created, created_lte = (
-        checkpoint.starting_after,
-        checkpoint.last_created,
-        checkpoint.created_lte,
+    # A checkpoint of a step begun before windows existed resumes as one window from its cursor.
+    windows = checkpoint.windows or [
+        ListWindow(
+            starting_after=checkpoint.starting_after,
+            last_created=checkpoint.last_created,
+            created_lte=checkpoint.created_lte,
+        )
+    ]
+
+    def restarting(window: ListWindow) -> None:
+        # The object the window stopped after was deleted since (an invoice item, say).
+        exporter.log.warning(
+            "backfill cursor object is gone; restarting the list from its creation time",
+            extra={"list": resource.value, "starting_after": window.starting_after, "created_lte": window.last_created},
+        )
+
+    lister = WindowedList(
+        lambda query: _completed_page(exporter, resource, query),
+        params,
+        windows,
+        lanes=exporter.limits.list_lanes,
+        floor=_oldest_possible(checkpoint, resource),
+        what=resource.value,
+        on_restart=restarting,
     )
-    # Bounded like every list walk (`follow_pages`); a step's pages are few per invocation anyway.
-    for _ in range(MAX_PAGES_PER_LIST):
-        cursor = {"starting_after": starting_after} if starting_after else {}
-        bounded = _created_at_most(params, created_lte)
-        try:
-            page = exporter.api.list_page(resource, {**bounded, **cursor})
-        except stripe.InvalidRequestError as error:
-            if error.param != "starting_after" or last_created is None:
-                raise
-            # The object the step stopped after was deleted since (an invoice item, say): restart from its
-            # second instead (docs/sources.md#stripe-pagination: checkpoint the window boundary). Objects of that second
-            # are staged twice; assembly keeps one per id.
-            exporter.log.warning(
-                "backfill cursor object is gone; restarting the list from its creation time",
-                extra={"list": resource.value, "starting_after": starting_after, "created_lte": last_created},
-            )
-            starting_after, created_lte = None, last_created
-            continue
-        if page.has_more and page.last_id is not None and page.last_id == starting_after:
-            raise PagingError(f"list {resource.value}: the page after {starting_after} ends on {starting_after} again")
+    stager = Stager(exporter, step)
+    pages = objects = customers = 0
+    oldest_customer = checkpoint.oldest_customer_created
+
+    def flush(checkpoint: Checkpoint) -> Checkpoint:
+        stager.flush(checkpoint.chunk)
+        exporter.stats.pages_staged += pages
+        return _save(
+            exporter,
+            checkpoint.model_copy(
+                update={
+                    "windows": lister.windows,
+                    "starting_after": None,
+                    "last_created": None,
+                    "created_lte": None,
+                    "chunk": checkpoint.chunk + 1,
+                    "staged_chunks": {**checkpoint.staged_chunks, step.name: checkpoint.chunk + 1},
+                    "pages_staged": checkpoint.pages_staged + pages,
+                    "objects_listed": checkpoint.objects_listed + objects,
+                    "customers_listed": checkpoint.customers_listed + customers,
+                    "oldest_customer_created": oldest_customer,
+                }
+            ),
+        )
+
+    for page in lister.pages():
         for obj in page.data:
-            obj = complete(exporter.api, resource, obj, refunds_per_charge=False)
             if resource in CATALOG_LISTS or resource is StripeList.CUSTOMERS:
                 stager.add(UNPARTITIONED, obj)
+                if resource is StripeList.CUSTOMERS:
+                    customers += 1
+                    created = created_of(obj)
+                    if created is not None and (oldest_customer is None or created < oldest_customer):
+                        oldest_customer = created
                 continue
             owner, obj = refund_with_owner(obj) if resource is StripeList.REFUNDS else (customer_of(obj), obj)
             if owner is not None:  # None: a guest charge, say; no customer, nothing to import
@@ -486,42 +522,36 @@ def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource:
         pages += 1
         objects += len(page.data)
         exporter.stats.objects_listed += len(page.data)
-        starting_after = page.last_id or starting_after
-        if page.data:
-            last_created = created_of(page.data[-1])
-        listed_all = not page.has_more or page.last_id is None
-        out_of_time = exporter.time_to_hand_over()
-        if listed_all or out_of_time or stager.size_bytes >= exporter.limits.flush_bytes:
-            stager.flush(checkpoint.chunk)
-            exporter.stats.pages_staged += pages
-            listed_customers = objects if resource is StripeList.CUSTOMERS else 0
-            checkpoint = _save(
-                exporter,
-                checkpoint.model_copy(
-                    update={
-                        "starting_after": starting_after,
-                        "last_created": last_created,
-                        "created_lte": created_lte,
-                        "chunk": checkpoint.chunk + 1,
-                        "staged_chunks": {**checkpoint.staged_chunks, step.name: checkpoint.chunk + 1},
-                        "pages_staged": checkpoint.pages_staged + pages,
-                        "objects_listed": checkpoint.objects_listed + objects,
-                        "customers_listed": checkpoint.customers_listed + listed_customers,
-                    }
-                ),
-            )
-            pages = objects = 0
-            if listed_all:
-                return checkpoint, True
-            if out_of_time:
-                return checkpoint, False
-    raise PagingError(f"list {resource.value}: more than {MAX_PAGES_PER_LIST} pages in one invocation")
+        if exporter.time_to_hand_over():
+            lister.stop()  # the pages in flight still come, and are staged with the rest
+        if stager.size_bytes >= exporter.limits.flush_bytes and not lister.finished:
+            checkpoint = flush(checkpoint)
+            pages = objects = customers = 0
+    # Read whole, or stopped for the hand-over: what is buffered is written, with the windows left to read.
+    checkpoint = flush(checkpoint)
+    return checkpoint, lister.finished
 
 
-def _created_at_most(params: dict[str, Any], created_lte: int | None) -> dict[str, Any]:
-    if created_lte is None:
-        return params
-    return {**params, "created": {**params.get("created", {}), "lte": created_lte}}
+def _completed_page(exporter: Exporter, resource: StripeList, query: dict[str, Any]) -> Page:
+    """One page of a list, each object completed (its embedded lists past their first page fetched)."""
+    page = exporter.api.list_page(resource, query)
+    return Page(
+        data=[complete(exporter.api, resource, obj, refunds_per_charge=False) for obj in page.data],
+        has_more=page.has_more,
+    )
+
+
+def _oldest_possible(checkpoint: Checkpoint, resource: StripeList) -> int:
+    """Where a list's objects probably begin, for cutting it into windows (`WindowedList`): a customer's objects
+    are created after it, so its lists begin with the oldest customer; the customers and the catalog, at the
+    range's start or when Stripe opened. Only an estimate: the oldest window has no lower bound."""
+    if resource in CATALOG_LISTS:
+        return STRIPE_EPOCH
+    start = checkpoint.range.created_from
+    start_s = _epoch(start) if start is not None else STRIPE_EPOCH
+    if resource is StripeList.CUSTOMERS or checkpoint.oldest_customer_created is None:
+        return start_s
+    return max(start_s, checkpoint.oldest_customer_created)
 
 
 def _partition_customers(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, bool]:

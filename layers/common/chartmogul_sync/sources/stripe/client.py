@@ -9,6 +9,7 @@ default timeout is 80 s. Every call here is one Stripe request, retried with jit
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -211,6 +212,8 @@ class StripeApi:
         self._budget = budget
         self._policy = policy or RetryPolicy()
         self.stats = stats or StripeRequestStats()
+        # The backfill's list lanes call from several threads; the counts must not lose an increment.
+        self._stats_lock = threading.Lock()
         self._on_retry = on_retry
         # The Stripe request budget (`stripe_request_limiter`); None: as fast as Stripe answers (tests, CLI).
         self._limiter = limiter
@@ -259,7 +262,8 @@ class StripeApi:
         policy = self._policy
 
         def before_sleep(retry_state: RetryCallState) -> None:
-            self.stats.retries += 1
+            with self._stats_lock:
+                self.stats.retries += 1
             if self._on_retry is not None and retry_state.outcome is not None:
                 error = retry_state.outcome.exception()
                 if error is not None:
@@ -286,11 +290,13 @@ class StripeApi:
         try:
             answer = request()
         except stripe.StripeError as error:
-            self.stats.requests += 1  # refused, or lost on the way: a request made all the same
-            if isinstance(error, stripe.AuthenticationError | stripe.PermissionError):
-                self.stats.auth_failures += 1
+            with self._stats_lock:
+                self.stats.requests += 1  # refused, or lost on the way: a request made all the same
+                if isinstance(error, stripe.AuthenticationError | stripe.PermissionError):
+                    self.stats.auth_failures += 1
             raise
-        self.stats.requests += 1
+        with self._stats_lock:
+            self.stats.requests += 1
         return answer
 
 
@@ -313,13 +319,13 @@ def api_key_from_secrets_manager(secret_name: str) -> str:
 
 
 def stripe_request_limiter(
-    settings: Settings, api_key: str, *, realtime: bool = False, audit: bool = False
+    settings: Settings, api_key: str, *, realtime: bool = False, audit: bool = False, connections: int = 1
 ) -> RequestLimiter:
     """This invocation's share of Stripe's rate limit (`Settings.stripe_requests_per_second`: the Stripe events
     function's with `realtime`, the Audit function's with `audit`, else the export function's), requests spaced
-    evenly; one request at a time, as the exporter and the audit make them."""
+    evenly; at most `connections` at once (the backfill's list lanes; one for the rest, which ask one by one)."""
     rate = settings.stripe_requests_per_second(api_key, realtime=realtime, audit=audit)
-    return RequestLimiter(requests_per_second=rate, max_connections=1)
+    return RequestLimiter(requests_per_second=rate, max_connections=connections)
 
 
 def make_stripe_client(settings: Settings, api_key: str) -> stripe.StripeClient:
