@@ -136,10 +136,15 @@ class Settings(BaseSettings):
                 )
             return sync_share * self.stripe_audit_share
         export_part = 1 - self.stripe_realtime_share - self.stripe_audit_share
-        # The export also keeps to its part of one endpoint's limit: a backfill asks one list for several pages at
-        # once, and the other functions may be reading the same list meanwhile.
-        one_endpoint = STRIPE_ENDPOINT_REQUESTS_PER_SECOND * export_part
-        return min(sync_share * export_part, one_endpoint) / self.export_max_concurrency
+        return sync_share * export_part / self.export_max_concurrency
+
+    def stripe_endpoint_requests_per_second(self) -> float:
+        """One export invocation's part of one Stripe endpoint's limit (STRIPE_ENDPOINT_REQUESTS_PER_SECOND): what a
+        backfill asks of each list it reads side by side. The same part as of the global limit, since the other
+        functions may read the same list meanwhile; the user's own application rarely pages through lists, so
+        `stripe_rate_limit_share` is not taken from it."""
+        export_part = 1 - self.stripe_realtime_share - self.stripe_audit_share
+        return STRIPE_ENDPOINT_REQUESTS_PER_SECOND * export_part / self.export_max_concurrency
 
     @model_validator(mode="after")
     def _the_export_keeps_a_part(self) -> "Settings":

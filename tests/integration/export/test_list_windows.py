@@ -17,7 +17,7 @@ from chartmogul_sync.sources.stripe.client import (
     TimeBudget,
     make_stripe_client,
 )
-from chartmogul_sync.sources.stripe.windows import MIN_WINDOW_PAGES, ListWindow, WindowedList
+from chartmogul_sync.sources.stripe.windows import MIN_WINDOW_PAGES, ListSpec, ListWindow, WindowedLists
 from localdev.scenarios import Account, generate_account
 from localdev.stripe_emulator import RunningStripeEmulator, start
 
@@ -43,15 +43,11 @@ def stripe_api(emulator: RunningStripeEmulator) -> StripeApi:
     return StripeApi(client, TimeBudget.of_seconds(120), limiter=limiter)
 
 
-def invoices_lister(api: StripeApi, windows: list[ListWindow], floor: int) -> WindowedList:
-    return WindowedList(
-        lambda query: api.list_page(StripeList.INVOICES, query),
-        {"status": "paid"},
-        windows,
-        lanes=LANES,
-        floor=floor,
-        what="invoices",
+def invoices_lister(api: StripeApi, windows: list[ListWindow], floor: int) -> WindowedLists:
+    invoices = ListSpec(
+        "invoices", lambda query: api.list_page(StripeList.INVOICES, query), {"status": "paid"}, windows, floor
     )
+    return WindowedLists([invoices], lanes=LANES)
 
 
 def test_a_list_read_in_windows_gives_every_object_once_for_about_the_pages_of_one_walk(
@@ -65,9 +61,9 @@ def test_a_list_read_in_windows_gives_every_object_once_for_about_the_pages_of_o
     oldest_customer = min(c.created for c in account.store.customers)
 
     lister = invoices_lister(api, [ListWindow()], floor=oldest_customer)
-    read = [obj["id"] for page in lister.pages() for obj in page.data]
+    read = [obj["id"] for _, page in lister.pages() for obj in page.data]
 
-    assert lister.finished and lister.windows == []
+    assert lister.finished() and lister.windows("invoices") == []
     assert sorted(read) == sorted(expected) and len(read) == len(set(read))
     asked = emulator.server.counter.count("GET /v1/invoices", 200)
     assert asked <= one_walk + one_walk // MIN_WINDOW_PAGES + 1
@@ -85,16 +81,17 @@ def test_a_stopped_list_resumed_from_its_windows_reads_exactly_what_was_left(
 
     first = invoices_lister(api, [ListWindow()], floor=oldest_customer)
     before: list[str] = []
-    for page in first.pages():
+    for _, page in first.pages():
         before.extend(obj["id"] for obj in page.data)
         if len(before) >= 1_000:
             first.stop()  # the hand-over: the pages in flight still come
-    left = first.windows
-    assert not first.finished and left  # stopped with windows still to read
+    left = first.windows("invoices")
+    assert not first.finished() and left  # stopped with windows still to read
     # What a continuation gets: the windows as the checkpoint stores them.
     resumed_windows = [ListWindow.model_validate_json(w.model_dump_json()) for w in left]
 
-    after = [obj["id"] for page in invoices_lister(api, resumed_windows, oldest_customer).pages() for obj in page.data]
+    resumed = invoices_lister(api, resumed_windows, oldest_customer)
+    after = [obj["id"] for _, page in resumed.pages() for obj in page.data]
 
     assert sorted(before + after) == expected
     assert len(before) + len(after) == len(expected)  # nothing twice

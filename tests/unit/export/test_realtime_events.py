@@ -65,9 +65,9 @@ def test_a_snapshot_covers_only_events_at_least_a_second_older_than_its_fetch() 
 
 
 def test_the_stripe_budget_is_a_share_of_the_keys_mode_limit_split_between_concurrent_exports() -> None:
-    settings = Settings(stripe_rate_limit_share=0.2, export_max_concurrency=2)
-    assert settings.stripe_requests_per_second("rk_live_abc") == pytest.approx(100 * 0.2 / 2)
-    assert settings.stripe_requests_per_second("sk_test_abc") == pytest.approx(25 * 0.2 / 2)
+    settings = Settings(stripe_rate_limit_share=0.5, export_max_concurrency=2)
+    assert settings.stripe_requests_per_second("rk_live_abc") == pytest.approx(100 * 0.5 / 2)
+    assert settings.stripe_requests_per_second("sk_test_abc") == pytest.approx(25 * 0.5 / 2)
     explicit = Settings(stripe_rate_limit_per_second=60, stripe_rate_limit_share=0.25, export_max_concurrency=3)
     assert stripe_request_limiter(explicit, "sk_live_x").requests_per_second == pytest.approx(5.0)
     with pytest.raises(ValueError, match="stripe_rate_limit_share"):
@@ -79,10 +79,8 @@ def test_the_stripe_events_function_takes_its_part_of_the_share_and_the_export_t
     each_batch = settings.stripe_requests_per_second("rk_live_abc", realtime=True)
     export = settings.stripe_requests_per_second("rk_live_abc")
     assert each_batch == pytest.approx(100 * 0.5 * 0.3 / 2)
-    # The export's part of the share is 35/s, but a backfill asks one list endpoint for all of it, and Stripe
-    # allows one endpoint 25/s: the export keeps to its part (0.7) of that.
-    assert export == pytest.approx(25 * 0.7)
-    assert 2 * each_batch + export <= 50  # both functions at their most: the share, never more
+    assert export == pytest.approx(100 * 0.5 * 0.7)
+    assert 2 * each_batch + export == pytest.approx(50)  # both functions at their most: the share, never more
     assert stripe_request_limiter(settings, "rk_live_abc", realtime=True).requests_per_second == pytest.approx(7.5)
     # Without a part of its own (a stack without the near-real-time path) the Stripe events function refuses to run
     # rather than take the export's budget.
@@ -96,8 +94,8 @@ def test_the_audit_function_takes_its_own_part_of_the_share_and_the_export_the_r
     export = settings.stripe_requests_per_second("rk_live_abc")
     each_batch = settings.stripe_requests_per_second("rk_live_abc", realtime=True)
     assert audit == pytest.approx(100 * 0.5 * 0.1)
-    assert export == pytest.approx(min(100 * 0.5, 25) * 0.4)  # its part of the share, and of one endpoint's limit
-    assert audit + export + 2 * each_batch <= 50  # all three at their most: the share
+    assert export == pytest.approx(100 * 0.5 * 0.4)
+    assert audit + export + 2 * each_batch == pytest.approx(50)  # all three at their most: the share
     assert stripe_request_limiter(settings, "sk_test_abc", audit=True).requests_per_second == pytest.approx(1.25)
     # Without a part of its own the audit refuses to take the export's budget; the parts must leave the export some.
     with pytest.raises(ValueError, match="STRIPE_AUDIT_SHARE"):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -42,6 +42,7 @@ import stripe
 from pydantic import BaseModel, ConfigDict
 
 from ...models.snapshot import CustomerSnapshot, StripeJson
+from ...sinks.chartmogul.limiter import ChartMogulLimiter as RequestLimiter
 from ...state import key
 from .client import Page, StripeList, is_permanent_for_object
 from .incremental import EVENT_RETENTION_S, RETENTION_SAFETY_S, EventCursor, load_cursor, save_cursor
@@ -60,7 +61,7 @@ from .snapshots import (
     fetch_customer_records,
     refund_with_owner,
 )
-from .windows import STRIPE_EPOCH, ListWindow, WindowedList
+from .windows import STRIPE_EPOCH, ListSpec, ListWindow, WindowedLists
 
 CHECKPOINT_SK = "checkpoint"
 CATALOG_LISTS = (StripeList.PRODUCTS, StripeList.PRICES)
@@ -127,6 +128,14 @@ def _epoch(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
 
+class ListProgress(BaseModel):
+    """Where one list of a listing group stands."""
+
+    windows: list[ListWindow] = [ListWindow()]  # what is left to read; a list not begun is one window, all of it
+    chunk: int = 0  # its next S3 chunk number
+    finished: bool = False
+
+
 class Checkpoint(BaseModel):
     """Progress of one backfill run; written after every flush to S3 and every assembled partition."""
 
@@ -139,9 +148,10 @@ class Checkpoint(BaseModel):
     upload_mode: UploadMode = "bulk"
     sequence: int = 0  # write counter: two invocations of one run cannot both write the same one
     step: int = 0
-    # Listing steps: the windows of the list still to read (`WindowedList`), as of the last staged page.
-    windows: list[ListWindow] = []
-    # A checkpoint written before windows existed has its one cursor here instead; later ones leave them empty.
+    # Listing steps, read in groups (`_listing_group`): each list's windows still to read and next chunk, as of the
+    # last staged page.
+    lists: dict[str, ListProgress] = {}
+    # A checkpoint written before groups existed has its step's one cursor here instead; later ones leave it empty.
     starting_after: str | None = None
     last_created: int | None = None
     created_lte: int | None = None
@@ -383,7 +393,7 @@ def _run_steps(exporter: Exporter, checkpoint: Checkpoint) -> ExportOutcome:
     while not checkpoint.finished:
         step = STEPS[checkpoint.step]
         if step.resource is not None:
-            checkpoint, step_done = _list_step(exporter, checkpoint, step, step.resource)
+            checkpoint, step_done = _list_group(exporter, checkpoint)
         elif step is PARTITION_CUSTOMERS:
             checkpoint, step_done = _partition_customers(exporter, checkpoint)
         else:
@@ -403,7 +413,7 @@ def _next_step(exporter: Exporter, checkpoint: Checkpoint) -> Checkpoint:
         return checkpoint
     update: dict[str, Any] = {
         "step": next_index,
-        "windows": [],
+        "lists": {},
         "starting_after": None,
         "last_created": None,
         "created_lte": None,
@@ -445,59 +455,94 @@ def _outcome(exporter: Exporter, checkpoint: Checkpoint, enqueued_before: int, *
     )
 
 
-def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource: StripeList) -> tuple[Checkpoint, bool]:
-    """List one type globally, 100 per page, several pages at a time (`WindowedList`), into the staging buffer;
-    write and checkpoint at each flush."""
+def _listing_group(checkpoint: Checkpoint) -> tuple[Step, ...]:
+    """The listing steps read together from `checkpoint.step`: it and the listing steps right after it (the
+    catalog with the customers; the customer-owned lists), which do not depend on one another."""
+    group: list[Step] = []
+    for step in STEPS[checkpoint.step :]:
+        if step.resource is None:
+            break
+        group.append(step)
+    return tuple(group)
+
+
+def _list_params(checkpoint: Checkpoint, resource: StripeList) -> dict[str, Any]:
     rng = checkpoint.range
     if resource is StripeList.CUSTOMERS:
-        params: dict[str, Any] = rng.customer_filter()
-    elif resource in CATALOG_LISTS:
-        params = {}  # the whole catalog: a customer in the range can be on a price of any age
-    else:
-        owned = next(o for o in (*OWNED_LISTS, REFUNDS_WITH_OWNER) if o.resource is resource)
-        params = {**owned.params, **rng.owned_filter()}
-    # A checkpoint of a step begun before windows existed resumes as one window from its cursor.
-    windows = checkpoint.windows or [
-        ListWindow(
-            starting_after=checkpoint.starting_after,
-            last_created=checkpoint.last_created,
-            created_lte=checkpoint.created_lte,
+        return rng.customer_filter()
+    if resource in CATALOG_LISTS:
+        return {}  # the whole catalog: a customer in the range can be on a price of any age
+    owned = next(o for o in (*OWNED_LISTS, REFUNDS_WITH_OWNER) if o.resource is resource)
+    return {**owned.params, **rng.owned_filter()}
+
+
+def _list_group(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, bool]:
+    """List a group of types globally, 100 per page, several pages at a time and the types side by side
+    (`WindowedLists`), into their staging buffers; write and checkpoint at each flush."""
+    group = _listing_group(checkpoint)
+    progress = dict(checkpoint.lists)
+    if not progress:
+        # The group starts; or a checkpoint written before groups existed resumes: its step's cursor is one window.
+        first = ListProgress(
+            windows=[
+                ListWindow(
+                    starting_after=checkpoint.starting_after,
+                    last_created=checkpoint.last_created,
+                    created_lte=checkpoint.created_lte,
+                )
+            ],
+            chunk=checkpoint.chunk,
         )
+        progress = {group[0].name: first, **{step.name: ListProgress() for step in group[1:]}}
+    # Stripe limits each endpoint apart from the whole (docs/sources.md#stripe-rate-limits): each list keeps to its
+    # part of one endpoint's limit, all of them together to the export's share (the StripeApi's limiter).
+    lanes = exporter.limits.list_lanes
+    per_endpoint = exporter.settings.stripe_endpoint_requests_per_second()
+    specs = [
+        ListSpec(
+            name=step.name,
+            fetch=_page_fetcher(exporter, step.resource, RequestLimiter(per_endpoint, max_connections=lanes)),
+            params=_list_params(checkpoint, step.resource),
+            windows=progress[step.name].windows,
+            floor=_oldest_possible(checkpoint, step.resource),
+        )
+        for step in group
+        if step.resource is not None and not progress[step.name].finished
     ]
 
-    def restarting(window: ListWindow) -> None:
+    def restarting(name: str, window: ListWindow) -> None:
         # The object the window stopped after was deleted since (an invoice item, say).
         exporter.log.warning(
             "backfill cursor object is gone; restarting the list from its creation time",
-            extra={"list": resource.value, "starting_after": window.starting_after, "created_lte": window.last_created},
+            extra={"list": name, "starting_after": window.starting_after, "created_lte": window.last_created},
         )
 
-    lister = WindowedList(
-        lambda query: _completed_page(exporter, resource, query),
-        params,
-        windows,
-        lanes=exporter.limits.list_lanes,
-        floor=_oldest_possible(checkpoint, resource),
-        what=resource.value,
-        on_restart=restarting,
-    )
-    stager = Stager(exporter, step)
+    lists = WindowedLists(specs, lanes=lanes, on_restart=restarting)
+    stagers = {step.name: Stager(exporter, step) for step in group}
+    resources = {step.name: step.resource for step in group}
     pages = objects = customers = 0
     oldest_customer = checkpoint.oldest_customer_created
 
     def flush(checkpoint: Checkpoint) -> Checkpoint:
-        stager.flush(checkpoint.chunk)
+        staged = dict(checkpoint.staged_chunks)
+        for name, stager in stagers.items():
+            state = progress[name]
+            if stager.size_bytes or (lists.finished(name) and not state.finished):
+                # Each list's chunks are numbered on their own; a list that ends writes its last (maybe empty).
+                stager.flush(state.chunk)
+                staged[name] = state.chunk + 1
+                state = state.model_copy(update={"chunk": state.chunk + 1})
+            progress[name] = state.model_copy(update={"windows": lists.windows(name), "finished": lists.finished(name)})
         exporter.stats.pages_staged += pages
         return _save(
             exporter,
             checkpoint.model_copy(
                 update={
-                    "windows": lister.windows,
+                    "lists": dict(progress),
                     "starting_after": None,
                     "last_created": None,
                     "created_lte": None,
-                    "chunk": checkpoint.chunk + 1,
-                    "staged_chunks": {**checkpoint.staged_chunks, step.name: checkpoint.chunk + 1},
+                    "staged_chunks": staged,
                     "pages_staged": checkpoint.pages_staged + pages,
                     "objects_listed": checkpoint.objects_listed + objects,
                     "customers_listed": checkpoint.customers_listed + customers,
@@ -506,7 +551,8 @@ def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource:
             ),
         )
 
-    for page in lister.pages():
+    for name, page in lists.pages():
+        resource, stager = resources[name], stagers[name]
         for obj in page.data:
             if resource in CATALOG_LISTS or resource is StripeList.CUSTOMERS:
                 stager.add(UNPARTITIONED, obj)
@@ -523,18 +569,34 @@ def _list_step(exporter: Exporter, checkpoint: Checkpoint, step: Step, resource:
         objects += len(page.data)
         exporter.stats.objects_listed += len(page.data)
         if exporter.time_to_hand_over():
-            lister.stop()  # the pages in flight still come, and are staged with the rest
-        if stager.size_bytes >= exporter.limits.flush_bytes and not lister.finished:
+            lists.stop()  # the pages in flight still come, and are staged with the rest
+        if sum(stager.size_bytes for stager in stagers.values()) >= exporter.limits.flush_bytes:
             checkpoint = flush(checkpoint)
             pages = objects = customers = 0
     # Read whole, or stopped for the hand-over: what is buffered is written, with the windows left to read.
     checkpoint = flush(checkpoint)
-    return checkpoint, lister.finished
+    if not lists.finished():
+        return checkpoint, False
+    # The group is done: its last step is the one `_next_step` moves past (and saves).
+    return checkpoint.model_copy(update={"step": checkpoint.step + len(group) - 1}), True
 
 
-def _completed_page(exporter: Exporter, resource: StripeList, query: dict[str, Any]) -> Page:
+def _page_fetcher(
+    exporter: Exporter, resource: StripeList | None, endpoint: RequestLimiter
+) -> Callable[[dict[str, Any]], Page]:
+    assert resource is not None
+
+    def fetch(query: dict[str, Any]) -> Page:
+        return _completed_page(exporter, resource, query, endpoint)
+
+    return fetch
+
+
+def _completed_page(
+    exporter: Exporter, resource: StripeList, query: dict[str, Any], endpoint: RequestLimiter | None = None
+) -> Page:
     """One page of a list, each object completed (its embedded lists past their first page fetched)."""
-    page = exporter.api.list_page(resource, query)
+    page = exporter.api.list_page(resource, query, endpoint=endpoint)
     return Page(
         data=[complete(exporter.api, resource, obj, refunds_per_charge=False) for obj in page.data],
         has_more=page.has_more,
@@ -542,7 +604,7 @@ def _completed_page(exporter: Exporter, resource: StripeList, query: dict[str, A
 
 
 def _oldest_possible(checkpoint: Checkpoint, resource: StripeList) -> int:
-    """Where a list's objects probably begin, for cutting it into windows (`WindowedList`): a customer's objects
+    """Where a list's objects probably begin, for cutting it into windows (`WindowedLists`): a customer's objects
     are created after it, so its lists begin with the oldest customer; the customers and the catalog, at the
     range's start or when Stripe opened. Only an estimate: the oldest window has no lower bound."""
     if resource in CATALOG_LISTS:

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -220,9 +221,12 @@ class StripeApi:
 
     # -- calls ---------------------------------------------------------------------------------------------
 
-    def list_page(self, resource: StripeList, params: Mapping[str, Any]) -> Page:
-        """One page (up to 100 objects) of a list endpoint."""
-        answer = self._get(f"list {resource.value}", resource.path, {"limit": PAGE_SIZE, **params})
+    def list_page(
+        self, resource: StripeList, params: Mapping[str, Any], *, endpoint: RequestLimiter | None = None
+    ) -> Page:
+        """One page (up to 100 objects) of a list endpoint; each attempt also within `endpoint`, that endpoint's
+        own budget (Stripe limits each endpoint apart from the whole, docs/sources.md#stripe-rate-limits)."""
+        answer = self._get(f"list {resource.value}", resource.path, {"limit": PAGE_SIZE, **params}, endpoint)
         return Page(data=list(answer["data"]), has_more=bool(answer["has_more"]))
 
     def list_all(self, resource: StripeList, params: Mapping[str, Any]) -> Iterator[StripeJson]:
@@ -250,15 +254,17 @@ class StripeApi:
 
     # -- machinery -----------------------------------------------------------------------------------------
 
-    def _get(self, what: str, path: str, params: Mapping[str, Any]) -> StripeJson:
+    def _get(
+        self, what: str, path: str, params: Mapping[str, Any], endpoint: RequestLimiter | None = None
+    ) -> StripeJson:
         # `raw_request` is stripe-python's own request path (auth, pinned Stripe-Version, error mapping) without
         # building StripeObjects: the snapshot keeps Stripe's JSON untouched, and converting each page to
         # StripeObjects and back cost half the backfill's CPU.
-        answer = self._call(what, lambda: self._client.raw_request("get", path, **params))
+        answer = self._call(what, lambda: self._client.raw_request("get", path, **params), endpoint)
         data: StripeJson = answer.data
         return data
 
-    def _call(self, what: str, request: Callable[[], Any]) -> Any:
+    def _call(self, what: str, request: Callable[[], Any], endpoint: RequestLimiter | None = None) -> Any:
         policy = self._policy
 
         def before_sleep(retry_state: RetryCallState) -> None:
@@ -276,15 +282,16 @@ class StripeApi:
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(self._counted, request)
+        return retrying(self._counted, request, endpoint)
 
-    def _counted(self, request: Callable[[], Any]) -> Any:
-        if self._limiter is not None:
-            # Every attempt, retries included, takes its place in the budget: Stripe counts them all.
-            deadline = time.monotonic() + self._budget.remaining_s() - self._policy.reserve_s
-            with self._limiter.slot(deadline):
-                return self._send(request)
-        return self._send(request)
+    def _counted(self, request: Callable[[], Any], endpoint: RequestLimiter | None) -> Any:
+        # Every attempt, retries included, takes its place in the budgets: Stripe counts them all.
+        deadline = time.monotonic() + self._budget.remaining_s() - self._policy.reserve_s
+        with ExitStack() as slots:
+            for limiter in (endpoint, self._limiter):
+                if limiter is not None:
+                    slots.enter_context(limiter.slot(deadline))
+            return self._send(request)
 
     def _send(self, request: Callable[[], Any]) -> Any:
         try:

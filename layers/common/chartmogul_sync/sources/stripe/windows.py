@@ -10,23 +10,28 @@ disjoint windows of seconds, each walked with its own `starting_after`, side by 
 How a list is cut: nobody knows in advance where a list's objects lie in time (an account grows; a customer's
 invoices follow its signup), so a list starts as one window, the whole range. When a page comes back and a lane is
 free, its window may be cut in two: what it has left, from where it is down to its lower bound, is split at the
-middle of its time span; the window keeps its cursor and the newer half, a new window takes the older one. A window is cut only
-if, at the density it has read so far, each part would hold `MIN_WINDOW_PAGES` pages: every window ends on a page
-that is not full, so the cuts cost at most one request per `MIN_WINDOW_PAGES` pages.
+middle of its time span; the window keeps its cursor and the newer half, a new window takes the older one. A window
+is cut only if, at the density it has read so far, each half would hold `MIN_WINDOW_PAGES` pages: every window ends
+on a page that is not full, so the cuts cost at most one request per `MIN_WINDOW_PAGES` pages.
 
 Why it is complete: the windows are half-open second ranges `[created_gte, created_lt)` that tile the range (the
 oldest keeps no lower bound, the newest no upper bound), and a cut only moves the boundary below what a window has
 read, so each object is in exactly one window's part still to read or already read. The windows' state is what the
 checkpoint stores: the state after the pages handed to the caller, never a page still in flight.
 
+Several lists share the lanes (`WindowedLists`): a list of few pages cannot be cut far, and Stripe limits each
+endpoint apart (25 requests/s), so the export reads its independent lists together.
+
 Example::
 
-    lister = WindowedList(fetch_page, {"status": "all"}, [ListWindow()], lanes=8, floor=1_600_000_000, what="invoices")
-    for page in lister.pages():
-        stage(page.data)
+    invoices = ListSpec("invoices", fetch_invoices, {"status": "paid"}, [ListWindow()], floor=1_600_000_000)
+    charges = ListSpec("charges", fetch_charges, {}, [ListWindow()], floor=1_600_000_000)
+    lists = WindowedLists([invoices, charges], lanes=16)
+    for name, page in lists.pages():
+        stage(name, page.data)
         if out_of_time():
-            lister.stop()  # no new requests; the pages in flight still come
-    lister.windows  # [] once the list is read whole; else what a continuation resumes from
+            lists.stop()  # no new requests; the pages in flight still come
+    lists.windows("invoices")  # [] once read whole; else what a continuation resumes from
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 import stripe
@@ -134,125 +140,134 @@ class _Restart:
     """What a window's request answers when its cursor object is gone."""
 
 
-class WindowedList:
-    """The pages of one list, read by up to `lanes` windows side by side, handed over in the caller's thread.
+@dataclass(frozen=True)
+class ListSpec:
+    """One list of a `WindowedLists`: how to ask for a page, its filter, its windows left, where it probably
+    begins (`floor`, for estimating how much a window has left)."""
 
-    `fetch(query)` asks Stripe for one page (and may complete its objects); it runs in worker threads, so it
-    must be thread-safe (StripeApi is). Nothing but `pages()` touches the windows, so the caller can read
-    `windows` between pages for a checkpoint that holds exactly the pages it has been given.
+    name: str
+    fetch: Callable[[dict[str, Any]], Page]
+    params: Mapping[str, Any]
+    windows: list[ListWindow]
+    floor: int
+
+
+WindowKey = tuple[str, int]
+
+
+class WindowedLists:
+    """The pages of one or more lists, read by up to `lanes` windows side by side, handed over in the caller's
+    thread as `(list name, page)`.
+
+    Several lists at once, because a list of few pages cannot be cut far (`MIN_WINDOW_PAGES`) and Stripe limits
+    each endpoint apart from the whole (25 requests/s an endpoint, docs/sources.md#stripe-rate-limits): lanes a
+    list cannot use, another takes. Each `fetch` runs in worker threads, so it must be thread-safe (StripeApi
+    is) and keep to its endpoint's limit. Nothing but `pages()` touches the windows, so the caller can read
+    `windows(name)` between pages for a checkpoint that holds exactly the pages it has been given.
     """
 
     def __init__(
-        self,
-        fetch: Callable[[dict[str, Any]], Page],
-        params: Mapping[str, Any],
-        windows: list[ListWindow],
-        *,
-        lanes: int,
-        floor: int,
-        what: str,
-        on_restart: Callable[[ListWindow], None] | None = None,
+        self, lists: list[ListSpec], *, lanes: int, on_restart: Callable[[str, ListWindow], None] | None = None
     ) -> None:
         if lanes < 1:
             raise ValueError("a list needs at least one lane")
-        self._fetch = fetch
-        self._params = dict(params)
-        self._windows: dict[int, ListWindow] = dict(enumerate(windows))
-        self._next_key = len(windows)
+        self._specs = {spec.name: spec for spec in lists}
+        self._windows: dict[WindowKey, ListWindow] = {
+            (spec.name, index): window for spec in lists for index, window in enumerate(spec.windows)
+        }
+        self._next_index = {spec.name: len(spec.windows) for spec in lists}
         self._lanes = lanes
-        self._floor = floor
-        self._what = what
         self._on_restart = on_restart
         self._stopping = False
 
-    @property
-    def windows(self) -> list[ListWindow]:
-        """What is left to read, newest window first: [] once the list is read whole."""
-        return sorted(self._windows.values(), key=lambda w: -(w.created_lt if w.created_lt is not None else 1 << 62))
+    def windows(self, name: str) -> list[ListWindow]:
+        """What is left to read of one list, newest window first: [] once it is read whole."""
+        left = [window for (list_name, _), window in self._windows.items() if list_name == name]
+        return sorted(left, key=lambda w: -(w.created_lt if w.created_lt is not None else 1 << 62))
 
-    @property
-    def finished(self) -> bool:
-        return not self._windows
+    def finished(self, name: str | None = None) -> bool:
+        """Whether one list (or, without a name, every list) is read whole."""
+        return not any(name is None or list_name == name for list_name, _ in self._windows)
 
     def stop(self) -> None:
         """Ask for no new page: the pages already asked for still come out of `pages()`, then it ends."""
         self._stopping = True
 
-    def pages(self) -> Iterator[Page]:
-        with ThreadPoolExecutor(max_workers=self._lanes, thread_name_prefix=f"list-{self._what}") as pool:
-            in_flight: dict[Future[Page | _Restart], int] = {}
-            waiting: deque[int] = deque(sorted(self._windows))
-
-            def ask(window_key: int) -> None:
-                window = self._windows[window_key]
-                in_flight[pool.submit(self._page_or_restart, window)] = window_key
+    def pages(self) -> Iterator[tuple[str, Page]]:
+        with ThreadPoolExecutor(max_workers=self._lanes, thread_name_prefix="stripe-list") as pool:
+            in_flight: dict[Future[Page | _Restart], WindowKey] = {}
+            # Oldest windows of each list first, lists in the order given: the biggest lists start at once.
+            waiting: deque[WindowKey] = deque(sorted(self._windows, key=lambda key: key[1]))
 
             try:
                 # Bounded like every list walk: each turn takes in at least one answer.
                 for _ in range(MAX_PAGES_PER_LIST):
                     while waiting and len(in_flight) < self._lanes and not self._stopping:
-                        ask(waiting.popleft())
+                        key = waiting.popleft()
+                        in_flight[pool.submit(self._page_or_restart, key, self._windows[key])] = key
                     if not in_flight:
                         return
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in done:
-                        window_key = in_flight.pop(future)
+                        key = in_flight.pop(future)
                         answer = future.result()  # a failure ends the walk; the checkpoint has what came before
-                        page = self._take(window_key, answer)
-                        if window_key in self._windows:
+                        page = self._take(key, answer)
+                        if key in self._windows:
                             free = self._lanes - len(in_flight) - len(waiting) - 1
-                            waiting.extend(self._cut(window_key, free))
-                            waiting.appendleft(window_key)
+                            waiting.extend(self._cut(key, free))
+                            waiting.appendleft(key)
                         if page is not None:
-                            yield page
-                raise PagingError(f"list {self._what}: more than {MAX_PAGES_PER_LIST} pages in one invocation")
+                            yield key[0], page
+                raise PagingError(f"lists {', '.join(self._specs)}: more than {MAX_PAGES_PER_LIST} pages in one walk")
             finally:
                 # A failure or an early close: the pages in flight are dropped (a resume asks for them again).
                 for future in in_flight:
                     future.cancel()
 
-    def _page_or_restart(self, window: ListWindow) -> Page | _Restart:
+    def _page_or_restart(self, key: WindowKey, window: ListWindow) -> Page | _Restart:
+        spec = self._specs[key[0]]
         try:
-            return self._fetch(window.query(self._params))
+            return spec.fetch(window.query(spec.params))
         except stripe.InvalidRequestError as error:
             if error.param != "starting_after" or window.last_created is None:
                 raise
             return _Restart()
 
-    def _take(self, window_key: int, answer: Page | _Restart) -> Page | None:
-        window = self._windows[window_key]
+    def _take(self, key: WindowKey, answer: Page | _Restart) -> Page | None:
+        window = self._windows[key]
         if isinstance(answer, _Restart):
-            self._windows[window_key] = window.restarted()
+            self._windows[key] = window.restarted()
             if self._on_restart is not None:
-                self._on_restart(window)
+                self._on_restart(key[0], window)
             return None
         if answer.has_more and answer.last_id is not None and answer.last_id == window.starting_after:
             raise PagingError(
-                f"list {self._what}: the page after {window.starting_after} ends on {window.starting_after} again"
+                f"list {key[0]}: the page after {window.starting_after} ends on {window.starting_after} again"
             )
         if not answer.has_more or answer.last_id is None:
-            del self._windows[window_key]
+            del self._windows[key]
         else:
-            self._windows[window_key] = window.after(answer)
+            self._windows[key] = window.after(answer)
         return answer
 
-    def _cut(self, window_key: int, free_lanes: int) -> list[int]:
-        """Cut the window into itself and up to `free_lanes` new windows; the new windows' keys."""
+    def _cut(self, key: WindowKey, free_lanes: int) -> list[WindowKey]:
+        """Cut the window in two if a lane is free and each half would hold MIN_WINDOW_PAGES; the new window's key."""
         if free_lanes < 1 or self._stopping:
             return []
-        window = self._windows[window_key]
-        pages_left = window.pages_left(self._floor)
+        window, floor = self._windows[key], self._specs[key[0]].floor
+        pages_left = window.pages_left(floor)
         if pages_left is None:
             return []
         # In two at most: a list whose lower end is only guessed (the customers list begins at STRIPE_EPOCH as far
         # as anyone knows) wastes one request on each empty window, so halving costs the fewest; and the lanes fill
         # fast all the same, one, two, four, eight windows a round trip.
-        parts = min(free_lanes + 1, 2, int(pages_left // MIN_WINDOW_PAGES))
-        first, *new = window.cut(parts, self._floor)
-        self._windows[window_key] = first
-        keys = []
+        parts = min(2, int(pages_left // MIN_WINDOW_PAGES))
+        first, *new = window.cut(parts, floor)
+        self._windows[key] = first
+        keys: list[WindowKey] = []
         for window in new:
-            self._windows[self._next_key] = window
-            keys.append(self._next_key)
-            self._next_key += 1
+            new_key = (key[0], self._next_index[key[0]])
+            self._next_index[key[0]] += 1
+            self._windows[new_key] = window
+            keys.append(new_key)
         return keys
