@@ -75,6 +75,8 @@ class PipelineOptions:
     upload_concurrency: int = 3
     # Rate limits: the real ones by default (Stripe 25/s in test mode; ChartMogul 40/s); None switches one off.
     stripe_rate_limit: float | Literal["stripe"] | None = "stripe"
+    # Stripe's per-endpoint limit (requests/s of each method + path template; 0: off); None: 25 with "stripe", else off.
+    stripe_endpoint_rate_limit: float | None = None
     chartmogul_rate_limit: float | None = 40.0
     stripe_faults: str | None = None
     chartmogul_faults: str = ""
@@ -131,6 +133,7 @@ class LocalPipeline:
                 self.account,
                 mode="test",
                 rate_limit=options.stripe_rate_limit,
+                endpoint_rate_limit=options.stripe_endpoint_rate_limit,
                 faults=options.stripe_faults,
                 seed=options.fault_seed,
             )

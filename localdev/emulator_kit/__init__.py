@@ -35,15 +35,18 @@ Pieces:
 - `EmulatorServer`: `start() -> base_url` (daemon thread, so a forgotten server never blocks exit),
   `serve_forever(on_ready=None)` (blocking, for a command line), `stop()`, context manager, `base_url`, `port`,
   `ca_cert_path` (TLS: the PEM to trust, e.g. `REQUESTS_CA_BUNDLE`), `counter` (`RequestCounter`),
-  `request_report()`, `set_faults(spec, seed)`, `set_rate_limit(rate, burst)`, `set_max_connections(n)`,
-  `set_retry_after(bool)`, `set_latency(seconds)`, `reset()`.
+  `request_report()`, `set_faults(spec, seed)`, `set_rate_limit(rate, burst)`, `set_route_rate_limit(rate, burst)`,
+  `set_max_connections(n)`, `set_retry_after(bool)`, `set_latency(seconds)`, `reset()`.
 - Order per request: admin prefix → parallel-request cap (`too_many_connections`, and the connection is
   closed)
-  → token bucket (`rate_limited`) → seeded fault (`fault(status)`, or `timeout`: hold
-  `fault_hold_seconds` then close, or `reset`: TCP RST, no answer) → `before_request` → route handler.
+  → token buckets, the global one and, if on, the matched route's (`rate_limited`; a token from both or from
+  neither: a request refused by one is refused once and spends nothing of the other)
+  → seeded fault (`fault(status)`, or `timeout`: hold `fault_hold_seconds` then close, or `reset`: TCP RST, no
+  answer) → `before_request` → route handler.
   An exception in a handler answers `internal_error` (500) and is logged.
 - `ServerSettings`: `host` (default 127.0.0.1), `port` (0 = free port), `tls`, `rate_limit` (req/s, None =
-  off), `burst`, `max_connections` (connections with a request in
+  off), `burst`, `route_rate_limit` (req/s for each route template, e.g. `GET /v1/things/{uuid}` whatever the uuid,
+  besides the global limit; None = off), `route_burst`, `max_connections` (connections with a request in
   progress, None = off), `retry_after`, `faults`, `seed`,
   `fault_hold_seconds`, `idle_timeout_seconds`, `latency_seconds` (added to every API request before its
   answer, holding its connection slot), `admin_prefix` (`/_admin`), `log_requests`.
@@ -51,10 +54,12 @@ Pieces:
   status), `DELETE {prefix}/requests`, `POST {prefix}/reset` (state + counters), `GET {prefix}/state`,
   `GET|PUT {prefix}/faults` `{"spec": "...", "seed": 1, "hold_seconds": 2}`,
   `GET|PUT {prefix}/rate-limit`
-  `{"rate": 40, "burst": 40, "max_connections": 20, "retry_after": false, "latency_ms": 0}`;
+  `{"rate": 40, "burst": 40, "route_rate": null, "route_burst": null, "max_connections": 20, "retry_after": false,
+  "latency_ms": 0}`;
   an emulator can add its own through `admin_router`.
 - `parse_fault_spec("429:0.1,500:0.05,timeout:0.02,reset:0.01")`, `FaultInjector`, `TokenBucket`,
-  `ConnectionCap`, `RequestCounter`, `generate_self_signed()` are usable on their own.
+  `RouteBuckets`, `try_acquire_all`, `ConnectionCap`, `RequestCounter`, `generate_self_signed()` are usable on
+  their own.
 - `localdev.emulator_kit.cli` (click, so not imported here): `host_option` and `faults_option(example)`, the
   options every emulator's `cmsync emulate ...` command shares; a bad fault spec is refused while parsing.
 """
@@ -76,7 +81,7 @@ from localdev.emulator_kit.http import (
     json_response,
     text_response,
 )
-from localdev.emulator_kit.limits import ConnectionCap, TokenBucket
+from localdev.emulator_kit.limits import ConnectionCap, RouteBuckets, TokenBucket, try_acquire_all
 from localdev.emulator_kit.routing import Route, Router
 from localdev.emulator_kit.server import UNMATCHED_ROUTE, EmulatorServer, ErrorHooks, ServerSettings
 from localdev.emulator_kit.tls import CertificateFiles, generate_self_signed
@@ -97,6 +102,7 @@ __all__ = [
     "RequestCounter",
     "Response",
     "Route",
+    "RouteBuckets",
     "Router",
     "ServerSettings",
     "TokenBucket",
@@ -105,4 +111,5 @@ __all__ = [
     "json_response",
     "parse_fault_spec",
     "text_response",
+    "try_acquire_all",
 ]

@@ -1,7 +1,8 @@
-"""Admission control: a token-bucket request rate limit and a cap on open connections."""
+"""Admission control: token-bucket request rate limits (global and per route) and a cap on open connections."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -31,16 +32,14 @@ class TokenBucket:
             self._updated = self._clock()
 
     def try_acquire(self) -> bool:
-        if self.rate is None:
-            return True
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return True
-            return False
+        return try_acquire_all(self) is None
+
+    def _refill(self) -> None:
+        """With `_lock` held and a rate set: add what has accrued since the last look."""
+        assert self.rate is not None
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
 
     def seconds_until_token(self) -> float:
         """How long until the next request would be admitted (0 when one would be now)."""
@@ -53,6 +52,59 @@ class TokenBucket:
     def retry_after_header(self) -> str:
         """Whole seconds, at least 1, for a `Retry-After` header."""
         return str(max(1, math.ceil(self.seconds_until_token())))
+
+
+def try_acquire_all(*buckets: TokenBucket) -> TokenBucket | None:
+    """One token from every bucket, or from none: a request refused by one limit spends nothing of the others.
+
+    Returns the first bucket (in the order given) that has no token, None when the request is admitted. Locks are
+    taken in the order given, so callers must always pass the buckets in one order (the server: global, then route).
+    """
+    with contextlib.ExitStack() as held:
+        for bucket in buckets:
+            held.enter_context(bucket._lock)
+        limited = [bucket for bucket in buckets if bucket.rate is not None]
+        for bucket in limited:
+            bucket._refill()
+        refusing = next((bucket for bucket in limited if bucket._tokens < 1.0), None)
+        if refusing is None:
+            for bucket in limited:
+                bucket._tokens -= 1.0
+        return refusing
+
+
+class RouteBuckets:
+    """A `TokenBucket` per route (the route template, e.g. `GET /v1/invoices/{id}/lines`), all with one rate and burst.
+
+    For APIs that limit each operation besides the account as a whole: requests for different ids of one route share
+    its bucket. `rate=None` switches it off; `configure` refills every route.
+    """
+
+    def __init__(
+        self, rate: float | None, burst: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+        self.configure(rate, burst)
+
+    def configure(self, rate: float | None, burst: float | None = None) -> None:
+        with self._lock:
+            if rate is not None and rate <= 0:
+                rate = None
+            self.rate = rate
+            self.burst = float(burst if burst is not None else (rate or 0.0))
+            self._buckets = {}  # each route starts again with a full bucket, created when it is first asked for
+
+    def bucket(self, route: str) -> TokenBucket | None:
+        """The route's bucket; None while the limit is off. One per route the router knows: a bounded number."""
+        with self._lock:
+            if self.rate is None:
+                return None
+            found = self._buckets.get(route)
+            if found is None:
+                found = self._buckets[route] = TokenBucket(self.rate, self.burst, self._clock)
+            return found
 
 
 class ConnectionCap:

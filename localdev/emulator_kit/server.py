@@ -28,7 +28,7 @@ from localdev.emulator_kit.http import (
     json_response,
     text_response,
 )
-from localdev.emulator_kit.limits import ConnectionCap, TokenBucket
+from localdev.emulator_kit.limits import ConnectionCap, RouteBuckets, TokenBucket, try_acquire_all
 from localdev.emulator_kit.routing import Router
 from localdev.emulator_kit.tls import CertificateFiles, generate_self_signed
 
@@ -64,6 +64,10 @@ class ServerSettings:
     tls: bool = False
     rate_limit: float | None = None  # requests per second; None: off
     burst: float | None = None  # bucket size; None: equal to the rate (one second of requests)
+    # A second limit per route (the route template: method + pattern, as `request_report()` groups), counted besides
+    # the global one: requests/s for each route; None: off. For APIs that limit every operation on its own.
+    route_rate_limit: float | None = None
+    route_burst: float | None = None  # each route's bucket size; None: equal to `route_rate_limit`
     max_connections: int | None = None  # open connections; None: no cap
     retry_after: bool = False  # send Retry-After on 429/503
     faults: str = ""
@@ -117,6 +121,7 @@ class EmulatorServer:
         self.name = name
         self.counter = RequestCounter()
         self.bucket = TokenBucket(self.settings.rate_limit, self.settings.burst)
+        self.route_buckets = RouteBuckets(self.settings.route_rate_limit, self.settings.route_burst)
         self.connections = ConnectionCap(self.settings.max_connections)
         self.faults = FaultInjector(self.settings.faults, self.settings.seed)
         self.certificate: CertificateFiles | None = None
@@ -217,6 +222,10 @@ class EmulatorServer:
     def set_rate_limit(self, rate: float | None, burst: float | None = None) -> None:
         self.bucket.configure(rate, burst)
 
+    def set_route_rate_limit(self, rate: float | None, burst: float | None = None) -> None:
+        """Each route's own limit (requests/s; None or 0: off), besides the global one; every route's bucket refills."""
+        self.route_buckets.configure(rate, burst)
+
     def set_max_connections(self, limit: int | None) -> None:
         self.connections.configure(limit)
 
@@ -229,11 +238,12 @@ class EmulatorServer:
         self.settings.latency_seconds = seconds
 
     def reset(self) -> None:
-        """Empty the emulator's state and the request counters; refill the rate bucket."""
+        """Empty the emulator's state and the request counters; refill the rate buckets."""
         if self.reset_state is not None:
             self.reset_state()
         self.counter.reset()
         self.bucket.configure(self.bucket.rate, self.bucket.burst)
+        self.route_buckets.configure(self.route_buckets.rate, self.route_buckets.burst)
 
     # ---- request pipeline ----------------------------------------------------------------------------
 
@@ -251,10 +261,14 @@ class EmulatorServer:
                 response.headers["Retry-After"] = "1"
             self.counter.record(request.route, response.status)
             return _Outcome(response, extra_headers={"Connection": "close"})
-        if not self.bucket.try_acquire():
+        # The global limit and the route's (a path no route matches has none): a token from both or the request is
+        # refused, once, spending neither.
+        route_bucket = self.route_buckets.bucket(request.route) if match and match.route else None
+        refusing = try_acquire_all(self.bucket, route_bucket) if route_bucket else try_acquire_all(self.bucket)
+        if refusing is not None:
             response = self.errors.rate_limited()
             if self.settings.retry_after:
-                response.headers["Retry-After"] = self.bucket.retry_after_header()
+                response.headers["Retry-After"] = refusing.retry_after_header()
             self.counter.record(request.route, response.status)
             return _Outcome(response)
         fault = self.faults.draw()
@@ -346,6 +360,8 @@ class EmulatorServer:
         return {
             "rate": self.bucket.rate,
             "burst": self.bucket.burst if self.bucket.rate is not None else None,
+            "route_rate": self.route_buckets.rate,
+            "route_burst": self.route_buckets.burst if self.route_buckets.rate is not None else None,
             "max_connections": self.connections.limit,
             "retry_after": self.settings.retry_after,
             "latency_ms": round(self.settings.latency_seconds * 1000, 3),
@@ -364,13 +380,19 @@ class EmulatorServer:
         return json_response(200, self._faults_view())
 
     def _admin_set_limits(self, request: Request) -> Response:
-        """Body keys (each optional): `rate` (null: off), `burst`, `max_connections` (null: off), `retry_after`,
-        `latency_ms` (0: none)."""
+        """Body keys (each optional): `rate` (null: off), `burst`, `route_rate` (each route's, null: off),
+        `route_burst`, `max_connections` (null: off), `retry_after`, `latency_ms` (0: none)."""
         body = request.json() or {}
         if not isinstance(body, dict):
             return json_response(400, {"error": "expected a JSON object"})
+        for key in ("route_rate", "route_burst"):
+            value = body.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+                return json_response(400, {"error": f"{key} must be a number >= 0 or null, got {value!r}"})
         if "rate" in body or "burst" in body:
             self.set_rate_limit(body.get("rate", self.bucket.rate), body.get("burst"))
+        if "route_rate" in body or "route_burst" in body:
+            self.set_route_rate_limit(body.get("route_rate", self.route_buckets.rate), body.get("route_burst"))
         if "max_connections" in body:
             self.set_max_connections(body["max_connections"])
         if "retry_after" in body:

@@ -12,7 +12,7 @@ import click
 from localdev.emulator_kit.cli import exit_after_option, faults_option, host_option, listening, port_option
 from localdev.scenarios import generate_account
 from localdev.stripe_emulator.render import API_VERSION
-from localdev.stripe_emulator.server import STRIPE_RATE_LIMITS, RunningStripeEmulator
+from localdev.stripe_emulator.server import STRIPE_ENDPOINT_RATE_LIMIT, STRIPE_RATE_LIMITS, RunningStripeEmulator
 
 
 def _in_existing_directory(context: click.Context, parameter: click.Parameter, path: str | None) -> str | None:
@@ -42,6 +42,13 @@ def _in_existing_directory(context: click.Context, parameter: click.Parameter, p
     default=None,
     type=float,
     help="Requests/s; default Stripe's (25 test, 100 live); 0 switches it off.",
+)
+@click.option(
+    "--endpoint-rate-limit",
+    default=STRIPE_ENDPOINT_RATE_LIMIT,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Requests/s of each endpoint (method + path template), besides --rate-limit; Stripe's default; 0: off.",
 )
 @faults_option("429:0.05,500:0.05,timeout:0.01,reset:0.01")
 @click.option("--fault-seed", default=0, show_default=True, type=int, help="Seed of the fault sequence.")
@@ -82,6 +89,7 @@ def stripe(
     seed: int,
     mode: str,
     rate_limit: float | None,
+    endpoint_rate_limit: float,
     faults: str,
     fault_seed: int,
     truth_path: str | None,
@@ -101,6 +109,7 @@ def stripe(
         account,
         mode="live" if mode == "live" else "test",
         rate_limit=limit,
+        endpoint_rate_limit=endpoint_rate_limit,
         faults=faults,
         seed=fault_seed,
         host=host,
@@ -116,7 +125,8 @@ def stripe(
     click.echo(
         f"Stripe emulator ({mode} mode, API {API_VERSION}) on {emulator.base_url}: "
         f"{counts['customers']} customers, {counts['invoices']} invoices, {counts['events']} events; "
-        f"rate limit {limit or 'off'}/s. Admin: /_admin/state, /_admin/clock, /_admin/scenario-steps."
+        f"rate limit {limit or 'off'}/s, {endpoint_rate_limit or 'off'}/s per endpoint. "
+        "Admin: /_admin/state, /_admin/clock, /_admin/scenario-steps."
     )
     try:
         threading.Event().wait(exit_after)  # the server runs in its own thread until Ctrl-C (or --exit-after)

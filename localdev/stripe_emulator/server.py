@@ -25,8 +25,19 @@ from localdev.stripe_emulator.eventbridge import EventBridgeDestination
 from localdev.stripe_emulator.store import StripeStore
 
 Mode = Literal["test", "live"]
-# Stripe's global read limits (docs/sources.md#stripe-rate-limits): 25 requests/s in test mode, 100 in live mode.
+# Stripe's global limits (docs/sources.md#stripe-rate-limits): 25 requests/s in test mode, 100 in live mode.
 STRIPE_RATE_LIMITS: dict[str, float] = {"test": 25.0, "live": 100.0}
+# And each endpoint's, in both modes, counted besides the global one (https://docs.stripe.com/rate-limits: "API
+# endpoints have a default limit of 25 requests per second"; "Stripe considers each named API operation a separate
+# endpoint", so GET /v1/invoices/{id}/lines for different invoices counts against one limit: the kit's route template).
+STRIPE_ENDPOINT_RATE_LIMIT = 25.0
+
+
+def endpoint_rate(rate_limit: float | Literal["stripe"] | None, endpoint_rate_limit: float | None) -> float | None:
+    """The per-endpoint rate `start()` applies: the one given (0: off), else Stripe's with `rate_limit="stripe"`."""
+    if endpoint_rate_limit is None:
+        return STRIPE_ENDPOINT_RATE_LIMIT if rate_limit == "stripe" else None
+    return endpoint_rate_limit or None
 
 
 class AccountLike(Protocol):
@@ -126,6 +137,7 @@ class RunningStripeEmulator:
         *,
         mode: Mode = "test",
         rate_limit: float | Literal["stripe"] | None = None,
+        endpoint_rate_limit: float | None = None,
         faults: str | None = None,
         seed: int | None = 0,
         host: str = "127.0.0.1",
@@ -150,7 +162,14 @@ class RunningStripeEmulator:
             dump_state=self.state,
             reset_state=self.reset_state,
             admin_router=self._admin_router(),
-            settings=ServerSettings(host=host, port=port, rate_limit=rate, faults=faults or "", seed=seed),
+            settings=ServerSettings(
+                host=host,
+                port=port,
+                rate_limit=rate,
+                route_rate_limit=endpoint_rate(rate_limit, endpoint_rate_limit),
+                faults=faults or "",
+                seed=seed,
+            ),
             name=f"stripe-emulator-{mode}",
         )
 
@@ -263,6 +282,7 @@ def start(
     *,
     mode: Mode = "test",
     rate_limit: float | Literal["stripe"] | None = None,
+    endpoint_rate_limit: float | None = None,
     faults: str | None = None,
     seed: int | None = 0,
     host: str = "127.0.0.1",
@@ -273,8 +293,10 @@ def start(
 ) -> RunningStripeEmulator:
     """Serve `account` on loopback in a daemon thread; use as a context manager or call `.stop()`.
 
-    `rate_limit=None` (default) serves without a limit; `"stripe"` applies Stripe's for the mode (25 requests/s
-    in test mode, 100 in live mode); a number sets requests/s.
+    `rate_limit=None` (default) serves without a limit; `"stripe"` applies Stripe's: the global one for the mode (25
+    requests/s in test mode, 100 in live mode) and 25 requests/s for each endpoint (method + path template) on top;
+    a number sets the global requests/s only. `endpoint_rate_limit` sets the per-endpoint requests/s whatever
+    `rate_limit` is (0: off); None leaves Stripe's with `"stripe"`, none otherwise.
     `faults` is the kit's spec, e.g. `"500:0.05,429:0.05,timeout:0.01"` (an injected 429 is a retryable
     `lock_timeout`; the rate limiter's 429 is a plain `rate_limit`).
     `event_list_lag_s` > 0 makes the events list eventually consistent: each event joins it up to that many seconds
@@ -286,6 +308,7 @@ def start(
         account,
         mode=mode,
         rate_limit=rate_limit,
+        endpoint_rate_limit=endpoint_rate_limit,
         faults=faults,
         seed=seed,
         host=host,

@@ -68,6 +68,7 @@ def test_chartmogul_emulator_on_a_port_in_use_says_so(busy_port: int) -> None:
         (["--customers", "-5"], ["--customers", "-5"]),
         (["--months", "0"], ["--months", "0"]),
         (["--ground-truth", "/nonexistent-dir/truth.json"], ["--ground-truth", "does not exist"]),
+        (["--endpoint-rate-limit", "-1"], ["--endpoint-rate-limit", "-1"]),
     ],
 )
 def test_stripe_emulator_refuses_bad_options_in_one_line(args: list[str], expected: list[str]) -> None:

@@ -248,6 +248,8 @@ def test_admin_endpoints(chartmogul_emulator: RunningEmulator, chartmogul_config
     assert limits.json() == {
         "rate": 100,
         "burst": 100,
+        "route_rate": None,
+        "route_burst": None,
         "max_connections": 10,
         "retry_after": True,
         "latency_ms": 0,

@@ -199,6 +199,8 @@ def test_the_started_child_uses_the_options_it_was_given() -> None:
         assert admin_get(running, "/_admin/rate-limit") == {
             "rate": 12.0,
             "burst": 12.0,
+            "route_rate": None,  # ChartMogul documents no per-endpoint limit
+            "route_burst": None,
             "max_connections": 4,
             "retry_after": False,
             "latency_ms": 30.0,

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 import requests
 import stripe
@@ -153,14 +156,85 @@ def test_rate_limit_answers_a_plain_429_that_the_client_does_not_retry() -> None
     assert total == len(outcomes)  # not retried: one request per call
 
 
-def test_stripe_s_limits_are_25_per_second_in_test_mode_and_100_in_live() -> None:
+def test_stripe_s_limits_are_25_per_second_in_test_mode_and_100_in_live_and_25_per_endpoint_in_both() -> None:
     small = generate_account(customers=5, months=2, seed=2)
     with start(small, rate_limit="stripe") as test_mode:
         assert test_mode.server.request_report() is not None and test_mode.server.bucket.rate == 25.0
+        assert test_mode.server.route_buckets.rate == 25.0
     with start(small, mode="live", rate_limit="stripe") as live:
-        assert live.server.bucket.rate == 100.0
+        assert (live.server.bucket.rate, live.server.route_buckets.rate) == (100.0, 25.0)
     with start(small) as unlimited:
-        assert unlimited.server.bucket.rate is None
+        assert (unlimited.server.bucket.rate, unlimited.server.route_buckets.rate) == (None, None)
+    with start(small, rate_limit=60.0) as global_only:  # a number is the global rate only
+        assert (global_only.server.bucket.rate, global_only.server.route_buckets.rate) == (60.0, None)
+    with start(small, rate_limit="stripe", endpoint_rate_limit=0) as without_endpoints:
+        assert (without_endpoints.server.bucket.rate, without_endpoints.server.route_buckets.rate) == (25.0, None)
+
+
+def _outcomes(calls: list[Callable[[], object]]) -> list[str]:
+    """ "ok" or "429" per call, in order; each 429 is Stripe's plain rate-limit error (the client does not retry it)."""
+    outcomes = []
+    for call in calls:
+        try:
+            call()
+            outcomes.append("ok")
+        except stripe.RateLimitError as exc:
+            assert exc.http_status == 429 and error_code(exc) == "rate_limit"
+            assert exc.headers is not None and "Stripe-Should-Retry" not in exc.headers
+            outcomes.append("429")
+    return outcomes
+
+
+def test_each_endpoint_has_its_own_25_per_second_besides_the_global_limit() -> None:
+    """docs.stripe.com/rate-limits: "API endpoints have a default limit of 25 requests per second", each named operation
+    its own. Live mode, so the global limit (100/s) leaves room: 50 quick calls to one endpoint pass its 25/s, the same
+    50 over two endpoints do not."""
+    small = generate_account(customers=5, months=2, seed=2)
+    with start(small, mode="live", rate_limit="stripe") as live:
+        client = client_for(live, key="sk_live_emulator", retries=2)
+        started = time.monotonic()
+        one_endpoint = _outcomes([lambda: client.v1.customers.list({"limit": 1})] * 50)
+        elapsed = time.monotonic() - started
+        assert live.server.request_report()["total"] == 50  # a 429 is not retried
+        live.server.reset()  # full buckets again
+        customers = [lambda: client.v1.customers.list({"limit": 1})] * 25
+        invoices = [lambda: client.v1.invoices.list({"limit": 1})] * 25
+        two_endpoints = _outcomes([call for pair in zip(customers, invoices, strict=True) for call in pair])
+    admitted = one_endpoint.count("ok")
+    # The bucket holds 25 and refills 25 per second: exact bounds whatever the machine's speed.
+    assert one_endpoint[:25] == ["ok"] * 25 and admitted <= 25 + 25 * elapsed + 1
+    assert "429" in one_endpoint, f"50 calls in {elapsed:.2f} s were all admitted"
+    assert two_endpoints == ["ok"] * 50
+
+
+def test_retrieving_different_objects_counts_against_one_endpoint() -> None:
+    """docs.stripe.com/rate-limits: requests to GET /v1/payment_intents/{id} for different ids share one limit."""
+    small = generate_account(customers=5, months=2, seed=2)
+    ids = sorted(customer.id for customer in small.store.customers.values())
+    with start(small, endpoint_rate_limit=5) as emulator:  # no global limit; 5 requests/s per endpoint
+        client = client_for(emulator)
+        started = time.monotonic()
+        retrieves = _outcomes([lambda one=one: client.v1.customers.retrieve(one) for one in ids * 4])
+        elapsed = time.monotonic() - started
+        counts = emulator.server.request_report()["routes"]["GET /v1/customers/{object_id}"]
+    assert retrieves[:5] == ["ok"] * 5 and retrieves.count("ok") <= 5 + 5 * elapsed + 1
+    assert counts == {"200": retrieves.count("ok"), "429": retrieves.count("429")} and counts["429"] > 0
+
+
+def test_the_endpoint_limit_changes_at_run_time() -> None:
+    small = generate_account(customers=5, months=2, seed=2)
+    with start(small) as emulator, requests.Session() as admin:
+        client = client_for(emulator)
+        limits = emulator.base_url + "/_admin/rate-limit"
+        assert admin.get(limits, timeout=5).json()["route_rate"] is None  # in-process: off unless asked for
+        assert _outcomes([lambda: client.v1.invoices.list({"limit": 1})] * 30) == ["ok"] * 30
+        assert admin.put(limits, json={"route_rate": 5}, timeout=5).json()["route_rate"] == 5
+        started = time.monotonic()
+        limited = _outcomes([lambda: client.v1.invoices.list({"limit": 1})] * 20)
+        elapsed = time.monotonic() - started
+        assert limited[:5] == ["ok"] * 5 and limited.count("ok") <= 5 + 5 * elapsed + 1 and "429" in limited
+        admin.put(limits, json={"route_rate": None}, timeout=5)
+        assert _outcomes([lambda: client.v1.invoices.list({"limit": 1})] * 30) == ["ok"] * 30
 
 
 def test_injected_faults_lock_timeout_is_retried_and_500_surfaces() -> None:

@@ -1,4 +1,4 @@
-"""The emulator kit's pure parts: fault specs, the token bucket, the router, the counters."""
+"""The emulator kit's pure parts: fault specs, the token buckets (global and per route), the router, the counters."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from localdev.emulator_kit import (
     FaultSpecError,
     Request,
     RequestCounter,
+    RouteBuckets,
     Router,
     TokenBucket,
     json_response,
     parse_fault_spec,
+    try_acquire_all,
 )
 
 
@@ -88,6 +90,27 @@ def test_token_bucket_off_and_custom_burst() -> None:
     clock = FakeClock()
     bucket = TokenBucket(10, burst=2, clock=clock)
     assert [bucket.try_acquire() for _ in range(3)] == [True, True, False]
+
+
+def test_route_buckets_limit_each_route_and_a_refused_request_spends_nothing() -> None:
+    clock = FakeClock()
+    account = TokenBucket(100, burst=5, clock=clock)
+    routes = RouteBuckets(10, burst=3, clock=clock)
+    things, others = routes.bucket("GET /v1/things/{id}"), routes.bucket("GET /v1/others")
+    assert things is not None and others is not None and routes.bucket("GET /v1/things/{id}") is things
+    # Three of the route's own, then refused by it: the account's bucket keeps the token (2 of 5 left, not 1).
+    assert [try_acquire_all(account, things) for _ in range(4)] == [None, None, None, things]
+    # Another route has its own three, but the account's two run out first; its own token stays unspent.
+    assert [try_acquire_all(account, others) for _ in range(3)] == [None, None, account]
+    clock.now += 0.01  # one token for the account (100/s), a tenth for each route (10/s)
+    assert try_acquire_all(account, things) is things  # the route is still empty
+    assert try_acquire_all(account, others) is None  # its third token, kept when the account refused it
+    assert things.retry_after_header() == "1"
+    routes.configure(None)
+    assert routes.bucket("GET /v1/things/{id}") is None
+    routes.configure(10, burst=2)  # a new rate: every route starts with a full bucket
+    refilled = routes.bucket("GET /v1/things/{id}")
+    assert refilled is not None and [refilled.try_acquire() for _ in range(3)] == [True, True, False]
 
 
 def test_connection_cap_flags_connections_beyond_the_limit() -> None:
