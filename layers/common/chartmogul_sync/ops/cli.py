@@ -349,6 +349,9 @@ def _print_dead_letters(console: Console, letters: list[tuple[str, str]]) -> Non
     help="Instead: compare our data source with this one of the same ChartMogul account (e.g. the native Stripe "
     "source, in a migration), per customer and month; reads ChartMogul only.",
 )
+# Not an audit option: `--stage` picks dead letters by pipeline stage in `cmsync dlq list|replay`. Declared (and
+# hidden) only so that `audit --stage` says why it has none instead of click's "did you mean --stack?".
+@click.option("--stage", "stage", default=None, hidden=True, expose_value=True)
 @stack_option
 @json_option
 def audit_command(
@@ -360,6 +363,7 @@ def audit_command(
     account_currency: str,
     state_dir: Path | None,
     other_source: str | None,
+    stage: str | None,
     stack: str | None,
     as_json: bool,
 ) -> None:
@@ -374,6 +378,8 @@ def audit_command(
     from ..audit.service import AuditRequest, run_audit
     from ..transform.config import MappingConfigError, load_mapping_config
 
+    if stage is not None:
+        raise click.UsageError(_AUDIT_HAS_NO_STAGE)
     if other_source is not None:
         _compare_data_sources(other_source, list(customers), from_month, to_month, stack, as_json)
         return
@@ -417,6 +423,16 @@ def audit_command(
     else:
         print_audit(report, _stdout())
     sys.exit(0 if report.matches else 1)
+
+
+# Why the audit takes no stage filter: a difference's cause is named from every queue (a record that waits in
+# raw-dlq makes its customer "waiting in a dead-letter queue"); reading only one stage's records would turn the
+# others' customers into "not uploaded", a wrong cause.
+_AUDIT_HAS_NO_STAGE = (
+    "the audit has no --stage: it compares ChartMogul with Stripe per customer and reads every stage's queues to "
+    "name each difference's cause, so a stage filter would misname the rest as 'not uploaded'; narrow it with "
+    "--customer, or list one stage's records with `cmsync dlq list QUEUE --stage STAGE`"
+)
 
 
 def _compare_data_sources(
