@@ -26,6 +26,7 @@ from ..state import StateTable
 from .accounts import Accounts, AccountsError, load_accounts
 from .stack import (
     TERMINAL_QUEUES,
+    DeadLetter,
     DeployedStack,
     SavedState,
     StackError,
@@ -273,7 +274,7 @@ def sync_command(
             mapping_config=str(Path(config_path).resolve()) if config_path else None,
             on_batch=lambda batch: progress.advance(task, len(batch.message_ids)),
         )
-    letters = [(entry["queue"], entry["body"]) for entry in result.dead_letters]
+    letters = result.dead_letters
     if as_json:
         _emit_json(
             {
@@ -306,18 +307,15 @@ def sync_command(
     sys.exit(1 if letters else 0)
 
 
-def _print_dead_letters(console: Console, letters: list[tuple[str, str]]) -> None:
-    from ..sinks.chartmogul.dlq import describe
-
+def _print_dead_letters(console: Console, letters: list[DeadLetter]) -> None:
     if not letters:
         console.print("[green]Dead-letter queues: empty[/green]")
         return
     table = Table(title=f"Waiting in dead-letter queues ({len(letters)})")
     for column in ("queue", "customer", "reason"):
         table.add_column(column)
-    for queue, body in letters:
-        message = describe({"MessageId": "", "Body": body})
-        table.add_row(queue, message.customer_external_id or "", message.reason)
+    for letter in letters:
+        table.add_row(letter["queue"], letter["customer_external_id"] or "", letter["reason"])
     console.print(table)
 
 
