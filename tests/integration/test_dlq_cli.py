@@ -432,8 +432,8 @@ def test_an_audit_failed_queue_given_by_url_alone_is_listed_and_replayed_as_fail
     assert deployed.bodies("AuditFailedQueue") == []
 
 
-def test_a_queue_is_known_by_its_tag_whatever_its_name_and_an_unknown_queue_is_refused_untouched(
-    deployed: Deployed,
+def test_a_queue_is_known_by_its_tag_or_its_work_queue_whatever_its_name_and_an_unknown_queue_is_refused_untouched(
+    deployed: Deployed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A name that says nothing (a stack whose long name CloudFormation cut short, say): the tag template.yaml
     # puts on every terminal queue says it is audit-failed.
@@ -441,6 +441,16 @@ def test_a_queue_is_known_by_its_tag_whatever_its_name_and_an_unknown_queue_is_r
     deployed.sqs.send_message(QueueUrl=tagged["QueueUrl"], MessageBody=failed_audit_record("prod-audit"))
     [row] = rows(without_stack("dlq", "list", "ops-failures", "--json"))
     assert (row["kind"], row["reason"]) == ("audit_failure", AUDIT_TIMEOUT)
+
+    # A DLQ whose name and tags say nothing, found as the dead-letter queue of the raw queue the environment names.
+    dead = deployed.sqs.create_queue(QueueName="ops-dead")["QueueUrl"]
+    dead_arn = deployed.sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": 5})
+    work = deployed.sqs.create_queue(QueueName="ops-work", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    monkeypatch.setenv("RAW_QUEUE_URL", work)
+    dry = without_stack("dlq", "replay", dead, "--dry-run")
+    assert dry.exit_code == 0 and f"0 would replay, 0 left in raw-dlq ({dead})" in dry.output, dry.output
+    monkeypatch.setenv("RAW_QUEUE_URL", "")
 
     # A queue nothing names as one of the stack's: one line naming it, before any message is received.
     other = deployed.sqs.create_queue(QueueName="someone-elses-queue")["QueueUrl"]
