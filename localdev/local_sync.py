@@ -7,8 +7,11 @@ user's keys in the stack's secrets. The sync state survives between runs in a st
 - `state.json`: every item of the DynamoDB state table (incremental cursor, id map, applied versions, backfill
   checkpoints), loaded into the table before the run and written back after it (also after a failed run, so a
   crashed backfill resumes from its checkpoint);
-- `dead-letters.json`: what waits in the bad-records queue and the DLQs, put back in them before the next run,
-  as a deployed stack would keep them.
+- `dead-letters.json`: what waits in each terminal queue (bad-records, the DLQs, export-failed, schedule-dlq,
+  audit-failed: dlq.py QUEUE_NAMES), each record with its customer and its reason as `cmsync dlq list` gives
+  them (an audit-failed record as a failed audit, a DLQ record with the last failure its function recorded), put
+  back in them before the next run, as a deployed stack would keep them; the recorded failure follows the record
+  to its new message id.
 """
 
 from __future__ import annotations
@@ -23,16 +26,20 @@ from typing import Any, Literal
 
 import boto3
 
+from chartmogul_sync.failures import FAILURE_SK, FailureLedger
 from chartmogul_sync.ops.accounts import Accounts
 from chartmogul_sync.ops.stack import (
     QUEUES,
     TERMINAL_QUEUES,
+    DeadLetter,
+    dead_letter,
     load_dead_letters,
     load_state_items,
     save_dead_letters,
     save_state_items,
 )
-from chartmogul_sync.sinks.chartmogul.dlq import list_messages
+from chartmogul_sync.sinks.chartmogul.dlq import failed_function_of, list_messages
+from chartmogul_sync.state import StateTable
 from localdev.aws.poller import BatchOutcome, PollerOptions
 from localdev.aws.runtime import LocalStack, local_stack
 from localdev.pipeline import FunctionFigures, _function_figures
@@ -46,7 +53,7 @@ class LocalSyncResult:
     seconds: float
     export_result: Any
     functions: dict[str, FunctionFigures]
-    dead_letters: list[dict[str, str]] = field(default_factory=list)  # {queue, id, body}
+    dead_letters: list[DeadLetter] = field(default_factory=list)  # {queue, id, body, customer_external_id, reason}
     state_items: int = 0
 
 
@@ -85,11 +92,17 @@ def run_local_sync(
     with local_stack(options=options, environment=environment) as stack:
         stack.put_secret_value("StripeApiKeySecret", accounts.stripe_key)
         stack.put_secret_value("ChartMogulApiKeySecret", accounts.chartmogul_key)
-        table = boto3.resource("dynamodb", endpoint_url=stack.endpoint_url).Table(stack.resource_name("StateTable"))
+        dynamodb = boto3.resource("dynamodb", endpoint_url=stack.endpoint_url)
+        table = dynamodb.Table(stack.resource_name("StateTable"))
         for item in load_state_items(state_dir):
             table.put_item(Item=_to_dynamo(item))
+        state = StateTable(dynamodb, stack.resource_name("StateTable"))
+        ledger = FailureLedger(state)
         for queue, message in load_dead_letters(state_dir):
-            stack.send(QUEUES[queue], message.body)
+            message_id = stack.send(QUEUES[queue], message.body)
+            if message.failure is not None:  # the ledger is keyed by message id: the reason moves with the record
+                ledger.record(message.failure.model_copy(update={"message_id": message_id}))
+                state.delete(FailureLedger.partition_key(message.message_id), FAILURE_SK)
         started = time.monotonic()
         try:
             with _export_continues_locally(stack):
@@ -98,7 +111,7 @@ def run_local_sync(
         finally:
             items = [_from_dynamo(item) for item in _scan(table)]
             save_state_items(state_dir, items)
-            letters = _terminal_messages(stack)
+            letters = _terminal_messages(stack, ledger)
             save_dead_letters(state_dir, letters)
         figures = _function_figures(drained)
         export = figures.setdefault("ExportFunction", FunctionFigures())
@@ -154,12 +167,20 @@ def _to_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _terminal_messages(stack: LocalStack) -> list[dict[str, str]]:
+def _terminal_messages(stack: LocalStack, ledger: FailureLedger) -> list[DeadLetter]:
+    """Every record of every terminal queue, read as `cmsync dlq list` reads each queue (dlq.list_messages with
+    the queue's kind and the failure ledger), left in place."""
     letters = []
     for queue in TERMINAL_QUEUES:
         if QUEUES[queue] not in stack.template.queues:
             continue  # an optional queue the local stack does not create (the Stripe events DLQ)
         url = stack.queue_url(QUEUES[queue])
-        for message in list_messages(stack.clients.sqs, url, max_messages=10_000):
-            letters.append({"queue": queue, "id": message.message_id, "body": message.body})
+        for message in list_messages(
+            stack.clients.sqs,
+            url,
+            max_messages=10_000,
+            failures=ledger.last_failure,
+            failed_function=failed_function_of(queue),
+        ):
+            letters.append(dead_letter(queue, message))
     return letters

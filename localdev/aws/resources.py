@@ -3,7 +3,7 @@ declares (with the parameters' conditions applied: `Template.with_conditions`).
 
 Names follow CloudFormation's pattern (`<stack>-<LogicalId>`, without the random suffix) unless the template
 names the resource. Declared attributes are applied as declared, so what a test observes locally (visibility
-timeout, redrive, FIFO, retention, encryption, TTL, lifecycle) is what the deployed stack would have.
+timeout, redrive, FIFO, retention, encryption, TTL, lifecycle, a queue's tags) is what the deployed stack would have.
 Resource types the runtime does not need (alarms, IAM, the bucket policy, the layer) are not created.
 """
 
@@ -88,7 +88,8 @@ def _create_queues(queues: Mapping[str, QueueSpec], sqs: Any, stack_name: str, v
         name = values.resolve(queue.properties.get("QueueName")) or physical_name(stack_name, queue.logical_id, 75)
         if queue.fifo and not name.endswith(".fifo"):
             name += ".fifo"
-        url = sqs.create_queue(QueueName=name, Attributes=_queue_attributes(queue, values))["QueueUrl"]
+        tags = {str(t["Key"]): str(t["Value"]) for t in values.resolve(queue.properties.get("Tags") or [])}
+        url = sqs.create_queue(QueueName=name, Attributes=_queue_attributes(queue, values), tags=tags)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         values.refs[queue.logical_id] = url  # Ref of an AWS::SQS::Queue is its URL
         values.attributes[(queue.logical_id, "Arn")] = arn

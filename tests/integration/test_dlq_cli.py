@@ -366,3 +366,100 @@ def test_a_failed_scheduled_audit_is_listed_with_lambda_s_reason_and_replayed_by
         (deployed.urls["AuditFunction"], "Event", schedule_input)
     ] * 2
     assert deployed.bodies("AuditFailedQueue") == []
+
+
+def without_stack(*args: str) -> Result:
+    """The command with nothing but the environment (ENV: no queue URLs): a queue given by URL or SQS name."""
+    get_settings.cache_clear()
+    result = CliRunner().invoke(main, list(args))
+    assert "Traceback" not in result.output
+    return result
+
+
+def failed_audit_record(function_name: str) -> str:
+    """Lambda's on-failure record of the scheduled audit (as in the test above), of a timeout."""
+    return json.dumps(
+        {
+            "version": "1.0",
+            "timestamp": "2026-12-01T06:15:02.000Z",
+            "requestContext": {
+                "requestId": "req-audit-2",
+                "functionArn": f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": 3,
+            },
+            "requestPayload": {"scheduled": "daily audit"},
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": None,
+        }
+    )
+
+
+AUDIT_TIMEOUT = (
+    "audit invocation failed (RetriesExhausted after 3 attempt(s)): Unhandled function error, no error message "
+    "(a timeout or out-of-memory leaves none)"
+)
+
+
+def test_an_audit_failed_queue_given_by_url_alone_is_listed_and_replayed_as_failed_audits(
+    deployed: Deployed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stack's queue by its URL, nothing else: no --stack, no queue URL in the environment. Its name is the
+    # one CloudFormation generated (`<stack>-AuditFailedQueue-<random>`; this stack's queues have no tags, as one
+    # deployed before template.yaml tagged them).
+    url = deployed.urls["AuditFailedQueue"]
+    assert "-AuditFailedQueue-" in url and not deployed.sqs.list_queue_tags(QueueUrl=url).get("Tags")
+    deployed.send("AuditFailedQueue", failed_audit_record(deployed.urls["AuditFunction"]))
+
+    [row] = rows(without_stack("dlq", "list", url, "--json"))
+    assert (row["kind"], row["stage"], row["reason"]) == ("audit_failure", "audit", AUDIT_TIMEOUT)
+    assert row["audit_event"] == {"scheduled": "daily audit"} and row["export_event"] is None
+
+    # Without an audit function to invoke it says so, as an audit failure, and leaves the record.
+    monkeypatch.setenv("AUDIT_FUNCTION_NAME", "")
+    left = without_stack("dlq", "replay", url)
+    assert left.exit_code == 1
+    assert "an audit failure: no audit function configured (give --stack or AUDIT_FUNCTION_NAME)" in left.output
+    assert "export" not in left.output
+    assert f"0 replayed, 1 left in audit-failed ({url})" in left.output
+    assert len(deployed.bodies("AuditFailedQueue")) == 1
+
+    # With one, the audit is invoked again (moto's Lambda accepts it) and the record is gone.
+    monkeypatch.setenv("AUDIT_FUNCTION_NAME", deployed.urls["AuditFunction"])
+    replayed = without_stack("dlq", "replay", url)
+    assert replayed.exit_code == 0, replayed.output
+    assert f"→ the audit function {deployed.urls['AuditFunction']}" in replayed.output
+    assert deployed.bodies("AuditFailedQueue") == []
+
+
+def test_a_queue_is_known_by_its_tag_or_its_work_queue_whatever_its_name_and_an_unknown_queue_is_refused_untouched(
+    deployed: Deployed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A name that says nothing (a stack whose long name CloudFormation cut short, say): the tag template.yaml
+    # puts on every terminal queue says it is audit-failed.
+    tagged = deployed.sqs.create_queue(QueueName="ops-failures", tags={"chartmogul-sync:queue": "audit-failed"})
+    deployed.sqs.send_message(QueueUrl=tagged["QueueUrl"], MessageBody=failed_audit_record("prod-audit"))
+    [row] = rows(without_stack("dlq", "list", "ops-failures", "--json"))
+    assert (row["kind"], row["reason"]) == ("audit_failure", AUDIT_TIMEOUT)
+
+    # A DLQ whose name and tags say nothing, found as the dead-letter queue of the raw queue the environment names.
+    dead = deployed.sqs.create_queue(QueueName="ops-dead")["QueueUrl"]
+    dead_arn = deployed.sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": 5})
+    work = deployed.sqs.create_queue(QueueName="ops-work", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    monkeypatch.setenv("RAW_QUEUE_URL", work)
+    dry = without_stack("dlq", "replay", dead, "--dry-run")
+    assert dry.exit_code == 0 and f"0 would replay, 0 left in raw-dlq ({dead})" in dry.output, dry.output
+    monkeypatch.setenv("RAW_QUEUE_URL", "")
+
+    # A queue nothing names as one of the stack's: one line naming it, before any message is received.
+    other = deployed.sqs.create_queue(QueueName="someone-elses-queue")["QueueUrl"]
+    deployed.sqs.send_message(QueueUrl=other, MessageBody=failed_audit_record("prod-audit"))
+    for command in ("list", "replay"):
+        refused = without_stack("dlq", command, other)
+        assert refused.exit_code == 1
+        [error] = [line for line in refused.output.splitlines() if line.startswith("Error: ")]
+        assert f"queue {other!r} is none of this stack's terminal queues" in error
+        assert "audit-failed" in error  # what can be given instead
+    waiting = deployed.sqs.receive_message(QueueUrl=other, AttributeNames=["ApproximateReceiveCount"])
+    assert waiting["Messages"][0]["Attributes"]["ApproximateReceiveCount"] == "1"  # this receive: the first

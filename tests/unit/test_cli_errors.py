@@ -139,6 +139,15 @@ def test_dlq_stack_without_a_region_says_so() -> None:
     assert_one_line_error(run("dlq", "list", "bad-records", "--stack", "prod", env=NO_AWS), 1, "no AWS region")
 
 
+@pytest.mark.parametrize("extra", [[], ["--stack", "prod"], ["--compare-data-source", "Stripe"]])
+def test_audit_stage_says_why_the_audit_has_no_stage_filter(extra: list[str]) -> None:
+    # `--stage` filters `cmsync dlq list|replay`; the audit reads every stage's queues to name causes. It says so
+    # before reading any key or stack (no AWS, no keys here), instead of click's "did you mean --stack?".
+    error = assert_one_line_error(run("audit", "--stage", "upload", *extra, env=NO_AWS), 2, "the audit has no --stage")
+    assert "cmsync dlq list QUEUE --stage" in error and "--customer" in error
+    assert "Did you mean" not in error
+
+
 def test_transform_of_a_deeply_nested_file_is_one_line(tmp_path: Path) -> None:
     deep = tmp_path / "deep.json"
     deep.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)

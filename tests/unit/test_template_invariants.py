@@ -169,6 +169,20 @@ def terminal_queues_keep_14_days(t: Template) -> list[str]:
     ]
 
 
+def terminal_queues_named_by_their_tag(t: Template) -> list[str]:
+    """Every terminal queue carries the tag that names it as `cmsync dlq` does (dlq.py QUEUE_TAG, QUEUE_NAMES): a
+    queue given by URL alone is known by it, so a failed audit is never listed or replayed as a failed export."""
+    from chartmogul_sync.sinks.chartmogul.dlq import QUEUE_TAG, STACK_QUEUES
+
+    name_of = {logical_id: name for name, logical_id in STACK_QUEUES.items()}
+    problems = []
+    for queue in _terminal_queues(t):
+        tags = {tag.get("Key"): tag.get("Value") for tag in _as_list(t.queues[queue].properties.get("Tags", []))}
+        if tags.get(QUEUE_TAG) != name_of.get(queue):
+            problems.append(f"{queue}: tag {QUEUE_TAG} is {tags.get(QUEUE_TAG)!r}, not {name_of.get(queue)!r}")
+    return problems
+
+
 def async_triggers_have_dead_letters(t: Template) -> list[str]:
     """Scheduler-invoked (asynchronous) export: a DLQ for failing to invoke, a destination for failing runs;
     SQS consumers carry no function-level DLQ, which never applies to polled invocations (docs/sources.md#aws-scheduler,
@@ -483,6 +497,7 @@ RULES: list[Rule] = [
     storage_encrypted,
     terminal_queues_alarmed,
     terminal_queues_keep_14_days,
+    terminal_queues_named_by_their_tag,
     async_triggers_have_dead_letters,
     no_secret_values,
     sqs_consumers_can_keep_failure_reasons,
@@ -771,6 +786,18 @@ def _without_statement(function: str, sid: str) -> Callable[[dict[str, Any]], No
 
 # (rule, what the mutation breaks, the mutation, a word the violation must name)
 MUTATIONS: list[tuple[Rule, str, Callable[[dict[str, Any]], None], str]] = [
+    (
+        terminal_queues_named_by_their_tag,
+        "audit-failed queue tagged as the export's",
+        lambda raw: _r(raw, "AuditFailedQueue")["Tags"][0].update(Value="export-failed"),
+        "AuditFailedQueue: tag chartmogul-sync:queue is 'export-failed', not 'audit-failed'",
+    ),
+    (
+        terminal_queues_named_by_their_tag,
+        "a terminal queue without the tag",
+        lambda raw: _r(raw, "ScheduleDeadLetterQueue").pop("Tags"),
+        "ScheduleDeadLetterQueue: tag chartmogul-sync:queue is None",
+    ),
     (
         partial_batch_response,
         "Stripe events trigger (a plain event source mapping) without ReportBatchItemFailures",

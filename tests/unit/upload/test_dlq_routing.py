@@ -3,9 +3,18 @@
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from chartmogul_sync.failures import RecordFailure
 from chartmogul_sync.queues import BadRecord, Stage
-from chartmogul_sync.sinks.chartmogul.dlq import AUDIT, EXPORT, MessageFilter, ReplayTargets, describe
+from chartmogul_sync.sinks.chartmogul.dlq import (
+    AUDIT,
+    EXPORT,
+    MessageFilter,
+    ReplayTargets,
+    describe,
+    kind_of_generated_name,
+)
 
 TARGETS = ReplayTargets(raw_queue_url="https://sqs/raw", upload_queue_url="https://sqs/upload")
 
@@ -180,3 +189,23 @@ def test_a_failed_audit_is_read_as_the_audit_s_and_replayed_only_by_invoking_the
         "https://sqs/raw", "https://sqs/upload", invoke_export=lambda e: None, invoke_audit=lambda e: None
     )
     assert both.destination(message)[:2] == (AUDIT, '{"scheduled":"daily"}')
+
+
+@pytest.mark.parametrize(
+    ("queue_name", "kind"),
+    [
+        ("chartmogul-sync-AuditFailedQueue-1A2B3C4D5E6F", "audit-failed"),  # CloudFormation's
+        ("prod-ExportFailedQueue-x9Y8z7", "export-failed"),
+        ("prod-exportfailedqueue-x9y8z7", "export-failed"),
+        ("chartmogul-sync-local-AuditFailedQueue", "audit-failed"),  # the local runtime's (localdev/aws/resources.py)
+        ("prod-StripeEventsDeadLetterQueue-AbC", "stripe-events-dlq"),  # not raw-dlq's or upload-dlq's
+        ("prod-RawDeadLetterQueue-AbC", "raw-dlq"),
+        ("prod-BadRecordsQueue-AbC", "bad-records"),
+        ("AuditFailedQueue", None),  # no stack before it: not a generated name
+        ("prod-AuditFailedQueueArchive", None),
+        ("prod-RawQueue-AbC", None),  # a work queue is no terminal queue
+        ("someone-elses-queue", None),
+    ],
+)
+def test_a_generated_queue_name_says_which_terminal_queue_it_is(queue_name: str, kind: str | None) -> None:
+    assert kind_of_generated_name(queue_name) == kind

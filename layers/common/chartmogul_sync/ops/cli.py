@@ -26,6 +26,7 @@ from ..state import StateTable
 from .accounts import Accounts, AccountsError, load_accounts
 from .stack import (
     TERMINAL_QUEUES,
+    DeadLetter,
     DeployedStack,
     SavedState,
     StackError,
@@ -273,7 +274,7 @@ def sync_command(
             mapping_config=str(Path(config_path).resolve()) if config_path else None,
             on_batch=lambda batch: progress.advance(task, len(batch.message_ids)),
         )
-    letters = [(entry["queue"], entry["body"]) for entry in result.dead_letters]
+    letters = result.dead_letters
     if as_json:
         _emit_json(
             {
@@ -306,18 +307,15 @@ def sync_command(
     sys.exit(1 if letters else 0)
 
 
-def _print_dead_letters(console: Console, letters: list[tuple[str, str]]) -> None:
-    from ..sinks.chartmogul.dlq import describe
-
+def _print_dead_letters(console: Console, letters: list[DeadLetter]) -> None:
     if not letters:
         console.print("[green]Dead-letter queues: empty[/green]")
         return
     table = Table(title=f"Waiting in dead-letter queues ({len(letters)})")
     for column in ("queue", "customer", "reason"):
         table.add_column(column)
-    for queue, body in letters:
-        message = describe({"MessageId": "", "Body": body})
-        table.add_row(queue, message.customer_external_id or "", message.reason)
+    for letter in letters:
+        table.add_row(letter["queue"], letter["customer_external_id"] or "", letter["reason"])
     console.print(table)
 
 
@@ -349,6 +347,9 @@ def _print_dead_letters(console: Console, letters: list[tuple[str, str]]) -> Non
     help="Instead: compare our data source with this one of the same ChartMogul account (e.g. the native Stripe "
     "source, in a migration), per customer and month; reads ChartMogul only.",
 )
+# Not an audit option: `--stage` picks dead letters by pipeline stage in `cmsync dlq list|replay`. Declared (and
+# hidden) only so that `audit --stage` says why it has none instead of click's "did you mean --stack?".
+@click.option("--stage", "stage", default=None, hidden=True, expose_value=True)
 @stack_option
 @json_option
 def audit_command(
@@ -360,6 +361,7 @@ def audit_command(
     account_currency: str,
     state_dir: Path | None,
     other_source: str | None,
+    stage: str | None,
     stack: str | None,
     as_json: bool,
 ) -> None:
@@ -374,6 +376,8 @@ def audit_command(
     from ..audit.service import AuditRequest, run_audit
     from ..transform.config import MappingConfigError, load_mapping_config
 
+    if stage is not None:
+        raise click.UsageError(_AUDIT_HAS_NO_STAGE)
     if other_source is not None:
         _compare_data_sources(other_source, list(customers), from_month, to_month, stack, as_json)
         return
@@ -417,6 +421,16 @@ def audit_command(
     else:
         print_audit(report, _stdout())
     sys.exit(0 if report.matches else 1)
+
+
+# Why the audit takes no stage filter: a difference's cause is named from every queue (a record that waits in
+# raw-dlq makes its customer "waiting in a dead-letter queue"); reading only one stage's records would turn the
+# others' customers into "not uploaded", a wrong cause.
+_AUDIT_HAS_NO_STAGE = (
+    "the audit has no --stage: it compares ChartMogul with Stripe per customer and reads every stage's queues to "
+    "name each difference's cause, so a stage filter would misname the rest as 'not uploaded'; narrow it with "
+    "--customer, or list one stage's records with `cmsync dlq list QUEUE --stage STAGE`"
+)
 
 
 def _compare_data_sources(

@@ -13,10 +13,11 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ..config import Settings
-from ..sinks.chartmogul.dlq import QUEUE_NAMES, STACK_QUEUES, QueuedMessage, describe
+from ..failures import FailureLedger
+from ..sinks.chartmogul.dlq import QUEUE_NAMES, STACK_QUEUES, QueuedMessage, describe, failed_function_of
 from ..state import StateTable
 
 STATE_FILE = "state.json"
@@ -238,16 +239,45 @@ def save_state_items(state_dir: Path, items: list[dict[str, Any]]) -> None:
     temporary.replace(state_dir / STATE_FILE)  # a crash leaves the previous state whole
 
 
+class DeadLetter(TypedDict):
+    """One entry of `dead-letters.json`: a record of a terminal queue, with its reason as `cmsync dlq list` has it."""
+
+    queue: str  # one of QUEUE_NAMES
+    id: str  # its SQS message id (the failure ledger's key)
+    body: str
+    customer_external_id: str | None
+    reason: str
+
+
+def dead_letter(queue: str, message: QueuedMessage) -> DeadLetter:
+    return {
+        "queue": queue,
+        "id": message.message_id,
+        "body": message.body,
+        "customer_external_id": message.customer_external_id,
+        "reason": message.reason,
+    }
+
+
 def load_dead_letters(state_dir: Path) -> list[tuple[str, QueuedMessage]]:
-    """(queue, message) for every record that waited in a terminal queue when the local sync ended."""
+    """(queue, message) for every record that waited in a terminal queue when the local sync ended, read as
+    `cmsync dlq list` reads that queue: by its kind (a failed audit's record in audit-failed) and with the last
+    failure recorded for its message id (the saved state table's failure ledger)."""
     path = state_dir / DEAD_LETTERS_FILE
     if not path.exists():
         return []
     saved = json.loads(path.read_text())
-    return [(entry["queue"], describe({"MessageId": entry["id"], "Body": entry["body"]})) for entry in saved]
+    failures = FailureLedger(SavedState.load(state_dir)).last_failure
+    return [
+        (
+            entry["queue"],
+            describe({"MessageId": entry["id"], "Body": entry["body"]}, failures, failed_function_of(entry["queue"])),
+        )
+        for entry in saved
+    ]
 
 
-def save_dead_letters(state_dir: Path, letters: list[dict[str, str]]) -> None:
+def save_dead_letters(state_dir: Path, letters: list[DeadLetter]) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / DEAD_LETTERS_FILE).write_text(json.dumps(letters, indent=1))
 

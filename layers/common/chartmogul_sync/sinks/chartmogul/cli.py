@@ -20,12 +20,14 @@ from .dlq import (
     AUDIT,
     EXPORT,
     QUEUE_NAMES,
+    QUEUE_TAG,
     MessageFilter,
     QueuedMessage,
     QueueNotFound,
     ReplayTargets,
     failed_function_of,
     list_messages,
+    queue_kind,
     queue_url_of_name,
     replay,
     resolve_terminal_queue,
@@ -33,7 +35,8 @@ from .dlq import (
 )
 
 _QUEUE_HELP = (
-    f"QUEUE: {', '.join(QUEUE_NAMES)} (URLs from --stack, or the environment the functions use), a queue name or URL."
+    f"QUEUE: {', '.join(QUEUE_NAMES)} (URLs from --stack, or the environment the functions use), or the SQS name "
+    f"or URL of one of them (known by the settings, its {QUEUE_TAG} tag or the name CloudFormation gave it)."
 )
 _STAGES = ("export", "transform", "upload")
 T = TypeVar("T")
@@ -95,8 +98,9 @@ def _no_region() -> click.ClickException:
     )
 
 
-def _prepare(queue: str, stack_name: str | None) -> tuple[Settings, _Aws, str]:
-    """The settings (from the stack if given), the AWS clients and the queue URL; every problem a one-line error."""
+def _prepare(queue: str, stack_name: str | None) -> tuple[Settings, _Aws, str, str]:
+    """The settings (from the stack if given), the AWS clients, the queue URL and which terminal queue it is (one
+    of QUEUE_NAMES, also for a URL or SQS name given alone: dlq.queue_kind); every problem a one-line error."""
     settings = get_settings()
     if stack_name is not None:
         region = _region()
@@ -113,7 +117,13 @@ def _prepare(queue: str, stack_name: str | None) -> tuple[Settings, _Aws, str]:
     aws = _Aws(region)
     sqs = aws.client("sqs")
     url = _call(lambda: resolve_terminal_queue(queue, settings, sqs))
-    return settings, aws, url
+    kind = _call(lambda: queue_kind(queue, url, settings, sqs))
+    return settings, aws, url, kind
+
+
+def _label(queue: str, kind: str) -> str:
+    """The queue as the output names it: its kind, and what was given when that was a URL or an SQS name."""
+    return queue if queue == kind else f"{kind} ({queue})"
 
 
 class _Failures:
@@ -157,7 +167,7 @@ def list_command(
     stack_name: str | None,
 ) -> None:
     """Show the messages of QUEUE with their reasons, without removing them."""
-    settings, aws, url = _prepare(queue, stack_name)
+    settings, aws, url, kind = _prepare(queue, stack_name)
     failures = _Failures(aws, settings)
     only = MessageFilter(reason=reason, stage=stage, customer=customer)
     messages = _call(
@@ -168,7 +178,7 @@ def list_command(
             wait_s=1,
             failures=failures,
             only=only,
-            failed_function=failed_function_of(url, settings),
+            failed_function=failed_function_of(kind),
         )
     )
     if failures.problem:
@@ -180,7 +190,7 @@ def list_command(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{queue}: {len(messages)} message(s)", show_lines=True)
+    table = Table(title=f"{_label(queue, kind)}: {len(messages)} message(s)", show_lines=True)
     for column in ("stage", "customer", "object.field", "reason", "ChartMogul said"):
         table.add_column(column, overflow="fold")
     for message in messages:
@@ -212,7 +222,7 @@ def replay_command(
     stack_name: str | None,
 ) -> None:
     """Send the messages of QUEUE back to the stage that failed on them (after fixing the cause)."""
-    settings, aws, url = _prepare(queue, stack_name)
+    settings, aws, url, kind = _prepare(queue, stack_name)
     targets = ReplayTargets.from_settings(
         settings,
         invoke_export=_async_invoker(aws, settings.export_function_name) if settings.export_function_name else None,
@@ -230,7 +240,7 @@ def replay_command(
             only=only,
             dry_run=dry_run,
             failures=_Failures(aws, settings),
-            failed_function=failed_function_of(url, settings),
+            failed_function=failed_function_of(kind),
         )
     )
     verb = "would replay" if dry_run else "replayed"
@@ -242,7 +252,7 @@ def replay_command(
         click.echo(f"{verb} {message.message_id} ({message.customer_external_id or '?'}) → {where}")
     for message, why in report.left:
         click.echo(f"left {message.message_id} ({message.customer_external_id or '?'}): {why}", err=True)
-    click.echo(f"{len(report.replayed)} {verb}, {len(report.left)} left in {queue}")
+    click.echo(f"{len(report.replayed)} {verb}, {len(report.left)} left in {_label(queue, kind)}")
     if report.left:
         raise SystemExit(1)
 

@@ -31,6 +31,7 @@ with it, asynchronously, as a person would.
 """
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -78,6 +79,10 @@ STACK_QUEUES = {
 }
 # The DLQs found through their work queue's RedrivePolicy.
 DLQ_SOURCES = {"raw-dlq": "raw", "upload-dlq": "upload", "stripe-events-dlq": "stripe-events"}
+# The tag template.yaml puts on each terminal queue, its value the queue's name in QUEUE_NAMES: how a queue given
+# by URL or SQS name alone is known. CloudFormation's own `aws:cloudformation:logical-id` tag would do, but SQS
+# queues do not get it (https://github.com/aws-cloudformation/cloudformation-coverage-roadmap/issues/652).
+QUEUE_TAG = "chartmogul-sync:queue"
 # The last failure recorded for a message id (failures.FailureLedger.last_failure), if any.
 FailureLookup = Callable[[str], RecordFailure | None]
 # Invokes a function (the export, the audit) asynchronously with an event (the CLI: Lambda's Invoke,
@@ -93,6 +98,10 @@ class QueueNotFound(ValueError):
 
 class LiveQueueRefused(QueueNotFound):
     """Listing or replaying a queue a function consumes would count as receives and could dead-letter it."""
+
+
+class UnknownQueue(QueueNotFound):
+    """A queue given by URL or SQS name that is none of the stack's terminal queues, as far as anything says."""
 
 
 def resolve_terminal_queue(name_or_url: str, settings: Settings, sqs: Any) -> str:
@@ -178,12 +187,77 @@ def queue_url_of_name(name_or_url: str, settings: Settings) -> str | None:
     return None
 
 
-def failed_function_of(queue_url: str, settings: Settings) -> FailedFunction:
-    """Whose invocation records a queue's Lambda records are: the audit's in its audit-failed queue, else the
-    export's (Lambda's record names only an ARN; the queue says which of our functions failed)."""
-    if settings.audit_failed_queue_url and queue_url == settings.audit_failed_queue_url:
-        return "audit"
-    return "export"
+def failed_function_of(queue: str) -> FailedFunction:
+    """Whose invocation records a terminal queue (one of QUEUE_NAMES, `queue_kind`) holds: the audit's in
+    audit-failed, else the export's (Lambda's record names only a function ARN; the queue says which of our
+    functions failed)."""
+    return "audit" if queue == "audit-failed" else "export"
+
+
+def queue_kind(name_or_url: str, url: str, settings: Settings, sqs: Any) -> str:
+    """Which of QUEUE_NAMES the terminal queue at `url` is (given as `name_or_url`), from the first that says:
+
+    1. the name given (`audit-failed`);
+    2. the settings (`--stack` or the environment): the URL they give a queue, or the DLQ of a work queue's
+       RedrivePolicy;
+    3. the queue's QUEUE_TAG, which template.yaml sets on every terminal queue;
+    4. the name CloudFormation generates for it, `<stack>-<LogicalId>-<random>`
+       (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-name.html), for a
+       stack deployed before the tags (the local runtime's `<stack>-<LogicalId>` too).
+
+    UnknownQueue, naming the queue, when none does: read as the wrong kind, an audit's failed invocation would be
+    replayed as an export's."""
+    if name_or_url in QUEUE_NAMES:
+        return name_or_url
+    for name, (_, configured) in configured_queue_urls(settings).items():
+        if configured and configured == url and name in QUEUE_NAMES:
+            return name
+    for name, source in DLQ_SOURCES.items():
+        source_url = configured_queue_urls(settings)[source][1]
+        if source_url and _dead_letter_queue_or_none(sqs, source_url) == url:
+            return name
+    tagged, tags_unread = _tagged_kind(sqs, url)
+    if tagged is not None:
+        return tagged
+    queue_name = url.rstrip("/").rsplit("/", 1)[-1]
+    named = kind_of_generated_name(queue_name)
+    if named is not None:
+        return named
+    unread = f" (its tags could not be read: {tags_unread})" if tags_unread else ""
+    raise UnknownQueue(
+        f"queue {name_or_url!r} is none of this stack's terminal queues: neither the settings, its tag {QUEUE_TAG} "
+        f"nor its name say which{unread}; give one of {', '.join(QUEUE_NAMES)} (with --stack or its variable)"
+    )
+
+
+def kind_of_generated_name(queue_name: str) -> str | None:
+    """The terminal queue a CloudFormation-generated SQS name is of (`<stack>-AuditFailedQueue-1A2B3C` →
+    audit-failed), None when it is none of them."""
+    for name in QUEUE_NAMES:
+        if re.fullmatch(rf".+-{STACK_QUEUES[name]}(-[A-Za-z0-9]+)?", queue_name, flags=re.IGNORECASE):
+            return name
+    return None
+
+
+def _tagged_kind(sqs: Any, url: str) -> tuple[str | None, str | None]:
+    """(the queue's QUEUE_TAG if it names a terminal queue, why the tags could not be read)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        tags = sqs.list_queue_tags(QueueUrl=url).get("Tags") or {}
+    except (BotoCoreError, ClientError) as error:  # no sqs:ListQueueTags, say: the name may still tell
+        return None, str(error)
+    value = tags.get(QUEUE_TAG)
+    return (value if value in QUEUE_NAMES else None), None
+
+
+def _dead_letter_queue_or_none(sqs: Any, source_url: str) -> str | None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return dead_letter_queue_of(sqs, source_url)
+    except (QueueNotFound, BotoCoreError, ClientError, KeyError, ValueError):
+        return None
 
 
 def settings_from_stack(cloudformation: Any, stack_name: str, settings: Settings) -> Settings:
@@ -284,7 +358,7 @@ def describe(
     message: dict[str, Any], failures: FailureLookup | None = None, failed_function: FailedFunction = "export"
 ) -> QueuedMessage:
     """A message of a terminal queue as a person needs to see it; `failed_function`: whose Lambda invocation
-    records the queue holds (failed_function_of)."""
+    records the queue holds (failed_function_of its queue_kind)."""
     body = message["Body"]
     message_id = message["MessageId"]
     receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
