@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime
 import pytest
 
 from chartmogul_sync.queues import BadRecord
-from chartmogul_sync.sources.stripe.backfill import STEPS
 from chartmogul_sync.sources.stripe.client import RetryPolicy
 from chartmogul_sync.sources.stripe.run import ExportLimits
 from chartmogul_sync.sources.stripe.windows import MIN_WINDOW_PAGES, STRIPE_EPOCH
