@@ -13,7 +13,8 @@ MaximumConcurrency of 3, Lambda's batching windows and 6 MB batches), the export
 schedule or `cmsync backfill` does, so transform and upload work beside it. The Stripe emulator runs at Stripe's
 live-mode limit (100 requests/s, `--stripe-rate`; the export takes its default share of it, 45/s) and the
 ChartMogul emulator at ChartMogul's (40 requests/s, 20 parallel connections), with `--latency-ms` added to every
-ChartMogul request (default 150 ms; `--stripe-latency-ms` for Stripe, default 0). Then a round of changes in Stripe
+ChartMogul request (default 150 ms; `--stripe-latency-ms` for Stripe, default 300 ms), and Stripe's 25 requests/s per
+endpoint on (`--stripe-endpoint-rate`). Then a round of changes in Stripe
 and an incremental run. It prints, and asserts nothing (the figures depend on the machine):
 
 - ChartMogul requests per customer (the issue's goal in bulk mode: <= 0.3);
@@ -41,7 +42,7 @@ sys.path[:0] = [str(REPO), str(REPO / "layers" / "common"), str(REPO / "benchmar
 
 from bench_export import stripe_lower_bound  # noqa: E402
 
-from chartmogul_sync.config import Settings  # noqa: E402
+from chartmogul_sync.config import STRIPE_ENDPOINT_REQUESTS_PER_SECOND, Settings  # noqa: E402
 from localdev.aws.lambda_model import patched_environ  # noqa: E402
 from localdev.aws.moto_process import process_cpu_seconds  # noqa: E402
 from localdev.aws.poller import BatchOutcome  # noqa: E402
@@ -110,6 +111,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         upload_mode=args.upload_mode,
         upload_concurrency=args.upload_concurrency,
         stripe_rate_limit=args.stripe_rate,
+        # Stripe's limit per endpoint as well (docs/sources.md#stripe-rate-limits): the backfill reads its lists side
+        # by side, each within its part of it.
+        stripe_endpoint_rate_limit=args.stripe_endpoint_rate,
         wait_for_batching_window=True,
         chartmogul_options={"latency_ms": args.latency_ms},
         chartmogul_process=args.chartmogul_process,
@@ -159,6 +163,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "window": window,
         "peak_connections": peak_connections,
         "refused": refused,
+        "stripe_refused": sum(statuses.get("429", 0) for statuses in stripe_before.values()),
         "incremental_stripe_routes": {
             route: sum(statuses.values()) - sum(stripe_before.get(route, {}).values())
             for route, statuses in stripe_after.items()
@@ -200,7 +205,10 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     )
     if window.failed or window.errors:
         print(f"  upload records failed and redelivered: {window.failed:,}; invocation errors: {sorted(window.errors)}")
-    print(f"  Stripe requests ÷ unavoidable pages: {stripe:,} / {pages:,} = {stripe / pages:.3f}")
+    print(
+        f"  Stripe requests ÷ unavoidable pages: {stripe:,} / {pages:,} = {stripe / pages:.3f}; "
+        f"{result['stripe_refused']} answered 429"
+    )
     print(
         f"  backfill wall time ÷ floor: {backfill.seconds:.1f} s / {floor:.1f} s = {backfill.seconds / floor:.2f}  "
         f"(goal <= 1.3; floor = max(Stripe pages ÷ 100/s, ChartMogul requests ÷ 40/s)); "
@@ -262,7 +270,14 @@ def main() -> None:
     )
     parser.add_argument("--upload-concurrency", type=int, default=3, help="upload instances (default 3)")
     parser.add_argument("--latency-ms", type=float, default=150.0, help="ChartMogul latency per request")
-    parser.add_argument("--stripe-latency-ms", type=float, default=0.0, help="Stripe latency per request")
+    parser.add_argument(
+        "--stripe-latency-ms",
+        type=float,
+        default=300.0,
+        help="Stripe latency per request (default 300 ms: a guess at a list page of 100 objects with expansions; "
+        "Stripe "
+        "publishes no figure)",
+    )
     parser.add_argument(
         "--rate-sharing",
         choices=("fixed", "busy"),
@@ -278,6 +293,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--stripe-rate", type=float, default=STRIPE_LIVE_RATE, help="Stripe's limit, requests/s (live mode: 100)"
+    )
+    parser.add_argument(
+        "--stripe-endpoint-rate",
+        type=float,
+        default=STRIPE_ENDPOINT_REQUESTS_PER_SECOND,
+        help="Stripe's limit per endpoint, requests/s (default 25, Stripe's; 0: none)",
     )
     parser.add_argument(
         "--chartmogul-process",

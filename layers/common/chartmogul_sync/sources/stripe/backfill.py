@@ -34,6 +34,7 @@ import json
 import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -657,19 +658,18 @@ def _assemble(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, b
         records = _partition_records(exporter, partition, manifests)
         orphans_skipped = drafts = set_aside = 0
         snapshots: list[tuple[CustomerSnapshot, datetime]] = []
+        found = _orphans_records(exporter, records, checkpoint.range, deletions)
         for customer_id in sorted(records):
             customer_records = records[customer_id]
             try:
-                if customer_records.customer is None and checkpoint.range.bounded:
-                    # Objects of a customer outside the range (created before `from`, or after `to`), or of one
-                    # created in it and deleted since: deleted customers are never listed.
-                    in_range = _deleted_in_range(exporter, customer_records, checkpoint.range, deletions)
-                    if in_range is None:
+                if customer_records.customer is None:
+                    whole = found[customer_id]
+                    if isinstance(whole, stripe.StripeError):
+                        raise whole
+                    if whole is None:
                         orphans_skipped += 1
                         continue
-                    customer_records = in_range
-                elif customer_records.customer is None:
-                    customer_records = _adopt_orphan(exporter, customer_records, deletions)
+                    customer_records = whole
                 snapshot = assemble_snapshot(customer_records, catalog)
             except stripe.StripeError as error:
                 # The per-customer requests of assembly (an orphan's customer, a deleted price): one customer
@@ -713,6 +713,33 @@ def _partition_records(exporter: Exporter, partition: int, manifests: StagedMani
                 records[owner] = CustomerRecords(owner)
             records[owner].add(resource, obj)
     return records
+
+
+def _orphans_records(
+    exporter: Exporter, records: dict[str, CustomerRecords], backfill_range: BackfillRange, deletions: RecentDeletions
+) -> dict[str, CustomerRecords | stripe.StripeError | None]:
+    """The whole records of each orphan of a partition (objects whose customer was not listed), side by side: each
+    costs a request or two (`_adopt_orphan`, `_deleted_in_range`), a few hundred milliseconds apiece. None: an
+    orphan a bounded run leaves out; a Stripe error that is permanent for the customer, to set it aside."""
+    orphans = [customer_id for customer_id in sorted(records) if records[customer_id].customer is None]
+
+    def find(customer_id: str) -> CustomerRecords | stripe.StripeError | None:
+        staged = records[customer_id]
+        try:
+            if backfill_range.bounded:
+                # Objects of a customer outside the range (created before `from`, or after `to`), or of one
+                # created in it and deleted since: deleted customers are never listed.
+                return _deleted_in_range(exporter, staged, backfill_range, deletions)
+            return _adopt_orphan(exporter, staged, deletions)
+        except stripe.StripeError as error:
+            if not is_permanent_for_object(error):
+                raise  # a passing failure fails the invocation, which resumes
+            return error
+
+    if not orphans:
+        return {}
+    with ThreadPoolExecutor(max_workers=exporter.limits.list_lanes, thread_name_prefix="stripe-orphans") as pool:
+        return dict(zip(orphans, pool.map(find, orphans), strict=True))
 
 
 def _adopt_orphan(exporter: Exporter, staged: CustomerRecords, deletions: RecentDeletions) -> CustomerRecords:

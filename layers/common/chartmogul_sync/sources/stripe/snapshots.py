@@ -18,6 +18,7 @@ holds few of (invoice items, credit notes) once for the whole account (`AccountL
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -338,15 +339,18 @@ class RecentDeletions:
     def __init__(self, api: StripeApi) -> None:
         self._api = api
         self._by_customer: dict[str, StripeJson] | None = None
+        self._reading = threading.Lock()  # the backfill resolves a partition's orphans side by side
 
     def last_known(self, customer_id: str) -> StripeJson | None:
-        if self._by_customer is None:
-            self._by_customer = {}
-            for event in self._api.list_all(StripeList.EVENTS, {"type": "customer.deleted"}):
-                target = event_target(event)
-                if isinstance(target, CustomerDeleted):
-                    # Newest first: keep the first seen, should a customer id ever show up twice.
-                    self._by_customer.setdefault(target.customer_id, target.last_known)
+        with self._reading:
+            if self._by_customer is None:
+                by_customer: dict[str, StripeJson] = {}
+                for event in self._api.list_all(StripeList.EVENTS, {"type": "customer.deleted"}):
+                    target = event_target(event)
+                    if isinstance(target, CustomerDeleted):
+                        # Newest first: keep the first seen, should a customer id ever show up twice.
+                        by_customer.setdefault(target.customer_id, target.last_known)
+                self._by_customer = by_customer
         return self._by_customer.get(customer_id)
 
 

@@ -48,7 +48,7 @@ from pydantic import BaseModel, ConfigDict
 from .client import MAX_PAGES_PER_LIST, Page, PagingError
 
 # A window is cut only if each part would hold this many pages (see the module docstring).
-MIN_WINDOW_PAGES = 10
+MIN_WINDOW_PAGES = 5
 # The oldest `created` a Stripe object can have, for estimating how much of an unbounded window is left: Stripe
 # opened in 2011 (2011-01-01T00:00:00Z). Only an estimate: the oldest window never gets a lower bound.
 STRIPE_EPOCH = 1_293_840_000
