@@ -164,7 +164,7 @@ def test_a_backfill_that_crashes_at_random_pages_resumes_to_the_same_result_with
     # Every page is written to S3 and checkpointed as it is listed (flush_bytes=1), four requests at a time.
     monkeypatch.setattr(export_wiring, "retry_policy", RetryPolicy(max_attempts=1, reserve_s=0.0))
     lanes = 4
-    monkeypatch.setattr(export_wiring, "limits", ExportLimits(flush_bytes=1, list_lanes=lanes))
+    monkeypatch.setattr(export_wiring, "limits", ExportLimits(flush_bytes=1, stripe_lanes=lanes))
     rig.emulator.server.set_faults("500:0.04", seed=5)
     event = {"mode": "backfill", "run_id": "crashing"}
     crashes = 0

@@ -497,7 +497,7 @@ def _list_group(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint,
         progress = {group[0].name: first, **{step.name: ListProgress() for step in group[1:]}}
     # Stripe limits each endpoint apart from the whole (docs/sources.md#stripe-rate-limits): each list keeps to its
     # part of one endpoint's limit, all of them together to the export's share (the StripeApi's limiter).
-    lanes = exporter.limits.list_lanes
+    lanes = exporter.limits.stripe_lanes
     per_endpoint = exporter.settings.stripe_endpoint_requests_per_second()
     specs = [
         ListSpec(
@@ -738,7 +738,7 @@ def _orphans_records(
 
     if not orphans:
         return {}
-    with ThreadPoolExecutor(max_workers=exporter.limits.list_lanes, thread_name_prefix="stripe-orphans") as pool:
+    with ThreadPoolExecutor(max_workers=exporter.limits.stripe_lanes, thread_name_prefix="stripe-orphans") as pool:
         return dict(zip(orphans, pool.map(find, orphans), strict=True))
 
 

@@ -37,11 +37,11 @@ class ExportLimits:
     # Backfill: staged objects are buffered per partition and written to S3 when the buffer reaches this
     # size; the checkpoint follows each write, so a crash redoes at most this much listing.
     flush_bytes: int = 4_000_000
-    # Backfill: list requests side by side (`windows.WindowedLists`). Stripe takes a few hundred milliseconds a page,
-    # so one lane reads a few pages a second: 16 lanes at 300 ms a page keep up with the export's 45 requests/s
-    # (`Settings.stripe_requests_per_second`), two lists at 22.5/s each. The export's Stripe limiter has as many
-    # connections.
-    list_lanes: int = 16
+    # Stripe requests side by side: the backfill's list windows (`windows.WindowedLists`) and its orphans, the
+    # incremental run's customers (`lanes.in_order`). Stripe takes a few hundred milliseconds a request, so one lane
+    # makes a few a second: 16 lanes at 300 ms keep up with the export's 45 requests/s
+    # (`Settings.stripe_requests_per_second`). The export's Stripe limiter has as many connections.
+    stripe_lanes: int = 16
 
 
 @dataclass
