@@ -33,10 +33,11 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import stripe
@@ -499,17 +500,21 @@ def _list_group(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint,
     # part of one endpoint's limit, all of them together to the export's share (the StripeApi's limiter).
     lanes = exporter.limits.stripe_lanes
     per_endpoint = exporter.settings.stripe_endpoint_requests_per_second()
-    specs = [
-        ListSpec(
-            name=step.name,
-            fetch=_page_fetcher(exporter, step.resource, RequestLimiter(per_endpoint, max_connections=lanes)),
-            params=_list_params(checkpoint, step.resource),
-            windows=progress[step.name].windows,
-            floor=_oldest_possible(checkpoint, step.resource),
+    specs: list[ListSpec] = []
+    for step in group:
+        resource = step.resource
+        if resource is None or progress[step.name].finished:
+            continue
+        endpoint = RequestLimiter(per_endpoint, max_connections=lanes)
+        specs.append(
+            ListSpec(
+                name=step.name,
+                fetch=partial(_completed_page, exporter, resource, endpoint=endpoint),
+                params=_list_params(checkpoint, resource),
+                windows=progress[step.name].windows,
+                floor=_oldest_possible(checkpoint, resource),
+            )
         )
-        for step in group
-        if step.resource is not None and not progress[step.name].finished
-    ]
 
     def restarting(name: str, window: ListWindow) -> None:
         # The object the window stopped after was deleted since (an invoice item, say).
@@ -580,17 +585,6 @@ def _list_group(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint,
         return checkpoint, False
     # The group is done: its last step is the one `_next_step` moves past (and saves).
     return checkpoint.model_copy(update={"step": checkpoint.step + len(group) - 1}), True
-
-
-def _page_fetcher(
-    exporter: Exporter, resource: StripeList | None, endpoint: RequestLimiter
-) -> Callable[[dict[str, Any]], Page]:
-    assert resource is not None
-
-    def fetch(query: dict[str, Any]) -> Page:
-        return _completed_page(exporter, resource, query, endpoint)
-
-    return fetch
 
 
 def _completed_page(
