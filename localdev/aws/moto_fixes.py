@@ -111,14 +111,16 @@ def _delete_message(queue: Any, receipt_handle: str) -> None:
         queue._messages = kept
 
 
-def _locked_receive(receive: Any) -> Any:
-    def receive_message(backend: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
-        # moto marks messages received, and moves spent ones to the DLQ, without a lock: under the queue's lock
-        # (re-entrant; a long poll's wait releases it), a receive and a delete or send never interleave.
+def _under_queue_lock(operation: Any) -> Any:
+    def locked(backend: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        # moto marks messages received, moves spent ones to the DLQ, and drops a message made visible again from
+        # the pending set, without a lock: under the queue's lock (re-entrant; a long poll's wait releases it), a
+        # receive, a delete, a send and a visibility change never interleave. Without it a receive iterating the
+        # pending set while a visibility change removed from it failed with "Set changed size during iteration".
         with backend.get_queue(queue_name)._messages_lock:
-            return receive(backend, queue_name, *args, **kwargs)
+            return operation(backend, queue_name, *args, **kwargs)
 
-    return receive_message
+    return locked
 
 
 def _not_visible_count(queue: Any) -> int:
@@ -183,7 +185,8 @@ def install() -> None:
     queue.approximate_number_of_messages_not_visible = property(_not_visible_count)
     queue.approximate_number_of_messages_delayed = property(_delayed_count)
     queue.delete_message = _delete_message
-    backend.receive_message = _locked_receive(backend.receive_message)
+    backend.receive_message = _under_queue_lock(backend.receive_message)
+    backend.change_message_visibility = _under_queue_lock(backend.change_message_visibility)
     from moto.dynamodb.responses import DynamoHandler
 
     dynamodb: Any = DynamoHandler
