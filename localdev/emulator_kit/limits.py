@@ -24,10 +24,7 @@ class TokenBucket:
 
     def configure(self, rate: float | None, burst: float | None = None) -> None:
         with self._lock:
-            if rate is not None and rate <= 0:
-                rate = None
-            self.rate = rate
-            self.burst = float(burst if burst is not None else (rate or 0.0))
+            self.rate, self.burst = rate_and_burst(rate, burst)
             self._tokens = self.burst
             self._updated = self._clock()
 
@@ -52,6 +49,13 @@ class TokenBucket:
     def retry_after_header(self) -> str:
         """Whole seconds, at least 1, for a `Retry-After` header."""
         return str(max(1, math.ceil(self.seconds_until_token())))
+
+
+def rate_and_burst(rate: float | None, burst: float | None) -> tuple[float | None, float]:
+    """A limit as configured: a rate of 0 or less is no limit; the burst defaults to one second's worth."""
+    if rate is not None and rate <= 0:
+        rate = None
+    return rate, float(burst if burst is not None else (rate or 0.0))
 
 
 def try_acquire_all(*buckets: TokenBucket) -> TokenBucket | None:
@@ -90,10 +94,7 @@ class RouteBuckets:
 
     def configure(self, rate: float | None, burst: float | None = None) -> None:
         with self._lock:
-            if rate is not None and rate <= 0:
-                rate = None
-            self.rate = rate
-            self.burst = float(burst if burst is not None else (rate or 0.0))
+            self.rate, self.burst = rate_and_burst(rate, burst)
             self._buckets = {}  # each route starts again with a full bucket, created when it is first asked for
 
     def bucket(self, route: str) -> TokenBucket | None:
