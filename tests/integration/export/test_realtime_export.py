@@ -4,7 +4,9 @@ one customer, and a thin event)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,8 @@ from chartmogul_sync.sources.stripe.client import (
     TimeBudget,
     make_stripe_client,
 )
+from chartmogul_sync.sources.stripe.run import ExportLimits
+from chartmogul_sync.sources.stripe.wiring import export_wiring
 from localdev.aws.runtime import load_event
 from localdev.scenarios import Account, generate_account
 from localdev.stripe_emulator import RunningStripeEmulator
@@ -34,6 +38,30 @@ def account() -> Account:
 @pytest.fixture
 def rig(emulator: RunningStripeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExportRig]:
     yield from make_rig(emulator, monkeypatch, stripe_events=True)
+
+
+def events_of_eight_customers(account: Account) -> tuple[list[str], list[dict[str, Any]]]:
+    """One subscription event per customer, for eight customers (the sample's first record, retargeted)."""
+    template = load_event("sqs-stripe-events-batch.json")["Records"][0]
+    customers = sorted(c.id for c in account.store.customers if c.deleted_at is None)[:8]
+    records = []
+    for index, customer_id in enumerate(customers):
+        body = json.loads(template["body"])
+        body["detail"]["id"] = f"evt_eight{index:04d}"
+        body["detail"]["data"]["object"]["customer"] = customer_id
+        message_id = f"00000000-0000-4000-8000-0000000000{index:02d}"
+        records.append({**template, "messageId": message_id, "body": json.dumps(body)})
+    return customers, records
+
+
+def test_a_batchs_customers_are_fetched_side_by_side(rig: ExportRig, account: Account) -> None:
+    customers, records = events_of_eight_customers(account)
+    rig.emulator.server.set_latency(0.05)
+
+    assert rig.invoke({"Records": records}, "StripeEventsFunction") == {"batchItemFailures": []}
+
+    assert sorted(message.customer_external_id for message in rig.take_raw_messages()) == customers
+    assert rig.emulator.server.request_report()["peak_requests_in_progress"] > 1
 
 
 def bad_records(rig: ExportRig) -> list[BadRecord]:
@@ -125,3 +153,20 @@ def test_every_stripe_request_waits_for_its_place_in_the_budget(rig: ExportRig) 
 
     assert api.stats.requests == rig.stripe_requests() == 9
     assert clock.now == pytest.approx(2.0)  # 4 requests a second: the ninth may start 2 s after the first
+
+
+def test_a_batch_short_of_time_exports_one_customer_and_hands_the_others_back_with_the_reason(
+    rig: ExportRig, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customers, records = events_of_eight_customers(account)
+    # Every invocation is short of time: it must still get one customer further, and lose none.
+    monkeypatch.setattr(export_wiring, "limits", ExportLimits(handover_reserve_s=900))
+
+    response = rig.invoke({"Records": records}, "StripeEventsFunction")
+
+    exported = [message.customer_external_id for message in rig.take_raw_messages()]
+    handed_back = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
+    assert exported == customers[:1]
+    assert handed_back == {record["messageId"] for record in records[1:]}
+    item = rig.state_item(FailureLedger.partition_key(records[1]["messageId"]), "last")
+    assert item is not None and "handed back" in RecordFailure.model_validate_json(item["failure"]["S"]).reason

@@ -29,6 +29,7 @@ from .client import (
     make_stripe_client,
     stripe_request_limiter,
 )
+from .realtime import REALTIME_LANES
 from .run import Continuation, Exporter, ExportLimits
 
 ContinuationPort = Callable[[Continuation, Any], None]
@@ -84,9 +85,9 @@ def build_exporter(
     budget = TimeBudget.from_lambda_context(context)
     api_key = export_wiring.api_key(settings.stripe_secret_name)
     client = make_stripe_client(settings, api_key)
-    # The export function asks several requests at once (ExportLimits.stripe_lanes); the Stripe events
-    # function asks one by one.
-    connections = 1 if realtime else export_wiring.limits.stripe_lanes
+    # Both functions ask several requests at once: the export ExportLimits.stripe_lanes, the Stripe events function
+    # REALTIME_LANES customers.
+    connections = REALTIME_LANES if realtime else export_wiring.limits.stripe_lanes
     limiter = stripe_request_limiter(settings, api_key, realtime=realtime, connections=connections)
     api = StripeApi(client, budget, export_wiring.retry_policy, on_retry=on_retry, limiter=limiter)
     s3 = boto3.client("s3")
