@@ -281,8 +281,7 @@ class RunningStripeEmulator(StripeEmulatorHandle):
         router.add("POST", f"{prefix}/clock", self._admin_clock)
         router.add("POST", f"{prefix}/scenario-steps", self._admin_step)
         router.add("GET", f"{prefix}/ground-truth", self._admin_truth)
-        subscribers = lambda req: json_response(200, {"customers": self.active_subscribers()})  # noqa: E731
-        router.add("GET", f"{prefix}/active-subscribers", subscribers)
+        router.add("GET", f"{prefix}/active-subscribers", self._admin_subscribers)
         # The CPU of the process serving: what a benchmark with the emulator in a process of its own adds to its own.
         router.add("GET", f"{prefix}/process", lambda req: json_response(200, process_figures()))
         return router
@@ -306,6 +305,9 @@ class RunningStripeEmulator(StripeEmulatorHandle):
             return json_response(200, self.apply_step(body))
         except (KeyError, ValueError) as exc:
             return json_response(400, {"error": str(exc)})
+
+    def _admin_subscribers(self, request: Request) -> Response:
+        return json_response(200, {"customers": self.active_subscribers()})
 
     def _admin_truth(self, request: Request) -> Response:
         try:
