@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/bench_backfill.py --upload-mode api --latency-ms 0
     .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --attributes none   # no custom attributes
     .venv/bin/python benchmarks/bench_backfill.py --chartmogul-process   # the ChartMogul emulator in its own process
+    .venv/bin/python benchmarks/bench_backfill.py --stripe-process       # the Stripe emulator in its own process
     .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --aws-backend process  # moto in its own process
 
 One generated account (`--months` of history, seed 42) runs through `LocalPipeline`: the real handlers in the
@@ -50,6 +51,7 @@ from localdev.aws.runtime import BACKENDS  # noqa: E402
 from localdev.chartmogul_emulator import ProcessEmulator  # noqa: E402
 from localdev.pipeline import STRIPE_TEST_KEY, LocalPipeline, PipelineOptions, StageReport  # noqa: E402
 from localdev.scenarios import generate_account  # noqa: E402
+from localdev.stripe_emulator import ProcessStripeEmulator  # noqa: E402
 
 CHARTMOGUL_RATE = 40.0  # requests/s per account
 STRIPE_LIVE_RATE = 100.0  # requests/s, live mode
@@ -117,6 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wait_for_batching_window=True,
         chartmogul_options={"latency_ms": args.latency_ms},
         chartmogul_process=args.chartmogul_process,
+        stripe_process=args.stripe_process,
         extra_environment=environment,
         drain_timeout_s=3600.0,
         max_batches=200_000,
@@ -125,7 +128,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     window = UploadWindow()
     # The functions log JSON to stdout as in Lambda: kept out of the figures.
     with contextlib.redirect_stdout(io.StringIO()), LocalPipeline(account, options) as pipeline:
-        pipeline.stripe.server.set_latency(args.stripe_latency_ms / 1000)
+        pipeline.stripe.set_latency(args.stripe_latency_ms / 1000)
         # The export's part of Stripe's rate, as the deployed function computes it from its environment (the user's
         # share, less the parts of the near-real-time and audit functions).
         with patched_environ(pipeline.stack.function("ExportFunction").environment):
@@ -133,20 +136,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         window.started = time.monotonic()
         emulator_process = pipeline.chartmogul if isinstance(pipeline.chartmogul, ProcessEmulator) else None
         emulator_cpu_before = emulator_process.cpu_seconds() if emulator_process else 0.0
+        stripe_process = pipeline.stripe if isinstance(pipeline.stripe, ProcessStripeEmulator) else None
+        stripe_cpu_before = stripe_process.cpu_seconds() if stripe_process else 0.0
         moto_pid = pipeline.stack.moto_pid  # None: moto runs in this process
         moto_cpu_before = process_cpu_seconds(moto_pid) if moto_pid else 0.0
         cpu_before = time.process_time()
         backfill = pipeline.backfill(on_batch=window, overlapped=True, upload_mode=args.upload_mode)
         cpu_seconds = time.process_time() - cpu_before
         emulator_cpu = emulator_process.cpu_seconds() - emulator_cpu_before if emulator_process else None
+        stripe_cpu = stripe_process.cpu_seconds() - stripe_cpu_before if stripe_process else None
         moto_cpu = process_cpu_seconds(moto_pid) - moto_cpu_before if moto_pid else None
         # The backfill's own requests by route (read before the incremental run adds its own).
         backfill_routes = pipeline.chartmogul.request_counts()["routes"]
         peak_connections = pipeline.chartmogul.request_counts()["peak_requests_in_progress"]
         steps = pipeline.apply_demo_changes()
-        stripe_before = pipeline.stripe.server.counter.snapshot()
+        stripe_before = pipeline.stripe.request_report()["routes"]
         incremental = pipeline.incremental()
-        stripe_after = pipeline.stripe.server.counter.snapshot()
+        stripe_after = pipeline.stripe.request_report()["routes"]
         refused = {
             status: sum(statuses.get(status, 0) for statuses in backfill_routes.values()) for status in ("429", "503")
         }
@@ -155,6 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "export_rate": export_rate,
         "cpu_seconds": cpu_seconds,
         "emulator_cpu_seconds": emulator_cpu,
+        "stripe_emulator_cpu_seconds": stripe_cpu,
         "moto_cpu_seconds": moto_cpu,
         "stripe_pages": stripe_pages,
         "backfill": backfill,
@@ -241,6 +248,11 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
             f"  the ChartMogul emulator's own process: {result['emulator_cpu_seconds']:.0f} s of CPU = "
             f"{result['emulator_cpu_seconds'] / backfill.seconds:.2f} cores busy"
         )
+    if result["stripe_emulator_cpu_seconds"] is not None:
+        print(
+            f"  the Stripe emulator's own process: {result['stripe_emulator_cpu_seconds']:.0f} s of CPU = "
+            f"{result['stripe_emulator_cpu_seconds'] / backfill.seconds:.2f} cores busy"
+        )
     if result["moto_cpu_seconds"] is not None:
         print(
             f"  moto's own process: {result['moto_cpu_seconds']:.0f} s of CPU = "
@@ -305,6 +317,12 @@ def main() -> None:
         action="store_true",
         help="run the ChartMogul emulator in an OS process of its own, so its work does not compete with the "
         "functions for this interpreter (PipelineOptions.chartmogul_process)",
+    )
+    parser.add_argument(
+        "--stripe-process",
+        action="store_true",
+        help="run the Stripe emulator in an OS process of its own (it regenerates the account from its seed), so "
+        "rendering its pages does not compete with the functions for this interpreter (PipelineOptions.stripe_process)",
     )
     parser.add_argument(
         "--aws-backend",

@@ -77,6 +77,12 @@ def stop_child(process: subprocess.Popen[bytes], *, kill: bool = False) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the child's side
+def process_figures() -> dict[str, Any]:
+    """`{"pid": ..., "cpu_seconds": ...}` of this process (user and system, all its threads): what an emulator's
+    `GET /_admin/process` answers, so a benchmark can add a child's CPU to its own."""
+    return {"pid": os.getpid(), "cpu_seconds": time.process_time()}
+
+
 def ready_channel() -> Callable[[dict[str, Any]], None]:
     """Move stdout aside (later output goes to stderr) and return what sends the ready line, once."""
     channel = os.dup(sys.stdout.fileno())

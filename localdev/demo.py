@@ -90,7 +90,7 @@ def run_demo(
             audit = audit_pipeline(pipeline, truth)
             dead_letters = pipeline.dead_letters()
         requests = {
-            "stripe": pipeline.stripe.server.request_report(),
+            "stripe": pipeline.stripe.request_report(),
             "chartmogul": pipeline.chartmogul.request_counts(),
         }
     described = {queue: [_describe_dead_letter(body) for body in bodies] for queue, bodies in dead_letters.items()}

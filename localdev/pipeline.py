@@ -95,6 +95,11 @@ class PipelineOptions:
     # handling and bulk imports do not compete with the functions for this interpreter (benchmarks); the handle
     # then offers only what goes over HTTP (no `server`/`emulator` objects, `options` read-only).
     chartmogul_process: bool = False
+    # The Stripe emulator in an OS process of its own (stripe_emulator.start_process), so rendering its pages does
+    # not compete with the functions for this interpreter (benchmarks). The child generates the account from its
+    # parameters (`account.spec`); read it through `pipeline.stripe` (clock, steps, ground truth, counts), not the
+    # `Account` given here, which no longer changes. No `stripe_event_destination` with it.
+    stripe_process: bool = False
     # Near-real-time sync: deploy the stack with a Stripe partner event source (the Stripe events bus, rule and
     # queue) and have the Stripe emulator deliver its events to that bus in moto (`pipeline.realtime()`).
     stripe_event_destination: bool = False
@@ -107,7 +112,7 @@ class LocalPipeline:
         self.account = account
         self.options = options or PipelineOptions()
         self._cleanup = ExitStack()
-        self.stripe: stripe_emulator.RunningStripeEmulator
+        self.stripe: stripe_emulator.StripeEmulatorHandle
         self.chartmogul: chartmogul_emulator.EmulatorHandle
         self.stack: LocalStack
 
@@ -128,8 +133,14 @@ class LocalPipeline:
 
     def _start(self) -> None:
         options = self.options
+        if options.stripe_process and options.stripe_event_destination:
+            raise ValueError(
+                "PipelineOptions: stripe_event_destination needs the Stripe emulator in this process "
+                "(it delivers to moto from here); set stripe_process=False"
+            )
+        start_stripe = stripe_emulator.start_process if options.stripe_process else stripe_emulator.start
         self.stripe = self._cleanup.enter_context(
-            stripe_emulator.start(
+            start_stripe(
                 self.account,
                 mode="test",
                 rate_limit=options.stripe_rate_limit,
@@ -138,6 +149,8 @@ class LocalPipeline:
                 seed=options.fault_seed,
             )
         )
+        if options.stripe_process:
+            self._check_the_child_serves_the_account()
         start_emulator = chartmogul_emulator.start_process if options.chartmogul_process else chartmogul_emulator.start
         self.chartmogul = self._cleanup.enter_context(
             start_emulator(
@@ -160,7 +173,7 @@ class LocalPipeline:
             **({} if options.concurrent else {"UPLOAD_MAX_CONCURRENCY": "1"}),
             # Stripe's limit, of which the export takes its share (Settings.stripe_requests_per_second), is the
             # emulator's here: Stripe's own with the rate limits on, none (a very high one) with them off.
-            "STRIPE_RATE_LIMIT_PER_SECOND": str(self.stripe.server.bucket.rate or 100_000),
+            "STRIPE_RATE_LIMIT_PER_SECOND": str(self.stripe.rate_limit or 100_000),
             **options.extra_environment,
         }
         parameters = {"UploadMaximumConcurrency": str(options.upload_concurrency)}
@@ -183,8 +196,20 @@ class LocalPipeline:
         self._wire_export()
         self.event_destination: stripe_emulator.EventBridgeDestination | None = None
         if options.stripe_event_destination:
+            assert isinstance(self.stripe, stripe_emulator.RunningStripeEmulator)  # refused above otherwise
             self.event_destination = self.stripe.add_event_destination(
                 stripe_emulator.EventBridgeDestination(self.stack.clients.events, STRIPE_EVENT_SOURCE)
+            )
+
+    def _check_the_child_serves_the_account(self) -> None:
+        """The child regenerated the account from its parameters: the same seed gives the same account, unless
+        this one changed in this process before the pipeline started (what changed would not be in the child)."""
+        served, given = self.stripe.state()["objects"], self.account.store.counts()
+        if served != given:
+            differing = sorted(name for name in {*served, *given} if served.get(name) != given.get(name))
+            raise RuntimeError(
+                f"the Stripe emulator process serves another account than the one given ({', '.join(differing)} "
+                "differ): with stripe_process, change the account through pipeline.stripe (apply_step, clock)"
             )
 
     def _wire_export(self) -> None:
@@ -208,7 +233,7 @@ class LocalPipeline:
     # ---- clocks ------------------------------------------------------------------------------------------
 
     def stripe_now(self) -> datetime:
-        return datetime.fromtimestamp(self.account.store.now, UTC)
+        return datetime.fromtimestamp(self.stripe.clock.now, UTC)
 
     def _sync_chartmogul_clock(self) -> None:
         # ChartMogul evaluates "now" (customer MRR, cancellations must be in the past) on the same clock.
@@ -327,18 +352,7 @@ class LocalPipeline:
         For each kind of change the customers paying for a live subscription are tried in a seeded order until
         the change applies (a Starter customer has no plan to downgrade to); a kind no customer fits is reported.
         """
-        from localdev.stripe_emulator import records
-
-        now = self.account.store.now
-        candidates = sorted(
-            {
-                subscription.customer
-                for subscription in self.account.store.collection("subscriptions").newest_first()
-                if isinstance(subscription, records.Subscription)
-                and subscription.ended_at is None
-                and subscription.status_at(now) == "active"
-            }
-        )
+        candidates = self.stripe.active_subscribers()
         kinds: list[tuple[str, dict[str, Any], int]] = [
             ("upgrade", {}, per_kind),
             ("downgrade", {}, per_kind),
@@ -382,13 +396,13 @@ class LocalPipeline:
 
     def stop_faults(self) -> None:
         """Switch off injected faults on both emulators (what happened so far keeps its counts)."""
-        self.stripe.server.set_faults(None)
+        self.stripe.set_faults(None)
         self.chartmogul.set_faults(None)
 
     # ---- what happened -----------------------------------------------------------------------------------
 
     def stripe_request_total(self) -> int:
-        return int(self.stripe.server.request_report()["total"])
+        return int(self.stripe.request_report()["total"])
 
     def chartmogul_request_total(self) -> int:
         return int(self.chartmogul.request_counts()["total"])

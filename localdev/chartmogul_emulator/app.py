@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
-import time
 
 from localdev.chartmogul_emulator import (
     api_bulk,
@@ -21,6 +19,7 @@ from localdev.chartmogul_emulator.core import Emulator
 from localdev.chartmogul_emulator.options import EmulatorOptions, parse_instant
 from localdev.chartmogul_emulator.responses import APIProblem, schema_error
 from localdev.chartmogul_emulator.validation import SchemaError
+from localdev.child_process import process_figures
 from localdev.emulator_kit import (
     EmulatorServer,
     ErrorHooks,
@@ -111,7 +110,7 @@ def build_admin_router(emulator: Emulator, prefix: str = "/_admin") -> Router:
     admin.add(
         "GET",
         f"{prefix}/process",
-        lambda request: json_response(200, {"pid": os.getpid(), "cpu_seconds": time.process_time()}),
+        lambda request: json_response(200, process_figures()),
     )
     return admin
 

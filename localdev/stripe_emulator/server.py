@@ -15,13 +15,15 @@ import itertools
 import json
 import threading
 import time
-from types import TracebackType
 from typing import Any, Literal, Protocol
 
+from localdev.child_process import process_figures
 from localdev.emulator_kit import EmulatorServer, ErrorHooks, Request, Response, Router, ServerSettings, json_response
+from localdev.stripe_emulator import records
 from localdev.stripe_emulator.api import StripeApi
 from localdev.stripe_emulator.errors import StripeApiError
 from localdev.stripe_emulator.eventbridge import EventBridgeDestination
+from localdev.stripe_emulator.handle import StripeEmulatorHandle
 from localdev.stripe_emulator.store import StripeStore
 
 Mode = Literal["test", "live"]
@@ -128,8 +130,23 @@ STRIPE_ERRORS = ErrorHooks(
 )
 
 
-class RunningStripeEmulator:
-    """A started emulator: `base_url`, `clock`, `store`, `server` (kit: counters, faults, limits), `stop()`."""
+def active_subscribers(store: StripeStore) -> list[str]:
+    """Ids of the customers with a live subscription that is `active` at the store's clock, sorted."""
+    now = store.now
+    return sorted(
+        {
+            subscription.customer
+            for subscription in store.collection("subscriptions").newest_first()
+            if isinstance(subscription, records.Subscription)
+            and subscription.ended_at is None
+            and subscription.status_at(now) == "active"
+        }
+    )
+
+
+class RunningStripeEmulator(StripeEmulatorHandle):
+    """A started emulator in this process: `base_url`, `clock`, `store`, `server` (kit: counters, faults, limits),
+    `stop()`, and what every handle offers (handle.py)."""
 
     def __init__(
         self,
@@ -204,17 +221,34 @@ class RunningStripeEmulator:
         self.event_destinations.append(destination)
         return destination
 
-    def __enter__(self) -> RunningStripeEmulator:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     @property
     def base_url(self) -> str:
         return self.server.base_url
+
+    # ---- what every handle offers (handle.py) -----------------------------------------------------------
+
+    def request_report(self) -> dict[str, Any]:
+        return self.server.request_report()
+
+    @property
+    def rate_limit(self) -> float | None:
+        return self.server.bucket.rate
+
+    def set_faults(self, spec: str | None, seed: int | None = None) -> None:
+        self.server.set_faults(spec, seed)
+
+    def set_latency(self, seconds: float) -> None:
+        self.server.set_latency(seconds)
+
+    def ground_truth(self) -> dict[str, Any]:
+        if self.account is None:
+            raise ValueError("no ground truth: the emulator serves a bare store")
+        with self.lock:
+            return self.account.ground_truth()
+
+    def active_subscribers(self) -> list[str]:
+        with self.lock:
+            return active_subscribers(self.store)
 
     # ---- admin ----------------------------------------------------------------------------------------
 
@@ -247,6 +281,9 @@ class RunningStripeEmulator:
         router.add("POST", f"{prefix}/clock", self._admin_clock)
         router.add("POST", f"{prefix}/scenario-steps", self._admin_step)
         router.add("GET", f"{prefix}/ground-truth", self._admin_truth)
+        router.add("GET", f"{prefix}/active-subscribers", self._admin_subscribers)
+        # The CPU of the process serving: what a benchmark with the emulator in a process of its own adds to its own.
+        router.add("GET", f"{prefix}/process", lambda req: json_response(200, process_figures()))
         return router
 
     def _admin_clock(self, request: Request) -> Response:
@@ -269,11 +306,14 @@ class RunningStripeEmulator:
         except (KeyError, ValueError) as exc:
             return json_response(400, {"error": str(exc)})
 
+    def _admin_subscribers(self, request: Request) -> Response:
+        return json_response(200, {"customers": self.active_subscribers()})
+
     def _admin_truth(self, request: Request) -> Response:
-        if self.account is None:
-            return json_response(404, {"error": "no ground truth: the emulator serves a bare store"})
-        with self.lock:
-            truth = self.account.ground_truth()
+        try:
+            truth = self.ground_truth()
+        except ValueError as exc:
+            return json_response(404, {"error": str(exc)})
         return Response(200, json.dumps(truth).encode(), {"Content-Type": "application/json"})
 
 

@@ -10,13 +10,16 @@ import pytest
 from localdev.audit import audit_pipeline
 from localdev.pipeline import LocalPipeline, PipelineOptions
 from localdev.scenarios import Account
+from localdev.stripe_emulator import StripeEmulatorHandle
 
 pytestmark = pytest.mark.slow
 
 FAST = PipelineOptions(stripe_rate_limit=None, chartmogul_rate_limit=None)
 
 
-def assert_matches_ground_truth(pipeline: LocalPipeline, account: Account) -> None:
+def assert_matches_ground_truth(pipeline: LocalPipeline, account: Account | StripeEmulatorHandle) -> None:
+    """`account`: the generated account, or the Stripe emulator holding it (in a process of its own, the only one
+    that knows what the steps changed)."""
     truth = account.ground_truth()
     audit = audit_pipeline(pipeline, truth)
     assert audit.missing_customers == []
