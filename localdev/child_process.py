@@ -20,6 +20,7 @@ import select
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -102,3 +103,22 @@ def wait_while_parent_lives(parent_pid: int, stopping: Callable[[], bool] = lamb
         readable, _, _ = select.select([stdin], [], [], WATCH_INTERVAL_S)
         if readable and not os.read(stdin, 4096):
             return  # end of file: the parent closed the pipe, or has gone
+
+
+def admin_opener() -> urllib.request.OpenerDirector:
+    """An opener for a child's `/_admin` endpoints: loopback, so no proxy from the environment applies."""
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def admin_call(
+    opener: urllib.request.OpenerDirector, url: str, method: str, body: dict[str, Any] | None, timeout_s: float
+) -> Any:
+    """One JSON request to a child's admin endpoint; its JSON answer (None for an empty body). Raises what urllib
+    raises (`HTTPError` for an answer other than 2xx, `OSError` for no answer): each handle words its own error."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    with opener.open(request, timeout=timeout_s) as response:
+        payload = response.read()
+    return json.loads(payload) if payload else None

@@ -32,7 +32,7 @@ from typing import Any, NoReturn, Self
 
 from localdev.chartmogul_emulator.options import EmulatorOptions, parse_instant
 from localdev.chartmogul_emulator.running import EmulatorHandle
-from localdev.child_process import read_ready_line, stop_child
+from localdev.child_process import admin_call, admin_opener, read_ready_line, stop_child
 
 READY_TIMEOUT_S = 30.0  # import and bind; generous for a loaded 2-core machine
 ADMIN_TIMEOUT_S = 30.0  # one admin request (`/_admin/state` of a large account takes a while)
@@ -94,7 +94,7 @@ class ProcessEmulator(EmulatorHandle):
         self._base_url: str | None = None
         self.ca_cert_path: Path | None = None
         # Admin requests go straight to loopback, whatever proxy the environment names.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._opener = admin_opener()
 
     def start(self) -> Self:
         if self._process is not None:
@@ -201,13 +201,8 @@ class ProcessEmulator(EmulatorHandle):
         return self._process
 
     def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
         try:
-            with self._opener.open(request, timeout=ADMIN_TIMEOUT_S) as response:
-                payload = response.read()
+            return admin_call(self._opener, self.base_url + path, method, body, ADMIN_TIMEOUT_S)
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")[:300]
             raise EmulatorProcessError(f"{method} {path}: the emulator answered {error.code}: {detail}") from None
@@ -215,7 +210,6 @@ class ProcessEmulator(EmulatorHandle):
             exited = self._running().poll()
             state = f"it exited with code {exited}" if exited is not None else "it does not answer"
             raise EmulatorProcessError(f"{method} {path}: {state} ({error})") from None
-        return json.loads(payload) if payload else None
 
 
 def start_process(options: EmulatorOptions | None = None, **overrides: Any) -> ProcessEmulator:

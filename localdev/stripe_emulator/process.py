@@ -31,7 +31,7 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, Self
 
-from localdev.child_process import read_ready_line, stop_child
+from localdev.child_process import admin_call, admin_opener, read_ready_line, stop_child
 from localdev.stripe_emulator.handle import StripeEmulatorHandle
 
 if TYPE_CHECKING:  # at run time imported where used: localdev.scenarios builds on this package
@@ -128,7 +128,7 @@ class ProcessStripeEmulator(StripeEmulatorHandle):
         self._process: subprocess.Popen[bytes] | None = None
         self._base_url: str | None = None
         # Admin requests go straight to loopback, whatever proxy the environment names.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._opener = admin_opener()
 
     def start(self) -> Self:
         if self._process is not None:
@@ -263,13 +263,8 @@ class ProcessStripeEmulator(StripeEmulatorHandle):
     def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """One request to the child's `/_admin` surface; the JSON answer. Raises `StripeProcessError` (an
         `AdminError` with the status for an answer other than 2xx)."""
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
         try:
-            with self._opener.open(request, timeout=ADMIN_TIMEOUT_S) as response:
-                payload = response.read()
+            return admin_call(self._opener, self.base_url + path, method, body, ADMIN_TIMEOUT_S)
         except urllib.error.HTTPError as error:
             text = error.read().decode(errors="replace")
             try:
@@ -283,7 +278,6 @@ class ProcessStripeEmulator(StripeEmulatorHandle):
             exited = self._running().poll()
             state = f"it exited with code {exited}" if exited is not None else "it does not answer"
             raise StripeProcessError(f"{method} {path}: {state} ({error})") from None
-        return json.loads(payload) if payload else None
 
 
 def start_process(
