@@ -135,16 +135,19 @@ class Settings(BaseSettings):
                     "(set STRIPE_AUDIT_SHARE, as template.yaml does)"
                 )
             return sync_share * self.stripe_audit_share
-        export_part = 1 - self.stripe_realtime_share - self.stripe_audit_share
-        return sync_share * export_part / self.export_max_concurrency
+        return sync_share * self._export_part / self.export_max_concurrency
 
     def stripe_endpoint_requests_per_second(self) -> float:
         """One export invocation's part of one Stripe endpoint's limit (STRIPE_ENDPOINT_REQUESTS_PER_SECOND): what a
         backfill asks of each list it reads side by side. The same part as of the global limit, since the other
         functions may read the same list meanwhile; the user's own application rarely pages through lists, so
         `stripe_rate_limit_share` is not taken from it."""
-        export_part = 1 - self.stripe_realtime_share - self.stripe_audit_share
-        return STRIPE_ENDPOINT_REQUESTS_PER_SECOND * export_part / self.export_max_concurrency
+        return STRIPE_ENDPOINT_REQUESTS_PER_SECOND * self._export_part / self.export_max_concurrency
+
+    @property
+    def _export_part(self) -> float:
+        """The export function's part of the sync's Stripe budget: what the other two functions leave."""
+        return 1 - self.stripe_realtime_share - self.stripe_audit_share
 
     @model_validator(mode="after")
     def _the_export_keeps_a_part(self) -> "Settings":

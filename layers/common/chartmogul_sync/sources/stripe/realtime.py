@@ -55,10 +55,6 @@ from .snapshots import Catalog, customer_of, fetch_customer_snapshot
 # Snapshots go to the raw queue in groups of this many (one SendMessageBatch) as they are fetched, so the first
 # customers of a large batch move on to transform and upload before the last are fetched.
 SEND_EVERY = 10
-# Customers fetched side by side: a customer is 3 to 5 Stripe requests of a few hundred milliseconds each, so one at a
-# time uses a fraction of the function's part of Stripe's budget (12.5 requests/s live per batch); its limiter has
-# as many connections.
-REALTIME_LANES = 4
 # Stripe's partner event sources are named aws.partner/stripe.com/<event destination id> (Stripe docs above).
 STRIPE_PARTNER_SOURCE_PREFIX = "aws.partner/stripe.com/"
 
@@ -307,11 +303,13 @@ def export_event_batch(exporter: Exporter, records: list[Mapping[str, Any]]) -> 
         snapshot_time = exporter.clock()  # the data fetched next is at least this fresh
         return fetch_customer_snapshot(exporter.api, catalog, changed.customer_id), snapshot_time
 
-    # A few customers at once (`REALTIME_LANES`), in order. Not enough time left to fetch and send another snapshot:
-    # the rest comes back after the visibility timeout. At least one customer per invocation is tried, so a batch
-    # always gets further.
+    # A few customers at once (`ExportLimits.realtime_lanes`), in order. Not enough time left to fetch and send
+    # another snapshot: the rest comes back after the visibility timeout. At least one customer per invocation is
+    # tried, so a batch always gets further.
     taken = 0
-    fetches = in_order(fetch, to_fetch, lanes=REALTIME_LANES, keep_asking=lambda: not exporter.time_to_hand_over())
+    fetches = in_order(
+        fetch, to_fetch, lanes=exporter.limits.realtime_lanes, keep_asking=lambda: not exporter.time_to_hand_over()
+    )
     for changed, fetched in fetches:
         taken += 1
         try:

@@ -42,6 +42,9 @@ class ExportLimits:
     # makes a few a second: 16 lanes at 300 ms keep up with the export's 45 requests/s
     # (`Settings.stripe_requests_per_second`). The export's Stripe limiter has as many connections.
     stripe_lanes: int = 16
+    # The Stripe events function's customers side by side: a customer is 3 to 5 requests of a few hundred
+    # milliseconds each, so one at a time would use a fraction of its 12.5 requests/s live per batch.
+    realtime_lanes: int = 4
 
 
 @dataclass

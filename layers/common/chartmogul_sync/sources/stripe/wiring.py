@@ -29,7 +29,6 @@ from .client import (
     make_stripe_client,
     stripe_request_limiter,
 )
-from .realtime import REALTIME_LANES
 from .run import Continuation, Exporter, ExportLimits
 
 ContinuationPort = Callable[[Continuation, Any], None]
@@ -85,9 +84,10 @@ def build_exporter(
     budget = TimeBudget.from_lambda_context(context)
     api_key = export_wiring.api_key(settings.stripe_secret_name)
     client = make_stripe_client(settings, api_key)
-    # Both functions ask several requests at once: the export ExportLimits.stripe_lanes, the Stripe events function
-    # REALTIME_LANES customers.
-    connections = REALTIME_LANES if realtime else export_wiring.limits.stripe_lanes
+    # Both functions ask several requests at once (ExportLimits): the export its lanes, the Stripe events function
+    # its customers.
+    limits = export_wiring.limits
+    connections = limits.realtime_lanes if realtime else limits.stripe_lanes
     limiter = stripe_request_limiter(settings, api_key, realtime=realtime, connections=connections)
     api = StripeApi(client, budget, export_wiring.retry_policy, on_retry=on_retry, limiter=limiter)
     s3 = boto3.client("s3")
