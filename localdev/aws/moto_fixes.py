@@ -23,8 +23,14 @@ down with the square of the account's size: at 2,000 customers 39% of the benchm
 and a 10,000-customer backfill did not finish in an hour. `Queue.messages` (the visible messages, walked once
 per receive) read the clock twice per message.
 
-`install()` patches, idempotently: `DynamoHandler.call_action` (the lock) and `Table.query` (the partition sort),
-and these members of moto's SQS models:
+moto's TransactWriteItems deep-copies every table a transaction touches before it starts, to roll back should an
+action fail: one transaction of the upload's customer leases (sinks/chartmogul/leases.py) copied the whole state
+table, tens of thousands of items in a large backfill. A transaction of puts, deletes and condition checks (no
+update) is now checked first and written only when every condition holds: the same outcome (all or nothing, the
+same cancellation reasons, action by action), with no copy. A transaction holding an update is moto's own.
+
+`install()` patches, idempotently: `DynamoHandler.call_action` (the lock), `Table.query` (the partition sort) and
+`DynamoDBBackend.transact_write_items` (no table copies), and these members of moto's SQS models:
 - `attributes` becomes a read-only mapping with the same keys whose values are computed when read, each exactly
   as moto's property computes it (`tests/unit/localdev_aws/test_moto_fixes.py` compares the two on every kind of
   queue the template declares);
@@ -171,6 +177,61 @@ def _partition_query(query: Any) -> Any:
     return partition_query
 
 
+_CHECKED_FIRST = frozenset({"Put", "Delete", "ConditionCheck"})
+
+
+def _checked_first(transact_write_items: Any) -> Any:
+    def transact_checked_first(backend: Any, transact_items: list[dict[str, Any]]) -> None:
+        if len(transact_items) > 100 or any(
+            len(item) != 1 or not item.keys() <= _CHECKED_FIRST for item in transact_items
+        ):
+            transact_write_items(backend, transact_items)  # limits and updates: moto's own, with its copies
+            return
+        from moto.dynamodb.comparisons import get_filter_expression
+        from moto.dynamodb.exceptions import MultipleTransactionsException, TransactionCanceledException
+
+        # Safe to check, then write: DynamoDB requests are handled one at a time (`_serialized`).
+        seen: set[tuple[str, str]] = set()
+        reasons: list[tuple[Any, Any, Any]] = []
+        writes: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        for item in transact_items:
+            action, request = next(iter(item.items()))
+            table_name = request["TableName"]
+            table = backend.get_table(table_name)
+            if action == "Put":
+                key = {table.hash_key_attr: request["Item"][table.hash_key_attr]}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = request["Item"][table.range_key_attr]
+            else:
+                key = request["Key"]
+            target = (str(table_name), str(dict(sorted(key.items()))))  # moto's own test of one action per item
+            if target in seen:
+                raise MultipleTransactionsException()
+            seen.add(target)
+            current = backend.get_item(table_name, key)
+            condition = request.get("ConditionExpression")
+            holds = condition is None or get_filter_expression(
+                condition, request.get("ExpressionAttributeNames"), request.get("ExpressionAttributeValues")
+            ).expr(current)
+            if holds:
+                reasons.append((None, None, None))
+                writes.append((action, request, key))
+                continue
+            old = None
+            if request.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                old = current.to_json()["Attributes"]
+            reasons.append(("ConditionalCheckFailed", "The conditional request failed", old))
+        if any(code is not None for code, _, _ in reasons):
+            raise TransactionCanceledException(reasons)
+        for action, request, key in writes:
+            if action == "Put":
+                backend.put_item(request["TableName"], request["Item"])
+            elif action == "Delete":
+                backend.delete_item(request["TableName"], key)
+
+    return transact_checked_first
+
+
 def install() -> None:
     """Patch moto's SQS and DynamoDB (once per process; harmless to call again)."""
     from moto.sqs import models
@@ -195,6 +256,11 @@ def install() -> None:
 
     table: Any = Table
     table.query = _partition_query(table.query)
+    from moto.dynamodb.models import DynamoDBBackend
+
+    dynamodb_backend: Any = DynamoDBBackend
+    _ORIGINALS["transact_write_items"] = dynamodb_backend.transact_write_items
+    dynamodb_backend.transact_write_items = _checked_first(dynamodb_backend.transact_write_items)
 
 
 def installed() -> bool:

@@ -58,6 +58,9 @@ DEFAULT_REGION = "us-east-1"
 # Lambda's default for asynchronous invocations without an EventInvokeConfig.
 DEFAULT_ASYNC_RETRY_ATTEMPTS = 2
 _IDLE_PAUSE_SECONDS = 0.05
+# A queue found empty is asked again no sooner than this, or than an invocation's end (a concurrent drain looks for
+# work every _IDLE_PAUSE_SECONDS, each look a GetQueueAttributes per idle function); one with messages, at every look.
+_EMPTY_QUEUE_RECHECK_SECONDS = 0.25
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -135,6 +138,7 @@ class LocalStack:
         self.region = region
         self.endpoint_url = endpoint_url
         self.moto_pid: int | None = None  # moto's own process, with the "process" backend (its CPU, for figures)
+        self._found_empty: dict[str, float] = {}  # queue → when a drain last found it empty (`_visible_messages`)
         self.options = options
         self._add_layers_to_path()
         self.functions = {lid: self._local_function(lid) for lid in template.functions}
@@ -347,6 +351,8 @@ class LocalStack:
                         time.sleep(_IDLE_PAUSE_SECONDS)  # only in-flight messages left: wait for their visibility
                         continue
                     done, _ = wait(running, timeout=_IDLE_PAUSE_SECONDS, return_when=FIRST_COMPLETED)
+                    if done:
+                        self._found_empty.clear()  # what just ended may have sent messages on: look again now
                     for future in done:
                         slot, environment, invoked = running.pop(future)
                         free[slot].append(environment)
@@ -387,10 +393,18 @@ class LocalStack:
         return sorted({p.source.queue for p in self.pollers})
 
     def _visible_messages(self, queue: str) -> int:
+        empty_since = self._found_empty.get(queue)
+        if empty_since is not None and time.monotonic() - empty_since < _EMPTY_QUEUE_RECHECK_SECONDS:
+            return 0
         attributes = self.clients.sqs.get_queue_attributes(
             QueueUrl=self.queue_url(queue), AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"])
+        visible = int(attributes["ApproximateNumberOfMessages"])
+        if visible:
+            self._found_empty.pop(queue, None)
+        else:
+            self._found_empty[queue] = time.monotonic()
+        return visible
 
     def _check_bounds(self, report: DrainReport, bounds: _DrainBounds, running: int = 0) -> None:
         invocations = len(report.batches) + len(report.async_invocations) + running

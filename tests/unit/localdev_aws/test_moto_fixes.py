@@ -199,3 +199,71 @@ def test_a_query_reads_its_partition_in_order_with_prefix_and_pages_among_many_o
         ScanIndexForward=False,
     )
     assert [i["sk"]["S"] for i in rest["Items"]] == [f"i{n:02d}" for n in range(22, -1, -1)]
+
+
+def _transaction_outcomes(dynamodb: Any) -> list[Any]:
+    """What a series of transactions does to a small table: each one's error (code and reasons) and the items after."""
+    outcomes: list[Any] = []
+
+    def put(sk: str, holder: str, condition: str = "attribute_not_exists(pk)") -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": "state",
+                "Item": {"pk": {"S": "lease#ds"}, "sk": {"S": sk}, "holder": {"S": holder}},
+                "ConditionExpression": condition,
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def delete(sk: str, holder: str) -> dict[str, Any]:
+        return {
+            "Delete": {
+                "TableName": "state",
+                "Key": {"pk": {"S": "lease#ds"}, "sk": {"S": sk}},
+                "ConditionExpression": "holder = :me",
+                "ExpressionAttributeValues": {":me": {"S": holder}},
+            }
+        }
+
+    transactions = [
+        [put("a", "one"), put("b", "one")],  # all hold: both written
+        [put("c", "two"), put("a", "two"), put("d", "two")],  # `a` is held: nothing written, reasons per action
+        [delete("a", "two"), delete("b", "one")],  # not two's lease: nothing deleted
+        [delete("a", "one"), put("c", "two")],  # both hold
+        [put("e", "three"), put("e", "three")],  # two actions on one item: refused whole
+    ]
+    for actions in transactions:
+        try:
+            dynamodb.transact_write_items(TransactItems=actions)
+            outcomes.append(None)
+        except dynamodb.exceptions.ClientError as error:
+            outcomes.append((error.response["Error"]["Code"], error.response.get("CancellationReasons")))
+        items = dynamodb.scan(TableName="state")["Items"]
+        outcomes.append(sorted((i["sk"]["S"], i["holder"]["S"]) for i in items))
+    return outcomes
+
+
+def test_transactions_checked_first_do_what_motos_own_do(sqs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The patched TransactWriteItems (no table copies) against moto's own, on the same transactions: the same
+    items written or not, the same errors and cancellation reasons."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    from tests.fixtures.state_table import create_state_table
+
+    original = moto_fixes._ORIGINALS["transact_write_items"]
+    assert DynamoDBBackend.transact_write_items is not original  # the patched one runs first
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    create_state_table("state")
+    patched = _transaction_outcomes(dynamodb)
+    dynamodb.delete_table(TableName="state")
+    create_state_table("state")
+    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", original)
+    own = _transaction_outcomes(dynamodb)
+    assert patched == own
+    held_by_one = {"pk": {"S": "lease#ds"}, "sk": {"S": "a"}, "holder": {"S": "one"}}
+    assert patched[2][1][1] == {
+        "Code": "ConditionalCheckFailed",
+        "Message": "The conditional request failed",
+        "Item": held_by_one,
+    }
+    assert patched[-1] == [("b", "one"), ("c", "two")]

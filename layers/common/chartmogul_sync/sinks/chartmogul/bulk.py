@@ -280,7 +280,8 @@ class BulkUploader:
                 newest[customer_id] = index
         to_import: list[int] = []
         via_api: list[int] = []
-        with self._idmap.read_ahead(newest):  # the leases are held: one batched read for all
+        # The leases are held: the customers' entries are read in one batch, then answered from memory (idmap.py).
+        with self._idmap.read_ahead(newest):
             for customer_id, index in newest.items():
                 bundle = bundles[index]
                 try:
@@ -293,15 +294,15 @@ class BulkUploader:
                         to_import.append(index)
                 except Exception as error:  # only this record fails (e.g. its id map entry could not be read)
                     outcomes[index] = _record_failure(bundle, error)
-        # One bundle per customer here, each under its customer's lease: they run side by side (limiter.py).
-        applied = map_concurrently(lambda i: self._via_api(bundles[i], budget), via_api, self._workers)
-        outcomes.update(zip(via_api, applied, strict=True))
-        if to_import:
-            self._import(bundles, to_import, budget, outcomes)
-        # Older bundles of a customer in the same batch: after the newest is applied they are stale.
-        for index in indexes:
-            if index not in outcomes:
-                outcomes[index] = self._via_api(bundles[index], budget)
+            # One bundle per customer here, each under its customer's lease: they run side by side (limiter.py).
+            applied = map_concurrently(lambda i: self._via_api(bundles[i], budget), via_api, self._workers)
+            outcomes.update(zip(via_api, applied, strict=True))
+            if to_import:
+                self._import(bundles, to_import, budget, outcomes)
+            # Older bundles of a customer in the same batch: after the newest is applied they are stale.
+            for index in indexes:
+                if index not in outcomes:
+                    outcomes[index] = self._via_api(bundles[index], budget)
 
     def _via_api(self, bundle: CustomerBundle, budget: TimeBudget) -> BundleOutcome:
         try:

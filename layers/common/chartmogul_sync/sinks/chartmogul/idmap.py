@@ -12,7 +12,7 @@ name; and the applied-bundle version per customer.
 
 import hashlib
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -40,7 +40,7 @@ _MAX_PAGES = 1_000
 _PER_PAGE = 200
 
 
-_NOT_READ_AHEAD: Any = object()
+_NOT_HELD: Any = object()
 
 
 class Overtaken(Exception):
@@ -105,8 +105,9 @@ class IdMap:
         self._versions: dict[str, str] = {}  # customer → the bundle version being applied (see `writing`)
         # customer → (part count, digest of each part as last read or written): only changed parts are rewritten.
         self._parts: dict[str, tuple[int, dict[int, str]]] = {}
-        # (pk, sk) → the item read ahead by `read_ahead` (None: none stored), each used by the first read only.
-        self._read_ahead: dict[tuple[str, str], dict[str, Any] | None] = {}
+        # (pk, sk) → the item as stored (None: none), for the customers of a `read_ahead` block: read ahead in one
+        # batch, then kept up to date by this upload's own writes.
+        self._held: dict[tuple[str, str], dict[str, Any] | None] = {}
 
     # ------------------------------------------------------------ customers
 
@@ -122,12 +123,14 @@ class IdMap:
 
     @contextmanager
     def read_ahead(self, customer_external_ids: Iterable[str]) -> Iterator[None]:
-        """Within the block, the first `known_customer` and `last_applied` of each of these customers answer from
-        one batched read (BatchGetItem, 100 items a request) instead of a read each.
+        """Within the block, these customers' entries (`known_customer`, `last_applied`) are read once, in one
+        batched read (BatchGetItem, 100 items a request), and answered from memory from then on, as this
+        upload's own writes leave them.
 
         Only for customers whose leases the caller holds (leases.py): nobody else writes their entries meanwhile,
-        and each item read ahead answers one read only, so a read after this upload's own write sees the write.
-        A batch of 500 customers costs 10 requests instead of 1,000 before its first ChartMogul request.
+        so what this upload read or wrote last is what DynamoDB holds. A write that fails, or finds a newer
+        version stored, drops the entry from memory: the next read asks DynamoDB. A batch of 500 customers costs
+        10 reads instead of 1,000 before its first ChartMogul request, and none after.
         """
         keys = [
             item_key
@@ -142,16 +145,30 @@ class IdMap:
             )
             yield
             return
-        self._read_ahead.update({item_key: found.get(item_key) for item_key in keys})
+        self._held.update({item_key: found.get(item_key) for item_key in keys})
         try:
             yield
         finally:
             for item_key in keys:
-                self._read_ahead.pop(item_key, None)
+                self._held.pop(item_key, None)
 
     def _read(self, item_key: tuple[str, str]) -> dict[str, Any] | None:
-        ahead = self._read_ahead.pop(item_key, _NOT_READ_AHEAD)
-        return self._state.get(*item_key) if ahead is _NOT_READ_AHEAD else ahead
+        held = self._held.get(item_key, _NOT_HELD)
+        return self._state.get(*item_key) if held is _NOT_HELD else held
+
+    def _write_held(self, item_key: tuple[str, str], attributes: dict[str, Any], write: Callable[[], bool]) -> bool:
+        """Run `write` (of `attributes` at `item_key`; False: its condition did not hold): a held entry becomes what
+        was written, or is dropped when nothing was (the next read asks DynamoDB)."""
+        try:
+            written = write()
+        except BaseException:
+            self._held.pop(item_key, None)
+            raise
+        if not written:
+            self._held.pop(item_key, None)
+        elif item_key in self._held:
+            self._held[item_key] = {**attributes, "pk": item_key[0], "sk": item_key[1]}
+        return written
 
     def _customer_key(self, customer_external_id: str) -> tuple[str, str]:
         return self._pk, key("customer", customer_external_id)
@@ -204,19 +221,26 @@ class IdMap:
                     continue  # unchanged since it was read or written
                 self._state.put(self._pk, _part_key(customer_external_id, count, index), {"part": body})
             document = _known_customer.dump_json(head)
-        attributes = {"known": document.decode(), "parts": count}
+        attributes: dict[str, Any] = {"known": document.decode(), "parts": count}
         version = self._versions.get(customer_external_id)
         head_key = key("customer", customer_external_id)
-        if version is None:
-            self._state.put(self._pk, head_key, attributes)
-        elif not self._state.put_if(
-            self._pk,
-            head_key,
-            {**attributes, "applied_version": version},
-            "attribute_not_exists(applied_version) OR applied_version <= :v",
-            {":v": version},
-        ):
-            raise Overtaken(customer_external_id, version)
+        if version is not None:
+            attributes["applied_version"] = version
+
+        def write() -> bool:
+            if version is None:
+                self._state.put(self._pk, head_key, attributes)
+                return True
+            return self._state.put_if(
+                self._pk,
+                head_key,
+                attributes,
+                "attribute_not_exists(applied_version) OR applied_version <= :v",
+                {":v": version},
+            )
+
+        if not self._write_held(self._customer_key(customer_external_id), attributes, write):
+            raise Overtaken(customer_external_id, version or "")
         self._parts[customer_external_id] = (count, digests)
         if previous_count and previous_count != count:
             self._delete_parts(customer_external_id, previous_count)
@@ -224,6 +248,7 @@ class IdMap:
     def forget_customer(self, customer_external_id: str) -> None:
         """Drop everything known of a customer: its head item and every part item, whatever their count."""
         self._parts.pop(customer_external_id, None)
+        self._held.pop(self._customer_key(customer_external_id), None)
         self._state.delete(self._pk, key("customer", customer_external_id))
         for item in list(self._state.query(self._pk, key("customer", customer_external_id, "part", ""))):
             self._state.delete(self._pk, str(item["sk"]))
@@ -354,15 +379,20 @@ class IdMap:
 
     def record_applied(self, customer_external_id: str, snapshot_time: str, digest: str) -> bool:
         """Record a bundle as applied unless a newer one already is; False when it was stale by then."""
-        pk = key("applied", self.data_source_uuid)
-        digest_item = {"bundle_digest": digest}
-        if self._state.put_if_newer(pk, customer_external_id, "snapshot_time", snapshot_time, digest_item):
+        pk, sk = applied_key = self._applied_key(customer_external_id)
+        applied = {"snapshot_time": snapshot_time, "bundle_digest": digest}
+        newer = lambda: self._state.put_if_newer(pk, sk, "snapshot_time", snapshot_time, {"bundle_digest": digest})  # noqa: E731
+        if self._write_held(applied_key, applied, newer):
             return True
-        current = self.last_applied(customer_external_id)
+        current = self.last_applied(customer_external_id)  # not written: from DynamoDB
         if current is not None and current[0] == snapshot_time:
             # The same snapshot mapped differently (a new mapping version): its content is now the applied one.
-            self._state.put(pk, customer_external_id, {"snapshot_time": snapshot_time, "bundle_digest": digest})
-            return True
+
+            def overwrite() -> bool:
+                self._state.put(pk, sk, applied)
+                return True
+
+            return self._write_held(applied_key, applied, overwrite)
         return False
 
     # ------------------------------------------------------------ helpers
