@@ -24,7 +24,9 @@ and an incremental run. It prints, and asserts nothing (the figures depend on th
 - Stripe requests ÷ the pages no exporter can avoid (bench_export.py's lower bound);
 - the backfill's wall time ÷ the floor max(Stripe pages ÷ 100/s, ChartMogul requests ÷ 40/s) (goal <= 1.3), with
   the floor at the test-mode 25/s printed beside it (the pipeline runs in test mode);
-- Stripe requests per changed customer (customers the run exported) in the incremental run (goal <= 5).
+- Stripe requests per changed customer (customers the run exported) in the incremental run (goal <= 5);
+- DynamoDB requests per customer (the state table: leases, id map, applied versions, checkpoints, heartbeats), as
+  moto counts them when it runs in this process.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ sys.path[:0] = [str(REPO), str(REPO / "layers" / "common"), str(REPO / "benchmar
 from bench_export import stripe_lower_bound  # noqa: E402
 
 from chartmogul_sync.config import STRIPE_ENDPOINT_REQUESTS_PER_SECOND, Settings  # noqa: E402
+from localdev.aws import moto_fixes  # noqa: E402
 from localdev.aws.lambda_model import patched_environ  # noqa: E402
 from localdev.aws.moto_process import process_cpu_seconds  # noqa: E402
 from localdev.aws.poller import BatchOutcome  # noqa: E402
@@ -141,8 +144,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         moto_pid = pipeline.stack.moto_pid  # None: moto runs in this process
         moto_cpu_before = process_cpu_seconds(moto_pid) if moto_pid else 0.0
         cpu_before = time.process_time()
+        dynamodb_before = moto_fixes.dynamodb_requests()
         backfill = pipeline.backfill(on_batch=window, overlapped=True, upload_mode=args.upload_mode)
         cpu_seconds = time.process_time() - cpu_before
+        dynamodb_after = moto_fixes.dynamodb_requests()
         emulator_cpu = emulator_process.cpu_seconds() - emulator_cpu_before if emulator_process else None
         stripe_cpu = stripe_process.cpu_seconds() - stripe_cpu_before if stripe_process else None
         moto_cpu = process_cpu_seconds(moto_pid) - moto_cpu_before if moto_pid else None
@@ -163,6 +168,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "emulator_cpu_seconds": emulator_cpu,
         "stripe_emulator_cpu_seconds": stripe_cpu,
         "moto_cpu_seconds": moto_cpu,
+        # Counted by moto in this process: none when moto runs in a process of its own.
+        "dynamodb_requests": {op: n - dynamodb_before.get(op, 0) for op, n in dynamodb_after.items()},
         "stripe_pages": stripe_pages,
         "backfill": backfill,
         "incremental": incremental,
@@ -212,6 +219,14 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     )
     if window.failed or window.errors:
         print(f"  upload records failed and redelivered: {window.failed:,}; invocation errors: {sorted(window.errors)}")
+    dynamodb = {op: n for op, n in sorted(result["dynamodb_requests"].items(), key=lambda x: -x[1]) if n}
+    if dynamodb:
+        print(
+            f"  DynamoDB requests per customer: {sum(dynamodb.values()):,} / {customers:,} = "
+            f"{sum(dynamodb.values()) / customers:.2f} ("
+            + ", ".join(f"{op} {n:,}" for op, n in dynamodb.items())
+            + "; the rate-sharing heartbeats included)"
+        )
     print(
         f"  Stripe requests ÷ unavoidable pages: {stripe:,} / {pages:,} = {stripe / pages:.3f}; "
         f"{result['stripe_refused']} answered 429"
