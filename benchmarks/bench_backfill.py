@@ -7,6 +7,7 @@
     .venv/bin/python benchmarks/bench_backfill.py --chartmogul-process   # the ChartMogul emulator in its own process
     .venv/bin/python benchmarks/bench_backfill.py --stripe-process       # the Stripe emulator in its own process
     .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --aws-backend process  # moto in its own process
+    .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --upload-alone   # the upload with full batches
 
 One generated account (`--months` of history, seed 42) runs through `LocalPipeline`: the real handlers in the
 concurrent local runtime (each SQS-triggered function several invocations at once, the upload function up to its
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import sys
 import tempfile
@@ -145,7 +147,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         moto_cpu_before = process_cpu_seconds(moto_pid) if moto_pid else 0.0
         cpu_before = time.process_time()
         dynamodb_before = moto_fixes.dynamodb_requests()
+        if args.upload_alone:  # the uploads' trigger held back: every bundle is queued before the first upload
+            pipeline.stack.set_event_sources_enabled("UploadFunction", False)
         backfill = pipeline.backfill(on_batch=window, overlapped=True, upload_mode=args.upload_mode)
+        if args.upload_alone:
+            pipeline.stack.set_event_sources_enabled("UploadFunction", True)
+            chartmogul_before, upload_started = pipeline.chartmogul_request_total(), time.monotonic()
+            pipeline.drain(on_batch=window)
+            uploaded = pipeline.chartmogul_request_total() - chartmogul_before
+            backfill = dataclasses.replace(
+                backfill,
+                seconds=backfill.seconds + time.monotonic() - upload_started,
+                chartmogul_requests=backfill.chartmogul_requests + uploaded,
+            )
         cpu_seconds = time.process_time() - cpu_before
         dynamodb_after = moto_fixes.dynamodb_requests()
         emulator_cpu = emulator_process.cpu_seconds() - emulator_cpu_before if emulator_process else None
@@ -209,6 +223,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         f"custom attributes from {args.attributes}, "
         f"ChartMogul latency {args.latency_ms:g} ms, "
         f"Stripe latency {args.stripe_latency_ms:g} ms (account generated in {result['generated_s']:.0f} s)"
+        + ("; uploads held until every bundle was queued (--upload-alone)" if args.upload_alone else "")
     )
     print(f"  ChartMogul requests per customer: {cm:,} / {customers:,} = {cm / customers:.3f}  (goal <= 0.3 in bulk)")
     print(
@@ -338,6 +353,13 @@ def main() -> None:
         action="store_true",
         help="run the Stripe emulator in an OS process of its own (it regenerates the account from its seed), so "
         "rendering its pages does not compete with the functions for this interpreter (PipelineOptions.stripe_process)",
+    )
+    parser.add_argument(
+        "--upload-alone",
+        action="store_true",
+        help="hold the upload function's SQS trigger back until the export and the transform have queued every "
+        "bundle, then let the upload instances drain the queue: ChartMogul's rate used by the upload alone, with "
+        "full batches, as a deployed transform that scales out would leave it (the wall time is then the sum)",
     )
     parser.add_argument(
         "--aws-backend",

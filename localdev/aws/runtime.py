@@ -156,6 +156,10 @@ class LocalStack:
             for function in self.functions.values()
             for source in function.spec.sqs_events
         ]
+        # Functions whose SQS event source mappings are disabled, as `UpdateEventSourceMapping(Enabled=False)` leaves
+        # them (https://docs.aws.amazon.com/lambda/latest/api/API_UpdateEventSourceMapping.html): their queues keep
+        # their messages, and a drain neither polls nor waits for them (`set_event_sources_enabled`).
+        self.disabled_event_sources: set[str] = set()
         self._pending_async: list[_PendingAsync] = []
         self._async_lock = threading.Lock()
         # Warm execution environments, kept between drains as Lambda keeps them between invocations.
@@ -290,7 +294,7 @@ class LocalStack:
             self._check_bounds(report, bounds)
             report.rounds += 1
             progressed = self._run_pending_async(report)
-            for poller in self.pollers:
+            for poller in self._enabled_pollers:
                 outcome = poller.poll_once()
                 if outcome is not None:
                     report.batches.append(outcome)
@@ -337,6 +341,8 @@ class LocalStack:
                         running[pool.submit(environment.invoke, item.event)] = (slot, environment, item)
                     for index, poller in enumerate(self.pollers):
                         slot = f"poller-{index}"
+                        if poller.function.spec.logical_id in self.disabled_event_sources:
+                            continue
                         if free[slot] and (poller.has_carried_messages or self._visible_messages(poller.source.queue)):
                             if self._at_reserved_concurrency(poller.function, running):
                                 throttled = poller.throttle_once()  # no handler runs: its batch goes back
@@ -388,9 +394,20 @@ class LocalStack:
         reserved = self.values.resolve(self.function(logical_id).spec.properties.get("ReservedConcurrentExecutions"))
         return max(1, int(reserved)) if reserved is not None else self.options.default_concurrency
 
+    def set_event_sources_enabled(self, function: str, enabled: bool) -> None:
+        """Enable or disable a function's SQS triggers between drains (a benchmark holds the uploads back until
+        every bundle is queued, to measure the upload alone)."""
+        if function not in self.functions:
+            raise KeyError(f"no function {function} in the template")
+        (self.disabled_event_sources.discard if enabled else self.disabled_event_sources.add)(function)
+
+    @property
+    def _enabled_pollers(self) -> list[SqsEventSourcePoller]:
+        return [p for p in self.pollers if p.function.spec.logical_id not in self.disabled_event_sources]
+
     @property
     def _consumed_queues(self) -> list[str]:
-        return sorted({p.source.queue for p in self.pollers})
+        return sorted({p.source.queue for p in self._enabled_pollers})
 
     def _visible_messages(self, queue: str) -> int:
         empty_since = self._found_empty.get(queue)

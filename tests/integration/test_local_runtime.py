@@ -123,6 +123,26 @@ def test_drain_stops_at_its_batch_bound(template: Template) -> None:
             stack.drain(max_batches=2)
 
 
+def test_a_disabled_trigger_leaves_its_queue_to_a_later_drain(template: Template) -> None:
+    """Lambda's UpdateEventSourceMapping(Enabled=False): the messages wait in the queue, a drain neither runs the
+    function nor waits for them; enabled again, the next drain delivers every one, once."""
+    recorder = Recorder()
+    with local_stack(template, options=FAST, handlers={"TransformFunction": recorder}) as stack:
+        stack.set_event_sources_enabled("TransformFunction", False)
+        for n in range(12):
+            stack.send("RawQueue", f"snapshot-{n}")
+        stack.drain(timeout_seconds=10)
+        assert recorder.calls == []
+        assert stack.queue_depth("RawQueue") == 12
+        stack.set_event_sources_enabled("TransformFunction", True)
+        stack.drain()
+        assert stack.queue_depth("RawQueue") == 0
+        with pytest.raises(KeyError, match="NoSuchFunction"):
+            stack.set_event_sources_enabled("NoSuchFunction", False)
+    delivered = [r["body"] for event, _, _ in recorder.calls for r in event["Records"]]
+    assert sorted(delivered) == sorted(f"snapshot-{n}" for n in range(12))
+
+
 def test_batches_hold_up_to_batch_size(template: Template) -> None:
     recorder = Recorder()
     batch_size = template.functions["TransformFunction"].sqs_events[0].batch_size  # 10: one receive of 10

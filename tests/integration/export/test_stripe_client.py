@@ -53,6 +53,28 @@ def test_a_page_is_one_request_of_up_to_100_objects(emulator: RunningStripeEmula
     assert stripe_api.retrieve(StripeList.CUSTOMERS, str(page.data[0]["id"]))["id"] == page.data[0]["id"]
 
 
+def test_a_page_reads_as_stripe_pythons_raw_request_reads_it_and_errors_map_alike(
+    emulator: RunningStripeEmulator,
+) -> None:
+    """The adapter makes raw_request's own calls but parses a 2xx without OrderedDicts: the same JSON, the same
+    stripe-python error for an answer that is not a 2xx."""
+    stripe_api = api(emulator, RetryPolicy(max_attempts=1))
+    client = make_stripe_client(Settings(stripe_api_base=emulator.base_url), STRIPE_KEY)
+    params = {"limit": 100, "expand": ["data.lines", "data.discounts"]}
+
+    ours = stripe_api.list_page(StripeList.INVOICES, params)
+    theirs = client.raw_request("get", StripeList.INVOICES.path, **params).data
+
+    assert ours.data == theirs["data"] and len(ours.data) > 5
+    assert type(ours.data[0]) is dict and type(ours.data[0]["lines"]) is dict  # plain JSON, not OrderedDicts
+    with pytest.raises(stripe.InvalidRequestError) as ours_error:
+        stripe_api.retrieve(StripeList.CUSTOMERS, "cus_missing")
+    with pytest.raises(stripe.InvalidRequestError) as theirs_error:
+        client.raw_request("get", "/v1/customers/cus_missing")
+    assert ours_error.value.http_status == theirs_error.value.http_status == 404
+    assert ours_error.value.code == theirs_error.value.code
+
+
 def test_a_plain_429_from_the_rate_limiter_is_retried_until_it_passes(emulator: RunningStripeEmulator) -> None:
     # stripe-python itself never retries a 429 without Stripe-Should-Retry (docs/sources.md#stripe-rate-limits); the
     # adapter does.
