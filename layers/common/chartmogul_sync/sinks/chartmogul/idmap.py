@@ -381,7 +381,10 @@ class IdMap:
         """Record a bundle as applied unless a newer one already is; False when it was stale by then."""
         pk, sk = applied_key = self._applied_key(customer_external_id)
         applied = {"snapshot_time": snapshot_time, "bundle_digest": digest}
-        newer = lambda: self._state.put_if_newer(pk, sk, "snapshot_time", snapshot_time, {"bundle_digest": digest})  # noqa: E731
+
+        def newer() -> bool:
+            return self._state.put_if_newer(pk, sk, "snapshot_time", snapshot_time, {"bundle_digest": digest})
+
         if self._write_held(applied_key, applied, newer):
             return True
         current = self.last_applied(customer_external_id)  # not written: from DynamoDB

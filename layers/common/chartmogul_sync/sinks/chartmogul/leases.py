@@ -115,7 +115,7 @@ class CustomerLeases:
         held: set[str] = set()
         try:
             now = self._clock()
-            lease = {"holder": self.holder, "expires_at": int(now + self._duration(budget)) + 1}
+            lease = self._lease(now, budget)
             taken = self._state.put_each_if(self._pk, dict.fromkeys(customer_ids, lease), _FREE, {":now": int(now)})
             busy: list[str] = []
             for customer_id, written in taken:
@@ -149,13 +149,7 @@ class CustomerLeases:
 
     def try_acquire(self, customer_external_id: str, budget: TimeBudget) -> bool:
         now = self._clock()
-        return self._state.put_if(
-            self._pk,
-            customer_external_id,
-            {"holder": self.holder, "expires_at": int(now + self._duration(budget)) + 1},
-            _FREE,
-            {":now": int(now)},
-        )
+        return self._state.put_if(self._pk, customer_external_id, self._lease(now, budget), _FREE, {":now": int(now)})
 
     def release(self, customer_external_id: str) -> None:
         """Give the lease back (only ours: one that expired and was taken over is left to its new holder)."""
@@ -174,6 +168,10 @@ class CustomerLeases:
                 return False
             self._sleep(pause * random.uniform(0.5, 1.0))  # jitter: two waiters do not retry in step
             pause = min(_MAX_PAUSE_S, pause * 2)
+
+    def _lease(self, now: float, budget: TimeBudget) -> dict[str, object]:
+        """The lease item's attributes: who holds it, and until when."""
+        return {"holder": self.holder, "expires_at": int(now + self._duration(budget)) + 1}
 
     def _duration(self, budget: TimeBudget) -> float:
         remaining = budget.remaining()
