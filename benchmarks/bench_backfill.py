@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with patched_environ(pipeline.stack.function("ExportFunction").environment):
             export_rate = Settings().stripe_requests_per_second(STRIPE_TEST_KEY)
         window.started = time.monotonic()
+        wall_started = time.time()  # the emulators count requests by the Unix clock's second
         emulator_process = pipeline.chartmogul if isinstance(pipeline.chartmogul, ProcessEmulator) else None
         emulator_cpu_before = emulator_process.cpu_seconds() if emulator_process else 0.0
         stripe_process = pipeline.stripe if isinstance(pipeline.stripe, ProcessStripeEmulator) else None
@@ -166,8 +167,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stripe_cpu = stripe_process.cpu_seconds() - stripe_cpu_before if stripe_process else None
         moto_cpu = process_cpu_seconds(moto_pid) - moto_cpu_before if moto_pid else None
         # The backfill's own requests by route (read before the incremental run adds its own).
-        backfill_routes = pipeline.chartmogul.request_counts()["routes"]
-        peak_connections = pipeline.chartmogul.request_counts()["peak_requests_in_progress"]
+        chartmogul_counts = pipeline.chartmogul.request_counts()
+        backfill_routes = chartmogul_counts["routes"]
+        peak_connections = chartmogul_counts["peak_requests_in_progress"]
+        by_second = {int(second) - int(wall_started): n for second, n in chartmogul_counts["by_second"].items()}
+        stripe_by_second = {
+            int(second) - int(wall_started): n for second, n in pipeline.stripe.request_report()["by_second"].items()
+        }
         steps = pipeline.apply_demo_changes()
         stripe_before = pipeline.stripe.request_report()["routes"]
         incremental = pipeline.incremental()
@@ -190,6 +196,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "steps": sum(1 for step in steps if "result" in step),
         "window": window,
         "peak_connections": peak_connections,
+        "chartmogul_by_second": by_second,
+        "stripe_by_second": stripe_by_second,
         "refused": refused,
         "stripe_refused": sum(statuses.get("429", 0) for statuses in stripe_before.values()),
         "incremental_stripe_routes": {
@@ -267,6 +275,8 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     print(f"  backfill timeline from the export's invocation: {timeline}")
     spans = ", ".join(f"{start:.1f}-{end:.1f} s ({records})" for start, end, records in sorted(window.spans))
     print(f"  upload batches (start-end, records): {spans}")
+    print("  Stripe requests/s by 5 s of the backfill: " + rate_timeline(result["stripe_by_second"], 5))
+    print("  ChartMogul requests/s by 5 s of the backfill: " + rate_timeline(result["chartmogul_by_second"], 5))
     # One process holds the emulators, moto and every function instance: CPU near one core's worth of the wall time
     # means the run is bound by this machine (Python runs one thread at a time), not by ChartMogul's limits.
     print(
@@ -301,6 +311,19 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     )
     stripe_routes = sorted(result["incremental_stripe_routes"].items(), key=lambda x: -x[1])
     print("  incremental Stripe requests by route: " + ", ".join(f"{route} {n:,}" for route, n in stripe_routes))
+
+
+def rate_timeline(by_second: dict[int, int], step: int) -> str:
+    """Requests/s in each `step` seconds from the export's invocation, e.g. `0-5 s 0, 5-10 s 12.4, ...`: where
+    the run used ChartMogul's 40/s and where it lost it."""
+    if not by_second:
+        return "none"
+    last = max(by_second)
+    bins = []
+    for start in range(0, last + 1, step):
+        count = sum(by_second.get(second, 0) for second in range(start, start + step))
+        bins.append(f"{start}-{start + step} s {count / step:.0f}")
+    return ", ".join(bins)
 
 
 def main() -> None:

@@ -334,10 +334,11 @@ class EmulatorServer:
         return admin
 
     def request_report(self) -> dict[str, Any]:
-        """Counts by route and status (`"timeout"` and `"reset"` count those injected faults)."""
+        """Counts by route and status (`"timeout"` and `"reset"` count those injected faults), and by second."""
         return {
             "routes": self.counter.snapshot(),
             "total": self.counter.total(),
+            "by_second": self.counter.by_second(),
             "requests_in_progress": self.connections.open,
             "peak_requests_in_progress": self.connections.peak,
         }
