@@ -32,6 +32,7 @@ OUTCOME_METRICS = {
     Outcome.BUNDLED: "BundlesSent",
     Outcome.BAD_RECORD: "BadRecords",
     Outcome.EXCLUDED: "CustomersExcluded",
+    Outcome.HEAD_DROPPED: "CustomerHeadsDropped",
 }
 
 

@@ -42,8 +42,10 @@ class ExportRig:
     emulator: RunningStripeEmulator
     continuations: list[Continuation] = field(default_factory=list)
     invocations: int = 0
-    # Raw messages taken off the queue after each invocation (moto's SQS slows down as a queue grows).
+    # Raw messages taken off the queue after each invocation (moto's SQS slows down as a queue grows): the
+    # snapshots in `raw_messages`, a backfill's customer heads apart in `customer_heads`.
     raw_messages: list[RawMessage] = field(default_factory=list)
+    customer_heads: list[RawMessage] = field(default_factory=list)
 
     @property
     def settings(self) -> Settings:
@@ -75,7 +77,8 @@ class ExportRig:
         return outcomes
 
     def take_raw_messages(self) -> list[RawMessage]:
-        """Every message on the raw queue now, received and deleted, claim checks resolved."""
+        """Every snapshot on the raw queue now, received and deleted, claim checks resolved; the customer heads
+        among them are kept in `customer_heads`."""
         sqs, s3 = self.stack.clients.sqs, self.stack.clients.s3
         queue_url = self.stack.queue_url("RawQueue")
         messages: list[RawMessage] = []
@@ -84,7 +87,9 @@ class ExportRig:
             if not batch:
                 return messages
             for message in batch:
-                messages.append(load_message(s3, message["Body"], RawMessage))
+                raw = load_message(s3, message["Body"], RawMessage)
+                assert raw.payload is not None
+                (self.customer_heads if raw.payload.customer_only else messages).append(raw)
             sqs.delete_message_batch(
                 QueueUrl=queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],

@@ -29,6 +29,9 @@ class SkippedRecord(OutboundModel):
     reason: NonEmptyStr
 
 
+_BEYOND_THE_CUSTOMER = ("plans", "invoices", "removed_invoice_external_ids", "cancellations", "subscription_events")
+
+
 class CustomerBundle(OutboundModel):
     mapping_version: NonEmptyStr
     source: NonEmptyStr = "stripe"
@@ -36,6 +39,9 @@ class CustomerBundle(OutboundModel):
     snapshot_time: UtcDatetime
     customer: Customer
     deleted_in_source: bool = False
+    # The customer alone, from a backfill's head start (docs/architecture.md "Customer heads"): the upload creates
+    # the customer if ChartMogul lacks it and writes nothing else; the bundle of the full snapshot follows.
+    customer_only: bool = False
     plans: list[Plan] = Field(default_factory=list)
     invoices: list[Invoice] = Field(default_factory=list)
     # Invoices that must not exist in ChartMogul any more (voided after they were imported while open).
@@ -46,6 +52,12 @@ class CustomerBundle(OutboundModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.customer_only:
+            others = [name for name in _BEYOND_THE_CUSTOMER if getattr(self, name)]
+            if others or self.deleted_in_source:
+                raise ValueError(
+                    "a customer_only bundle carries the customer alone, not " + ", ".join(others or ["a deletion"])
+                )
         _refuse_duplicates("plan external_id", (plan.external_id for plan in self.plans))
         _refuse_duplicates("invoice external_id", (invoice.external_id for invoice in self.invoices))
         _refuse_duplicates(

@@ -4,9 +4,9 @@ Objects are kept as the Stripe API JSON of the pinned API version, untouched, so
 through any later mapping version. The transform parses them into typed views (`chartmogul_sync.models.stripe`).
 """
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from ..config import STRIPE_API_VERSION
 from .common import InboundModel
@@ -41,6 +41,10 @@ class CustomerSnapshot(InboundModel):
     # A customer deleted in Stripe: `customer` is then Stripe's `{"id":…, "deleted": true}` stub, enriched with
     # what the exporter still knew (its last `customer.deleted` event payload) where it had it.
     deleted: bool = False
+    # A backfill's head start (docs/architecture.md "Customer heads"): the customer object alone, sent as soon as
+    # the customers are listed, so that ChartMogul's customers are created while the export lists their history.
+    # The full snapshot follows; a head never stands for it (no other objects, never deleted).
+    customer_only: bool = False
     subscriptions: list[StripeObject] = Field(default_factory=list)
     # Finalized invoices (never drafts is the exporter's promise; the transform still checks), each with every
     # line in `lines.data` (`lines.has_more` false: lines past the first page are fetched).
@@ -53,6 +57,30 @@ class CustomerSnapshot(InboundModel):
     prices: list[StripeObject] = Field(default_factory=list)
     products: list[StripeObject] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _head_is_the_customer_alone(self) -> Self:
+        if self.customer_only:
+            others = [name for name in _OWNED_OBJECTS if getattr(self, name)]
+            if others or self.deleted:
+                raise ValueError(
+                    "a customer_only snapshot carries the customer object alone, not "
+                    + ", ".join(others or ["deleted"])
+                )
+        return self
+
     @property
     def customer_id(self) -> str:
         return str(self.customer["id"])
+
+
+_OWNED_OBJECTS = (
+    "subscriptions",
+    "invoices",
+    "invoice_items",
+    "invoice_payments",
+    "charges",
+    "refunds",
+    "credit_notes",
+    "prices",
+    "products",
+)

@@ -83,7 +83,20 @@ def map_snapshot(
         raise CustomerExcluded(snapshot.customer_id, "excluded by the mapping config (exclude.customers)")
     view = parse_snapshot(snapshot)
     as_of = snapshot_time or latest_activity(view)
-    return _BundleMapper(view, config, as_of).bundle()
+    mapper = _BundleMapper(view, config, as_of)
+    if snapshot.customer_only:
+        # A backfill's head start: the customer as its full snapshot will map it, less what only its subscriptions
+        # say (free_trial_started_at), which the full bundle's update then adds (docs/architecture.md "Customer
+        # heads").
+        return build(
+            snapshot.customer_id,
+            CustomerBundle,
+            mapping_version=MAPPING_VERSION,
+            snapshot_time=as_of,
+            customer=mapper.customer(),
+            customer_only=True,
+        )
+    return mapper.bundle()
 
 
 @lru_cache(maxsize=8192)

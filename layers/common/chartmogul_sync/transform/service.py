@@ -1,11 +1,14 @@
 """The transform stage's work on one raw-queue message: snapshot in, bundle out, bad input set aside.
 
 Three outcomes, and which failures are whose (docs/architecture.md "Failure handling"):
-- a bundle is sent to the upload queue;
+- a bundle is sent to the upload queue (a backfill's customer head, too: docs/architecture.md "Customer heads");
 - a message that can never be mapped (malformed envelope, MappingError, a tampered claim check) goes to the
   bad-records queue with the object id, the field and the reason, and counts as handled: retrying cannot help;
 - a transient failure (S3 or SQS unavailable) is raised, so SQS redelivers the message and, after
   `maxReceiveCount`, moves it to the raw DLQ.
+
+A customer head that cannot be mapped is logged and dropped (HEAD_DROPPED): its full snapshot follows, fails the
+same way and goes to the bad records with its reason, once.
 """
 
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ class Outcome(StrEnum):
     BUNDLED = "bundled"
     BAD_RECORD = "bad_record"
     EXCLUDED = "excluded"
+    HEAD_DROPPED = "head_dropped"
 
 
 @dataclass(frozen=True)
@@ -71,26 +75,14 @@ class SnapshotTransformer:
         except CustomerExcluded as excluded:
             logger.info("customer skipped", extra={"reason": excluded.reason})
             return TransformResult(Outcome.EXCLUDED, customer_id)
-        except MappingError as error:
-            self.bad_records.send(
-                body,
-                error.reason,
-                object_id=error.object_id,
-                field=error.field,
-                customer_external_id=customer_id,
-                correlation_id=message.correlation_id,
+        except Exception as error:
+            if not message.payload.customer_only:
+                return self._refused(body, message, error)
+            logger.warning(
+                "customer head not mapped: its full snapshot will report why",
+                extra={"error": f"{type(error).__name__}: {error}"},
             )
-            return TransformResult(Outcome.BAD_RECORD, customer_id)
-        except Exception as error:  # the mapping is pure: whatever it raised, a retry would raise again
-            logger.exception("mapping failed unexpectedly")
-            self.bad_records.send(
-                body,
-                f"unexpected mapping failure ({type(error).__name__}: {error}); please report it with this record",
-                object_id=customer_id,
-                customer_external_id=customer_id,
-                correlation_id=message.correlation_id,
-            )
-            return TransformResult(Outcome.BAD_RECORD, customer_id)
+            return TransformResult(Outcome.HEAD_DROPPED, customer_id)
 
         for record in bundle.skipped:
             # Nothing is dropped silently: every skipped Stripe object is logged with its reason.
@@ -110,3 +102,27 @@ class SnapshotTransformer:
             extra={"invoices": len(bundle.invoices), "plans": len(bundle.plans), "skipped": len(bundle.skipped)},
         )
         return TransformResult(Outcome.BUNDLED, customer_id, len(bundle.invoices), list(bundle.skipped))
+
+    def _refused(self, body: str, message: RawMessage, error: Exception) -> TransformResult:
+        """A snapshot that can never be mapped goes to the bad records, with the object, the field and why."""
+        customer_id = message.customer_external_id
+        if isinstance(error, MappingError):
+            self.bad_records.send(
+                body,
+                error.reason,
+                object_id=error.object_id,
+                field=error.field,
+                customer_external_id=customer_id,
+                correlation_id=message.correlation_id,
+            )
+            return TransformResult(Outcome.BAD_RECORD, customer_id)
+        # The mapping is pure: whatever it raised, a retry would raise again.
+        logger.exception("mapping failed unexpectedly")
+        self.bad_records.send(
+            body,
+            f"unexpected mapping failure ({type(error).__name__}: {error}); please report it with this record",
+            object_id=customer_id,
+            customer_external_id=customer_id,
+            correlation_id=message.correlation_id,
+        )
+        return TransformResult(Outcome.BAD_RECORD, customer_id)

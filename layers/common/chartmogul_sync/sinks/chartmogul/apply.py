@@ -57,6 +57,17 @@ class KnownCustomer:
     # fields are the surviving customer's and are not written (docs/mapping-decisions.md "Merged customers").
     merged: bool = False
 
+    @property
+    def created_alone(self) -> bool:
+        """Created, with nothing of its history yet: what a customer head (or a create before a crash) leaves. Its
+        history can still go in a bulk import, which creates and does not diff (bulk.py)."""
+        return (
+            self.exists
+            and self.uuid is not None
+            and not (self.merged or self.deleted)
+            and not (self.invoices or self.transactions or self.subscriptions or self.events)
+        )
+
 
 @dataclass(frozen=True)
 class WritePlan:

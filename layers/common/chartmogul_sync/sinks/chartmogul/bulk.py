@@ -6,8 +6,12 @@ every record of a customer in the same request; processed asynchronously (`queue
 with a status per customer in `status_details`.
 
 What bulk mode sends and what it leaves to the per-object API (uploader.py), and why:
-- Only customers ChartMogul does not hold yet go in bulk: the bulk format creates, it does not diff. A customer
-  the id map knows is applied through the API, which writes only what changed; so is a customer to delete.
+- Only customers ChartMogul holds nothing of yet go in bulk: the bulk format creates, it does not diff. A customer
+  the id map knows is applied through the API, which writes only what changed; so is a customer to delete. A
+  customer created alone, with none of its history (a backfill's customer head, docs/architecture.md "Customer
+  heads"), still goes in bulk, its customer record left out.
+- A customer head (`customer_only`) creates its customer through the API, side by side with the batch's other
+  heads (`BundleUploader.apply_customer_only`); beside its customer's full bundle in the same batch it is moot.
 - The bulk format has no cancellations and no custom attributes (docs/sources.md#cm-bulk-import lists its fields). After
   a customer is imported, the API pass applies the rest of the bundle's diff: cancellations, tags and custom attributes.
   For a customer with neither, that pass makes no request.
@@ -274,31 +278,44 @@ class BulkUploader:
         self, bundles: Sequence[CustomerBundle], indexes: list[int], budget: TimeBudget, outcomes: dict[int, Any]
     ) -> None:
         newest: dict[str, int] = {}
+        heads: dict[str, int] = {}
         for index in indexes:
             customer_id = bundles[index].customer.external_id
-            if customer_id not in newest or bundles[index].snapshot_time > bundles[newest[customer_id]].snapshot_time:
+            if bundles[index].customer_only:
+                heads.setdefault(customer_id, index)
+            elif customer_id not in newest or bundles[index].snapshot_time > bundles[newest[customer_id]].snapshot_time:
                 newest[customer_id] = index
+        for customer_id, index in heads.items():
+            if customer_id in newest:
+                outcomes[index] = ApplyResult(customer_id, Outcome.UNCHANGED, notes=[_HEAD_BESIDE_ITS_BUNDLE])
         to_import: list[int] = []
-        via_api: list[int] = []
+        via_api = [index for index in heads.values() if index not in outcomes]
+        # Customers created alone (a head's work): their history goes in the import, their customer record not.
+        created_alone: dict[str, KnownCustomer] = {}
         # The leases are held: the customers' entries are read in one batch, then answered from memory (idmap.py).
-        with self._idmap.read_ahead(newest):
+        with self._idmap.read_ahead([*newest, *heads]):
             for customer_id, index in newest.items():
                 bundle = bundles[index]
                 try:
                     skipped = self._uploader.skip_reason(bundle)
+                    known = self._idmap.known_customer(customer_id)
                     if skipped is not None:
                         outcomes[index] = skipped
-                    elif bundle.deleted_in_source or self._idmap.known_customer(customer_id).exists:
-                        via_api.append(index)
-                    else:
+                    elif not known.exists or (
+                        known.created_alone and not bundle.deleted_in_source and _has_history(bundle)
+                    ):
                         to_import.append(index)
+                        if known.exists:
+                            created_alone[customer_id] = known
+                    else:
+                        via_api.append(index)
                 except Exception as error:  # only this record fails (e.g. its id map entry could not be read)
                     outcomes[index] = _record_failure(bundle, error)
             # One bundle per customer here, each under its customer's lease: they run side by side (limiter.py).
             applied = map_concurrently(lambda i: self._via_api(bundles[i], budget), via_api, self._workers)
             outcomes.update(zip(via_api, applied, strict=True))
             if to_import:
-                self._import(bundles, to_import, budget, outcomes)
+                self._import(bundles, to_import, budget, outcomes, created_alone)
             # Older bundles of a customer in the same batch: after the newest is applied they are stale.
             for index in indexes:
                 if index not in outcomes:
@@ -313,7 +330,12 @@ class BulkUploader:
             return _record_failure(bundle, error)
 
     def _import(
-        self, bundles: Sequence[CustomerBundle], indexes: list[int], budget: TimeBudget, outcomes: dict[int, Any]
+        self,
+        bundles: Sequence[CustomerBundle],
+        indexes: list[int],
+        budget: TimeBudget,
+        outcomes: dict[int, Any],
+        created_alone: dict[str, KnownCustomer],
     ) -> None:
         """Import the customers ChartMogul does not hold yet, in chunks whose requests overlap ChartMogul's work.
 
@@ -322,6 +344,7 @@ class BulkUploader:
         next chunk's customers are created: the instance keeps sending requests instead of waiting, and the
         import's own wait (polling, then the API pass of its customers) runs beside. Chunks hold at least
         MIN_CUSTOMERS_PER_IMPORT customers, ChartMogul's recommended minimum (docs/sources.md#cm-bulk-import).
+        The customers in `created_alone` exist already (a head created them): they are not created again.
         """
         index_of = {bundles[i].customer.external_id: i for i in indexes}
         prefix = "cmsync-" + hashlib.sha256(" ".join(sorted(index_of)).encode()).hexdigest()[:12]
@@ -329,7 +352,7 @@ class BulkUploader:
         in_flight: list[tuple[BulkPayload, Future[list[BundleOutcome]]]] = []
         with ThreadPoolExecutor(max_workers=MAX_CHUNKS, thread_name_prefix="bulk-import") as imports:
             for number, chunk in enumerate(import_chunks(indexes), start=1):
-                created = self._create_chunk(bundles, chunk, budget, outcomes)
+                created = self._create_chunk(bundles, chunk, budget, outcomes, created_alone)
                 to_import = [i for i in chunk if i not in outcomes]
                 needed = {p.external_id for i in to_import for p in bundles[i].plans}
                 # A plan an unfinished import is creating is sent once: the chunks that need it wait for that import.
@@ -355,12 +378,19 @@ class BulkUploader:
                     outcomes[index_of[bundle.customer.external_id]] = outcome
 
     def _create_chunk(
-        self, bundles: Sequence[CustomerBundle], chunk: list[int], budget: TimeBudget, outcomes: dict[int, Any]
+        self,
+        bundles: Sequence[CustomerBundle],
+        chunk: list[int],
+        budget: TimeBudget,
+        outcomes: dict[int, Any],
+        created_alone: dict[str, KnownCustomer],
     ) -> dict[str, KnownCustomer]:
         """Create, side by side, the chunk's customers whose API pass after the import needs their uuid: one
-        request each instead of a lookup and an update after the import. Those done here get their outcome."""
-        first = [i for i in chunk if needs_uuid_after_import(bundles[i])]
-        created: dict[str, KnownCustomer] = {}
+        request each instead of a lookup and an update after the import. Those done here get their outcome.
+        Those created alone already (`created_alone`) are only counted among the created."""
+        ids = {i: bundles[i].customer.external_id for i in chunk}
+        created = {ids[i]: created_alone[ids[i]] for i in chunk if ids[i] in created_alone}
+        first = [i for i in chunk if needs_uuid_after_import(bundles[i]) and ids[i] not in created]
         made_all = map_concurrently(lambda i: self._create_first(bundles[i], budget), first, self._workers)
         for index, made in zip(first, made_all, strict=True):
             bundle = bundles[index]
@@ -509,6 +539,14 @@ class BulkUploader:
                 counted=False,  # waiting for ChartMogul: this instance's share of the rate goes to the busy ones
             )
         return None
+
+
+_HEAD_BESIDE_ITS_BUNDLE = "customer head: its customer's full bundle is in the same batch"
+
+
+def _has_history(bundle: CustomerBundle) -> bool:
+    """Whether the bundle has records a bulk import can carry (the customer record apart)."""
+    return bool(bundle.invoices or bundle.subscription_events)
 
 
 def import_chunks(indexes: Sequence[int]) -> list[list[int]]:

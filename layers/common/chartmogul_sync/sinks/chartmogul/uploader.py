@@ -105,6 +105,8 @@ class BundleUploader:
         """Apply one bundle; the caller holds the customer's lease. The staleness decision is taken here, inside
         the exclusion, so a bundle overtaken by a newer one writes nothing."""
         customer_id = bundle.customer.external_id
+        if bundle.customer_only:
+            return self.apply_customer_only(bundle, budget)
         skipped = self.skip_reason(bundle)
         if skipped is not None:
             return skipped
@@ -152,6 +154,36 @@ class BundleUploader:
         self.record_applied(bundle)
         if result.writes:
             result.outcome = Outcome.APPLIED
+        return result
+
+    def apply_customer_only(self, bundle: CustomerBundle, budget: TimeBudget) -> ApplyResult:
+        """A backfill's customer head (docs/architecture.md "Customer heads"); the caller holds the lease.
+
+        Creates the customer, with its attributes, when the id map does not know it, and writes nothing else. No
+        applied version is recorded: the customer's full bundle, of the same snapshot time, is applied as if the
+        head had not been (its history then goes in a bulk import, `KnownCustomer.created_alone`). A head that
+        fails is logged and dropped, whatever the reason: its full bundle creates the customer instead, and a
+        refusal then reaches the bad-records queue with its reason, once.
+        """
+        customer_id = bundle.customer.external_id
+        result = ApplyResult(customer_id, Outcome.UNCHANGED)
+        try:
+            if self.idmap.known_customer(customer_id).exists:
+                result.notes.append("customer head: ChartMogul holds the customer already")
+                return result
+            created = self.create_customer_first(bundle, budget)
+        except Exception as error:  # the full bundle will do it, and say why if it cannot
+            logger.warning(
+                "customer head not applied: its full bundle will create the customer",
+                extra={"customer_external_id": customer_id, "error": f"{type(error).__name__}: {error}"},
+            )
+            result.notes.append(f"customer head not applied ({type(error).__name__}): left to the full bundle")
+            return result
+        if created is None:  # ChartMogul held it with invoices: the full bundle diffs against what was relearned
+            result.notes.append("customer head: ChartMogul holds the customer already")
+            return result
+        result.outcome = Outcome.APPLIED
+        result.writes["customers_created"] += 1
         return result
 
     def skip_reason(self, bundle: CustomerBundle) -> ApplyResult | None:
@@ -359,8 +391,7 @@ class BundleUploader:
                 return self._create_customer(bundle, budget)
             except _Relearned:
                 held = self.idmap.known_customer(customer_id)
-                empty = held.exists and held.uuid and not held.merged and not held.invoices and not held.transactions
-                return held if empty else None
+                return held if held.created_alone else None
             finally:
                 del self._duplicates[customer_id]
 

@@ -11,7 +11,9 @@ Steps, in order, each checkpointed in DynamoDB (`backfill#<run_id>` / `checkpoin
 1. products, prices: the catalog, staged whole (it is per account, not per customer);
 2. customers, staged as listed; their count decides the number of partitions (`customers_per_partition`), so a
    partition holds about the same number of customers whatever the account's size;
-3. customers again, from S3 into their partitions;
+3. customers again, from S3 into their partitions; each one's head (its customer object alone) is sent to the raw
+   queue, so that ChartMogul's customers are created while the next step lists their history
+   (docs/architecture.md "Customer heads");
 4. subscriptions, invoices, invoice items, charges, credit notes, refunds (with their charge expanded, which
    names the customer): staged into their customer's partition;
 5. assembly: one partition at a time, read back, one snapshot per customer, sent to the raw queue.
@@ -43,6 +45,7 @@ from typing import Any
 import stripe
 from pydantic import BaseModel, ConfigDict
 
+from ...config import STRIPE_API_VERSION
 from ...models.snapshot import CustomerSnapshot, StripeJson
 from ...sinks.chartmogul.limiter import ChartMogulLimiter as RequestLimiter
 from ...state import key
@@ -166,6 +169,7 @@ class Checkpoint(BaseModel):
     objects_listed: int = 0
     pages_staged: int = 0
     customers_enqueued: int = 0
+    customer_heads_sent: int = 0
     orphans_skipped: int = 0
     drafts_skipped: int = 0
     customers_set_aside: int = 0
@@ -438,6 +442,7 @@ def _outcome(exporter: Exporter, checkpoint: Checkpoint, enqueued_before: int, *
             "objects_listed",
             "pages_staged",
             "customers_enqueued",
+            "customer_heads_sent",
             "customers_set_aside",
             "upload_mode",
         },
@@ -612,15 +617,18 @@ def _oldest_possible(checkpoint: Checkpoint, resource: StripeList) -> int:
 
 
 def _partition_customers(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, bool]:
-    """Copy the listed customers into their partitions, one source chunk at a time."""
+    """Copy the listed customers into their partitions, one source chunk at a time; send each chunk's customer
+    heads (`_send_heads`) before the checkpoint moves past it."""
     stager = Stager(exporter, PARTITION_CUSTOMERS)
     prefix = _partition_prefix(exporter, LIST_CUSTOMERS.name, UNPARTITIONED)
     sources = _chunk_keys(exporter, prefix)
     StagedManifests(exporter, checkpoint).check(LIST_CUSTOMERS.name, sources, prefix)
     position = checkpoint.position
     while position < len(sources):
-        for customer in _read_chunk(exporter, sources[position]):
+        customers = list(_read_chunk(exporter, sources[position]))
+        for customer in customers:
             stager.add(str(partition_of(str(customer["id"]), checkpoint.partitions)), customer)
+        checkpoint = _send_heads(exporter, checkpoint, customers)
         position += 1
         last = position == len(sources)
         out_of_time = exporter.time_to_hand_over()
@@ -636,6 +644,22 @@ def _partition_customers(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Ch
             if out_of_time and not last:
                 return checkpoint, False
     return checkpoint, True
+
+
+def _send_heads(exporter: Exporter, checkpoint: Checkpoint, customers: list[StripeJson]) -> Checkpoint:
+    """Each listed customer's head (docs/architecture.md "Customer heads"): its customer object alone, sent now so
+    that the upload creates ChartMogul's customers while the export lists their history, most of a backfill's
+    time. Its snapshot time is the run's, as its full snapshot's will be. Sent again after a crash before the
+    checkpoint moved on: a head of a customer ChartMogul holds writes nothing (`apply_customer_only`)."""
+    if not exporter.settings.backfill_customer_heads:
+        return checkpoint
+    heads = [
+        (CustomerSnapshot(api_version=STRIPE_API_VERSION, customer=customer, customer_only=True), checkpoint.started_at)
+        for customer in customers
+        if customer.get("deleted") is not True  # the customers list holds none; a head is never a deletion
+    ]
+    sent = exporter.send_snapshots(heads, upload_mode=checkpoint.upload_mode)
+    return checkpoint.model_copy(update={"customer_heads_sent": checkpoint.customer_heads_sent + sent})
 
 
 def _assemble(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, bool]:

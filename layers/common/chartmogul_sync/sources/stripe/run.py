@@ -51,6 +51,7 @@ class ExportLimits:
 class ExportStats:
     objects_listed: int = 0
     customers_enqueued: int = 0
+    customer_heads_sent: int = 0
     pages_staged: int = 0
     customers_set_aside: int = 0
 
@@ -83,7 +84,9 @@ class Exporter:
         """Enqueue snapshots on the raw queue, 10 per SendMessageBatch, large ones through a claim check.
 
         `upload_mode` travels to the upload function: "bulk" for a backfill, None for its configured mode.
+        Customer heads (`CustomerSnapshot.customer_only`) are sent the same way, and not counted as enqueued.
         """
+        batch = list(snapshots)
         messages = (
             RawMessage(
                 customer_external_id=snapshot.customer_id,
@@ -92,10 +95,12 @@ class Exporter:
                 payload=snapshot,
                 upload_mode=upload_mode,
             )
-            for snapshot, snapshot_time in snapshots
+            for snapshot, snapshot_time in batch
         )
-        sent = self.sender.send(self.settings.raw_queue_url, messages)
-        self.stats.customers_enqueued += sent
+        sent = self.sender.send(self.settings.raw_queue_url, messages)  # all of them, or QueueSendError
+        heads = sum(1 for snapshot, _ in batch if snapshot.customer_only)
+        self.stats.customers_enqueued += sent - heads
+        self.stats.customer_heads_sent += heads
         return sent
 
     def set_aside_customer(self, customer_id: str, error: stripe.StripeError) -> BadRecord:
