@@ -187,6 +187,35 @@ def test_the_upload_mode_a_backfill_asked_for_travels_on_to_the_upload_queue(sta
     assert modes == {"cus_bulk": "bulk", "cus_api": None}
 
 
+def head_of(raw_snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The customer head a backfill sends first (docs/architecture.md "Customer heads")."""
+    return {"api_version": raw_snapshot["api_version"], "customer": raw_snapshot["customer"], "customer_only": True}
+
+
+def test_a_customer_head_goes_on_as_the_customer_alone_and_one_that_cannot_be_mapped_is_left_to_its_snapshot(
+    stack: Stack,
+) -> None:
+    # Two metadata keys that become the same attribute key: the customer cannot be mapped, head or whole.
+    clashing = customer("cus_clash").raw()
+    clashing["customer"]["metadata"] = {"crm-id": "1", "crm_id": "2"}
+
+    response = stack.invoke(
+        [
+            message_body(head_of(customer("cus_head").raw()), "cus_head"),
+            message_body(head_of(clashing), "cus_clash"),
+        ]
+    )
+
+    assert response == {"batchItemFailures": []}
+    [bundle] = stack.bundles()
+    assert bundle.payload is not None and bundle.payload.customer_only and bundle.payload.invoices == []
+    assert bundle.payload.customer.external_id == "cus_head"
+    assert stack.bad_records() == []  # the head's failure is only logged: its whole snapshot will say why
+    stack.invoke([message_body(clashing, "cus_clash")])
+    [bad] = stack.bad_records()
+    assert (bad.customer_external_id, bad.field) == ("cus_clash", "metadata.crm_id")
+
+
 def test_a_message_that_is_not_a_snapshot_envelope_is_a_bad_record(stack: Stack) -> None:
     response = stack.invoke(
         ['{"placeholder": "customer snapshot envelope", "customer_external_id": "cus_x"}', "{not json"]

@@ -216,3 +216,18 @@ def test_idempotency_key_survives_redelivery_but_changes_with_the_snapshot() -> 
     again = RawMessage.model_validate({**message, "snapshot_time": JAN, "correlation_id": "b"})
     later = RawMessage.model_validate({**message, "snapshot_time": FEB})
     assert first.idempotency_key() == again.idempotency_key() != later.idempotency_key()
+
+
+def test_a_customer_only_bundle_carries_the_customer_alone() -> None:
+    from tests.unit.upload.bundles import customer_bundle
+
+    whole = customer_bundle("cus_ann", months=2)
+    head = CustomerBundle(
+        mapping_version=whole.mapping_version,
+        snapshot_time=whole.snapshot_time,
+        customer=whole.customer,
+        customer_only=True,
+    )
+    assert head.customer_only and head.invoices == []
+    with pytest.raises(ValidationError, match="customer_only bundle carries the customer alone, not plans, invoices"):
+        CustomerBundle.model_validate({**whole.model_dump(), "customer_only": True})

@@ -256,6 +256,45 @@ def test_a_backfill_asked_for_api_uploads_carries_it_through_its_continuations_t
     assert sorted(by_customer(rig.raw_messages)) == customers_with_history(account)
 
 
+def test_a_backfill_sends_each_listed_customer_alone_before_any_whole_snapshot(
+    rig: ExportRig, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Customer heads (docs/architecture.md "Customer heads"): as soon as the customers are listed, each one's
+    customer object alone, so the upload creates ChartMogul's customers while the export lists the rest."""
+    # One page or one partition per invocation, so the test sees when each message was sent.
+    monkeypatch.setattr(export_wiring, "limits", ExportLimits(handover_reserve_s=900, customers_per_partition=40))
+    seen: list[tuple[int, int]] = []  # (heads, snapshots) taken off the raw queue after each invocation
+    outcome = rig.invoke({"mode": "backfill"})
+    for _ in range(400):  # bounded: a run that never finishes fails below
+        rig.raw_messages.extend(rig.take_raw_messages())
+        seen.append((len(rig.customer_heads), len(rig.raw_messages)))
+        if not rig.continuations:
+            break
+        outcome = rig.invoke(rig.continuations.pop(0).model_dump(mode="json"))
+    assert outcome["finished"] is True
+
+    live = sorted(c.id for c in account.store.customers if c.deleted_at is None)
+    assert sorted(m.customer_external_id for m in rig.customer_heads) == live
+    first_snapshots = next(i for i, (_, snapshots) in enumerate(seen) if snapshots)
+    assert seen[first_snapshots - 1][0] == len(live)  # every head went before the first whole snapshot
+    assert outcome["detail"]["customer_heads_sent"] == len(live)
+    assert outcome["detail"]["customers_enqueued"] == len(rig.raw_messages)  # heads are not counted as exported
+    snapshots = {m.customer_external_id: m for m in rig.raw_messages}
+    for head in rig.customer_heads:
+        assert head.payload is not None and head.payload.customer_only
+        whole = snapshots[head.customer_external_id]
+        assert whole.payload is not None and head.payload.customer == whole.payload.customer
+        assert head.snapshot_time == whole.snapshot_time and head.upload_mode == whole.upload_mode == "bulk"
+
+
+def test_a_backfill_without_customer_heads_sends_only_the_whole_snapshots(rig: ExportRig, account: Account) -> None:
+    rig.environment["BACKFILL_CUSTOMER_HEADS"] = "false"
+    outcomes = rig.run({"mode": "backfill"})
+    assert outcomes[-1]["finished"] is True and outcomes[-1]["detail"]["customer_heads_sent"] == 0
+    assert rig.customer_heads == []
+    assert sorted(by_customer(rig.raw_messages)) == customers_with_history(account)
+
+
 def test_an_orphan_whose_customer_stripe_refuses_for_good_is_set_aside_and_the_backfill_finishes(
     rig: ExportRig, account: Account
 ) -> None:

@@ -284,3 +284,30 @@ def test_deleted_customer_with_delete_config_leaves_chartmogul() -> None:
     assert [(s.source_object_id, s.reason) for s in bundle.skipped] == [
         ("in_0001", "customer deleted in Stripe and deleted_customers is 'delete'")
     ]
+
+
+def test_a_customer_head_maps_to_the_customer_alone_as_its_whole_snapshot_maps_it() -> None:
+    """A backfill's customer head (docs/architecture.md "Customer heads"): the customer object without its history.
+    It maps to the customer its whole snapshot maps to, less the trial start only subscriptions tell."""
+    builder = SnapshotBuilder(metadata={"crm-id": "4711"})
+    builder.add_price("price_pro_m", "prod_pro", "Pro", 10_000)
+    builder.add_subscription("sub_1", [("si_1", "price_pro_m", 1)], trial=(JAN, JAN + 14 * DAY))
+    whole = builder.snapshot()
+    head = CustomerSnapshot(api_version=whole.api_version, customer=whole.customer, customer_only=True)
+
+    bundle = map_snapshot(head, snapshot_time=moment(MAR))
+
+    assert bundle.customer_only and bundle.snapshot_time == moment(MAR)
+    assert not (bundle.invoices or bundle.plans or bundle.cancellations or bundle.subscription_events)
+    from_whole = map_snapshot(whole).customer
+    assert from_whole.free_trial_started_at == moment(JAN) and bundle.customer.free_trial_started_at is None
+    assert bundle.customer == from_whole.model_copy(update={"free_trial_started_at": None})
+
+
+def test_a_customer_head_carries_nothing_but_the_customer() -> None:
+    builder = SnapshotBuilder()
+    builder.add_price("price_pro_m", "prod_pro", "Pro", 10_000)
+    one_subscription(builder)
+    whole = builder.snapshot()
+    with pytest.raises(ValueError, match="customer object alone, not subscriptions, invoices"):
+        CustomerSnapshot.model_validate({**whole.model_dump(), "customer_only": True})
