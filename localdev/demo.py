@@ -77,7 +77,8 @@ def run_demo(
         redirect_stdout(function_logs),
         LocalPipeline(account, options) as pipeline,
     ):
-        backfill = _with_progress(console, "backfill", customers, lambda tick: pipeline.backfill(on_batch=tick))
+        # A backfill's customers pass twice: each one's head first, then its whole snapshot (docs/architecture.md).
+        backfill = _with_progress(console, "backfill", 2 * customers, lambda tick: pipeline.backfill(on_batch=tick))
         steps = pipeline.apply_demo_changes()
         stages = [backfill]
         if realtime:
@@ -108,6 +109,7 @@ def run_demo(
 
 
 def _with_progress(console: Console, name: str, expected: int, run: Any) -> StageReport:
+    """Run a stage under a progress bar of its records; `expected`: the messages it should map and upload."""
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -116,7 +118,7 @@ def _with_progress(console: Console, name: str, expected: int, run: Any) -> Stag
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        # The total is a guess (each customer passes transform and upload); it grows if more records come.
+        # The total is a guess (each message passes transform and upload); it grows if more records come.
         task = progress.add_task(f"{name}: records through transform + upload", total=max(1, 2 * expected))
 
         def tick(batch: BatchOutcome) -> None:
