@@ -82,8 +82,8 @@ class SyncStatus:
             state = "finished" if run["finished"] else "in progress or stopped"
             table.add_row(
                 f"backfill {run['run_id']}",
-                f"{state}: started {run['started_at']}, {run['customers_enqueued']} customers enqueued, "
-                f"{run['objects_listed']} objects listed",
+                f"{state}: started {run['started_at']}, {run['customer_heads_sent']} customer heads sent, "
+                f"{run['customers_enqueued']} customers enqueued, {run['objects_listed']} objects listed",
             )
         for queue, depth in sorted(self.queue_depths.items()):
             style = "red" if queue in TERMINAL_QUEUES and depth else ""
@@ -139,6 +139,7 @@ def sync_status(
                 "started_at": checkpoint.started_at.isoformat(),
                 "finished": checkpoint.finished,
                 "customers_enqueued": checkpoint.customers_enqueued,
+                "customer_heads_sent": checkpoint.customer_heads_sent,
                 "objects_listed": checkpoint.objects_listed,
             }
         )

@@ -112,6 +112,7 @@ def run_metrics(exporter: Exporter) -> list[tuple[str, int]]:
     return [
         ("ObjectsListed", stats.objects_listed),
         ("CustomersEnqueued", stats.customers_enqueued),
+        ("CustomerHeadsSent", stats.customer_heads_sent),
         ("PagesStaged", stats.pages_staged),
         ("CustomersSetAside", stats.customers_set_aside),
         ("StripeRequests", requests.requests),
