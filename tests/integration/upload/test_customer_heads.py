@@ -8,7 +8,7 @@ import datetime as dt
 from chartmogul_sync.models import CustomerBundle
 from chartmogul_sync.sinks.chartmogul.dlq import list_messages
 
-from ...unit.upload.bundles import monthly_invoice
+from ...unit.upload.bundles import customer_bundle, monthly_invoice
 from .conftest import chartmogul_state, expected_state, requests_made, upload, writes_made
 from .test_bulk_mode import backfill_bundles
 
@@ -113,3 +113,29 @@ def test_a_customer_with_history_in_chartmogul_is_applied_per_object_after_its_h
     assert "POST /v1/customers 201" not in writes
     assert writes["POST /v1/import/customers/{uuid}/invoices 201"] == 1  # the months ChartMogul lacked
     assert chartmogul_state(emulator) == expected_state(ann)
+
+
+def test_a_customer_deleted_in_stripe_before_chartmogul_ever_held_it_is_not_imported(stack, emulator):
+    """Deleted in Stripe (the mapping's `deleted_customers: delete`) and unknown to ChartMogul: nothing to import,
+    nothing to create, in a bulk batch as in api mode."""
+    good, _ = backfill_bundles()
+    gone = good[0].model_copy(update={"deleted_in_source": True, "invoices": [], "plans": []})
+    upload(stack, gone, mode="bulk")
+    assert writes_made(emulator) == {"POST /v1/data_sources 201": 1}
+    assert chartmogul_state(emulator)["customers"] == []
+
+
+def test_a_head_without_tags_or_custom_attributes_leaves_its_customer_to_the_import(stack, emulator):
+    """The bulk format creates a customer it can carry whole in the same request as its history: a head of one
+    would cost a request the import saves, so in bulk mode it writes nothing (in api mode it creates it)."""
+    plain = customer_bundle("cus_eve", months=3, custom_attributes=False)
+    assert not (plain.customer.attributes.tags or plain.customer.attributes.custom)
+    upload(stack, head_of(plain), mode="bulk")
+    assert writes_made(emulator) == {"POST /v1/data_sources 201": 1}
+    emulator.server.counter.reset()
+    upload(stack, plain, mode="bulk")
+    writes = writes_made(emulator)
+    assert writes == {"POST /v1/data_sources/{uuid}/json_imports 201": 1}  # the customer came with its invoices
+    assert chartmogul_state(emulator) == expected_state(plain)
+    upload(stack, head_of(customer_bundle("cus_fay", months=1, custom_attributes=False)), mode="api")
+    assert writes_made(emulator)["POST /v1/customers 201"] == 1

@@ -10,8 +10,10 @@ What bulk mode sends and what it leaves to the per-object API (uploader.py), and
   the id map knows is applied through the API, which writes only what changed; so is a customer to delete. A
   customer created alone, with none of its history (a backfill's customer head, docs/architecture.md "Customer
   heads"), still goes in bulk, its customer record left out.
-- A customer head (`customer_only`) creates its customer through the API, side by side with the batch's other
-  heads (`BundleUploader.apply_customer_only`); beside its customer's full bundle in the same batch it is moot.
+- A customer head (`customer_only`) with tags or custom attributes creates its customer through the API, side by
+  side with the batch's other heads (`BundleUploader.apply_customer_only`): its whole bundle would have created it
+  so anyway, only later. One without either writes nothing: the import creates that customer, in the request that
+  carries its history. Beside its customer's whole bundle in the same batch, a head is moot.
 - The bulk format has no cancellations and no custom attributes (docs/sources.md#cm-bulk-import lists its fields). After
   a customer is imported, the API pass applies the rest of the bundle's diff: cancellations, tags and custom attributes.
   For a customer with neither, that pass makes no request.
@@ -288,6 +290,10 @@ class BulkUploader:
         for customer_id, index in heads.items():
             if customer_id in newest:
                 outcomes[index] = ApplyResult(customer_id, Outcome.UNCHANGED, notes=[_HEAD_BESIDE_ITS_BUNDLE])
+            elif not _has_attributes(bundles[index]):
+                # The import creates such a customer itself, in the same request as its history: created alone
+                # now, it would cost a request the bulk format saves.
+                outcomes[index] = ApplyResult(customer_id, Outcome.UNCHANGED, notes=[_HEAD_LEFT_TO_THE_IMPORT])
         to_import: list[int] = []
         via_api = [index for index in heads.values() if index not in outcomes]
         # Customers created alone (a head's work): their history goes in the import, their customer record not.
@@ -301,8 +307,8 @@ class BulkUploader:
                     known = self._idmap.known_customer(customer_id)
                     if skipped is not None:
                         outcomes[index] = skipped
-                    elif not known.exists or (
-                        known.created_alone and not bundle.deleted_in_source and _has_history(bundle)
+                    elif not bundle.deleted_in_source and (
+                        not known.exists or (known.created_alone and _has_history(bundle))
                     ):
                         to_import.append(index)
                         if known.exists:
@@ -542,6 +548,12 @@ class BulkUploader:
 
 
 _HEAD_BESIDE_ITS_BUNDLE = "customer head: its customer's full bundle is in the same batch"
+_HEAD_LEFT_TO_THE_IMPORT = "customer head: no tags or custom attributes, so the bulk import creates the customer"
+
+
+def _has_attributes(bundle: CustomerBundle) -> bool:
+    """Whether the customer has what the bulk format cannot carry (tags, custom attributes)."""
+    return bool(bundle.customer.attributes.tags or bundle.customer.attributes.custom)
 
 
 def _has_history(bundle: CustomerBundle) -> bool:
@@ -567,8 +579,7 @@ def needs_uuid_after_import(bundle: CustomerBundle) -> bool:
     It would to set tags or custom attributes (the bulk format carries none, docs/sources.md#cm-bulk-import) and to
     cancel subscriptions (`PATCH /import/subscriptions/{uuid}`, found through the customer's uuid).
     """
-    attributes = bundle.customer.attributes
-    return bool(attributes.tags or attributes.custom or bundle.cancellations)
+    return _has_attributes(bundle) or bool(bundle.cancellations)
 
 
 def _known_after_import(bundle: CustomerBundle, created: KnownCustomer | None = None) -> KnownCustomer:
