@@ -8,6 +8,7 @@
     .venv/bin/python benchmarks/bench_backfill.py --stripe-process       # the Stripe emulator in its own process
     .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --aws-backend process  # moto in its own process
     .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --upload-alone   # the upload with full batches
+    .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --no-customer-heads  # customers created late
 
 One generated account (`--months` of history, seed 42) runs through `LocalPipeline`: the real handlers in the
 concurrent local runtime (each SQS-triggered function several invocations at once, the upload function up to its
@@ -108,6 +109,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _counts, lower_bound, unavoidable = stripe_lower_bound(account)
     stripe_pages = sum(lower_bound.values()) + sum(unavoidable.values())
     environment = {"LOG_LEVEL": "WARNING", "CHARTMOGUL_RATE_SHARING": args.rate_sharing}
+    if args.no_customer_heads:  # each customer created with its whole bundle, after the export listed everything
+        environment["BACKFILL_CUSTOMER_HEADS"] = "false"
     if args.attributes == "none":
         # The mapping without custom attributes from metadata (docs/mapping-decisions.md): what a customer costs
         # in ChartMogul requests when the import carries all of it.
@@ -232,6 +235,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         f"ChartMogul latency {args.latency_ms:g} ms, "
         f"Stripe latency {args.stripe_latency_ms:g} ms (account generated in {result['generated_s']:.0f} s)"
         + ("; uploads held until every bundle was queued (--upload-alone)" if args.upload_alone else "")
+        + ("; no customer heads" if args.no_customer_heads else "")
     )
     print(f"  ChartMogul requests per customer: {cm:,} / {customers:,} = {cm / customers:.3f}  (goal <= 0.3 in bulk)")
     print(
@@ -383,6 +387,12 @@ def main() -> None:
         help="hold the upload function's SQS trigger back until the export and the transform have queued every "
         "bundle, then let the upload instances drain the queue: ChartMogul's rate used by the upload alone, with "
         "full batches, as a deployed transform that scales out would leave it (the wall time is then the sum)",
+    )
+    parser.add_argument(
+        "--no-customer-heads",
+        action="store_true",
+        help="BACKFILL_CUSTOMER_HEADS=false: no customer sent alone ahead of its snapshot, so the uploads start "
+        'only once the export has listed every customer\'s history (docs/architecture.md "Customer heads")',
     )
     parser.add_argument(
         "--aws-backend",
