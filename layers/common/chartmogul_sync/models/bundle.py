@@ -19,7 +19,7 @@ from .chartmogul import (
     Plan,
     SubscriptionEvent,
 )
-from .common import NonEmptyStr, OutboundModel, UtcDatetime
+from .common import NonEmptyStr, OutboundModel, UtcDatetime, lists_beside_the_customer
 
 
 class SkippedRecord(OutboundModel):
@@ -27,9 +27,6 @@ class SkippedRecord(OutboundModel):
 
     source_object_id: NonEmptyStr
     reason: NonEmptyStr
-
-
-_BEYOND_THE_CUSTOMER = ("plans", "invoices", "removed_invoice_external_ids", "cancellations", "subscription_events")
 
 
 class CustomerBundle(OutboundModel):
@@ -53,7 +50,7 @@ class CustomerBundle(OutboundModel):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.customer_only:
-            others = [name for name in _BEYOND_THE_CUSTOMER if getattr(self, name)]
+            others = lists_beside_the_customer(self)
             if others or self.deleted_in_source:
                 raise ValueError(
                     "a customer_only bundle carries the customer alone, not " + ", ".join(others or ["a deletion"])

@@ -71,3 +71,13 @@ class OutboundModel(BaseModel):
     """Built by us and sent on: unknown fields are an error."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def lists_beside_the_customer(model: BaseModel) -> list[str]:
+    """The names of a snapshot's or a bundle's list fields that hold anything: what a customer head (its
+    `customer_only`, docs/architecture.md "Customer heads") must not carry. Read off the model's fields, so a list
+    added to the model later is covered too.
+
+        lists_beside_the_customer(bundle)  # a bundle with invoices and their plans: ['plans', 'invoices']
+    """
+    return [name for name in type(model).model_fields if isinstance(value := getattr(model, name), list) and value]

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, Field, model_validator
 
 from ..config import STRIPE_API_VERSION
-from .common import InboundModel
+from .common import InboundModel, lists_beside_the_customer
 
 StripeJson = dict[str, Any]
 
@@ -60,7 +60,7 @@ class CustomerSnapshot(InboundModel):
     @model_validator(mode="after")
     def _head_is_the_customer_alone(self) -> Self:
         if self.customer_only:
-            others = [name for name in _OWNED_OBJECTS if getattr(self, name)]
+            others = lists_beside_the_customer(self)
             if others or self.deleted:
                 raise ValueError(
                     "a customer_only snapshot carries the customer object alone, not "
@@ -71,16 +71,3 @@ class CustomerSnapshot(InboundModel):
     @property
     def customer_id(self) -> str:
         return str(self.customer["id"])
-
-
-_OWNED_OBJECTS = (
-    "subscriptions",
-    "invoices",
-    "invoice_items",
-    "invoice_payments",
-    "charges",
-    "refunds",
-    "credit_notes",
-    "prices",
-    "products",
-)
