@@ -9,6 +9,7 @@
     .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --aws-backend process  # moto in its own process
     .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --upload-alone   # the upload with full batches
     .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --no-customer-heads  # customers created late
+    .venv/bin/python benchmarks/bench_backfill.py --customers 1000 --time-scale 4  # slow motion: limits ÷ 4
 
 One generated account (`--months` of history, seed 42) runs through `LocalPipeline`: the real handlers in the
 concurrent local runtime (each SQS-triggered function several invocations at once, the upload function up to its
@@ -54,13 +55,16 @@ from localdev.aws.lambda_model import patched_environ  # noqa: E402
 from localdev.aws.moto_process import process_cpu_seconds  # noqa: E402
 from localdev.aws.poller import BatchOutcome  # noqa: E402
 from localdev.aws.runtime import BACKENDS  # noqa: E402
-from localdev.chartmogul_emulator import ProcessEmulator  # noqa: E402
+from localdev.chartmogul_emulator import EmulatorOptions, ProcessEmulator  # noqa: E402
 from localdev.pipeline import STRIPE_TEST_KEY, LocalPipeline, PipelineOptions, StageReport  # noqa: E402
 from localdev.scenarios import generate_account  # noqa: E402
 from localdev.stripe_emulator import ProcessStripeEmulator  # noqa: E402
 
 CHARTMOGUL_RATE = 40.0  # requests/s per account
 STRIPE_LIVE_RATE = 100.0  # requests/s, live mode
+# The ChartMogul emulator's bulk-import delays (EmulatorOptions), scaled with --time-scale.
+BULK_QUEUED_S = EmulatorOptions.bulk_queued_seconds
+BULK_PROCESSING_S = EmulatorOptions.bulk_processing_seconds
 
 
 class UploadWindow:
@@ -109,6 +113,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _counts, lower_bound, unavoidable = stripe_lower_bound(account)
     stripe_pages = sum(lower_bound.values()) + sum(unavoidable.values())
     environment = {"LOG_LEVEL": "WARNING", "CHARTMOGUL_RATE_SHARING": args.rate_sharing}
+    if args.time_scale != 1:  # the round trips are K times longer: so is the clients' patience
+        environment["HTTP_READ_TIMEOUT_S"] = str(2.0 * args.time_scale)
     if args.no_customer_heads:  # each customer created with its whole bundle, after the export listed everything
         environment["BACKFILL_CUSTOMER_HEADS"] = "false"
     if args.attributes == "none":
@@ -117,15 +123,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         config = Path(tempfile.mkdtemp(prefix="bench-backfill-")) / "mapping.yaml"
         config.write_text("customers:\n  attributes:\n    from_metadata: none\n")
         environment["MAPPING_CONFIG_PATH"] = str(config)
+    scale = args.time_scale  # every limit ÷ scale, every latency and bulk-import delay × scale (see --time-scale)
     options = PipelineOptions(
         upload_mode=args.upload_mode,
         upload_concurrency=args.upload_concurrency,
-        stripe_rate_limit=args.stripe_rate,
+        stripe_rate_limit=args.stripe_rate / scale,
         # Stripe's limit per endpoint as well (docs/sources.md#stripe-rate-limits): the backfill reads its lists side
         # by side, each within its part of it.
-        stripe_endpoint_rate_limit=args.stripe_endpoint_rate,
+        stripe_endpoint_rate_limit=args.stripe_endpoint_rate / scale,
+        chartmogul_rate_limit=CHARTMOGUL_RATE / scale,
         wait_for_batching_window=True,
-        chartmogul_options={"latency_ms": args.latency_ms},
+        chartmogul_options={
+            "latency_ms": args.latency_ms * scale,
+            "bulk_queued_seconds": BULK_QUEUED_S * scale,
+            "bulk_processing_seconds": BULK_PROCESSING_S * scale,
+        },
         chartmogul_process=args.chartmogul_process,
         stripe_process=args.stripe_process,
         extra_environment=environment,
@@ -136,7 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     window = UploadWindow()
     # The functions log JSON to stdout as in Lambda: kept out of the figures.
     with contextlib.redirect_stdout(io.StringIO()), LocalPipeline(account, options) as pipeline:
-        pipeline.stripe.set_latency(args.stripe_latency_ms / 1000)
+        pipeline.stripe.set_latency(args.stripe_latency_ms * scale / 1000)
         # The export's part of Stripe's rate, as the deployed function computes it from its environment (the user's
         # share, less the parts of the near-real-time and audit functions).
         with patched_environ(pipeline.stack.function("ExportFunction").environment):
@@ -224,8 +236,10 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     window: UploadWindow = result["window"]
     customers = args.customers
     cm, stripe, pages = backfill.chartmogul_requests, backfill.stripe_requests, result["stripe_pages"]
-    floor = max(pages / STRIPE_LIVE_RATE, cm / CHARTMOGUL_RATE)
-    share_floor = max(pages / result["export_rate"], cm / CHARTMOGUL_RATE)
+    scale = args.time_scale
+    chartmogul_rate = CHARTMOGUL_RATE / scale  # the limits the run had (--time-scale)
+    floor = max(pages / (args.stripe_rate / scale), cm / chartmogul_rate)
+    share_floor = max(pages / result["export_rate"], cm / chartmogul_rate)
     imports = result["backfill_routes"].get("POST /v1/data_sources/{uuid}/json_imports", 0)
     rate = cm / window.seconds if window.seconds else 0.0
     print(
@@ -236,11 +250,18 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         f"Stripe latency {args.stripe_latency_ms:g} ms (account generated in {result['generated_s']:.0f} s)"
         + ("; uploads held until every bundle was queued (--upload-alone)" if args.upload_alone else "")
         + ("; no customer heads" if args.no_customer_heads else "")
+        + (
+            f"; in slow motion x{scale:g}: ChartMogul {chartmogul_rate:g}/s, Stripe {args.stripe_rate / scale:g}/s "
+            f"({args.stripe_endpoint_rate / scale:g}/s per endpoint), latencies {args.latency_ms * scale:g} and "
+            f"{args.stripe_latency_ms * scale:g} ms"
+            if scale != 1
+            else ""
+        )
     )
     print(f"  ChartMogul requests per customer: {cm:,} / {customers:,} = {cm / customers:.3f}  (goal <= 0.3 in bulk)")
     print(
         f"  ChartMogul requests/s while the upload queue has work: {cm:,} in {window.seconds:.1f} s = {rate:.1f}/s, "
-        f"÷ 40 = {rate / CHARTMOGUL_RATE:.2f}  (goal >= 0.9); {window.batches:,} upload batches of "
+        f"÷ {chartmogul_rate:g} = {rate / chartmogul_rate:.2f}  (goal >= 0.9); {window.batches:,} upload batches of "
         f"{window.records / max(window.batches, 1):.1f} records on average; peak {result['peak_connections']} "
         f"requests in progress; {result['refused']['429']} answered 429, {result['refused']['503']} answered 503"
     )
@@ -260,7 +281,8 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     )
     print(
         f"  backfill wall time ÷ floor: {backfill.seconds:.1f} s / {floor:.1f} s = {backfill.seconds / floor:.2f}  "
-        f"(goal <= 1.3; floor = max(Stripe pages ÷ 100/s, ChartMogul requests ÷ 40/s)); "
+        f"(goal <= 1.3; floor = max(Stripe pages ÷ {args.stripe_rate / scale:g}/s, "
+        f"ChartMogul requests ÷ {chartmogul_rate:g}/s)); "
         f"÷ the floor at the export's share of Stripe ({result['export_rate']:g}/s) {share_floor:.1f} s "
         f"= {backfill.seconds / share_floor:.2f}"
     )
@@ -395,6 +417,15 @@ def main() -> None:
         'only once the export has listed every customer\'s history (docs/architecture.md "Customer heads")',
     )
     parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="K",
+        help="slow motion: every rate limit ÷ K and every latency and bulk-import delay × K, so the same requests "
+        "are in flight at once while this machine has K times the CPU per request (the figures are then those of "
+        "a pipeline whose instances have CPUs of their own, as in Lambda; default 1)",
+    )
+    parser.add_argument(
         "--aws-backend",
         choices=BACKENDS,
         default="in-process",
@@ -404,6 +435,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.customers < 1 or args.months < 1:
         parser.error("--customers and --months must be at least 1")
+    if args.time_scale < 1:
+        parser.error("--time-scale must be at least 1")
     report(args, run(args))
 
 

@@ -107,6 +107,17 @@ class PipelineOptions:
     wait_for_batching_window: bool = False
 
 
+def _limits_environment(options: PipelineOptions) -> dict[str, str]:
+    """The settings that tell the functions the emulators' endpoint and ChartMogul limits, where they are on."""
+    environment = {}
+    endpoint = stripe_emulator.endpoint_rate(options.stripe_rate_limit, options.stripe_endpoint_rate_limit)
+    if endpoint:
+        environment["STRIPE_ENDPOINT_RATE_LIMIT_PER_SECOND"] = str(endpoint)
+    if options.chartmogul_rate_limit:
+        environment["CHARTMOGUL_REQUESTS_PER_SECOND"] = str(options.chartmogul_rate_limit)
+    return environment
+
+
 class LocalPipeline:
     def __init__(self, account: Account, options: PipelineOptions | None = None) -> None:
         self.account = account
@@ -174,6 +185,9 @@ class LocalPipeline:
             # Stripe's limit, of which the export takes its share (Settings.stripe_requests_per_second), is the
             # emulator's here: Stripe's own with the rate limits on, none (a very high one) with them off.
             "STRIPE_RATE_LIMIT_PER_SECOND": str(self.stripe.rate_limit or 100_000),
+            # Likewise each endpoint's limit and ChartMogul's, where the emulators have one: the functions pace
+            # themselves by the emulators' (benchmarks slow every limit down, bench_backfill.py --time-scale).
+            **_limits_environment(options),
             **options.extra_environment,
         }
         parameters = {"UploadMaximumConcurrency": str(options.upload_concurrency)}

@@ -7,7 +7,7 @@ from localdev.stripe_emulator.eventbridge import EventBridgeDestination
 from localdev.stripe_emulator.handle import StripeEmulatorHandle
 from localdev.stripe_emulator.process import ProcessStripeEmulator, StripeProcessError, start_process
 from localdev.stripe_emulator.render import API_VERSION
-from localdev.stripe_emulator.server import RunningStripeEmulator, start
+from localdev.stripe_emulator.server import RunningStripeEmulator, endpoint_rate, start
 from localdev.stripe_emulator.store import StripeStore
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "StripeEmulatorHandle",
     "StripeProcessError",
     "StripeStore",
+    "endpoint_rate",
     "start",
     "start_process",
 ]

@@ -18,3 +18,13 @@ def test_an_unknown_upload_mode_is_refused_naming_the_variable(monkeypatch: pyte
     monkeypatch.setenv("UPLOAD_MODE", "turbo")
     with pytest.raises(ValueError, match="upload_mode"):
         Settings()
+
+
+def test_the_exports_part_of_one_stripe_endpoint_follows_the_accounts_endpoint_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Stripe's default is 25/s an endpoint; an account Stripe raised it for says so, and the backfill reads faster.
+    assert Settings().stripe_endpoint_requests_per_second() == 25.0
+    monkeypatch.setenv("STRIPE_ENDPOINT_RATE_LIMIT_PER_SECOND", "50")
+    monkeypatch.setenv("STRIPE_AUDIT_SHARE", "0.2")
+    assert Settings().stripe_endpoint_requests_per_second() == pytest.approx(40.0)  # 50 less the audit's part

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     stripe_rate_limit_share: float = Field(default=0.5, gt=0, le=1)
     # None: Stripe's documented limit for the key's mode (a live key 100/s, a test key 25/s).
     stripe_rate_limit_per_second: float | None = Field(default=None, gt=0)
+    # Stripe's limit on one endpoint, counted against the global one too (docs.stripe.com/rate-limits: 25/s by
+    # default; Stripe raises it for an account on request).
+    stripe_endpoint_rate_limit_per_second: float = Field(default=STRIPE_ENDPOINT_REQUESTS_PER_SECOND, gt=0)
     export_max_concurrency: int = Field(default=1, ge=1)
     # 0 without the near-real-time path (the export takes the whole share); the template sets it on both functions
     # when it deploys the Stripe events function.
@@ -142,11 +145,11 @@ class Settings(BaseSettings):
         return sync_share * self._export_part / self.export_max_concurrency
 
     def stripe_endpoint_requests_per_second(self) -> float:
-        """One export invocation's part of one Stripe endpoint's limit (STRIPE_ENDPOINT_REQUESTS_PER_SECOND): what a
+        """One export invocation's part of one Stripe endpoint's limit (`stripe_endpoint_rate_limit_per_second`): what a
         backfill asks of each list it reads side by side. The same part as of the global limit, since the other
         functions may read the same list meanwhile; the user's own application rarely pages through lists, so
         `stripe_rate_limit_share` is not taken from it."""
-        return STRIPE_ENDPOINT_REQUESTS_PER_SECOND * self._export_part / self.export_max_concurrency
+        return self.stripe_endpoint_rate_limit_per_second * self._export_part / self.export_max_concurrency
 
     @property
     def _export_part(self) -> float:
