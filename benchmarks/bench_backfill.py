@@ -56,7 +56,7 @@ from localdev.aws.moto_process import process_cpu_seconds  # noqa: E402
 from localdev.aws.poller import BatchOutcome  # noqa: E402
 from localdev.aws.runtime import BACKENDS  # noqa: E402
 from localdev.chartmogul_emulator import EmulatorOptions, ProcessEmulator  # noqa: E402
-from localdev.pipeline import STRIPE_TEST_KEY, LocalPipeline, PipelineOptions, StageReport  # noqa: E402
+from localdev.pipeline import READ_TIMEOUT_S, STRIPE_TEST_KEY, LocalPipeline, PipelineOptions, StageReport  # noqa: E402
 from localdev.scenarios import generate_account  # noqa: E402
 from localdev.stripe_emulator import ProcessStripeEmulator  # noqa: E402
 
@@ -65,6 +65,25 @@ STRIPE_LIVE_RATE = 100.0  # requests/s, live mode
 # The ChartMogul emulator's bulk-import delays (EmulatorOptions), scaled with --time-scale.
 BULK_QUEUED_S = EmulatorOptions.bulk_queued_seconds
 BULK_PROCESSING_S = EmulatorOptions.bulk_processing_seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """The limits and latencies a run has: the arguments' with --time-scale K applied (rates ÷ K, times × K)."""
+
+    chartmogul_rate: float
+    stripe_rate: float
+    stripe_endpoint_rate: float
+    latency_ms: float
+    stripe_latency_ms: float
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Limits:
+        k = args.time_scale
+        return cls(
+            CHARTMOGUL_RATE / k, args.stripe_rate / k, args.stripe_endpoint_rate / k,
+            args.latency_ms * k, args.stripe_latency_ms * k,
+        )  # fmt: skip
 
 
 class UploadWindow:
@@ -114,7 +133,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stripe_pages = sum(lower_bound.values()) + sum(unavoidable.values())
     environment = {"LOG_LEVEL": "WARNING", "CHARTMOGUL_RATE_SHARING": args.rate_sharing}
     if args.time_scale != 1:  # the round trips are K times longer: so is the clients' patience
-        environment["HTTP_READ_TIMEOUT_S"] = str(2.0 * args.time_scale)
+        environment["HTTP_READ_TIMEOUT_S"] = str(READ_TIMEOUT_S * args.time_scale)
     if args.no_customer_heads:  # each customer created with its whole bundle, after the export listed everything
         environment["BACKFILL_CUSTOMER_HEADS"] = "false"
     if args.attributes == "none":
@@ -123,18 +142,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         config = Path(tempfile.mkdtemp(prefix="bench-backfill-")) / "mapping.yaml"
         config.write_text("customers:\n  attributes:\n    from_metadata: none\n")
         environment["MAPPING_CONFIG_PATH"] = str(config)
-    scale = args.time_scale  # every limit ÷ scale, every latency and bulk-import delay × scale (see --time-scale)
+    limits, scale = Limits.of(args), args.time_scale
     options = PipelineOptions(
         upload_mode=args.upload_mode,
         upload_concurrency=args.upload_concurrency,
-        stripe_rate_limit=args.stripe_rate / scale,
+        stripe_rate_limit=limits.stripe_rate,
         # Stripe's limit per endpoint as well (docs/sources.md#stripe-rate-limits): the backfill reads its lists side
         # by side, each within its part of it.
-        stripe_endpoint_rate_limit=args.stripe_endpoint_rate / scale,
-        chartmogul_rate_limit=CHARTMOGUL_RATE / scale,
+        stripe_endpoint_rate_limit=limits.stripe_endpoint_rate,
+        chartmogul_rate_limit=limits.chartmogul_rate,
         wait_for_batching_window=True,
         chartmogul_options={
-            "latency_ms": args.latency_ms * scale,
+            "latency_ms": limits.latency_ms,
             "bulk_queued_seconds": BULK_QUEUED_S * scale,
             "bulk_processing_seconds": BULK_PROCESSING_S * scale,
         },
@@ -148,7 +167,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     window = UploadWindow()
     # The functions log JSON to stdout as in Lambda: kept out of the figures.
     with contextlib.redirect_stdout(io.StringIO()), LocalPipeline(account, options) as pipeline:
-        pipeline.stripe.set_latency(args.stripe_latency_ms * scale / 1000)
+        pipeline.stripe.set_latency(limits.stripe_latency_ms / 1000)
         # The export's part of Stripe's rate, as the deployed function computes it from its environment (the user's
         # share, less the parts of the near-real-time and audit functions).
         with patched_environ(pipeline.stack.function("ExportFunction").environment):
@@ -236,9 +255,9 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     window: UploadWindow = result["window"]
     customers = args.customers
     cm, stripe, pages = backfill.chartmogul_requests, backfill.stripe_requests, result["stripe_pages"]
-    scale = args.time_scale
-    chartmogul_rate = CHARTMOGUL_RATE / scale  # the limits the run had (--time-scale)
-    floor = max(pages / (args.stripe_rate / scale), cm / chartmogul_rate)
+    limits = Limits.of(args)  # the limits the run had (--time-scale)
+    chartmogul_rate = limits.chartmogul_rate
+    floor = max(pages / limits.stripe_rate, cm / chartmogul_rate)
     share_floor = max(pages / result["export_rate"], cm / chartmogul_rate)
     imports = result["backfill_routes"].get("POST /v1/data_sources/{uuid}/json_imports", 0)
     rate = cm / window.seconds if window.seconds else 0.0
@@ -251,10 +270,10 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         + ("; uploads held until every bundle was queued (--upload-alone)" if args.upload_alone else "")
         + ("; no customer heads" if args.no_customer_heads else "")
         + (
-            f"; in slow motion x{scale:g}: ChartMogul {chartmogul_rate:g}/s, Stripe {args.stripe_rate / scale:g}/s "
-            f"({args.stripe_endpoint_rate / scale:g}/s per endpoint), latencies {args.latency_ms * scale:g} and "
-            f"{args.stripe_latency_ms * scale:g} ms"
-            if scale != 1
+            f"; in slow motion x{args.time_scale:g}: ChartMogul {chartmogul_rate:g}/s, Stripe {limits.stripe_rate:g}/s "
+            f"({limits.stripe_endpoint_rate:g}/s per endpoint), latencies {limits.latency_ms:g} and "
+            f"{limits.stripe_latency_ms:g} ms"
+            if args.time_scale != 1
             else ""
         )
     )
@@ -281,7 +300,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     )
     print(
         f"  backfill wall time ÷ floor: {backfill.seconds:.1f} s / {floor:.1f} s = {backfill.seconds / floor:.2f}  "
-        f"(goal <= 1.3; floor = max(Stripe pages ÷ {args.stripe_rate / scale:g}/s, "
+        f"(goal <= 1.3; floor = max(Stripe pages ÷ {limits.stripe_rate:g}/s, "
         f"ChartMogul requests ÷ {chartmogul_rate:g}/s)); "
         f"÷ the floor at the export's share of Stripe ({result['export_rate']:g}/s) {share_floor:.1f} s "
         f"= {backfill.seconds / share_floor:.2f}"

@@ -40,6 +40,8 @@ FUNCTIONS = ("ExportFunction", "TransformFunction", "UploadFunction")
 # Functions only some parameter values deploy (the near-real-time export needs StripePartnerEventSourceName).
 OPTIONAL_FUNCTIONS = ("StripeEventsFunction",)
 STRIPE_TEST_KEY = "sk_test_chartmogul_sync_demo"
+# The functions' HTTP read timeout here: the emulators answer on loopback, so a hung request shows in seconds.
+READ_TIMEOUT_S = 2.0
 # The partner event source a Stripe event destination of type Amazon EventBridge would create (its id is ed_…).
 STRIPE_EVENT_SOURCE = "aws.partner/stripe.com/ed_test_chartmogulsynclocal"
 
@@ -178,7 +180,7 @@ class LocalPipeline:
             "STRIPE_API_BASE": self.stripe.base_url,
             "CHARTMOGUL_API_URL": self.chartmogul.api_url,
             "UPLOAD_MODE": options.upload_mode,
-            "HTTP_READ_TIMEOUT_S": "2",
+            "HTTP_READ_TIMEOUT_S": f"{READ_TIMEOUT_S:g}",
             # Sequential, the one running instance may take the account's whole request budget; concurrent, each
             # of the upload_concurrency instances takes its share (the template passes the parameter on).
             **({} if options.concurrent else {"UPLOAD_MAX_CONCURRENCY": "1"}),
