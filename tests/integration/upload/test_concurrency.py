@@ -24,11 +24,12 @@ from chartmogul_sync.models import CustomerBundle
 from chartmogul_sync.sinks.chartmogul.bulk import BulkUploader
 from chartmogul_sync.sinks.chartmogul.client import TimeBudget
 from chartmogul_sync.sinks.chartmogul.leases import LeaseUnavailable
-from chartmogul_sync.sinks.chartmogul.uploader import ApplyResult, BundleUploader, Outcome
+from chartmogul_sync.sinks.chartmogul.uploader import HEAD_LEASE_BUSY, ApplyResult, BundleUploader, Outcome
 from localdev.chartmogul_emulator import RunningEmulator, start
 
 from ...unit.upload.bundles import SNAPSHOT_TIME, customer_bundle, monthly_invoice
 from .conftest import EMULATOR_NOW, chartmogul_state, expected_state, upload_instances, writes_made
+from .test_customer_heads import head_of
 
 CANCELLED = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
 
@@ -225,3 +226,59 @@ def test_concurrent_uploads_of_random_versions_always_end_at_the_newest(emulator
     # and re-created customer could hold two copies under two uuids).
     invoice_ids = [row[1] for row in chartmogul_state(emulator)["invoices"]]
     assert len(invoice_ids) == len(set(invoice_ids))
+
+
+# ---------------------------------------------------------------- customer heads beside full bundles
+
+
+def test_a_batch_of_heads_keeps_no_full_bundle_of_its_customers_waiting(emulator: RunningEmulator) -> None:
+    """A bulk batch of a backfill's heads is hundreds of creates at the instance's share of the rate. Had it held
+    every head's lease until the last was created, a full bundle of one of those customers, arriving at another
+    instance meanwhile, would wait and fail, and SQS would give it back only after the queue's visibility timeout
+    (5,400 s). A head holds its customer's lease for its own request only."""
+    customers = [customer_bundle(f"cus_head_{n}", months=3) for n in range(4)]
+    first = customers[0].customer.external_id
+    heads_instance, bundles_instance = upload_instances(emulator, 2, lease_wait_s=0.3)
+    first_created, full_applied = threading.Event(), threading.Event()
+    create_head = heads_instance.apply_customer_only
+
+    def first_head_then_the_others(bundle: CustomerBundle, budget: TimeBudget) -> ApplyResult:
+        if bundle.customer.external_id != first:  # the batch's other heads wait for the full bundle
+            assert full_applied.wait(30), "the full bundle never finished"
+        result = create_head(bundle, budget)
+        if bundle.customer.external_id == first:
+            first_created.set()
+        return result
+
+    heads_instance.apply_customer_only = first_head_then_the_others  # type: ignore[method-assign]
+    bulk = BulkUploader(heads_instance._api, heads_instance, sleep=lambda s: threading.Event().wait(min(s, 0.05)))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        heads = pool.submit(bulk.apply_many, [head_of(b) for b in customers], TimeBudget.seconds(60))
+        assert first_created.wait(30), "the first head was never created"
+        outcome = apply_in("bulk", bundles_instance, customers[0])  # while the other heads are still to come
+        full_applied.set()
+        head_outcomes = heads.result(timeout=60)
+
+    assert isinstance(outcome, ApplyResult) and outcome.outcome is Outcome.APPLIED, outcome
+    assert all(isinstance(o, ApplyResult) for o in head_outcomes), head_outcomes
+    assert customer_state(emulator, first) == expected_customer_state(customers[0])
+
+
+@pytest.mark.parametrize("mode", ["api", "bulk"])
+def test_a_head_of_a_customer_being_applied_is_dropped_at_once_and_never_fails(
+    emulator: RunningEmulator, mode: str
+) -> None:
+    """The apply holding the lease creates the customer itself: the head neither waits for it nor fails (a failed
+    record would come back after the visibility timeout, for nothing)."""
+    full = customer_bundle("cus_busy", months=2)
+    heads_instance, other = upload_instances(emulator, 2, lease_wait_s=5.0)
+    with other.leases.hold_if_free("cus_busy", TimeBudget.seconds(60)) as held:
+        assert held
+        emulator.server.counter.reset()
+        outcome = apply_in(mode, heads_instance, head_of(full))
+        assert writes_made(emulator) == {}
+    assert isinstance(outcome, ApplyResult) and outcome.outcome is Outcome.UNCHANGED, outcome
+    assert outcome.notes == [HEAD_LEASE_BUSY]
+    # The lease given back, the full bundle applies as if the head had never come.
+    assert isinstance(apply_in(mode, other, full), ApplyResult)
+    assert customer_state(emulator, "cus_busy") == expected_customer_state(full)

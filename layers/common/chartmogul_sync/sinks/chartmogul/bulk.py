@@ -11,8 +11,8 @@ What bulk mode sends and what it leaves to the per-object API (uploader.py), and
   customer created alone, with none of its history (a backfill's customer head, docs/architecture.md "Customer
   heads"), still goes in bulk, its customer record left out.
 - A customer head (`customer_only`) with tags or custom attributes creates its customer through the API, side by
-  side with the batch's other heads (`BundleUploader.apply_customer_only`): its whole bundle would have created it
-  so anyway, only later. One without either writes nothing: the import creates that customer, in the request that
+  side with the batch's other heads, each under its own lease for its one request (`BundleUploader.apply_head`):
+  its whole bundle would have created it so anyway, only later. One without either writes nothing: the import creates that customer, in the request that
   carries its history. Beside its customer's whole bundle in the same batch, a head is moot.
 - The bulk format has no cancellations and no custom attributes (docs/sources.md#cm-bulk-import lists its fields). After
   a customer is imported, the API pass applies the rest of the bundle's diff: cancellations, tags and custom attributes.
@@ -263,43 +263,64 @@ class BulkUploader:
     def apply_many(self, bundles: Sequence[CustomerBundle], budget: TimeBudget) -> list[BundleOutcome]:
         """Apply every bundle; one outcome per bundle, in order. Never raises for a single bundle's failure.
 
-        Every customer of the batch is applied only while its lease is held (leases.py): a customer another
+        Customer heads go first, each under its own lease for its one request (`BundleUploader.apply_head`):
+        held for the whole batch, as the other bundles' are, the leases of hundreds of heads would make a full
+        bundle of one of those customers, arriving at another instance meanwhile, wait and fail. Every other
+        bundle of the batch is applied only while its customer's lease is held (leases.py): a customer another
         upload is applying right now is waited for (bounded), then fails transiently and is redelivered. The
         staleness checks happen after the leases are taken.
         """
         outcomes: dict[int, BundleOutcome] = {}
-        customer_ids = [b.customer.external_id for b in bundles]
-        with self._uploader.leases.hold_many(customer_ids, budget) as held:
-            for index, customer_id in enumerate(customer_ids):
-                if customer_id not in held:
-                    outcomes[index] = LeaseUnavailable(customer_id, 0.0)
-            self._apply_held(bundles, [i for i in range(len(bundles)) if i not in outcomes], budget, outcomes)
+        with_history = {b.customer.external_id for b in bundles if not b.customer_only}
+        heads: dict[str, int] = {}
+        for index, bundle in enumerate(bundles):
+            customer_id = bundle.customer.external_id
+            if not bundle.customer_only:
+                continue
+            if customer_id in with_history:
+                outcomes[index] = ApplyResult(customer_id, Outcome.UNCHANGED, notes=[_HEAD_BESIDE_ITS_BUNDLE])
+            elif not _has_attributes(bundle):
+                # The import creates such a customer itself, in the same request as its history: created alone
+                # now, it would cost a request the bulk format saves.
+                outcomes[index] = ApplyResult(customer_id, Outcome.UNCHANGED, notes=[_HEAD_LEFT_TO_THE_IMPORT])
+            elif customer_id in heads:
+                outcomes[index] = ApplyResult(customer_id, Outcome.UNCHANGED, notes=[_HEAD_REPEATED])
+            else:
+                heads[customer_id] = index
+        created = map_concurrently(lambda i: self._head(bundles[i], budget), list(heads.values()), self._workers)
+        outcomes.update(zip(heads.values(), created, strict=True))
+
+        rest = [i for i in range(len(bundles)) if i not in outcomes]
+        if not rest:
+            return [outcomes[i] for i in range(len(bundles))]
+        with self._uploader.leases.hold_many([bundles[i].customer.external_id for i in rest], budget) as held:
+            for index in rest:
+                if bundles[index].customer.external_id not in held:
+                    outcomes[index] = LeaseUnavailable(bundles[index].customer.external_id, 0.0)
+            self._apply_held(bundles, [i for i in rest if i not in outcomes], budget, outcomes)
         return [outcomes[i] for i in range(len(bundles))]
+
+    def _head(self, bundle: CustomerBundle, budget: TimeBudget) -> BundleOutcome:
+        try:
+            return self._uploader.apply_head(bundle, budget)
+        except Exception as error:  # only this record fails
+            return _record_failure(bundle, error)
 
     def _apply_held(
         self, bundles: Sequence[CustomerBundle], indexes: list[int], budget: TimeBudget, outcomes: dict[int, Any]
     ) -> None:
+        """Apply the bundles (no heads among them) whose customers' leases are held."""
         newest: dict[str, int] = {}
-        heads: dict[str, int] = {}
         for index in indexes:
             customer_id = bundles[index].customer.external_id
-            if bundles[index].customer_only:
-                heads.setdefault(customer_id, index)
-            elif customer_id not in newest or bundles[index].snapshot_time > bundles[newest[customer_id]].snapshot_time:
+            if customer_id not in newest or bundles[index].snapshot_time > bundles[newest[customer_id]].snapshot_time:
                 newest[customer_id] = index
-        for customer_id, index in heads.items():
-            if customer_id in newest:
-                outcomes[index] = ApplyResult(customer_id, Outcome.UNCHANGED, notes=[_HEAD_BESIDE_ITS_BUNDLE])
-            elif not _has_attributes(bundles[index]):
-                # The import creates such a customer itself, in the same request as its history: created alone
-                # now, it would cost a request the bulk format saves.
-                outcomes[index] = ApplyResult(customer_id, Outcome.UNCHANGED, notes=[_HEAD_LEFT_TO_THE_IMPORT])
         to_import: list[int] = []
-        via_api = [index for index in heads.values() if index not in outcomes]
+        via_api: list[int] = []
         # Customers created alone (a head's work): their history goes in the import, their customer record not.
         created_alone: dict[str, KnownCustomer] = {}
         # The leases are held: the customers' entries are read in one batch, then answered from memory (idmap.py).
-        with self._idmap.read_ahead([*newest, *heads]):
+        with self._idmap.read_ahead(list(newest)):
             for customer_id, index in newest.items():
                 bundle = bundles[index]
                 try:
@@ -549,6 +570,7 @@ class BulkUploader:
 
 _HEAD_BESIDE_ITS_BUNDLE = "customer head: its customer's full bundle is in the same batch"
 _HEAD_LEFT_TO_THE_IMPORT = "customer head: no tags or custom attributes, so the bulk import creates the customer"
+_HEAD_REPEATED = "customer head: another head of this customer is earlier in the same batch"
 
 
 def _has_attributes(bundle: CustomerBundle) -> bool:

@@ -102,6 +102,20 @@ class CustomerLeases:
             self.release(customer_external_id)
 
     @contextmanager
+    def hold_if_free(self, customer_external_id: str, budget: TimeBudget) -> Iterator[bool]:
+        """Hold the customer's lease for the block if nobody holds it now; yields whether it is held. Never waits.
+
+        For work that another apply of the customer makes moot (a customer head: the apply holding the lease
+        creates the customer itself), so waiting would only hold up this batch.
+        """
+        held = self.try_acquire(customer_external_id, budget)
+        try:
+            yield held
+        finally:
+            if held:
+                self._release_quietly(customer_external_id)
+
+    @contextmanager
     def hold_many(self, customer_external_ids: Iterable[str], budget: TimeBudget) -> Iterator[set[str]]:
         """Hold these customers' leases; yields the held ones.
 
@@ -145,6 +159,15 @@ class CustomerLeases:
             logger.warning(
                 "could not give customer leases back; they expire by themselves",
                 extra={"customers": len(customer_external_ids), "error": f"{type(error).__name__}: {error}"},
+            )
+
+    def _release_quietly(self, customer_external_id: str) -> None:
+        try:
+            self.release(customer_external_id)
+        except Exception as error:  # the lease expires by itself at its `expires_at`
+            logger.warning(
+                "could not give a customer lease back; it expires by itself",
+                extra={"customer_external_id": customer_external_id, "error": f"{type(error).__name__}: {error}"},
             )
 
     def try_acquire(self, customer_external_id: str, budget: TimeBudget) -> bool:

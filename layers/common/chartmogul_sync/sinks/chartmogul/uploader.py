@@ -48,6 +48,9 @@ MAX_ROUNDS = 5
 MAX_INVOICES_PER_REQUEST = 500
 
 
+HEAD_LEASE_BUSY = "customer head: another upload is applying this customer, which creates it"
+
+
 class Outcome(StrEnum):
     APPLIED = "applied"  # writes were made
     UNCHANGED = "unchanged"  # ChartMogul already matched the bundle: no writes
@@ -98,8 +101,33 @@ class BundleUploader:
 
     def apply(self, bundle: CustomerBundle, budget: TimeBudget) -> ApplyResult:
         """Apply one bundle while holding its customer's lease (leases.py); raises LeaseUnavailable (transient)."""
+        if bundle.customer_only:
+            return self.apply_head(bundle, budget)
         with self.leases.hold_one(bundle.customer.external_id, budget):
             return self.apply_held(bundle, budget)
+
+    def apply_head(self, bundle: CustomerBundle, budget: TimeBudget) -> ApplyResult:
+        """A customer head (`apply_customer_only`) under its customer's lease, held for its one request only.
+
+        The lease is not waited for: whoever holds it is applying this customer's bundle, which creates the
+        customer itself, so the head is dropped with a note (it never fails for it, and is never redelivered).
+        """
+        customer_id = bundle.customer.external_id
+        try:
+            with self.leases.hold_if_free(customer_id, budget) as held:
+                if held:
+                    return self.apply_customer_only(bundle, budget)
+        except Exception as error:  # the lease could not be asked for: the full bundle will do the work
+            logger.warning(
+                "customer head not applied: its full bundle will create the customer",
+                extra={"customer_external_id": customer_id, "error": f"{type(error).__name__}: {error}"},
+            )
+            return ApplyResult(
+                customer_id,
+                Outcome.UNCHANGED,
+                notes=[f"customer head not applied ({type(error).__name__}): left to the full bundle"],
+            )
+        return ApplyResult(customer_id, Outcome.UNCHANGED, notes=[HEAD_LEASE_BUSY])
 
     def apply_held(self, bundle: CustomerBundle, budget: TimeBudget) -> ApplyResult:
         """Apply one bundle; the caller holds the customer's lease. The staleness decision is taken here, inside
