@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chartmogul_sync.config import UploadMode, get_settings
-from chartmogul_sync.failures import FailureReportingProcessor
+from chartmogul_sync.failures import FailureReportingProcessor, RedeliveryBackoff
 from chartmogul_sync.queues import Stage
 from chartmogul_sync.sinks.chartmogul.client import TimeBudget, read_api_key
 from chartmogul_sync.sinks.chartmogul.service import ParsedRecord, UploadService
@@ -28,8 +28,9 @@ from chartmogul_sync.sinks.chartmogul.service import ParsedRecord, UploadService
 logger = Logger()
 metrics = Metrics(namespace="ChartMogulSync")
 tracer = Tracer()
-# Every failed record is logged at WARNING with its reason, which is kept for its dead letter (failures.py).
-processor = FailureReportingProcessor(Stage.UPLOAD, logger)
+# Every failed record is logged at WARNING with its reason, which is kept for its dead letter, and comes back after
+# a short, growing delay instead of the queue's 5,400 s visibility timeout (failures.py, RedeliveryBackoff).
+processor = FailureReportingProcessor(Stage.UPLOAD, logger, backoff=RedeliveryBackoff())
 
 
 @lru_cache(maxsize=1)

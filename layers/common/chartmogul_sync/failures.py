@@ -12,6 +12,9 @@ and upload) build their batch processor here, and each failed record is
   `cmsync dlq list` shows the reason of every dead letter. The item expires (`expires_at`, the table's TTL
   attribute) after the DLQs' 14-day retention.
 
+A processor given a `RedeliveryBackoff` (the upload function's) also brings each failed record back sooner than
+the queue's visibility timeout: see that class.
+
 The Stripe events function reports its failed records itself (a partial batch response built by
 sources/stripe/realtime.py, not this processor) and keeps each one's reason in the same ledger, so its dead letters
 have reasons too.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -94,6 +98,68 @@ class FailureLedger:
         return RecordFailure.model_validate_json(item["failure"]) if item else None
 
 
+@dataclass(frozen=True)
+class RedeliveryBackoff:
+    """When a record that failed comes back: `first_s` x 2^(receives - 1) seconds after its failure, at most `max_s`.
+
+    Why: Lambda wants a queue's visibility timeout at 6 x its consumer's timeout
+    (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html), 5,400 s for the upload queue, and a
+    record the function reports as failed reappears only then. But what fails a record there passes in seconds or
+    minutes: a customer lease another instance holds, ChartMogul answering 429 past the function's own retries, the
+    time budget running out mid-import. So each failed record's visibility is set to this delay with
+    ChangeMessageVisibility (SQS counts the new timeout from the call,
+    https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html). Receive
+    counts are unchanged, so after maxReceiveCount the record still moves to the DLQ, its reason kept.
+
+    The default, 75 s doubling (75, 150, 300, 600 s: 1,125 s before the fifth receive), outlasts the longest lease
+    (`leases.MAX_LEASE_S`, 930 s), so a record waiting for a crashed holder's lease gets it before the DLQ.
+
+        >>> [RedeliveryBackoff().seconds(n) for n in (1, 2, 3, 4, 5)]
+        [75, 150, 300, 600, 900]
+    """
+
+    first_s: int = 75
+    max_s: int = 900
+
+    def seconds(self, receive_count: int | None) -> int:
+        doublings: int = max(1, receive_count or 1) - 1
+        return min(self.max_s, self.first_s * (1 << doublings))
+
+
+class QueueVisibility:
+    """Sets the visibility of one received message, by its event record (queue ARN and receipt handle)."""
+
+    def __init__(self, sqs: Any) -> None:
+        self._sqs = sqs
+        self._urls: dict[str, str] = {}
+
+    def set(self, raw_record: dict[str, Any], seconds: int) -> None:
+        self._sqs.change_message_visibility(
+            QueueUrl=self._url(raw_record["eventSourceARN"]),
+            ReceiptHandle=raw_record["receiptHandle"],
+            VisibilityTimeout=seconds,
+        )
+
+    def _url(self, queue_arn: str) -> str:
+        if queue_arn not in self._urls:  # arn:aws:sqs:<region>:<account>:<name>
+            _, _, _, _, account, name = queue_arn.split(":", 5)
+            self._urls[queue_arn] = self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+        return self._urls[queue_arn]
+
+
+def _visibility_of_this_environment() -> QueueVisibility:
+    from .config import get_settings
+
+    return _visibility_for(get_settings())
+
+
+@lru_cache(maxsize=4)
+def _visibility_for(settings: Settings) -> QueueVisibility:
+    import boto3
+
+    return QueueVisibility(boto3.client("sqs"))
+
+
 def _ledger_of_this_environment() -> FailureLedger:
     from .config import get_settings
 
@@ -117,13 +183,21 @@ class FailureReportingProcessor(BatchProcessor):
     """
 
     def __init__(
-        self, stage: Stage, logger: Logger, ledger: Callable[[], FailureLedger] = _ledger_of_this_environment
+        self,
+        stage: Stage,
+        logger: Logger,
+        ledger: Callable[[], FailureLedger] = _ledger_of_this_environment,
+        *,
+        backoff: RedeliveryBackoff | None = None,
+        visibility: Callable[[], QueueVisibility] = _visibility_of_this_environment,
     ) -> None:
         # Powertools' Logger is a logging.Logger in all but type (it forwards warning(..., exc_info=...)).
         super().__init__(event_type=EventType.SQS, logger=logger, raise_on_entire_batch_failure=False)  # type: ignore[arg-type]
         self._stage = stage
         self._powertools_logger = logger
         self._ledger = ledger
+        self._backoff = backoff
+        self._visibility = visibility
 
     def failure_handler(self, record: Any, exception: ExceptionInfo) -> FailureResponse:
         failure = describe_failure(self._stage, record, exception)
@@ -134,7 +208,8 @@ class FailureReportingProcessor(BatchProcessor):
             "correlation_id": failure.correlation_id,
             "reason": failure.reason,
             "receive_count": failure.receive_count,
-            "next": "SQS redelivers it; after maxReceiveCount it waits in the DLQ with this reason",
+            "next": f"SQS redelivers it {self._redelivery(record, failure)}; after maxReceiveCount it waits in the DLQ"
+            " with this reason",
         }
         self._powertools_logger.append_keys(**keys)
         try:
@@ -149,6 +224,17 @@ class FailureReportingProcessor(BatchProcessor):
                 extra={"message_id": failure.message_id, "error": f"{type(error).__name__}: {error}"[:300]},
             )
         return response
+
+    def _redelivery(self, record: Any, failure: RecordFailure) -> str:
+        """Shorten the record's wait by the backoff, if any; when SQS redelivers it, for the WARNING line."""
+        if self._backoff is None:
+            return "after the queue's visibility timeout"
+        seconds = self._backoff.seconds(failure.receive_count)
+        try:
+            self._visibility().set(getattr(record, "raw_event", None) or {}, seconds)
+        except Exception as error:  # the record comes back after the queue's visibility timeout instead
+            return f"after the queue's visibility timeout (shortening it failed: {type(error).__name__}: {error})"[:300]
+        return f"in {seconds} s"
 
 
 def describe_failure(stage: Stage, record: Any, exception: ExceptionInfo) -> RecordFailure:
@@ -181,4 +267,11 @@ def _envelope_hints(body: str) -> dict[str, str]:
     return {k: v for k in ("customer_external_id", "correlation_id") if isinstance(v := parsed.get(k), str)}
 
 
-__all__ = ["FailureLedger", "FailureReportingProcessor", "RecordFailure", "describe_failure"]
+__all__ = [
+    "FailureLedger",
+    "FailureReportingProcessor",
+    "QueueVisibility",
+    "RecordFailure",
+    "RedeliveryBackoff",
+    "describe_failure",
+]

@@ -12,8 +12,9 @@ What bulk mode sends and what it leaves to the per-object API (uploader.py), and
   heads"), still goes in bulk, its customer record left out.
 - A customer head (`customer_only`) with tags or custom attributes creates its customer through the API, side by
   side with the batch's other heads, each under its own lease for its one request (`BundleUploader.apply_head`):
-  its whole bundle would have created it so anyway, only later. One without either writes nothing: the import creates that customer, in the request that
-  carries its history. Beside its customer's whole bundle in the same batch, a head is moot.
+  its whole bundle would have created it so anyway, only later. One without either writes nothing: the import
+  creates that customer, in the request that carries its history. Beside its customer's whole bundle in the same
+  batch, a head is moot.
 - The bulk format has no cancellations and no custom attributes (docs/sources.md#cm-bulk-import lists its fields). After
   a customer is imported, the API pass applies the rest of the bundle's diff: cancellations, tags and custom attributes.
   For a customer with neither, that pass makes no request.

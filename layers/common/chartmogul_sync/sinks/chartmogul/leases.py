@@ -20,8 +20,10 @@ cannot outlive its lease; and a crash while holding one blocks the customer only
 shorter than the upload queue's visibility timeout (6 x the function timeout), so the crashed record's redelivery
 always finds the lease free.
 
-A lease that cannot be had within the wait is a transient failure: the record is redelivered after the
-visibility timeout (by then the other apply has finished, and the staleness check decides).
+A lease that cannot be had within the wait is a transient failure: the record is redelivered (75 s later at
+first, doubling with each receive: failures.py `RedeliveryBackoff`, whose delays before the fifth receive outlast
+MAX_LEASE_S); by then the other apply has finished, and the staleness check decides. A customer head never waits
+(`hold_if_free`): the apply holding the lease creates that customer itself.
 
     leases = CustomerLeases(state, data_source_uuid)
     with leases.hold_one("cus_123", budget):
