@@ -46,8 +46,7 @@ logger = Logger(child=True)
 MAX_ROUNDS = 5
 # "All new invoices of a customer in one request"; the cap only bounds the body of a years-long first import.
 MAX_INVOICES_PER_REQUEST = 500
-
-
+# The note of a customer head dropped because another apply holds its customer's lease (`apply_head`).
 HEAD_LEASE_BUSY = "customer head: another upload is applying this customer, which creates it"
 
 
