@@ -155,6 +155,7 @@ def _visibility_of_this_environment() -> QueueVisibility:
 
 @lru_cache(maxsize=4)
 def _visibility_for(settings: Settings) -> QueueVisibility:
+    # Per settings, as the ledger: one client and queue-URL cache per local stack in the runtime's one process.
     import boto3
 
     return QueueVisibility(boto3.client("sqs"))
@@ -201,6 +202,7 @@ class FailureReportingProcessor(BatchProcessor):
 
     def failure_handler(self, record: Any, exception: ExceptionInfo) -> FailureResponse:
         failure = describe_failure(self._stage, record, exception)
+        redelivery = self._shorten_wait(record, failure)
         keys = {
             "stage": failure.stage.value,
             "message_id": failure.message_id,
@@ -208,8 +210,7 @@ class FailureReportingProcessor(BatchProcessor):
             "correlation_id": failure.correlation_id,
             "reason": failure.reason,
             "receive_count": failure.receive_count,
-            "next": f"SQS redelivers it {self._redelivery(record, failure)}; after maxReceiveCount it waits in the DLQ"
-            " with this reason",
+            "next": f"SQS redelivers it {redelivery}; after maxReceiveCount it waits in the DLQ with this reason",
         }
         self._powertools_logger.append_keys(**keys)
         try:
@@ -225,8 +226,8 @@ class FailureReportingProcessor(BatchProcessor):
             )
         return response
 
-    def _redelivery(self, record: Any, failure: RecordFailure) -> str:
-        """Shorten the record's wait by the backoff, if any; when SQS redelivers it, for the WARNING line."""
+    def _shorten_wait(self, record: Any, failure: RecordFailure) -> str:
+        """Set the record's visibility to the backoff's delay, if there is a backoff; says when SQS redelivers it."""
         if self._backoff is None:
             return "after the queue's visibility timeout"
         seconds = self._backoff.seconds(failure.receive_count)
