@@ -59,9 +59,9 @@ class Settings(BaseSettings):
 
     chartmogul_data_source_name: str = "chartmogul-sync (Stripe)"
     upload_mode: UploadMode = UploadMode.API
-    # A backfill sends each customer's record alone as soon as the customers are listed, so ChartMogul's customers
-    # are created while the export lists their history (docs/architecture.md "Customer heads"); off, each customer
-    # is created with its first full bundle, after the whole history is listed.
+    # A backfill sends each customer's record alone as soon as its page of customers is listed, so ChartMogul's
+    # customers are created while the export lists their history (docs/architecture.md "Customer heads"); off, each
+    # customer is created with its first full bundle, after the whole history is listed.
     backfill_customer_heads: bool = True
     # Path of the mapping config YAML (see chartmogul_sync.transform.config); unset or empty = the documented
     # defaults (the template passes "" when its MappingConfigPath parameter is left empty).

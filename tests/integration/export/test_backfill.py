@@ -259,15 +259,17 @@ def test_a_backfill_asked_for_api_uploads_carries_it_through_its_continuations_t
 def test_a_backfill_sends_each_listed_customer_alone_before_any_whole_snapshot(
     rig: ExportRig, account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Customer heads (docs/architecture.md "Customer heads"): as soon as the customers are listed, each one's
-    customer object alone, so the upload creates ChartMogul's customers while the export lists the rest."""
+    """Customer heads (docs/architecture.md "Customer heads"): each listed customer's object alone, sent as its page
+    of the customers list comes, so the upload creates ChartMogul's customers while the export lists the rest."""
     # One page or one partition per invocation, so the test sees when each message was sent.
     monkeypatch.setattr(export_wiring, "limits", ExportLimits(handover_reserve_s=900, customers_per_partition=40))
     seen: list[tuple[int, int]] = []  # (heads, snapshots) taken off the raw queue after each invocation
+    listed: list[int] = []  # customers listed by the end of each invocation
     outcome = rig.invoke({"mode": "backfill"})
     for _ in range(400):  # bounded: a run that never finishes fails below
         rig.raw_messages.extend(rig.take_raw_messages())
         seen.append((len(rig.customer_heads), len(rig.raw_messages)))
+        listed.append(outcome["detail"]["customers_listed"])
         if not rig.continuations:
             break
         outcome = rig.invoke(rig.continuations.pop(0).model_dump(mode="json"))
@@ -275,6 +277,10 @@ def test_a_backfill_sends_each_listed_customer_alone_before_any_whole_snapshot(
 
     live = sorted(c.id for c in account.store.customers if c.deleted_at is None)
     assert sorted(m.customer_external_id for m in rig.customer_heads) == live
+    # The first page's heads went before the customers were listed whole (the account has two pages of them): the
+    # upload can start a page's round trip into the run. Every invocation had sent the heads of what it listed.
+    assert 0 < seen[0][0] < len(live) and listed[0] < len(live)
+    assert all(heads == customers for (heads, _), customers in zip(seen, listed, strict=True) if customers < len(live))
     first_snapshots = next(i for i, (_, snapshots) in enumerate(seen) if snapshots)
     assert seen[first_snapshots - 1][0] == len(live)  # every head went before the first whole snapshot
     assert outcome["detail"]["customer_heads_sent"] == len(live)

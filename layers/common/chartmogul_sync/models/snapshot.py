@@ -42,7 +42,7 @@ class CustomerSnapshot(InboundModel):
     # what the exporter still knew (its last `customer.deleted` event payload) where it had it.
     deleted: bool = False
     # A backfill's head start (docs/architecture.md "Customer heads"): the customer object alone, sent as soon as
-    # the customers are listed, so that ChartMogul's customers are created while the export lists their history.
+    # its page of customers is listed, so that ChartMogul's customers are created while the export lists the rest.
     # The full snapshot follows; a head never stands for it (no other objects, never deleted).
     customer_only: bool = False
     subscriptions: list[StripeObject] = Field(default_factory=list)

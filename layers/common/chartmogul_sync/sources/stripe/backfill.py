@@ -9,11 +9,11 @@ listed, is retrieved).
 Steps, in order, each checkpointed in DynamoDB (`backfill#<run_id>` / `checkpoint`):
 
 1. products, prices: the catalog, staged whole (it is per account, not per customer);
-2. customers, staged as listed; their count decides the number of partitions (`customers_per_partition`), so a
-   partition holds about the same number of customers whatever the account's size;
-3. customers again, from S3 into their partitions; each one's head (its customer object alone) is sent to the raw
-   queue, so that ChartMogul's customers are created while the next step lists their history
-   (docs/architecture.md "Customer heads");
+2. customers, staged as listed, each page's customer heads (each customer object alone) sent to the raw queue as
+   the page comes, so that ChartMogul's customers are created while the rest is listed (docs/architecture.md
+   "Customer heads"); their count decides the number of partitions (`customers_per_partition`), so a partition
+   holds about the same number of customers whatever the account's size;
+3. customers again, from S3 into their partitions;
 4. subscriptions, invoices, invoice items, charges, credit notes, refunds (with their charge expanded, which
    names the customer): staged into their customer's partition;
 5. assembly: one partition at a time, read back, one snapshot per customer, sent to the raw queue.
@@ -564,6 +564,9 @@ def _list_group(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint,
 
     for name, page in lists.pages():
         resource, stager = resources[name], stagers[name]
+        if resource is StripeList.CUSTOMERS:
+            # As the page comes, not once the list is read whole: the upload starts a page's round trip into the run.
+            checkpoint = _send_heads(exporter, checkpoint, page.data)
         for obj in page.data:
             if resource in CATALOG_LISTS or resource is StripeList.CUSTOMERS:
                 stager.add(UNPARTITIONED, obj)
@@ -617,18 +620,15 @@ def _oldest_possible(checkpoint: Checkpoint, resource: StripeList) -> int:
 
 
 def _partition_customers(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, bool]:
-    """Copy the listed customers into their partitions, one source chunk at a time; send each chunk's customer
-    heads (`_send_heads`) before the checkpoint moves past it."""
+    """Copy the listed customers into their partitions, one source chunk at a time."""
     stager = Stager(exporter, PARTITION_CUSTOMERS)
     prefix = _partition_prefix(exporter, LIST_CUSTOMERS.name, UNPARTITIONED)
     sources = _chunk_keys(exporter, prefix)
     StagedManifests(exporter, checkpoint).check(LIST_CUSTOMERS.name, sources, prefix)
     position = checkpoint.position
     while position < len(sources):
-        customers = list(_read_chunk(exporter, sources[position]))
-        for customer in customers:
+        for customer in _read_chunk(exporter, sources[position]):
             stager.add(str(partition_of(str(customer["id"]), checkpoint.partitions)), customer)
-        checkpoint = _send_heads(exporter, checkpoint, customers)
         position += 1
         last = position == len(sources)
         out_of_time = exporter.time_to_hand_over()
@@ -647,10 +647,11 @@ def _partition_customers(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Ch
 
 
 def _send_heads(exporter: Exporter, checkpoint: Checkpoint, customers: list[StripeJson]) -> Checkpoint:
-    """Each listed customer's head (docs/architecture.md "Customer heads"): its customer object alone, sent now so
-    that the upload creates ChartMogul's customers while the export lists their history, most of a backfill's
-    time. Its snapshot time is the run's, as its full snapshot's will be. Sent again after a crash before the
-    checkpoint moved on: a head of a customer ChartMogul holds writes nothing (`apply_customer_only`)."""
+    """The head of each customer of a page just listed (docs/architecture.md "Customer heads"): its customer object
+    alone, sent now so that the upload creates ChartMogul's customers while the export lists the rest, most of a
+    backfill's time. Its snapshot time is the run's, as its full snapshot's will be. Sent again when a crash comes
+    before the page is staged and checkpointed (the page is listed again): a head of a customer ChartMogul holds
+    writes nothing (`apply_customer_only`)."""
     if not exporter.settings.backfill_customer_heads:
         return checkpoint
     heads = [
