@@ -228,3 +228,36 @@ def test_a_chunk_needing_a_plan_another_import_creates_waits_for_that_import(mon
         assert sorted("plans" in i["status_details"] for i in _imports(emulator)) == [False, True]
         assert all(isinstance(o, ApplyResult) for o in outcomes) and len(outcomes) == 200
         assert chartmogul_state(emulator) == expected_state(*bundles)
+
+
+def test_a_chunk_waiting_for_a_plan_goes_once_that_import_finished_not_after_its_customers_api_pass(monkeypatch):
+    """The wait for a plan ends with the import that creates it: the cancellations of that import's customers,
+    which follow it through the API, run beside the next chunk's import instead of before it (measured in slow
+    motion: chunks waited seconds each for those passes)."""
+    from moto import mock_aws
+
+    from chartmogul_sync.sinks.chartmogul.uploader import ApplyResult
+    from localdev.chartmogul_emulator import start
+
+    from .conftest import EMULATOR_NOW
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    # The first chunk's customers each have a cancellation to set after their import (two requests each); the
+    # second chunk's need the plan the first import creates.
+    cancelled = [customer_bundle(f"cus_{n:03d}", months=5, cancelled_at=CANCELLED) for n in range(100)]
+    plain = [customer_bundle(f"cus_{n:03d}", months=1) for n in range(100, 200)]
+    patch = "PATCH /v1/import/subscriptions/{uuid} 202"
+    with mock_aws(), start(now=EMULATOR_NOW, bulk_queued_seconds=0.05, bulk_processing_seconds=3600) as emulator:
+        thread, outcomes = _bulk_in_background(emulator, [*cancelled, *plain])
+        assert _wait_for(lambda: len(_imports(emulator)) == 1)
+        emulator.options.latency_ms = 300  # the API pass of the first chunk takes seconds from here
+        emulator.options.bulk_processing_seconds = 0
+        assert _wait_for(lambda: len(_imports(emulator)) == 2)
+        cancellations_before_second_import = requests_made(emulator).get(patch, 0)
+        emulator.options.latency_ms = 0
+        thread.join(timeout=120)
+        assert cancellations_before_second_import < len(cancelled)
+        assert requests_made(emulator)[patch] == len(cancelled)
+        assert all(isinstance(o, ApplyResult) for o in outcomes) and len(outcomes) == 200
+        assert chartmogul_state(emulator) == expected_state(*cancelled, *plain)

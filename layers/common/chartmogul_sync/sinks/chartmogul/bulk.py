@@ -26,12 +26,14 @@ What bulk mode sends and what it leaves to the per-object API (uploader.py), and
 - A batch of 200 customers or more is imported in chunks (up to four, each at least the recommended 100
   customers): while ChartMogul processes one chunk's import, the next chunk is created and sent, so the instance
   keeps using its share of the rate instead of waiting. A chunk that needs a plan an unfinished import is
-  creating waits for that import: the plan is sent once, and ChartMogul promises no order between imports.
+  creating waits for ChartMogul to finish that import (not for the API pass of its customers, which runs beside):
+  the plan is sent once, and ChartMogul promises no order between imports.
 """
 
 import hashlib
 import json
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -377,16 +379,18 @@ class BulkUploader:
         index_of = {bundles[i].customer.external_id: i for i in indexes}
         prefix = "cmsync-" + hashlib.sha256(" ".join(sorted(index_of)).encode()).hexdigest()[:12]
         prefix += "-" + uuid.uuid4().hex[:8]  # a retried batch is a new import, never a clash of import ids
-        in_flight: list[tuple[BulkPayload, Future[list[BundleOutcome]]]] = []
+        # Each import in flight, with the event set once ChartMogul has finished it (its customers' API pass apart).
+        in_flight: list[tuple[BulkPayload, Future[list[BundleOutcome]], threading.Event]] = []
         with ThreadPoolExecutor(max_workers=MAX_CHUNKS, thread_name_prefix="bulk-import") as imports:
             for number, chunk in enumerate(import_chunks(indexes), start=1):
                 created = self._create_chunk(bundles, chunk, budget, outcomes, created_alone)
                 to_import = [i for i in chunk if i not in outcomes]
                 needed = {p.external_id for i in to_import for p in bundles[i].plans}
-                # A plan an unfinished import is creating is sent once: the chunks that need it wait for that import.
-                for sent, future in in_flight:
+                # A plan an unfinished import is creating is sent once: the chunks that need it wait for that import
+                # to finish, not for the API pass of its customers after it (the plan exists by then).
+                for sent, _future, finished in in_flight:
                     if needed & sent.plans.keys():
-                        future.result()
+                        finished.wait(timeout=max(0.0, budget.remaining()))
                 known_plans = self._idmap.known_plans(needed)
                 payloads, too_big = pack_payloads(
                     [bundles[i] for i in to_import],
@@ -400,8 +404,10 @@ class BulkUploader:
                     outcomes[index_of[bundle.customer.external_id]] = self._via_api(bundle, budget)
                 for payload in payloads:
                     submitted = self._submit_import(payload, budget)
-                    in_flight.append((payload, imports.submit(self._run_import, payload, submitted, created, budget)))
-            for payload, future in in_flight:
+                    finished = threading.Event()
+                    future = imports.submit(self._run_import, payload, submitted, created, budget, finished)
+                    in_flight.append((payload, future, finished))
+            for payload, future, _finished in in_flight:
                 for bundle, outcome in zip(payload.bundles, future.result(), strict=True):
                     outcomes[index_of[bundle.customer.external_id]] = outcome
 
@@ -463,8 +469,23 @@ class BulkUploader:
         submitted: Any | ChartMogulError,
         created: dict[str, KnownCustomer],
         budget: TimeBudget,
+        done: threading.Event,
     ) -> list[BundleOutcome]:
-        """Wait for a submitted import, then each of its customers' outcome (and API pass), in payload order."""
+        """Wait for a submitted import, then each of its customers' outcome (and API pass), in payload order. `done`
+        is set once ChartMogul has finished the import and its plans are remembered (or it failed)."""
+        try:
+            return self._finish_import(payload, submitted, created, budget, done)
+        finally:
+            done.set()
+
+    def _finish_import(
+        self,
+        payload: BulkPayload,
+        submitted: Any | ChartMogulError,
+        created: dict[str, KnownCustomer],
+        budget: TimeBudget,
+        done: threading.Event,
+    ) -> list[BundleOutcome]:
         customer_ids = [b.customer.external_id for b in payload.bundles]
         try:
             if isinstance(submitted, ChartMogulError):
@@ -489,6 +510,7 @@ class BulkUploader:
         if payload.plans and plans is not None and plans.imported:
             for plan in payload.plans.values():
                 self._idmap.remember_plan(plan.external_id, KnownPlan(uuid=None, fields=plan_fields(plan)))
+        done.set()  # the chunks waiting for its plans go on while its customers' API pass runs
         statuses = customer_statuses(details, customer_ids)
         # The API pass of each imported customer (one bundle per customer, its lease held) runs side by side.
         return map_concurrently(
