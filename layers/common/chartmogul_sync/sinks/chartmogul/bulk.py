@@ -30,6 +30,7 @@ What bulk mode sends and what it leaves to the per-object API (uploader.py), and
   the plan is sent once, and ChartMogul promises no order between imports.
 """
 
+import functools
 import hashlib
 import json
 import math
@@ -238,6 +239,14 @@ def _messages(value: Any, path: str = "") -> list[str]:
 BundleOutcome = ApplyResult | BundleRefused | ChartMogulError | Exception
 
 
+def _set_once_returned(done: threading.Event, work: Callable[[], list[BundleOutcome]]) -> list[BundleOutcome]:
+    """Run `work`, then set `done` however it ended, so no chunk waiting on it waits past a crash."""
+    try:
+        return work()
+    finally:
+        done.set()
+
+
 def _record_failure(bundle: CustomerBundle, error: Exception) -> Exception:
     logger.warning(
         "bulk apply failed for one customer",
@@ -405,7 +414,8 @@ class BulkUploader:
                 for payload in payloads:
                     submitted = self._submit_import(payload, budget)
                     finished = threading.Event()
-                    future = imports.submit(self._run_import, payload, submitted, created, budget, finished)
+                    run = functools.partial(self._run_import, payload, submitted, created, budget, finished)
+                    future = imports.submit(_set_once_returned, finished, run)
                     in_flight.append((payload, future, finished))
             for payload, future, _finished in in_flight:
                 for bundle, outcome in zip(payload.bundles, future.result(), strict=True):
@@ -472,20 +482,7 @@ class BulkUploader:
         done: threading.Event,
     ) -> list[BundleOutcome]:
         """Wait for a submitted import, then each of its customers' outcome (and API pass), in payload order. `done`
-        is set once ChartMogul has finished the import and its plans are remembered (or it failed)."""
-        try:
-            return self._finish_import(payload, submitted, created, budget, done)
-        finally:
-            done.set()
-
-    def _finish_import(
-        self,
-        payload: BulkPayload,
-        submitted: Any | ChartMogulError,
-        created: dict[str, KnownCustomer],
-        budget: TimeBudget,
-        done: threading.Event,
-    ) -> list[BundleOutcome]:
+        is set once ChartMogul has finished the import and its plans are remembered."""
         customer_ids = [b.customer.external_id for b in payload.bundles]
         try:
             if isinstance(submitted, ChartMogulError):
