@@ -267,3 +267,23 @@ def test_transactions_checked_first_do_what_motos_own_do(sqs: Any, monkeypatch: 
         "Item": held_by_one,
     }
     assert patched[-1] == [("b", "one"), ("c", "two")]
+
+
+def test_the_server_finds_each_hosts_service_as_motos_own_dispatcher_does(sqs: Any) -> None:
+    """The dispatcher's answer kept per host is the answer moto's own lookup gives, asked once or many times, for
+    the hosts the local runtime's clients send (each service of the template, by endpoint and by service name),
+    one moto does not serve, and none."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original = moto_fixes._ORIGINALS["get_backend_for_host"]
+    assert DomainDispatcherApplication.get_backend_for_host is not original
+    dispatcher = DomainDispatcherApplication(create_app=lambda service: None)  # type: ignore[arg-type,return-value]
+    hosts: list[str | None] = [
+        f"{service}.{REGION}.amazonaws.com"
+        for service in ("s3", "sqs", "dynamodb", "secretsmanager", "ssm", "events", "scheduler", "kms", "logs")
+    ]
+    hosts += ["s3.amazonaws.com", "bucket.s3.amazonaws.com", "sqs", "dynamodb", "moto_api", "example.org", None]
+    expected = {host: original(dispatcher, host) for host in hosts}
+    assert expected["s3.us-east-1.amazonaws.com"] == "s3" and expected["example.org"] is None
+    for _ in range(3):
+        assert {host: dispatcher.get_backend_for_host(host) for host in hosts} == expected

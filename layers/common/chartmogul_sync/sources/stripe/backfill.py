@@ -16,11 +16,13 @@ Steps, in order, each checkpointed in DynamoDB (`backfill#<run_id>` / `checkpoin
 3. customers again, from S3 into their partitions;
 4. subscriptions, invoices, invoice items, charges, credit notes, refunds (with their charge expanded, which
    names the customer): staged into their customer's partition;
-5. assembly: one partition at a time, read back, one snapshot per customer, sent to the raw queue.
+5. assembly: one partition at a time, read back (its chunks side by side, the next partition while this one is
+   assembled), one snapshot per customer, sent to the raw queue.
 
-Memory holds one staging buffer (`flush_bytes`), the catalog, and one partition. A run near its time limit
-writes its checkpoint and hands over to a continuation; a crashed run resumes from the last checkpoint: pages
-already written to S3 are not listed again, at most the unflushed buffer's pages are.
+Memory holds one staging buffer (`flush_bytes`), the catalog, and two partitions (the one being assembled, and the
+next, read ahead). A run near its time limit writes its checkpoint and hands over to a continuation; a crashed run
+resumes from the last checkpoint: pages already written to S3 are not listed again, at most the unflushed buffer's
+pages are.
 
 Staged data is complete or the run fails loudly. Every flush writes a manifest beside its chunks
 (`backfill/<run_id>/<step>/manifest/chunk-<n>.json`: each chunk key and its object count) and the checkpoint counts
@@ -36,7 +38,7 @@ import json
 import math
 import zlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
@@ -69,6 +71,10 @@ from .snapshots import (
 from .windows import STRIPE_EPOCH, ListSpec, ListWindow, WindowedLists
 
 CHECKPOINT_SK = "checkpoint"
+# Staged chunks written or read at once (a flush writes one per partition; a partition is read from one per flush):
+# below boto3's default connection pool of 10 per client (botocore's `max_pool_connections`), which the export's
+# other S3 calls share.
+CHUNK_LANES = 8
 CATALOG_LISTS = (StripeList.PRODUCTS, StripeList.PRICES)
 UNPARTITIONED = "all"
 
@@ -248,13 +254,14 @@ class Stager:
 
     def flush(self, chunk: int) -> None:
         """Write the buffered chunks, then their manifest (what the checkpoint about to be written vouches for)."""
-        written: dict[str, int] = {}
-        for partition, lines in sorted(self._buffers.items()):
-            chunk_key = f"{_partition_prefix(self._exporter, self._step_name, partition)}chunk-{chunk:06d}.jsonl"
-            self._exporter.s3.put_object(
-                Bucket=self._exporter.settings.staging_bucket, Key=chunk_key, Body="\n".join(lines).encode()
-            )
-            written[chunk_key] = len(lines)
+        chunks = {
+            f"{_partition_prefix(self._exporter, self._step_name, partition)}chunk-{chunk:06d}.jsonl": lines
+            for partition, lines in sorted(self._buffers.items())
+        }
+        # A chunk per partition, a hundred or more: their PUTs go side by side, as the GETs that read them back do.
+        with ThreadPoolExecutor(max_workers=CHUNK_LANES, thread_name_prefix="staged-chunks") as pool:
+            list(pool.map(self._put_chunk, chunks.items()))
+        written = {chunk_key: len(lines) for chunk_key, lines in chunks.items()}
         self._exporter.s3.put_object(
             Bucket=self._exporter.settings.staging_bucket,
             Key=_manifest_key(self._exporter, self._step_name, chunk),
@@ -263,6 +270,12 @@ class Stager:
         )
         self._buffers.clear()
         self.size_bytes = 0
+
+    def _put_chunk(self, chunk: tuple[str, list[str]]) -> None:
+        chunk_key, lines = chunk
+        self._exporter.s3.put_object(
+            Bucket=self._exporter.settings.staging_bucket, Key=chunk_key, Body="\n".join(lines).encode()
+        )
 
 
 def _manifest_key(exporter: Exporter, step_name: str, chunk: int) -> str:
@@ -325,16 +338,28 @@ def _s3_code(error: BaseException) -> str | None:
 def _read_staged(
     exporter: Exporter, step_name: str, partition: str, manifests: StagedManifests | None = None
 ) -> Iterator[StripeJson]:
+    """A step's staged objects of one partition, chunk after chunk in the order they were written. A partition has
+    a chunk per flush of the listing, hundreds on a large account, each a small S3 object: their GETs go side by
+    side (`CHUNK_LANES`), as one after another their round trips would add up to seconds per partition."""
     prefix = _partition_prefix(exporter, step_name, partition)
     keys = _chunk_keys(exporter, prefix)
     if manifests is not None:
         manifests.check(step_name, keys, prefix)
-    for chunk_key in keys:
-        yield from _read_chunk(exporter, chunk_key)
+    with ThreadPoolExecutor(max_workers=CHUNK_LANES, thread_name_prefix="staged-chunks") as pool:
+        for body in pool.map(partial(_chunk_body, exporter), keys):
+            yield from _objects_of(body)
 
 
 def _read_chunk(exporter: Exporter, chunk_key: str) -> Iterator[StripeJson]:
+    return _objects_of(_chunk_body(exporter, chunk_key))
+
+
+def _chunk_body(exporter: Exporter, chunk_key: str) -> bytes:
     body: bytes = exporter.s3.get_object(Bucket=exporter.settings.staging_bucket, Key=chunk_key)["Body"].read()
+    return body
+
+
+def _objects_of(body: bytes) -> Iterator[StripeJson]:
     for line in body.decode().splitlines():
         if line:
             yield json.loads(line)
@@ -671,54 +696,78 @@ def _assemble(exporter: Exporter, checkpoint: Checkpoint) -> tuple[Checkpoint, b
         for obj in _read_staged(exporter, resource.value, UNPARTITIONED, manifests):
             catalog.add(resource, obj)
     deletions = RecentDeletions(exporter.api)
-    snapshot_time = checkpoint.started_at
-    while checkpoint.position < checkpoint.partitions:
-        partition = checkpoint.position
-        records = _partition_records(exporter, partition, manifests)
-        orphans_skipped = drafts = set_aside = 0
-        snapshots: list[tuple[CustomerSnapshot, datetime]] = []
-        found = _orphans_records(exporter, records, checkpoint.range, deletions)
-        for customer_id in sorted(records):
-            customer_records = records[customer_id]
-            try:
-                if customer_records.customer is None:
-                    whole = found[customer_id]
-                    if isinstance(whole, stripe.StripeError):
-                        raise whole
-                    if whole is None:
-                        orphans_skipped += 1
-                        continue
-                    customer_records = whole
-                snapshot = assemble_snapshot(customer_records, catalog)
-            except stripe.StripeError as error:
-                # The per-customer requests of assembly (an orphan's customer, a deleted price): one customer
-                # Stripe refuses for good is set aside; a passing failure fails the invocation, which resumes.
-                if not is_permanent_for_object(error):
-                    raise
-                exporter.set_aside_customer(customer_id, error)
-                set_aside += 1
-                continue
-            drafts += customer_records.drafts_skipped
-            snapshots.append((snapshot, snapshot_time))
-        del records
-        # Bulk imports by default for a backfill's many customers (docs/architecture.md "Upload modes"); the run's
-        # request may ask for the per-object API instead.
-        sent = exporter.send_snapshots(snapshots, upload_mode=checkpoint.upload_mode)
-        checkpoint = _save(
-            exporter,
-            checkpoint.model_copy(
-                update={
-                    "position": partition + 1,
-                    "customers_enqueued": checkpoint.customers_enqueued + sent,
-                    "orphans_skipped": checkpoint.orphans_skipped + orphans_skipped,
-                    "drafts_skipped": checkpoint.drafts_skipped + drafts,
-                    "customers_set_aside": checkpoint.customers_set_aside + set_aside,
-                }
-            ),
-        )
-        if checkpoint.position < checkpoint.partitions and exporter.time_to_hand_over():
-            return checkpoint, False
+    # The next partition is read while this one is assembled and sent: reading (S3 round trips, JSON decoding) and
+    # sending (S3 and SQS round trips) took about as long as each other, one after the other. Only the read-ahead
+    # thread reads staged data, so `manifests` is never used by two threads at once.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="partition-read-ahead") as read_ahead:
+
+        def read(partition: int) -> Future[dict[str, CustomerRecords]] | None:
+            if partition >= checkpoint.partitions:
+                return None
+            return read_ahead.submit(_partition_records, exporter, partition, manifests)
+
+        next_records = read(checkpoint.position)
+        while next_records is not None:
+            partition = checkpoint.position
+            records = next_records.result()
+            next_records = read(partition + 1)
+            checkpoint = _assemble_partition(exporter, checkpoint, partition, records, catalog, deletions)
+            if next_records is not None and exporter.time_to_hand_over():
+                next_records.cancel()  # or, already reading, left unused: the continuation reads it again
+                return checkpoint, False
     return checkpoint, True
+
+
+def _assemble_partition(
+    exporter: Exporter,
+    checkpoint: Checkpoint,
+    partition: int,
+    records: dict[str, CustomerRecords],
+    catalog: Catalog,
+    deletions: RecentDeletions,
+) -> Checkpoint:
+    """Build each customer's snapshot of one partition from its staged records, send them, checkpoint past it."""
+    snapshot_time = checkpoint.started_at
+    orphans_skipped = drafts = set_aside = 0
+    snapshots: list[tuple[CustomerSnapshot, datetime]] = []
+    found = _orphans_records(exporter, records, checkpoint.range, deletions)
+    for customer_id in sorted(records):
+        customer_records = records[customer_id]
+        try:
+            if customer_records.customer is None:
+                whole = found[customer_id]
+                if isinstance(whole, stripe.StripeError):
+                    raise whole
+                if whole is None:
+                    orphans_skipped += 1
+                    continue
+                customer_records = whole
+            snapshot = assemble_snapshot(customer_records, catalog)
+        except stripe.StripeError as error:
+            # The per-customer requests of assembly (an orphan's customer, a deleted price): one customer
+            # Stripe refuses for good is set aside; a passing failure fails the invocation, which resumes.
+            if not is_permanent_for_object(error):
+                raise
+            exporter.set_aside_customer(customer_id, error)
+            set_aside += 1
+            continue
+        drafts += customer_records.drafts_skipped
+        snapshots.append((snapshot, snapshot_time))
+    # Bulk imports by default for a backfill's many customers (docs/architecture.md "Upload modes"); the run's
+    # request may ask for the per-object API instead.
+    sent = exporter.send_snapshots(snapshots, upload_mode=checkpoint.upload_mode)
+    return _save(
+        exporter,
+        checkpoint.model_copy(
+            update={
+                "position": partition + 1,
+                "customers_enqueued": checkpoint.customers_enqueued + sent,
+                "orphans_skipped": checkpoint.orphans_skipped + orphans_skipped,
+                "drafts_skipped": checkpoint.drafts_skipped + drafts,
+                "customers_set_aside": checkpoint.customers_set_aside + set_aside,
+            }
+        ),
+    )
 
 
 def _partition_records(exporter: Exporter, partition: int, manifests: StagedManifests) -> dict[str, CustomerRecords]:
